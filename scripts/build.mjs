@@ -1,0 +1,63 @@
+// Builds what runs: the cloud-config schema compiled to a standalone ajv validator, each program
+// bundled into one file under dist/, and a V8 code cache for each bundle.
+import { mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Ajv from 'ajv';
+import standaloneCode from 'ajv/dist/standalone/index.js';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const generated = join(root, 'src/cloudconfig/generated');
+
+/** Every error, strict schema checking; union types because string fields also take YAML numbers and booleans. */
+export const ajvOptions = { allErrors: true, strict: true, allowUnionTypes: true, code: { source: true } };
+
+function compileSchema() {
+  const schema = JSON.parse(readFileSync(join(root, 'schemas/cloud-config.schema.json'), 'utf8'));
+  const ajv = new Ajv.default(ajvOptions);
+  // An editor annotation (VS Code, yaml-language-server); the validator reads it from the schema.
+  ajv.addKeyword({ keyword: 'deprecationMessage', schemaType: 'string' });
+  const validate = ajv.compile(schema);
+  mkdirSync(generated, { recursive: true });
+  writeFileSync(join(generated, 'schema-validator.js'), standaloneCode.default(ajv, validate));
+  writeFileSync(
+    join(generated, 'schema-validator.d.ts'),
+    "import type { ErrorObject } from 'ajv';\n" +
+      'declare const validate: ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };\n' +
+      'export = validate;\n',
+  );
+}
+
+const programs = ['coreos-cloudinit'];
+
+async function bundle() {
+  await build({
+    entryPoints: Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])),
+    outdir: join(root, 'dist'),
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+}
+
+function writeCodeCaches() {
+  const examples = readdirSync(join(root, 'examples'))
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => join(root, 'examples', f));
+  // A real run over the examples, so the cache holds the functions validation compiles.
+  const run = spawnSync(process.execPath, [join(root, 'bin/coreos-cloudinit.js'), '--validate', '--from-file', ...examples], {
+    env: { ...process.env, BOOTSMITH_WRITE_CODE_CACHE: '1' },
+    encoding: 'utf8',
+  });
+  // Exit 1 means findings in the examples, which still warms the cache; anything else is a broken build.
+  if (run.status !== 0 && run.status !== 1) throw new Error(`writing the code cache failed: ${run.stderr}`);
+}
+
+compileSchema();
+await bundle();
+writeCodeCaches();

@@ -1,0 +1,97 @@
+/**
+ * write_files: content that cannot be decoded, files under read-only /usr, relative and repeated
+ * paths, and owners chown would not take.
+ */
+import { gunzipSync } from 'node:zlib';
+import { posix } from 'node:path';
+import type { Finding } from '../../report/diagnostic';
+import { getPair } from '../tree';
+import type { YNode } from '../tree';
+import { finding, mapEntries, stringField } from './common';
+
+/** Largest decoded file the check unpacks, so a gzip bomb in content stays cheap. */
+const maxDecodedSize = 64 * 1024 * 1024;
+
+export function checkFiles(root: YNode): Finding[] {
+  const out: Finding[] = [];
+  const seen = new Map<string, number>();
+  for (const { entry, path } of mapEntries(getPair(root, 'write_files')?.value, ['write_files'])) {
+    const file = stringField(entry, 'path');
+    if (file) {
+      const cleaned = posix.normalize(file.text);
+      const dir = posix.dirname(cleaned.startsWith('/') ? cleaned : `/${cleaned}`);
+      const at = [...path, 'path'];
+      if (dir === '/usr' || dir.startsWith('/usr/')) {
+        out.push(finding('error', 'read-only-path', `${file.text} cannot be written: /usr is a read-only filesystem`, at, file.pair.value.range));
+      }
+      if (!file.text.startsWith('/')) {
+        out.push(finding('warning', 'relative-path', `path ${JSON.stringify(file.text)} is relative; it is written as /${cleaned}: write the absolute path`, at, file.pair.value.range));
+      }
+      const key = posix.normalize(`/${cleaned}`);
+      const first = seen.get(key);
+      if (first !== undefined) {
+        out.push(finding('warning', 'duplicate-path', `${key} is also written by write_files[${first}]; the later entry wins`, at, file.pair.value.range));
+      } else seen.set(key, path[1] as number);
+    }
+    out.push(...checkContent(entry, path));
+    const owner = stringField(entry, 'owner');
+    if (owner && !validOwner(owner.text)) {
+      out.push(
+        finding('error', 'owner-syntax', `owner ${JSON.stringify(owner.text)} is not "user", "user:group" or numeric ids`, [...path, 'owner'], owner.pair.value.range),
+      );
+    }
+  }
+  return out;
+}
+
+const namePart = '(?:[A-Za-z_][A-Za-z0-9_.-]*\\$?|\\d+)';
+const ownerPattern = new RegExp(`^(?:${namePart}(?:[:.]${namePart}?)?|:${namePart})$`);
+
+/** What chown takes: `user`, `user:group`, `user:`, `:group`, with names or numeric ids. */
+export function validOwner(owner: string): boolean {
+  return ownerPattern.test(owner);
+}
+
+function checkContent(entry: import('../tree').MapNode, path: (string | number)[]): Finding[] {
+  const encodingPair = getPair(entry, 'encoding');
+  const contentPair = getPair(entry, 'content');
+  const encoding = encodingPair?.value.kind === 'scalar' ? encodingPair.value.source : undefined;
+  if (!encoding || !contentPair || contentPair.value.kind !== 'scalar' || contentPair.value.value === null) return [];
+  const value = contentPair.value.value;
+  // !!binary content is already bytes; the encoding then applies to those bytes.
+  const bytes = value instanceof Uint8Array ? Buffer.from(value) : Buffer.from(contentPair.value.source, 'utf8');
+  const problem = decodeProblem(bytes, encoding);
+  if (problem === undefined) return [];
+  return [finding('error', 'undecodable-content', `content cannot be decoded as "${encoding}": ${problem}`, [...path, 'content'], contentPair.value.range)];
+}
+
+const base64Alphabet = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Strict standard base64 as Go decodes it: padding required; CR and LF are skipped. */
+export function decodeBase64(bytes: Buffer): Buffer | string {
+  const text = bytes.toString('latin1').replace(/[\r\n]/g, '');
+  if (!base64Alphabet.test(text)) return 'it has characters outside the base64 alphabet';
+  if (text.length % 4 !== 0) return 'its length is not a multiple of 4 (missing padding?)';
+  return Buffer.from(text, 'base64');
+}
+
+function gunzip(bytes: Buffer): Buffer | string {
+  try {
+    return gunzipSync(bytes, { maxOutputLength: maxDecodedSize });
+  } catch (err) {
+    return `it is not valid gzip data (${(err as Error).message})`;
+  }
+}
+
+/** Why `bytes` cannot be decoded with `encoding`, or undefined when they can. */
+function decodeProblem(bytes: Buffer, encoding: string): string | undefined {
+  let data: Buffer | string = bytes;
+  const steps = encoding.split('+').reverse();
+  for (const step of steps) {
+    if (typeof data === 'string') break;
+    if (step === 'base64' || step === 'b64') data = decodeBase64(data);
+    else if (step === 'gzip' || step === 'gz') data = gunzip(data);
+    else return undefined; // an unknown encoding is reported once, as an invalid value
+  }
+  return typeof data === 'string' ? data : undefined;
+}

@@ -1,0 +1,93 @@
+/**
+ * Validates user data as `coreos-cloudinit --validate` does, and more: a report of diagnostics in
+ * a fixed order. Never throws on any input.
+ */
+import type { Diagnostic, Finding } from '../report/diagnostic';
+import { compareDiagnostics } from '../report/diagnostic';
+import { Positions } from '../report/positions';
+import { defaultParseLimits, parseYaml } from './parse-yaml';
+import type { ParseLimits } from './parse-yaml';
+import { checkEtcd } from './rules/etcd';
+import { checkFiles } from './rules/files';
+import { checkUnits } from './rules/units';
+import { checkUsers } from './rules/users';
+import { checkVariables } from './rules/variables';
+import { checkSchema } from './schema-check';
+import { classifyUserData, decodeUserData, headerFindings } from './userdata';
+import type { UserDataKind } from './userdata';
+import type { YNode } from './tree';
+
+export interface ValidateOptions extends ParseLimits {
+  /** Largest user data accepted, before and after gunzip, in bytes. Default 8 MiB. */
+  maxSize: number;
+}
+
+export const defaultValidateOptions: ValidateOptions = { ...defaultParseLimits, maxSize: 8 * 1024 * 1024 };
+
+export interface ValidationReport {
+  /** What the user data is; undefined when it could not be decoded at all. */
+  kind: UserDataKind | undefined;
+  gzipped: boolean;
+  /** The decoded text the positions refer to (empty when it could not be decoded). */
+  text: string;
+  diagnostics: Diagnostic[];
+  /** The parsed tree of cloud-config user data, for callers that go on to apply it. */
+  root: YNode | undefined;
+}
+
+export function validateUserData(bytes: Uint8Array, options: Partial<ValidateOptions> = {}): ValidationReport {
+  const opts = { ...defaultValidateOptions, ...options };
+  const decoded = decodeUserData(bytes, opts.maxSize);
+  const findings: Finding[] = [...decoded.findings];
+  const text = decoded.text ?? '';
+  let kind: UserDataKind | undefined;
+  let root: YNode | undefined;
+  if (decoded.text !== undefined) {
+    kind = classifyUserData(text);
+    findings.push(...headerFindings(text, kind));
+    if (kind === 'cloud-config') {
+      const parsed = parseYaml(text, opts);
+      findings.push(...parsed.findings);
+      root = parsed.root;
+      if (root && !parsed.syntaxErrors) findings.push(...checkCloudConfig(root, text));
+      findings.push(...checkVariables(text));
+    }
+  }
+  return { kind, gzipped: decoded.gzipped, text, diagnostics: place(findings, text), root };
+}
+
+/** The rules that need a well-formed tree, in a fixed order. */
+function checkCloudConfig(root: YNode, text: string): Finding[] {
+  if (root.kind !== 'map') {
+    return [
+      {
+        severity: 'error',
+        code: 'wrong-type',
+        message: `cloud-config must be a mapping of keys (such as hostname:, users:), found a ${root.kind === 'seq' ? 'list' : 'scalar'}`,
+        path: [],
+        range: root.range,
+      },
+    ];
+  }
+  return [...checkSchema(root), ...checkFiles(root), ...checkUsers(root), ...checkUnits(root, text), ...checkEtcd(root)];
+}
+
+function place(findings: Finding[], text: string): Diagnostic[] {
+  const positions = new Positions(text);
+  return findings
+    .map((f) => {
+      const start = positions.at(f.range[0]);
+      const end = positions.at(Math.max(f.range[0], f.range[1]));
+      return {
+        severity: f.severity,
+        code: f.code,
+        message: f.message,
+        path: f.path,
+        line: start.line,
+        column: start.column,
+        endLine: end.line,
+        endColumn: end.column,
+      };
+    })
+    .sort(compareDiagnostics);
+}

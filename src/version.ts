@@ -1,0 +1,2 @@
+/** bootsmith's version, as the programs print it. */
+export { version } from '../package.json';
