@@ -6,6 +6,7 @@
 import { Composer, LineCounter, Parser, isAlias, isMap, isScalar, isSeq } from 'yaml';
 import type { CST, Document, Node as YamlNode } from 'yaml';
 import type { Finding } from '../report/diagnostic';
+import { parseFast } from './fast-yaml';
 import { normalizeKey } from './tree';
 import type { MapNode, Pair, Range, ScalarNode, YNode } from './tree';
 
@@ -25,12 +26,18 @@ export interface ParsedYaml {
   /** True when the YAML itself is broken (then the structure is not checked, to avoid noise). */
   syntaxErrors: boolean;
   findings: Finding[];
-  lineCounter: LineCounter;
 }
 
 const composerOptions = { version: '1.1', prettyErrors: false, uniqueKeys: false, strict: true } as const;
 
 export function parseYaml(text: string, limits: ParseLimits = defaultParseLimits): ParsedYaml {
+  const fast = parseFast(text, limits.maxDepth);
+  if (fast) return { root: fast.root, syntaxErrors: false, findings: [] };
+  return parseFully(text, limits);
+}
+
+/** The `yaml` package's reader: any YAML, every error, but slow on large input. */
+export function parseFully(text: string, limits: ParseLimits = defaultParseLimits): ParsedYaml {
   const lineCounter = new LineCounter();
   const findings: Finding[] = [];
   const parser = new Parser(lineCounter.addNewLine);
@@ -46,14 +53,14 @@ export function parseYaml(text: string, limits: ParseLimits = defaultParseLimits
         path: [],
         range: [deep, deep + 1],
       });
-      return { root: undefined, syntaxErrors: true, findings, lineCounter };
+      return { root: undefined, syntaxErrors: true, findings };
     }
     docs.push(...composer.next(token));
   }
   docs.push(...composer.end());
 
   const [doc, ...rest] = docs;
-  if (!doc) return { root: undefined, syntaxErrors: false, findings, lineCounter };
+  if (!doc) return { root: undefined, syntaxErrors: false, findings };
   for (const err of doc.errors) {
     const tab = err.code === 'TAB_AS_INDENT';
     findings.push({
@@ -78,7 +85,7 @@ export function parseYaml(text: string, limits: ParseLimits = defaultParseLimits
     });
   }
   const syntaxErrors = doc.errors.length > 0;
-  if (doc.contents === null) return { root: undefined, syntaxErrors, findings, lineCounter };
+  if (doc.contents === null) return { root: undefined, syntaxErrors, findings };
   const builder = new TreeBuilder(doc, text, lineCounter, findings, limits.maxNodes);
   let root: YNode | undefined;
   try {
@@ -94,7 +101,7 @@ export function parseYaml(text: string, limits: ParseLimits = defaultParseLimits
     });
     root = undefined;
   }
-  return { root, syntaxErrors, findings, lineCounter };
+  return { root, syntaxErrors, findings };
 }
 
 function lowerFirst(s: string): string {
@@ -184,9 +191,12 @@ class TreeBuilder {
     const before = this.nodes;
     this.count(1, rangeOf(node));
     let out: YNode;
-    if (isMap(node)) out = this.convertMap(node.items as Array<{ key: unknown; value: unknown }>, rangeOf(node));
+    if (isMap(node)) out = this.convertMap(node.items as Array<{ key: unknown; value: unknown }>, rangeOf(node), node.flow === true);
     else if (isSeq(node)) {
-      out = { kind: 'seq', items: node.items.map((item) => this.child(item, rangeOf(node))), range: rangeOf(node) };
+      const items = node.items.map((item) => this.child(item, rangeOf(node)));
+      const last = items[items.length - 1];
+      const range: Range = !node.flow && last ? [rangeOf(node)[0], last.range[1]] : rangeOf(node);
+      out = { kind: 'seq', items, range };
     } else if (isScalar(node)) out = convertScalar(node);
     else out = nullScalar(rangeOf(node));
     this.building.delete(node);
@@ -200,8 +210,13 @@ class TreeBuilder {
     return this.convert(value as YamlNode).node;
   }
 
-  private convertMap(items: Array<{ key: unknown; value: unknown }>, range: Range): MapNode {
+  /**
+   * A block mapping spans from its first key to the end of its last value (so trailing comments
+   * are not part of it, in this reader and in fast-yaml.ts alike); a flow mapping keeps its braces.
+   */
+  private convertMap(items: Array<{ key: unknown; value: unknown }>, range: Range, flow: boolean): MapNode {
     const pairs: Pair[] = [];
+    let lastValue: YNode | undefined;
     const index = new Map<string, number>();
     const merged: Pair[] = [];
     for (const item of items) {
@@ -214,6 +229,7 @@ class TreeBuilder {
       const rawKey = keyNode && isScalar(keyNode) ? scalarSource(keyNode) : this.sourceText(keyRange);
       const key = normalizeKey(rawKey);
       const pair: Pair = { key, rawKey, keyRange, value: this.child(item.value, keyRange) };
+      lastValue = pair.value;
       const seen = index.get(key);
       if (seen !== undefined) {
         const first = pairs[seen]!;
@@ -240,7 +256,7 @@ class TreeBuilder {
       index.set(pair.key, pairs.length);
       pairs.push(pair);
     }
-    return { kind: 'map', pairs, range };
+    return { kind: 'map', pairs, range: !flow && lastValue ? [range[0], lastValue.range[1]] : range };
   }
 
   private mergeSources(value: YamlNode | null): Pair[] {

@@ -18,67 +18,77 @@ interface Located {
   node: YNode;
   /** The key's range when the node is a mapping value. */
   keyRange?: Range;
+  /** The node's schema; undefined under a key the schema does not know. */
   schema?: Schema;
 }
 
 export function checkSchema(root: YNode): Finding[] {
   const findings: Finding[] = [];
-  const index = new Map<string, Located>();
-  const instance = toInstance(root, rootSchema, '', [], undefined, index, findings);
+  const instance = toInstance(root, rootSchema, [], findings);
   if (!validateSchema(instance)) {
     for (const err of validateSchema.errors ?? []) {
-      const finding = translate(err, index);
+      const finding = translate(err, root);
       if (finding) findings.push(...finding);
     }
   }
   return findings;
 }
 
-function pointerSegment(seg: PathSegment): string {
-  return String(seg).replace(/~/g, '~0').replace(/\//g, '~1');
-}
-
 /**
  * Builds the instance for `node` under `schema` (undefined: a key the schema does not know, whose
- * children are not inspected), indexing every node by its JSON pointer.
+ * children are not inspected). `path` is a stack shared by the whole walk, copied only for findings.
  */
-function toInstance(
-  node: YNode,
-  schema: Schema | undefined,
-  pointer: string,
-  path: PathSegment[],
-  keyRange: Range | undefined,
-  index: Map<string, Located>,
-  findings: Finding[],
-): unknown {
+function toInstance(node: YNode, schema: Schema | undefined, path: PathSegment[], findings: Finding[]): unknown {
   const s = schema && resolve(schema);
-  const located: Located = { node };
-  if (keyRange) located.keyRange = keyRange;
-  if (s) located.schema = s;
-  index.set(pointer, located);
   if (node.kind === 'map') {
     const obj: Record<string, unknown> = Object.create(null);
     for (const pair of node.pairs) {
       const childSchema = s?.properties?.[pair.key];
-      const childPath = [...path, pair.key];
+      path.push(pair.key);
       if (childSchema?.deprecated) {
         const reason = resolve(childSchema).deprecationMessage ?? childSchema.deprecationMessage;
         findings.push({
           severity: 'warning',
           code: 'deprecated-key',
           message: `deprecated key "${pair.key}"${reason ? ` (${reason})` : ''}`,
-          path: childPath,
+          path: [...path],
           range: pair.keyRange,
         });
       }
-      obj[pair.key] = toInstance(pair.value, childSchema, `${pointer}/${pointerSegment(pair.key)}`, childPath, pair.keyRange, index, findings);
+      obj[pair.key] = toInstance(pair.value, childSchema, path, findings);
+      path.pop();
     }
     return obj;
   }
   if (node.kind === 'seq') {
-    return node.items.map((item, i) => toInstance(item, s?.items, `${pointer}/${i}`, [...path, i], undefined, index, findings));
+    const items = s?.items;
+    return node.items.map((item, i) => {
+      path.push(i);
+      const out = toInstance(item, items, path, findings);
+      path.pop();
+      return out;
+    });
   }
   return scalarInstance(node, s);
+}
+
+/** The node and schema at a JSON path, found by walking the tree (only for the few nodes with errors). */
+function locate(root: YNode, path: PathSegment[]): Located | undefined {
+  let at: Located = { node: root, schema: resolve(rootSchema) };
+  for (const seg of path) {
+    const { node, schema } = at;
+    if (node.kind === 'map' && typeof seg === 'string') {
+      const pair = node.pairs.find((p) => p.key === seg);
+      if (!pair) return undefined;
+      const child = schema?.properties?.[seg];
+      at = { node: pair.value, keyRange: pair.keyRange };
+      if (child) at.schema = resolve(child);
+    } else if (node.kind === 'seq' && typeof seg === 'number' && seg < node.items.length) {
+      at = { node: node.items[seg]! };
+      if (schema?.items) at.schema = resolve(schema.items);
+    } else return undefined;
+  }
+  return at;
 }
 
 function scalarInstance(node: YNode & { kind: 'scalar' }, schema: Schema | undefined): unknown {
@@ -124,16 +134,16 @@ function describeType(schema: Schema | undefined, fallback: string): string {
   return typeNames[main] ?? main;
 }
 
-function translate(err: ErrorObject, index: Map<string, Located>): Finding[] | undefined {
-  const at = index.get(err.instancePath);
-  if (!at) return undefined;
+function translate(err: ErrorObject, root: YNode): Finding[] | undefined {
   const path = decodePointer(err.instancePath);
+  const at = locate(root, path);
+  if (!at) return undefined;
   const name = path.length === 0 ? 'the document' : `"${formatPath(path.slice(typeof path[path.length - 1] === 'number' ? -2 : -1))}"`;
   const where = formatPath(path);
   switch (err.keyword) {
     case 'additionalProperties': {
       const key = (err.params as { additionalProperty: string }).additionalProperty;
-      const child = index.get(`${err.instancePath}/${pointerSegment(key)}`);
+      const child = locate(root, [...path, key]);
       const parentPath = path.filter((p): p is string => typeof p === 'string');
       const hint = at.schema ? suggestKey(key, at.schema, parentPath) : undefined;
       const range = child?.keyRange ?? at.node.range;
