@@ -1,0 +1,82 @@
+// npm run bench: prints the validator's figures, as ratios measured in this one run.
+//   1. start-up: validating examples/ against `node -e 0`
+//   2. a generated 1.7 MB config at 1x, 2x and 4x its size
+//   3. 100 files in one invocation against one file
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { generateLargeConfig } = createRequire(import.meta.url)('./generate-large.cjs');
+const bin = join(root, 'bin/coreos-cloudinit.js');
+const work = mkdtempSync(join(tmpdir(), 'bootsmith-bench-'));
+
+function once(args) {
+  const started = performance.now();
+  const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = performance.now() - started;
+  if (r.status !== 0 && r.status !== 1) throw new Error(`${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return ms;
+}
+
+/** Runs the commands in turn, `runs` rounds, so drift in the machine's speed hits each alike. */
+function compare(commands, runs) {
+  const times = commands.map(() => []);
+  for (const args of commands) once(args); // warm the file cache
+  for (let i = 0; i < runs; i++) commands.forEach((args, k) => times[k].push(once(args)));
+  return times.map((t) => {
+    const sorted = [...t].sort((a, b) => a - b);
+    return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0] };
+  });
+}
+
+const ms = (x) => `${x.toFixed(1)} ms`;
+const validate = (...files) => [bin, '--validate', '--from-file', ...files];
+
+console.log(`bootsmith validator benchmarks: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}`);
+
+// 1. Start-up.
+const examples = readdirSync(join(root, 'examples'))
+  .filter((f) => f.endsWith('.yaml'))
+  .map((f) => join(root, 'examples', f));
+const [bare, cli] = compare([['-e', '0'], validate(...examples)], 40);
+console.log(`\n1. validating examples/ (${examples.length} files) vs node -e 0, median of 40 interleaved runs`);
+console.log(`   node -e 0            ${ms(bare.median)} (min ${ms(bare.min)})`);
+console.log(`   coreos-cloudinit     ${ms(cli.median)} (min ${ms(cli.min)})`);
+console.log(`   ratio                ${(cli.median / bare.median).toFixed(2)}x (target: at most 1.3x)`);
+
+// 2. A large config, 1x, 2x, 4x.
+console.log('\n2. generated config: 200 users, 5000 write_files of 10 lines, 500 units per 1x; median of 5 runs');
+const sizes = [1, 2, 4].map((scale) => {
+  const file = join(work, `large-${scale}x.yaml`);
+  writeFileSync(file, generateLargeConfig(scale));
+  return { scale, file, bytes: readFileSync(file).length };
+});
+const large = compare(sizes.map((s) => validate(s.file)), 5);
+sizes.forEach((s, i) => {
+  const t = large[i].median;
+  console.log(
+    `   ${s.scale}x  ${(s.bytes / 1e6).toFixed(2)} MB  ${(t / 1000).toFixed(3)} s  ` +
+      `(${(t / large[0].median).toFixed(2)}x the 1x time; ${((s.bytes / 1e6) / ((t - bare.median) / 1000)).toFixed(1)} MB/s after start-up)`,
+  );
+});
+console.log('   target: 1x under 0.5 s, and linear (the reference validator takes over 3 minutes on 1x)');
+
+// 3. Many files in one invocation.
+const many = [];
+for (let i = 0; i < 100; i++) {
+  const src = readFileSync(examples[i % examples.length], 'utf8').replace(/^hostname: .*$/m, `hostname: node-${i}`);
+  const file = join(work, `many-${i}.yaml`);
+  writeFileSync(file, src);
+  many.push(file);
+}
+const [one, hundred] = compare([validate(many[0]), validate(...many)], 20);
+console.log('\n3. 100 files in one invocation vs one file, median of 20 interleaved runs');
+console.log(`   1 file               ${ms(one.median)}`);
+console.log(`   100 files            ${ms(hundred.median)}`);
+console.log(`   ratio                ${(hundred.median / one.median).toFixed(2)}x (target: well under 100x)`);
+
+rmSync(work, { recursive: true, force: true });
