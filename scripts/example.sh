@@ -4,4 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 node scripts/build.mjs
-exec node bin/coreos-cloudinit.js --validate --from-file examples/*.yaml "$@"
+files=(examples/*.yaml)
+echo "coreos-cloudinit --validate --from-file ${files[*]}"
+status=0
+node bin/coreos-cloudinit.js --validate --from-file "${files[@]}" "$@" || status=$?
+[ "$status" -eq 0 ] && echo "valid: ${#files[@]} files, no errors"
+exit "$status"
