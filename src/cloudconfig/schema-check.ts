@@ -177,7 +177,9 @@ function translate(err: ErrorObject, root: YNode): Finding[] | undefined {
     }
     case 'enum':
     case 'pattern': {
+      // A value of the wrong type already has its finding; an empty string means "not set", as in the reference.
       const text = at.node.kind === 'scalar' ? scalarText(at.node) : undefined;
+      if (text === undefined || text === '') return undefined;
       const allowed = at.schema?.enum ? `: must be one of ${at.schema.enum.join(', ')}` : patternHint(where);
       return [
         { severity: 'error', code: 'invalid-value', message: `invalid value ${JSON.stringify(text)} for ${name}${allowed}`, path, range: at.node.range },

@@ -108,7 +108,7 @@ export function headerFindings(text: string, kind: UserDataKind): Finding[] {
 function headerMessage(first: string): string {
   const base = 'the first line must be "#cloud-config" or begin with "#!"';
   if (first.startsWith('\uFEFF')) return `${base}; this file starts with a byte-order mark: save it without one`;
-  const squashed = first.replace(/[\s-_]/g, '').toLowerCase();
+  const squashed = first.replace(/[\s_-]/g, '').toLowerCase();
   if (squashed === '#cloudconfig' || squashed === '#cloudconfig:') {
     return `${base}; found "${first.trim()}", write exactly "#cloud-config" at the start of the line`;
   }

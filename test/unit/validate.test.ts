@@ -114,6 +114,9 @@ describe('values', () => {
     ['window start with a long weekday', 'coreos:\n  locksmith:\n    window_start: Sunday 04:00\n', ['invalid-value@4:19']],
     ['window length', 'coreos:\n  locksmith:\n    window_length: 1h30m\n', []],
     ['window length in words', 'coreos:\n  locksmith:\n    window_length: 1 hour\n', ['invalid-value@4:20']],
+    ['an empty value is not checked against the enum', 'coreos:\n  update:\n    reboot_strategy: ""\n', []],
+    ['no value: one finding', 'coreos:\n  update:\n    reboot_strategy:\n', ['empty-value@4:5']],
+    ['a list where an enum string goes: one finding', 'coreos:\n  units:\n    - name: a.service\n      command: [start]\n', ['wrong-type@5:7']],
   ])('%s', (_name, body, expected) => {
     expect(codes(body)).toEqual(expected);
   });
