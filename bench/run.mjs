@@ -55,7 +55,8 @@ const sizes = [1, 2, 4].map((scale) => {
   writeFileSync(file, generateLargeConfig(scale));
   return { scale, file, bytes: readFileSync(file).length };
 });
-const large = compare(sizes.map((s) => validate(s.file)), 5);
+// --max-size: the 4x file is past the 2 MiB default limit.
+const large = compare(sizes.map((s) => [bin, '--validate', '--max-size', String(64 << 20), '--from-file', s.file]), 5);
 sizes.forEach((s, i) => {
   const t = large[i].median;
   console.log(

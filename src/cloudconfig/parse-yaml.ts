@@ -3,7 +3,7 @@
  * only the first document, `-` and `_` the same in keys. Syntax problems come back as findings
  * (all of them, not just the first); nothing here throws on bad input.
  */
-import { Composer, LineCounter, Parser, isAlias, isMap, isScalar, isSeq } from 'yaml';
+import { Composer, Lexer, LineCounter, Parser, isAlias, isMap, isScalar, isSeq } from 'yaml';
 import type { CST, Document, Node as YamlNode } from 'yaml';
 import type { Finding } from '../report/diagnostic';
 import { parseFast } from './fast-yaml';
@@ -40,24 +40,24 @@ export function parseYaml(text: string, limits: ParseLimits = defaultParseLimits
 export function parseFully(text: string, limits: ParseLimits = defaultParseLimits): ParsedYaml {
   const lineCounter = new LineCounter();
   const findings: Finding[] = [];
+  // The parser builds a whole flow collection before it yields it, so a deep one is caught before parsing.
+  const deepFlow = tooDeepFlow(text, limits.maxDepth);
+  if (deepFlow !== undefined) {
+    findings.push(tooDeepFinding(deepFlow, limits.maxDepth));
+    return { root: undefined, syntaxErrors: true, findings };
+  }
   const parser = new Parser(lineCounter.addNewLine);
   const composer = new Composer(composerOptions);
   const docs: Document.Parsed[] = [];
   for (const token of parser.parse(text)) {
     const deep = tooDeep(token, limits.maxDepth);
     if (deep !== undefined) {
-      findings.push({
-        severity: 'error',
-        code: 'too-deep',
-        message: `collections are nested deeper than ${limits.maxDepth} levels`,
-        path: [],
-        range: [deep, deep + 1],
-      });
+      findings.push(tooDeepFinding(deep, limits.maxDepth));
       return { root: undefined, syntaxErrors: true, findings };
     }
-    docs.push(...composer.next(token));
+    for (const doc of composer.next(token)) docs.push(doc);
   }
-  docs.push(...composer.end());
+  for (const doc of composer.end()) docs.push(doc);
 
   const [doc, ...rest] = docs;
   if (!doc) return { root: undefined, syntaxErrors: false, findings };
@@ -86,7 +86,7 @@ export function parseFully(text: string, limits: ParseLimits = defaultParseLimit
   }
   const syntaxErrors = doc.errors.length > 0;
   if (doc.contents === null) return { root: undefined, syntaxErrors, findings };
-  const builder = new TreeBuilder(doc, text, lineCounter, findings, limits.maxNodes);
+  const builder = new TreeBuilder(text, lineCounter, findings, limits.maxNodes);
   let root: YNode | undefined;
   try {
     root = builder.build(doc.contents as YamlNode);
@@ -102,6 +102,27 @@ export function parseFully(text: string, limits: ParseLimits = defaultParseLimit
     root = undefined;
   }
   return { root, syntaxErrors, findings };
+}
+
+function tooDeepFinding(offset: number, max: number): Finding {
+  return { severity: 'error', code: 'too-deep', message: `collections are nested deeper than ${max} levels`, path: [], range: [offset, offset + 1] };
+}
+
+/** Where flow collections (`[`, `{`) nest deeper than `max`, found by the lexer, which knows quotes and block scalars. */
+function tooDeepFlow(text: string, max: number): number | undefined {
+  let brackets = 0;
+  for (let i = text.indexOf('['); i !== -1 && brackets <= max; i = text.indexOf('[', i + 1)) brackets++;
+  for (let i = text.indexOf('{'); i !== -1 && brackets <= max; i = text.indexOf('{', i + 1)) brackets++;
+  if (brackets <= max) return undefined; // too few brackets to nest that deep: skip the lexer pass
+  let depth = 0;
+  let offset = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '[' || token === '{') {
+      if (++depth > max) return offset;
+    } else if (token === ']' || token === '}') depth = Math.max(0, depth - 1);
+    offset += token.length;
+  }
+  return undefined;
 }
 
 function lowerFirst(s: string): string {
@@ -146,9 +167,13 @@ class TreeBuilder {
   private nodes = 0;
   private readonly built = new Map<YamlNode, { node: YNode; size: number }>();
   private readonly building = new Set<YamlNode>();
+  /**
+   * Anchors seen so far, in document order, so an alias finds the latest definition before it.
+   * (The `yaml` package's Alias.resolve searches the whole document for every alias: quadratic.)
+   */
+  private readonly anchors = new Map<string, YamlNode>();
 
   constructor(
-    private readonly doc: Document.Parsed,
     private readonly text: string,
     private readonly lineCounter: LineCounter,
     private readonly findings: Finding[],
@@ -167,18 +192,15 @@ class TreeBuilder {
   private convert(node: YamlNode): { node: YNode; size: number } {
     if (isAlias(node)) {
       const range = rangeOf(node);
-      const target = node.resolve(this.doc) as YamlNode | undefined;
+      const target = this.anchors.get(node.source);
       if (!target || this.building.has(target)) {
-        // The `yaml` package reports unknown anchors itself; a node that contains its own alias is ours to report.
-        if (target) {
-          this.findings.push({
-            severity: 'error',
-            code: 'yaml-syntax',
-            message: `alias *${node.source} refers to a node that contains it`,
-            path: [],
-            range,
-          });
-        }
+        this.findings.push({
+          severity: 'error',
+          code: 'yaml-syntax',
+          message: target ? `alias *${node.source} refers to a node that contains it` : `alias *${node.source} refers to no anchor &${node.source} before it`,
+          path: [],
+          range,
+        });
         return { node: nullScalar(range), size: 1 };
       }
       const done = this.built.get(target) ?? this.convert(target);
@@ -187,6 +209,8 @@ class TreeBuilder {
     }
     const cached = this.built.get(node);
     if (cached) return cached;
+    const anchor = (node as { anchor?: string }).anchor;
+    if (anchor) this.anchors.set(anchor, node);
     this.building.add(node);
     const before = this.nodes;
     this.count(1, rangeOf(node));
@@ -222,7 +246,7 @@ class TreeBuilder {
     for (const item of items) {
       const keyNode = item.key as YamlNode | null;
       if (keyNode && isScalar(keyNode) && (typeof keyNode.value === 'symbol' || keyNode.tag === mergeTag)) {
-        merged.push(...this.mergeSources(item.value as YamlNode | null));
+        for (const pair of this.mergeSources(item.value as YamlNode | null)) merged.push(pair);
         continue;
       }
       const keyRange: Range = keyNode ? rangeOf(keyNode) : [range[0], range[0]];
@@ -265,7 +289,7 @@ class TreeBuilder {
     const sources = converted.kind === 'seq' ? converted.items : [converted];
     const out: Pair[] = [];
     for (const src of sources) {
-      if (src.kind === 'map') out.push(...src.pairs);
+      if (src.kind === 'map') for (const pair of src.pairs) out.push(pair);
       else {
         this.findings.push({
           severity: 'error',

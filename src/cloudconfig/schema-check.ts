@@ -12,7 +12,7 @@ import { resolve, rootSchema, typesOf } from './schema';
 import type { Schema } from './schema';
 import { suggestKey } from './suggest';
 import { scalarText } from './tree';
-import type { Range, YNode } from './tree';
+import type { MapNode, Pair, Range, YNode } from './tree';
 
 interface Located {
   node: YNode;
@@ -28,7 +28,7 @@ export function checkSchema(root: YNode): Finding[] {
   if (!validateSchema(instance)) {
     for (const err of validateSchema.errors ?? []) {
       const finding = translate(err, root);
-      if (finding) findings.push(...finding);
+      if (finding) for (const f of finding) findings.push(f);
     }
   }
   return findings;
@@ -72,13 +72,25 @@ function toInstance(node: YNode, schema: Schema | undefined, path: PathSegment[]
   return scalarInstance(node, s);
 }
 
-/** The node and schema at a JSON path, found by walking the tree (only for the few nodes with errors). */
+/** Key lookup for the mappings that have errors, built on first use: a file can have thousands of unknown keys in one mapping. */
+const pairIndex = new WeakMap<MapNode, Map<string, Pair>>();
+
+function pairOf(node: MapNode, key: string): Pair | undefined {
+  let index = pairIndex.get(node);
+  if (!index) {
+    index = new Map(node.pairs.map((p) => [p.key, p]));
+    pairIndex.set(node, index);
+  }
+  return index.get(key);
+}
+
+/** The node and schema at a JSON path, found by walking the tree (only for the nodes with errors). */
 function locate(root: YNode, path: PathSegment[]): Located | undefined {
   let at: Located = { node: root, schema: resolve(rootSchema) };
   for (const seg of path) {
     const { node, schema } = at;
     if (node.kind === 'map' && typeof seg === 'string') {
-      const pair = node.pairs.find((p) => p.key === seg);
+      const pair = pairOf(node, seg);
       if (!pair) return undefined;
       const child = schema?.properties?.[seg];
       at = { node: pair.value, keyRange: pair.keyRange };

@@ -18,11 +18,15 @@ import type { UserDataKind } from './userdata';
 import type { YNode } from './tree';
 
 export interface ValidateOptions extends ParseLimits {
-  /** Largest user data accepted, before and after gunzip, in bytes. Default 8 MiB. */
+  /**
+   * Largest user data accepted, before and after gunzip, in bytes. Default 2 MiB: clouds cap user
+   * data far lower (EC2 at 16 KB), and YAML that the fast reader declines costs up to about 5 s per
+   * MiB in the full reader, so this bounds the time a hostile file can take.
+   */
   maxSize: number;
 }
 
-export const defaultValidateOptions: ValidateOptions = { ...defaultParseLimits, maxSize: 8 * 1024 * 1024 };
+export const defaultValidateOptions: ValidateOptions = { ...defaultParseLimits, maxSize: 2 * 1024 * 1024 };
 
 export interface ValidationReport {
   /** What the user data is; undefined when it could not be decoded at all. */
@@ -38,19 +42,20 @@ export interface ValidationReport {
 export function validateUserData(bytes: Uint8Array, options: Partial<ValidateOptions> = {}): ValidationReport {
   const opts = { ...defaultValidateOptions, ...options };
   const decoded = decodeUserData(bytes, opts.maxSize);
-  const findings: Finding[] = [...decoded.findings];
+  // Findings are gathered with concat, not push(...): a hostile file can have a million of them.
+  let findings: Finding[] = decoded.findings;
   const text = decoded.text ?? '';
   let kind: UserDataKind | undefined;
   let root: YNode | undefined;
   if (decoded.text !== undefined) {
     kind = classifyUserData(text);
-    findings.push(...headerFindings(text, kind));
+    findings = findings.concat(headerFindings(text, kind));
     if (kind === 'cloud-config') {
       const parsed = parseYaml(text, opts);
-      findings.push(...parsed.findings);
       root = parsed.root;
-      if (root && !parsed.syntaxErrors) findings.push(...checkCloudConfig(root, text));
-      findings.push(...checkVariables(text));
+      findings = findings.concat(parsed.findings);
+      if (root && !parsed.syntaxErrors) findings = findings.concat(checkCloudConfig(root, text));
+      findings = findings.concat(checkVariables(text));
     }
   }
   return { kind, gzipped: decoded.gzipped, text, diagnostics: place(findings, text), root };
@@ -69,7 +74,7 @@ function checkCloudConfig(root: YNode, text: string): Finding[] {
       },
     ];
   }
-  return [...checkSchema(root), ...checkFiles(root), ...checkUsers(root), ...checkUnits(root, text), ...checkEtcd(root)];
+  return checkSchema(root).concat(checkFiles(root), checkUsers(root), checkUnits(root, text), checkEtcd(root));
 }
 
 function place(findings: Finding[], text: string): Diagnostic[] {

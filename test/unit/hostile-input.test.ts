@@ -74,7 +74,10 @@ describe('hand-made hostile inputs', () => {
     ['deep block nesting', Buffer.from(header + Array.from({ length: 1500 }, (_, i) => `${' '.repeat(i)}a:`).join('\n')), ['too-deep']],
     ['alias bomb', Buffer.from(header + billionLaughs()), ['alias-limit']],
     ['self-referencing alias', Buffer.from(`${header}a: &x [*x]\n`), ['yaml-syntax']],
-    ['huge', Buffer.alloc(9 * 1024 * 1024, 'a'), ['too-large']],
+    ['huge', Buffer.alloc(3 * 1024 * 1024, 'a'), ['too-large']],
+    ['many aliases', Buffer.from(`${header}x: &a [1]\n${Array.from({ length: 20_000 }, (_, i) => `k${i}: *a`).join('\n')}`), ['unknown-key']],
+    ['an unknown alias', Buffer.from(`${header}hostname: *nowhere\n`), ['yaml-syntax']],
+    ['many duplicate keys on the slow path', Buffer.from(`${header}a: !!str b\n${'a: b\n'.repeat(50_000)}`), ['duplicate-key']],
   ])('%s', (_name, bytes, expectedCodes) => {
     const started = Date.now();
     const codes = validateUserData(bytes).diagnostics.map((d) => d.code);

@@ -23,3 +23,8 @@ export function stringField(entry: MapNode, key: string): { text: string; pair: 
 export function finding(severity: Severity, code: string, message: string, path: PathSegment[], range: Range): Finding {
   return { severity, code, message, path, range };
 }
+
+/** Appends without spreading: a hostile file can produce more findings than a call takes arguments. */
+export function append<T>(out: T[], items: readonly T[]): void {
+  for (const item of items) out.push(item);
+}

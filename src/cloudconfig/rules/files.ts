@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { Finding } from '../../report/diagnostic';
 import { getPair } from '../tree';
 import type { YNode } from '../tree';
-import { finding, mapEntries, stringField } from './common';
+import { append, finding, mapEntries, stringField } from './common';
 
 /** Largest decoded file the check unpacks, so a gzip bomb in content stays cheap. */
 const maxDecodedSize = 64 * 1024 * 1024;
@@ -33,7 +33,7 @@ export function checkFiles(root: YNode): Finding[] {
         out.push(finding('warning', 'duplicate-path', `${key} is also written by write_files[${first}]; the later entry wins`, at, file.pair.value.range));
       } else seen.set(key, path[1] as number);
     }
-    out.push(...checkContent(entry, path));
+    append(out, checkContent(entry, path));
     const owner = stringField(entry, 'owner');
     if (owner && !validOwner(owner.text)) {
       out.push(

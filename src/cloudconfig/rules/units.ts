@@ -5,7 +5,7 @@
 import type { Finding } from '../../report/diagnostic';
 import { getPair } from '../tree';
 import type { MapNode, YNode } from '../tree';
-import { finding, mapEntries, stringField } from './common';
+import { append, finding, mapEntries, stringField } from './common';
 import { rangeInScalar } from './embedded';
 import { checkUnitText, unitTypes } from './unit-file';
 
@@ -34,13 +34,13 @@ export function checkUnits(root: YNode, source: string): Finding[] {
         out.push(finding('warning', 'duplicate-unit', `unit ${name.text} is also defined by coreos.units[${first}]; the later entry wins`, at, name.pair.value.range));
       } else seen.set(name.text, path[2] as number);
     }
-    out.push(...checkText(entry, 'content', type, path, source));
+    append(out, checkText(entry, 'content', type, path, source));
     for (const dropIn of mapEntries(getPair(entry, 'drop_ins')?.value, [...path, 'drop_ins'])) {
       const dropName = stringField(dropIn.entry, 'name');
       if (dropName && !dropName.text.endsWith('.conf')) {
         out.push(finding('warning', 'drop-in-name', `drop-in ${JSON.stringify(dropName.text)} does not end in .conf; systemd ignores it`, [...dropIn.path, 'name'], dropName.pair.value.range));
       }
-      out.push(...checkText(dropIn.entry, 'content', type, dropIn.path, source));
+      append(out, checkText(dropIn.entry, 'content', type, dropIn.path, source));
     }
     const enable = getPair(entry, 'enable');
     const content = stringField(entry, 'content');

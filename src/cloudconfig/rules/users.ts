@@ -5,7 +5,7 @@
 import type { Finding, PathSegment } from '../../report/diagnostic';
 import { getPair, scalarText } from '../tree';
 import type { YNode } from '../tree';
-import { finding, mapEntries, stringField } from './common';
+import { append, finding, mapEntries, stringField } from './common';
 
 /** shadow's default rule (useradd(8)): lower case, digits, _ and -, not starting with a digit or -, at most 32. */
 const portableName = /^[a-z_][a-z0-9_-]*\$?$/;
@@ -41,9 +41,9 @@ export function checkUsers(root: YNode): Finding[] {
         finding('error', 'plain-password', 'passwd looks like plain text, not a crypt hash: generate one with `mkpasswd --method=SHA-512` or `openssl passwd -6`', [...path, 'passwd'], passwd.pair.value.range),
       );
     }
-    out.push(...checkKeys(getPair(entry, 'ssh_authorized_keys')?.value, [...path, 'ssh_authorized_keys']));
+    append(out, checkKeys(getPair(entry, 'ssh_authorized_keys')?.value, [...path, 'ssh_authorized_keys']));
   }
-  out.push(...checkKeys(getPair(root, 'ssh_authorized_keys')?.value, ['ssh_authorized_keys']));
+  append(out, checkKeys(getPair(root, 'ssh_authorized_keys')?.value, ['ssh_authorized_keys']));
   return out;
 }
 
