@@ -3,7 +3,7 @@
  * The only module that reads argv, files and streams for this program; exit codes: 0 valid,
  * 1 errors (or warnings under --strict), 2 usage.
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Severity } from '../report/diagnostic';
 import { formatGithub, formatJson, formatText, formats } from '../report/format';
@@ -14,7 +14,6 @@ import { version } from '../version';
 export interface Io {
   stdout: { write(s: string): unknown; isTTY?: boolean };
   stderr: { write(s: string): unknown };
-  stdin: AsyncIterable<Buffer | string>;
 }
 
 /** Flags that Go's flag package lets users write with one dash (`-validate`, `-from-file=x`). */
@@ -59,11 +58,9 @@ function parseSize(value: string): number {
   return n;
 }
 
-async function readInput(path: string, io: Io): Promise<Buffer> {
-  if (path !== '-') return readFile(path);
-  const chunks: Buffer[] = [];
-  for await (const chunk of io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  return Buffer.concat(chunks);
+/** Reads a file, or standard input for `-` (file descriptor 0: no stream set-up at start). */
+function readInput(path: string): Buffer {
+  return readFileSync(path === '-' ? 0 : path);
 }
 
 function unreadable(file: string, err: unknown): FileReport {
@@ -98,13 +95,15 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     io.stderr.write('coreos-cloudinit: only --validate is available in this version; applying user data is not built yet\n');
     return 2;
   }
-  const inputs = await Promise.all(
-    files.map((file) => readInput(file, io).then((bytes) => ({ file, bytes }), (err: unknown) => ({ file, err }))),
-  );
-  const reports: FileReport[] = inputs.map((input) => {
-    const name = input.file === '-' ? '<stdin>' : input.file;
-    if (!('bytes' in input)) return unreadable(name, input.err);
-    const report = validateUserData(input.bytes, { maxSize: opts.maxSize });
+  const reports: FileReport[] = files.map((file) => {
+    const name = file === '-' ? '<stdin>' : file;
+    let bytes: Buffer;
+    try {
+      bytes = readInput(file);
+    } catch (err) {
+      return unreadable(name, err);
+    }
+    const report = validateUserData(bytes, { maxSize: opts.maxSize });
     return { file: name, kind: report.kind, text: report.text, diagnostics: report.diagnostics };
   });
   const failsOn = (s: Severity) => s === 'error' || (opts.strict === true && s === 'warning');
@@ -115,5 +114,5 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
 }
 
 function processIo(): Io {
-  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
+  return { stdout: process.stdout, stderr: process.stderr };
 }

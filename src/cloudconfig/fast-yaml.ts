@@ -28,13 +28,21 @@ function bail(): never {
   throw new Unsupported();
 }
 
-/** First characters that some YAML 1.1 scalar type other than string can start with. */
-const typedStart = /^(?:$|[-+.0-9~<NnYyTtFfOo])/;
+/**
+ * Whether a plain scalar could be anything but a string in YAML 1.1: empty, a number or timestamp
+ * (digit, sign, dot), `~`, `<<`, or one of the short null and boolean words (`null`, `false`, `Off`).
+ */
+function maybeTyped(text: string): boolean {
+  if (text.length === 0) return true;
+  const c = text.charCodeAt(0);
+  const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+  return letter ? text.length <= 5 && 'NnYyTtFfOo'.includes(text[0]!) : !(c === 95 || c === 47 || c === 36);
+}
 
 /** Resolves a plain scalar as YAML 1.1 does (the `yaml` package's own 1.1 tags). */
 function plainScalar(text: string, start: number): ScalarNode {
   let value: ScalarNode['value'] = text;
-  if (typedStart.test(text)) for (const tag of implicitTags) {
+  if (maybeTyped(text)) for (const tag of implicitTags) {
     if (tag.test!.test(text)) {
       let failed = false;
       const resolved = tag.resolve(text, () => (failed = true), resolveOptions);

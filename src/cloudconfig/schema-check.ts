@@ -41,7 +41,7 @@ export function checkSchema(root: YNode): Finding[] {
 function toInstance(node: YNode, schema: Schema | undefined, path: PathSegment[], findings: Finding[]): unknown {
   const s = schema && resolve(schema);
   if (node.kind === 'map') {
-    const obj: Record<string, unknown> = Object.create(null);
+    const obj: Record<string, unknown> = {};
     for (const pair of node.pairs) {
       const childSchema = s?.properties?.[pair.key];
       path.push(pair.key);
@@ -55,7 +55,10 @@ function toInstance(node: YNode, schema: Schema | undefined, path: PathSegment[]
           range: pair.keyRange,
         });
       }
-      obj[pair.key] = toInstance(pair.value, childSchema, path, findings);
+      const value = toInstance(pair.value, childSchema, path, findings);
+      // A plain object is much faster than a prototype-less one; only "__proto__" needs care.
+      if (pair.key === '__proto__') Object.defineProperty(obj, pair.key, { value, enumerable: true, writable: true });
+      else obj[pair.key] = value;
       path.pop();
     }
     return obj;

@@ -20,8 +20,20 @@ export interface Schema {
 
 export const rootSchema = schemaJson as unknown as Schema;
 
-/** Follows `$ref`s (all local: `#/definitions/x`, `#/properties/y`) to the schema they name. */
+const resolved = new WeakMap<Schema, Schema>();
+
+/** Follows `$ref`s (all local: `#/definitions/x`, `#/properties/y`) to the schema they name. Memoized. */
 export function resolve(schema: Schema): Schema {
+  if (schema.$ref === undefined) return schema;
+  let out = resolved.get(schema);
+  if (!out) {
+    out = follow(schema);
+    resolved.set(schema, out);
+  }
+  return out;
+}
+
+function follow(schema: Schema): Schema {
   let s = schema;
   for (let hops = 0; s.$ref !== undefined && hops < 16; hops++) {
     let target: unknown = rootSchema;

@@ -2,7 +2,6 @@
  * Raw user-data bytes to text and a kind, as coreos-cloudinit classifies them: gzip is unpacked
  * first; then empty, a `#!` script, an Ignition config, `#cloud-config`, or something unknown.
  */
-import { gunzipSync } from 'node:zlib';
 import { isUtf8 } from 'node:buffer';
 import type { Finding } from '../report/diagnostic';
 
@@ -13,6 +12,12 @@ export interface DecodedUserData {
   text: string | undefined;
   gzipped: boolean;
   findings: Finding[];
+}
+
+/** node:zlib, loaded on first use: it pulls in streams, a few milliseconds of every start otherwise. */
+export function zlib(): typeof import('node:zlib') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('node:zlib') as typeof import('node:zlib');
 }
 
 /** Decodes user data, unpacking gzip (bounded by `maxSize` bytes of output). Never throws. */
@@ -26,7 +31,7 @@ export function decodeUserData(bytes: Uint8Array, maxSize: number): DecodedUserD
   }
   if (gzipped) {
     try {
-      raw = gunzipSync(bytes, { maxOutputLength: maxSize });
+      raw = zlib().gunzipSync(bytes, { maxOutputLength: maxSize });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const message =

@@ -78,6 +78,7 @@ function checkCloudConfig(root: YNode, text: string): Finding[] {
 }
 
 function place(findings: Finding[], text: string): Diagnostic[] {
+  if (findings.length === 0) return [];
   const positions = new Positions(text);
   return findings
     .map((f) => {

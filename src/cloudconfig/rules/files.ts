@@ -2,10 +2,10 @@
  * write_files: content that cannot be decoded, files under read-only /usr, relative and repeated
  * paths, and owners chown would not take.
  */
-import { gunzipSync } from 'node:zlib';
 import { posix } from 'node:path';
 import type { Finding } from '../../report/diagnostic';
 import { getPair } from '../tree';
+import { zlib } from '../userdata';
 import type { YNode } from '../tree';
 import { append, finding, mapEntries, stringField } from './common';
 
@@ -18,7 +18,7 @@ export function checkFiles(root: YNode): Finding[] {
   for (const { entry, path } of mapEntries(getPair(root, 'write_files')?.value, ['write_files'])) {
     const file = stringField(entry, 'path');
     if (file) {
-      const cleaned = posix.normalize(file.text);
+      const cleaned = isClean(file.text) ? file.text : posix.normalize(file.text);
       const dir = posix.dirname(cleaned.startsWith('/') ? cleaned : `/${cleaned}`);
       const at = [...path, 'path'];
       if (dir === '/usr' || dir.startsWith('/usr/')) {
@@ -27,7 +27,7 @@ export function checkFiles(root: YNode): Finding[] {
       if (!file.text.startsWith('/')) {
         out.push(finding('warning', 'relative-path', `path ${JSON.stringify(file.text)} is relative; it is written as /${cleaned}: write the absolute path`, at, file.pair.value.range));
       }
-      const key = posix.normalize(`/${cleaned}`);
+      const key = cleaned.startsWith('/') ? cleaned : posix.normalize(`/${cleaned}`);
       const first = seen.get(key);
       if (first !== undefined) {
         out.push(finding('warning', 'duplicate-path', `${key} is also written by write_files[${first}]; the later entry wins`, at, file.pair.value.range));
@@ -42,6 +42,11 @@ export function checkFiles(root: YNode): Finding[] {
     }
   }
   return out;
+}
+
+/** An absolute path with no `.`, `..`, empty or trailing components, which normalizing would not change. */
+function isClean(path: string): boolean {
+  return path.startsWith('/') && !path.endsWith('/') && !/\/\.{0,2}(\/|$)/.test(path);
 }
 
 const namePart = '(?:[A-Za-z_][A-Za-z0-9_.-]*\\$?|\\d+)';
@@ -77,7 +82,7 @@ export function decodeBase64(bytes: Buffer): Buffer | string {
 
 function gunzip(bytes: Buffer): Buffer | string {
   try {
-    return gunzipSync(bytes, { maxOutputLength: maxDecodedSize });
+    return zlib().gunzipSync(bytes, { maxOutputLength: maxDecodedSize });
   } catch (err) {
     return `it is not valid gzip data (${(err as Error).message})`;
   }
