@@ -1,10 +1,11 @@
 /**
  * A fast reader for the plain block YAML that nearly all cloud-config is written in: block
  * mappings and sequences, plain and quoted one-line scalars, `|` and `>` block scalars, one-line
- * flow lists. It gives the same tree as the full reader (parse-yaml.ts, which test/unit/fast-yaml
- * checks on every sample) about ten times faster, and returns undefined for anything else (anchors,
- * tags, multi-line flow, duplicate keys, syntax errors ...), which the full reader then handles.
- * Why it exists: the `yaml` package needs about a second for a 1.7 MB config on this hardware.
+ * flow lists. It gives the same tree as the full reader (parse-yaml.ts; test/unit/fast-yaml.test.ts
+ * checks that on every sample and on random input) and returns undefined for anything else
+ * (anchors, tags, multi-line flow, duplicate keys, syntax errors ...), which the full reader then
+ * handles. Why it exists: on the 1.7 MB benchmark config the `yaml` package takes about 900 ms
+ * (most of it allocation and GC); this reader takes about 120 ms.
  */
 import { Schema, isScalar } from 'yaml';
 import { normalizeKey } from './tree';
