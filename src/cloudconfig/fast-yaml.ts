@@ -416,7 +416,11 @@ class FastParser {
       const e = this.ends[i]!;
       const ind = this.indentOf(i);
       if (s + ind === e) {
-        lines.push(e - s > indent ? text.slice(s + indent, e) : '');
+        // A blank line is empty; spaces past the indentation are content (so the line is not trailing).
+        if (e - s > indent) {
+          lines.push(text.slice(s + indent, e));
+          lastContent = i;
+        } else lines.push('');
         continue;
       }
       if (ind < indent) break;
