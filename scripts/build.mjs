@@ -17,8 +17,10 @@ export const ajvOptions = { allErrors: true, strict: true, allowUnionTypes: true
 function compileSchema() {
   const schema = JSON.parse(readFileSync(join(root, 'schemas/cloud-config.schema.json'), 'utf8'));
   const ajv = new Ajv.default(ajvOptions);
-  // An editor annotation (VS Code, yaml-language-server); the validator reads it from the schema.
+  // Annotations, not checks: the editors' deprecation text, and the environment variable a service
+  // setting becomes (read by src/apply from the schema).
   ajv.addKeyword({ keyword: 'deprecationMessage', schemaType: 'string' });
+  ajv.addKeyword({ keyword: 'env', schemaType: 'string' });
   const validate = ajv.compile(schema);
   mkdirSync(generated, { recursive: true });
   writeFileSync(join(generated, 'schema-validator.js'), standaloneCode.default(ajv, validate));
@@ -53,6 +55,8 @@ const lazyChildProcess = {
 async function bundle() {
   await build({
     plugins: [lazyChildProcess],
+    // dbus-next looks up X11 session buses through an optional package we do not use.
+    external: ['x11'],
     entryPoints: Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])),
     outdir: join(root, 'dist'),
     bundle: true,

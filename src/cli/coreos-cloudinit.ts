@@ -1,7 +1,8 @@
 /**
- * coreos-cloudinit: validate cloud-config user data (`--validate --from-file PATH...`).
- * The only module that reads argv, files and streams for this program; exit codes: 0 valid,
- * 1 errors (or warnings under --strict), 2 usage.
+ * coreos-cloudinit: validate cloud-config user data (`--validate --from-file PATH...`), or apply
+ * it (`--from-file PATH [--root DIR] [--dry-run]`). The only module that reads argv, files and
+ * streams for this program; exit codes: 0 fine, 1 errors (validation errors, or an action that
+ * failed; warnings too under --strict), 2 usage.
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -10,6 +11,7 @@ import { formatGithub, formatJson, formatText, formats } from '../report/format'
 import type { FileReport, Format } from '../report/format';
 import { defaultValidateOptions, validateUserData } from '../cloudconfig/validate';
 import { version } from '../version';
+import { unitDirs } from '../system/paths';
 
 export interface Io {
   stdout: { write(s: string): unknown; isTTY?: boolean };
@@ -17,7 +19,7 @@ export interface Io {
 }
 
 /** Flags that Go's flag package lets users write with one dash (`-validate`, `-from-file=x`). */
-const longFlags = ['validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help'];
+const longFlags = ['validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name'];
 
 /** Rewrites Go-style single-dash long flags to commander's double-dash form. */
 export function normalizeGoFlags(argv: string[]): string[] {
@@ -36,6 +38,12 @@ interface Options {
   format: Format;
   strict?: boolean;
   maxSize: number;
+  root: string;
+  dryRun?: boolean;
+  systemdBus?: string;
+  unitDir: string;
+  runtimeUnitDir: string;
+  sshKeyName: string;
 }
 
 function program(io: Io): Command {
@@ -47,6 +55,12 @@ function program(io: Io): Command {
     .addOption(new Option('--format <format>', 'report format').choices(formats).default('text'))
     .option('--strict', 'warnings fail validation too')
     .option('--max-size <bytes>', 'largest user data accepted, before and after gunzip', parseSize, defaultValidateOptions.maxSize)
+    .option('--root <dir>', 'apply under this directory instead of /', '/')
+    .option('--dry-run', 'print what applying would change, and change nothing')
+    .option('--systemd-bus <address>', 'systemd\'s D-Bus: "system", an address such as unix:path=/run/user/0/bus, or "none" (default: system for /, none with --root)')
+    .option('--unit-dir <dir>', 'where persistent units go', unitDirs.system.persistent)
+    .option('--runtime-unit-dir <dir>', 'where runtime units go', unitDirs.system.runtime)
+    .option('--ssh-key-name <name>', 'name for the SSH keys from user data (update-ssh-keys)', 'coreos-cloudinit')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .helpOption('-h, --help', 'show this help');
@@ -91,10 +105,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     io.stderr.write('coreos-cloudinit: provide at least one --from-file PATH (or - for standard input)\n');
     return 2;
   }
-  if (!opts.validate) {
-    io.stderr.write('coreos-cloudinit: only --validate is available in this version; applying user data is not built yet\n');
-    return 2;
-  }
+  if (!opts.validate) return apply(files, opts, io);
   const reports: FileReport[] = files.map((file) => {
     const name = file === '-' ? '<stdin>' : file;
     let bytes: Buffer;
@@ -111,6 +122,44 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   else if (opts.format === 'github') io.stdout.write(formatGithub(reports));
   else io.stdout.write(formatText(reports, io.stdout.isTTY === true));
   return reports.some((r) => r.diagnostics.some((d) => failsOn(d.severity))) ? 1 : 0;
+}
+
+/** Applies user data from the first file given: the report, then what was done. */
+async function apply(files: string[], opts: Options, io: Io): Promise<number> {
+  if (files.length > 1) {
+    io.stderr.write('coreos-cloudinit: applying takes one --from-file\n');
+    return 2;
+  }
+  const file = files[0]!;
+  const name = file === '-' ? '<stdin>' : file;
+  let bytes: Buffer;
+  try {
+    bytes = readInput(file);
+  } catch (err) {
+    io.stdout.write(formatText([unreadable(name, err)], false));
+    return 1;
+  }
+  // Loaded only to apply: it brings D-Bus, which validation (start-up time matters) does not need.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { applyUserData } = require('../apply/apply') as typeof import('../apply/apply');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { formatResults } = require('../apply/report') as typeof import('../apply/report');
+  const report = await applyUserData(bytes, {
+    root: opts.root,
+    dryRun: opts.dryRun === true,
+    systemdBus: opts.systemdBus,
+    unitDirs: { system: { persistent: opts.unitDir, runtime: opts.runtimeUnitDir }, network: unitDirs.network },
+    sshKeyName: opts.sshKeyName,
+    maxSize: opts.maxSize,
+  });
+  const fileReport: FileReport = { file: name, kind: report.validation.kind, text: report.validation.text, diagnostics: report.validation.diagnostics };
+  io.stdout.write(formatText([fileReport], io.stdout.isTTY === true));
+  if (!report.applied) {
+    io.stdout.write('not applied: the user data has errors\n');
+    return 1;
+  }
+  io.stdout.write(formatResults(report.results, opts.dryRun === true));
+  return report.results.some((r) => r.outcome === 'failed') ? 1 : 0;
 }
 
 function processIo(): Io {

@@ -15,6 +15,8 @@ export interface Schema {
   description?: string;
   deprecated?: boolean;
   deprecationMessage?: string;
+  /** The environment variable a service setting is written as (etcd, fleet, locksmith, flannel, update). */
+  env?: string;
   additionalProperties?: boolean;
 }
 

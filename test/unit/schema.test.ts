@@ -28,6 +28,7 @@ interface Row {
   section: string;
   key: string;
   type: string;
+  env: string;
   deprecated: string;
 }
 
@@ -36,8 +37,8 @@ let section = '';
 for (const line of keysTable.split('\n')) {
   const h = /^#### (\S+)/.exec(line);
   if (h) section = h[1]!;
-  const m = /^\| `([a-z0-9_]+)` \| ([^|]+) \|.*\| ([^|]*) \|$/.exec(line);
-  if (m) rows.push({ section, key: m[1]!, type: m[2]!.trim(), deprecated: m[3]!.trim() });
+  const m = /^\| `([a-z0-9_]+)` \| ([^|]+) \| ([^|]*) \|.*\| ([^|]*) \|$/.exec(line);
+  if (m) rows.push({ section, key: m[1]!, type: m[2]!.trim(), env: m[3]!.trim().replace(/`/g, ''), deprecated: m[4]!.trim() });
 }
 
 const schemaTypes: Record<string, string[]> = {
@@ -55,11 +56,12 @@ test('the reference table is read', () => {
   expect(Object.keys(sectionSchemas)).toEqual(expect.arrayContaining([...new Set(rows.map((r) => r.section))]));
 });
 
-test.each(rows.map((r) => [`${r.section}.${r.key}`, r] as const))('%s has the reference type and deprecation', (_name, row) => {
+test.each(rows.map((r) => [`${r.section}.${r.key}`, r] as const))('%s has the reference type, variable and deprecation', (_name, row) => {
   const parent = sectionSchemas[row.section]!;
   const prop = parent.properties?.[row.key];
   expect(prop).toBeDefined();
   expect(typesOf(resolve(prop!))).toEqual(schemaTypes[row.type]);
+  expect(prop!.env).toBe(/^[A-Z]/.test(row.env) ? row.env : undefined);
   if (row.deprecated) {
     expect(prop!.deprecated).toBe(true);
     expect(prop!.deprecationMessage).toBe(row.deprecated);

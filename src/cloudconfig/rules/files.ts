@@ -5,12 +5,9 @@
 import { posix } from 'node:path';
 import type { Finding } from '../../report/diagnostic';
 import { getPair } from '../tree';
-import { zlib } from '../userdata';
-import type { YNode } from '../tree';
+import { decodeContent } from '../encoding';
+import type { MapNode, YNode } from '../tree';
 import { append, finding, mapEntries, stringField } from './common';
-
-/** Largest decoded file the check unpacks, so a gzip bomb in content stays cheap. */
-const maxDecodedSize = 64 * 1024 * 1024;
 
 export function checkFiles(root: YNode): Finding[] {
   const out: Finding[] = [];
@@ -57,7 +54,7 @@ export function validOwner(owner: string): boolean {
   return ownerPattern.test(owner);
 }
 
-function checkContent(entry: import('../tree').MapNode, path: (string | number)[]): Finding[] {
+function checkContent(entry: MapNode, path: (string | number)[]): Finding[] {
   const encodingPair = getPair(entry, 'encoding');
   const contentPair = getPair(entry, 'content');
   const encoding = encodingPair?.value.kind === 'scalar' ? encodingPair.value.source : undefined;
@@ -65,38 +62,7 @@ function checkContent(entry: import('../tree').MapNode, path: (string | number)[
   const value = contentPair.value.value;
   // !!binary content is already bytes; the encoding then applies to those bytes.
   const bytes = value instanceof Uint8Array ? Buffer.from(value) : Buffer.from(contentPair.value.source, 'utf8');
-  const problem = decodeProblem(bytes, encoding);
-  if (problem === undefined) return [];
-  return [finding('error', 'undecodable-content', `content cannot be decoded as "${encoding}": ${problem}`, [...path, 'content'], contentPair.value.range)];
-}
-
-const base64Alphabet = /^[A-Za-z0-9+/]*={0,2}$/;
-
-/** Strict standard base64 as Go decodes it: padding required; CR and LF are skipped. */
-export function decodeBase64(bytes: Buffer): Buffer | string {
-  const text = bytes.toString('latin1').replace(/[\r\n]/g, '');
-  if (!base64Alphabet.test(text)) return 'it has characters outside the base64 alphabet';
-  if (text.length % 4 !== 0) return 'its length is not a multiple of 4 (missing padding?)';
-  return Buffer.from(text, 'base64');
-}
-
-function gunzip(bytes: Buffer): Buffer | string {
-  try {
-    return zlib().gunzipSync(bytes, { maxOutputLength: maxDecodedSize });
-  } catch (err) {
-    return `it is not valid gzip data (${(err as Error).message})`;
-  }
-}
-
-/** Why `bytes` cannot be decoded with `encoding`, or undefined when they can. */
-function decodeProblem(bytes: Buffer, encoding: string): string | undefined {
-  let data: Buffer | string = bytes;
-  const steps = encoding.split('+').reverse();
-  for (const step of steps) {
-    if (typeof data === 'string') break;
-    if (step === 'base64' || step === 'b64') data = decodeBase64(data);
-    else if (step === 'gzip' || step === 'gz') data = gunzip(data);
-    else return undefined; // an unknown encoding is reported once, as an invalid value
-  }
-  return typeof data === 'string' ? data : undefined;
+  const decoded = decodeContent(bytes, encoding);
+  if (typeof decoded !== 'string') return [];
+  return [finding('error', 'undecodable-content', `content cannot be decoded as "${encoding}": ${decoded}`, [...path, 'content'], contentPair.value.range)];
 }

@@ -1,0 +1,289 @@
+/**
+ * Execution: carries out planned actions against the host through system/, one by one. A failed
+ * action is reported with its cause and the independent ones after it still run. In a dry run
+ * nothing changes: each action says whether it would.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { hostname as currentHostname } from 'node:os';
+import { posix } from 'node:path';
+import type { Action, FileAction } from './plan';
+import { applyUser, readPasswd, resolveOwner, userChanges } from '../system/accounts';
+import { installLinks, parseInstall } from '../system/offline-units';
+import { commands, files, unitSearchPath } from '../system/paths';
+import type { UnitDirs } from '../system/paths';
+import { RootedFs } from '../system/rooted-fs';
+import type { FileAttributes } from '../system/rooted-fs';
+import { applySshKeys, sshKeysChange } from '../system/ssh-keys';
+import type { Systemd } from '../system/systemd';
+
+export type Outcome = 'changed' | 'unchanged' | 'failed' | 'skipped';
+
+export interface ActionResult {
+  /** What was acted on: `file /etc/hostname`, `user alice`, `start etcd.service`. */
+  subject: string;
+  /** Where in the user data it comes from. */
+  origin: string;
+  outcome: Outcome;
+  /** Why it failed or was skipped, or what a command printed. */
+  detail?: string;
+}
+
+export interface ExecuteOptions {
+  /** The root everything is applied under. Default `/`. */
+  root: string;
+  dryRun: boolean;
+  /** The systemd manager; undefined applies offline (links written directly, commands skipped). */
+  systemd: Systemd | undefined;
+  unitDirs: UnitDirs;
+}
+
+const restartLike = new Set(['restart', 'reload', 'try-restart', 'reload-or-restart', 'reload-or-try-restart']);
+
+function subjectOf(action: Action): string {
+  switch (action.kind) {
+    case 'hostname':
+      return `hostname ${action.hostname}`;
+    case 'user':
+      return `user ${action.user.name}`;
+    case 'ssh-keys':
+      return `ssh keys of ${action.user}`;
+    case 'file':
+      return `file ${action.path}`;
+    case 'update-conf':
+      return `file ${files.updateConf}`;
+    case 'mask':
+      return `${action.mask ? 'mask' : 'unmask'} ${action.unit}`;
+    case 'enable':
+      return `enable ${action.unit}`;
+    case 'unit-command':
+      return `${action.command} ${action.unit}`;
+    case 'networkd-restart':
+      return 'restart systemd-networkd.service';
+    case 'script':
+      return 'script';
+  }
+}
+
+/** Merges KEY=value settings into update.conf text: matching lines replaced in place, new keys appended sorted. */
+export function mergeUpdateConf(current: string, settings: Array<[string, string]>): string {
+  const wanted = new Map(settings);
+  const lines = current === '' ? [] : current.replace(/\n$/, '').split('\n');
+  const out = lines.map((line) => {
+    const key = line.split('=', 1)[0]!.trim();
+    if (!wanted.has(key)) return line;
+    const value = wanted.get(key)!;
+    wanted.delete(key);
+    return `${key}=${value}`;
+  });
+  for (const key of [...wanted.keys()].sort()) out.push(`${key}=${wanted.get(key)}`);
+  return `${out.join('\n')}\n`;
+}
+
+export class Executor {
+  private readonly fs: RootedFs;
+  /** Whether anything has changed so far in this run (restart-like commands run only then). */
+  private changedAnything = false;
+  private unitFilesChanged = false;
+  private networkChanged = false;
+  private reloaded = false;
+
+  constructor(private readonly options: ExecuteOptions) {
+    this.fs = new RootedFs(options.root);
+  }
+
+  async run(actions: Action[]): Promise<ActionResult[]> {
+    const results: ActionResult[] = [];
+    for (const action of actions) {
+      const result: ActionResult = { subject: subjectOf(action), origin: action.origin, outcome: 'unchanged' };
+      try {
+        if (needsReload(action)) {
+          const reload = await this.reloadIfNeeded();
+          if (reload) results.push(reload);
+        }
+        const outcome = await this.act(action, result);
+        result.outcome = outcome;
+        if (outcome === 'changed') {
+          this.changedAnything = true;
+          if (this.isUnitPath(action)) this.unitFilesChanged = true;
+          if (this.isNetworkPath(action)) this.networkChanged = true;
+        }
+      } catch (err) {
+        result.outcome = 'failed';
+        result.detail = (err as Error).message;
+      }
+      results.push(result);
+    }
+    const reload = await this.reloadIfNeeded();
+    if (reload) results.push(reload);
+    return results;
+  }
+
+  private isUnitPath(action: Action): boolean {
+    if (action.kind !== 'file' && action.kind !== 'mask') return false;
+    const { system, network } = this.options.unitDirs;
+    return [system.persistent, system.runtime, network.persistent, network.runtime].some((d) => action.path.startsWith(`${d}/`));
+  }
+
+  private isNetworkPath(action: Action): boolean {
+    if (action.kind !== 'file' && action.kind !== 'mask') return false;
+    const { network } = this.options.unitDirs;
+    return [network.persistent, network.runtime].some((d) => action.path.startsWith(`${d}/`));
+  }
+
+  /** systemd reads unit files again once, after they are all written and before the first enable or command. */
+  private async reloadIfNeeded(): Promise<ActionResult | undefined> {
+    if (this.reloaded || !this.unitFilesChanged || !this.options.systemd) return undefined;
+    this.reloaded = true;
+    const result: ActionResult = { subject: 'reload systemd', origin: 'coreos.units', outcome: 'changed' };
+    if (!this.options.dryRun) await this.options.systemd.reload();
+    return result;
+  }
+
+  private attributes(action: FileAction): FileAttributes {
+    const owner = action.owner === undefined ? this.ownIds() : resolveOwner(this.fs, action.owner);
+    return { mode: action.mode, ...owner };
+  }
+
+  private write(path: string, content: Buffer, attrs: FileAttributes): 'changed' | 'unchanged' {
+    if (this.options.dryRun) return this.fs.differs(path, content, attrs) ? 'changed' : 'unchanged';
+    return this.fs.writeAtomic(path, content, attrs);
+  }
+
+  private async act(action: Action, result: ActionResult): Promise<Outcome> {
+    const { dryRun, systemd, root } = this.options;
+    switch (action.kind) {
+      case 'hostname': {
+        if (currentHostname() === action.hostname) return 'unchanged';
+        if (!dryRun) execFileSync(commands.hostnamectl, ['set-hostname', action.hostname], { stdio: 'pipe' });
+        return 'changed';
+      }
+      case 'user':
+        if (dryRun) return userChanges(this.fs, action.user).length > 0 ? 'changed' : 'unchanged';
+        return applyUser(this.fs, root, action.user);
+      case 'ssh-keys':
+        if (dryRun) {
+          if (!readPasswd(this.fs).some((u) => u.name === action.user)) {
+            result.detail = `once user ${action.user} exists`;
+            return 'changed';
+          }
+          return sshKeysChange(this.fs, action.user, action.keyName, action.keys) ? 'changed' : 'unchanged';
+        }
+        return applySshKeys(this.fs, action.user, action.keyName, action.keys);
+      case 'file':
+        return this.write(action.path, action.content, this.attributes(action));
+      case 'update-conf': {
+        const current = this.fs.read(files.updateConf) ?? this.fs.read(files.updateConfDefaults) ?? Buffer.alloc(0);
+        const merged = mergeUpdateConf(current.toString('utf8'), action.settings);
+        return this.write(files.updateConf, Buffer.from(merged), { mode: 0o644, ...this.ownIds() });
+      }
+      case 'mask': {
+        if (action.mask) {
+          if (this.fs.readLink(action.path) === '/dev/null') return 'unchanged';
+          if (!dryRun) this.fs.symlink(action.path, '/dev/null');
+          return 'changed';
+        }
+        const st = this.fs.stat(action.path);
+        const masked = this.fs.readLink(action.path) === '/dev/null' || (st?.isFile() === true && st.size === 0) || st?.isCharacterDevice() === true;
+        if (!masked) return 'unchanged';
+        if (!dryRun) this.fs.remove(action.path);
+        return 'changed';
+      }
+      case 'enable': {
+        if (systemd) {
+          if (dryRun) return 'changed';
+          return (await systemd.enable(action.unit, action.runtime)) ? 'changed' : 'unchanged';
+        }
+        return this.enableOffline(action.unit, action.dir, result);
+      }
+      case 'networkd-restart':
+        if (!this.networkChanged) return 'unchanged';
+        return this.command(systemd, 'restart', 'systemd-networkd.service', result);
+      case 'unit-command':
+        if (restartLike.has(action.command) && !this.changedAnything) {
+          result.detail = 'nothing changed in this run';
+          return 'unchanged';
+        }
+        return this.command(systemd, action.command, action.unit, result);
+      case 'script':
+        return this.script(action.content, result);
+    }
+  }
+
+  /** Files without an owner belong to whoever applies (root on a real machine). */
+  private ownIds(): { uid: number; gid: number } {
+    return { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  }
+
+  private async command(systemd: Systemd | undefined, command: Parameters<Systemd['run']>[0], unit: string, result: ActionResult): Promise<Outcome> {
+    if (!systemd) {
+      result.detail = 'no systemd to run it (offline apply)';
+      return 'skipped';
+    }
+    if (command === 'start' || command === 'stop') {
+      const state = await systemd.activeState(unit);
+      if ((command === 'start' && state === 'active') || (command === 'stop' && (state === 'inactive' || state === 'failed'))) return 'unchanged';
+    }
+    if (this.options.dryRun) return 'changed';
+    const r = await systemd.run(command, unit);
+    if (r.result === 'done') return 'changed';
+    throw new Error(`${command} ${unit}: job ${r.result}, unit is ${r.after}`);
+  }
+
+  /** Creates the links `systemctl enable` would, from the unit's [Install] section. */
+  private enableOffline(unit: string, dir: string, result: ActionResult): Outcome {
+    const unitPath = this.findUnit(unit, dir);
+    if (!unitPath) throw new Error(`no unit file for ${unit} in ${[dir, ...unitSearchPath].join(', ')}`);
+    const install = parseInstall(this.fs.read(unitPath)!.toString('utf8'));
+    const links = installLinks(unit, install, unitPath, dir);
+    if (links.length === 0) {
+      result.detail = 'its [Install] section names nothing to enable it for';
+      return 'skipped';
+    }
+    let changed = false;
+    for (const [link, target] of links) {
+      if (this.fs.readLink(link) === target) continue;
+      changed = true;
+      if (!this.options.dryRun) this.fs.symlink(link, target);
+    }
+    for (const also of install.also) {
+      if (this.findUnit(also, dir) && this.enableOffline(also, dir, { subject: '', origin: '', outcome: 'unchanged' }) === 'changed') changed = true;
+    }
+    return changed ? 'changed' : 'unchanged';
+  }
+
+  private findUnit(unit: string, dir: string): string | undefined {
+    const { system } = this.options.unitDirs;
+    for (const d of [dir, system.persistent, system.runtime, ...unitSearchPath]) {
+      const p = posix.join(d, unit);
+      if (this.fs.stat(p)?.isFile() || (this.fs.stat(p)?.isSymbolicLink() && this.fs.read(p))) return p;
+    }
+    return undefined;
+  }
+
+  /** Runs `#!` user data with the interpreter its first line names, under the root; its output goes in the report. */
+  private script(content: Buffer, result: ActionResult): Outcome {
+    const name = `${files.scripts}/${createHash('sha256').update(content).digest('hex').slice(0, 16)}`;
+    if (this.options.dryRun) return 'changed';
+    this.fs.writeAtomic(name, content, { mode: 0o700, ...this.ownIds() });
+    const argv = this.options.root === '/' ? [name] : [commands.chroot, this.options.root, name];
+    try {
+      const out = execFileSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+      result.detail = out.trim() || undefined;
+    } catch (err) {
+      const e = err as { status?: number; stdout?: string; stderr?: string; message: string };
+      throw new Error(`the script failed (exit ${e.status ?? '?'}): ${(e.stderr || e.stdout || e.message).trim()}`);
+    }
+    return 'changed';
+  }
+}
+
+/** Whether the actions need systemd: unit files, masks, enables or commands. */
+export function touchesSystemd(actions: Action[], dirs: UnitDirs): boolean {
+  const roots = [dirs.system.persistent, dirs.system.runtime, dirs.network.persistent, dirs.network.runtime].map((d) => `${d}/`);
+  return actions.some((a) => a.kind === 'mask' || needsReload(a) || (a.kind === 'file' && roots.some((r) => a.path.startsWith(r))));
+}
+
+function needsReload(action: Action): boolean {
+  return action.kind === 'enable' || action.kind === 'unit-command' || action.kind === 'networkd-restart';
+}

@@ -1,0 +1,170 @@
+/**
+ * Planning: validated settings in, an ordered list of actions out, in the order coreos-cloudinit
+ * applies them (hostname, users, SSH keys, files, units, then systemd). Pure: it reads nothing
+ * and changes nothing, so `--dry-run` and re-runs come for free.
+ */
+import type { CloudConfig, Environment, UnitCommand, User } from '../cloudconfig/config';
+import { unitDirs, files } from '../system/paths';
+import type { UnitDirs } from '../system/paths';
+
+/** A file to make exactly so. */
+export interface FileAction {
+  kind: 'file';
+  /** Where it comes from, for the report: `write_files[2]`, `coreos.update`, `coreos.units[0]`. */
+  origin: string;
+  path: string;
+  content: Buffer;
+  mode: number;
+  /** Owner spec (`user`, `user:group`, ids); undefined: the user running the apply (root). */
+  owner: string | undefined;
+}
+
+export type Action =
+  | { kind: 'hostname'; origin: string; hostname: string }
+  | { kind: 'user'; origin: string; user: User }
+  | { kind: 'ssh-keys'; origin: string; user: string; keyName: string; keys: string[] }
+  | FileAction
+  /** Merge settings into /etc/coreos/update.conf, keeping its other lines. */
+  | { kind: 'update-conf'; origin: string; settings: Environment }
+  /** Link a unit to /dev/null (mask), or remove such a link (unmask). */
+  | { kind: 'mask'; origin: string; unit: string; path: string; mask: boolean }
+  | { kind: 'enable'; origin: string; unit: string; runtime: boolean; dir: string }
+  | { kind: 'unit-command'; origin: string; unit: string; command: UnitCommand }
+  /** Restart systemd-networkd, when a network unit changed. */
+  | { kind: 'networkd-restart'; origin: string }
+  | { kind: 'script'; origin: string; content: Buffer };
+
+export interface PlanOptions {
+  /** Applying to the running system (root `/`): the kernel's hostname is set too. */
+  live: boolean;
+  /** Unit directories; the user manager's in tests. Default /etc/systemd/system and /run/systemd/system. */
+  unitDirs: UnitDirs;
+  /** The name under which SSH keys from user data are kept (update-ssh-keys' key name). */
+  sshKeyName: string;
+}
+
+export const defaultPlanOptions: PlanOptions = { live: true, unitDirs, sshKeyName: 'coreos-cloudinit' };
+
+const networkSuffixes = ['.network', '.netdev', '.link'];
+
+function isNetworkUnit(name: string): boolean {
+  return networkSuffixes.some((s) => name.endsWith(s));
+}
+
+/** `[Service]` and one `Environment="NAME=value"` line a setting, as the reference writes drop-ins. */
+function serviceDropIn(env: Environment): Buffer {
+  return Buffer.from(`[Service]\n${env.map(([k, v]) => `Environment="${k}=${v}"\n`).join('')}`);
+}
+
+/** Go's %q for the quoted fields of /etc/oem-release. */
+function goQuote(s: string): string {
+  return JSON.stringify(s);
+}
+
+interface UnitSpec {
+  origin: string;
+  name: string;
+  content: string | undefined;
+  runtime: boolean;
+  enable: boolean;
+  mask: boolean;
+  command: UnitCommand | undefined;
+  dropIns: Array<{ name: string; content: string }>;
+}
+
+/** The generated units: etcd, etcd2, fleet and locksmithd drop-ins, and what coreos.update asks of locksmithd and update-engine. */
+function generatedUnits(config: CloudConfig): UnitSpec[] {
+  const out: UnitSpec[] = [];
+  const services: Array<[string, Environment, string]> = [
+    ['etcd.service', config.etcd, 'coreos.etcd'],
+    ['etcd2.service', config.etcd2, 'coreos.etcd2'],
+    ['fleet.service', config.fleet, 'coreos.fleet'],
+    ['locksmithd.service', config.locksmith, 'coreos.locksmith'],
+  ];
+  for (const [name, env, origin] of services) {
+    if (env.length === 0) continue;
+    out.push({ origin, name, content: undefined, runtime: true, enable: false, mask: false, command: undefined, dropIns: [{ name: '20-cloudinit.conf', content: serviceDropIn(env).toString() }] });
+  }
+  const strategy = config.update.find(([k]) => k === 'REBOOT_STRATEGY')?.[1];
+  if (strategy !== undefined) {
+    // The reboot strategy restarts locksmithd, or for "off" masks and stops it; one unit with the drop-in above.
+    const off = strategy === 'off';
+    const existing = out.find((u) => u.name === 'locksmithd.service');
+    const locksmithd = existing ?? { origin: 'coreos.update', name: 'locksmithd.service', content: undefined, runtime: true, enable: false, mask: false, command: undefined, dropIns: [] };
+    locksmithd.mask = off;
+    locksmithd.command = off ? 'stop' : 'restart';
+    if (!existing) out.push(locksmithd);
+  }
+  if (config.update.some(([k]) => k === 'GROUP' || k === 'SERVER')) {
+    out.push({ origin: 'coreos.update', name: 'update-engine.service', content: undefined, runtime: true, enable: false, mask: false, command: 'restart', dropIns: [] });
+  }
+  return out;
+}
+
+export function plan(config: CloudConfig, options: PlanOptions = defaultPlanOptions): Action[] {
+  const actions: Action[] = [];
+  if (config.hostname) {
+    if (options.live) actions.push({ kind: 'hostname', origin: 'hostname', hostname: config.hostname });
+    actions.push({ kind: 'file', origin: 'hostname', path: files.hostname, content: Buffer.from(`${config.hostname}\n`), mode: 0o644, owner: undefined });
+  }
+  for (const user of config.users) actions.push({ kind: 'user', origin: user.origin, user });
+  if (config.sshAuthorizedKeys.length > 0) {
+    actions.push({ kind: 'ssh-keys', origin: 'ssh_authorized_keys', user: 'core', keyName: options.sshKeyName, keys: config.sshAuthorizedKeys });
+  }
+  for (const user of config.users) {
+    if (user.sshAuthorizedKeys.length > 0) {
+      actions.push({ kind: 'ssh-keys', origin: `${user.origin}.ssh_authorized_keys`, user: user.name, keyName: options.sshKeyName, keys: user.sshAuthorizedKeys });
+    }
+  }
+  for (const f of config.writeFiles) {
+    actions.push({ kind: 'file', origin: f.origin, path: f.path.startsWith('/') ? f.path : `/${f.path}`, content: f.content, mode: f.mode, owner: f.owner });
+  }
+  if (config.oem.length > 0) {
+    const quoted = new Set(['NAME', 'HOME_URL', 'BUG_REPORT_URL']);
+    const content = config.oem.map(([k, v]) => `${k}=${quoted.has(k) ? goQuote(v) : v}\n`).join('');
+    actions.push({ kind: 'file', origin: 'coreos.oem', path: files.oemRelease, content: Buffer.from(content), mode: 0o644, owner: undefined });
+  }
+  if (config.update.length > 0) actions.push({ kind: 'update-conf', origin: 'coreos.update', settings: config.update });
+  if (config.manageEtcHosts === 'localhost' && config.hostname) {
+    const h = config.hostname;
+    actions.push({ kind: 'file', origin: 'manage_etc_hosts', path: files.hosts, content: Buffer.from(`127.0.0.1 ${h} localhost\n::1 ${h} localhost\n`), mode: 0o644, owner: undefined });
+  }
+  if (config.flannel.length > 0) {
+    const content = config.flannel.map(([k, v]) => `${k}=${v}\n`).join('');
+    actions.push({ kind: 'file', origin: 'coreos.flannel', path: files.flannelOptions, content: Buffer.from(content), mode: 0o644, owner: undefined });
+  }
+
+  const units: UnitSpec[] = [...config.units, ...generatedUnits(config)];
+  const later: Action[] = [];
+  let network = false;
+  for (const unit of units) {
+    const net = isNetworkUnit(unit.name);
+    const dirs = net ? options.unitDirs.network : options.unitDirs.system;
+    const dir = unit.runtime ? dirs.runtime : dirs.persistent;
+    const unitPath = `${dir}/${unit.name}`;
+    if (unit.mask) actions.push({ kind: 'mask', origin: unit.origin, unit: unit.name, path: unitPath, mask: true });
+    else {
+      if (unit.content !== undefined) {
+        actions.push({ kind: 'file', origin: unit.origin, path: unitPath, content: Buffer.from(unit.content), mode: 0o644, owner: undefined });
+      } else if (unit.runtime) {
+        // As the reference does, a runtime unit without content is unmasked.
+        actions.push({ kind: 'mask', origin: unit.origin, unit: unit.name, path: unitPath, mask: false });
+      }
+      for (const d of unit.dropIns) {
+        actions.push({ kind: 'file', origin: unit.origin, path: `${unitPath}.d/${d.name}`, content: Buffer.from(d.content), mode: 0o644, owner: undefined });
+      }
+    }
+    if (net) {
+      network = true;
+      continue; // network units are not enabled and take no command: networkd is restarted instead
+    }
+    if (unit.enable && !unit.mask) later.push({ kind: 'enable', origin: unit.origin, unit: unit.name, runtime: unit.runtime, dir });
+    if (unit.command) later.push({ kind: 'unit-command', origin: unit.origin, unit: unit.name, command: unit.command });
+  }
+  const enables = later.filter((a) => a.kind === 'enable');
+  const commands = later.filter((a) => a.kind === 'unit-command');
+  actions.push(...enables);
+  if (network) actions.push({ kind: 'networkd-restart', origin: 'coreos.units' });
+  actions.push(...commands);
+  return actions;
+}

@@ -1,0 +1,124 @@
+/**
+ * Users and groups of the target root: lookups in its passwd and group files, and changes through
+ * shadow's useradd, chpasswd and gpasswd with `--root`.
+ */
+import { execFileSync } from 'node:child_process';
+import type { User } from '../cloudconfig/config';
+import { commands, files } from './paths';
+import type { RootedFs, Outcome } from './rooted-fs';
+
+export interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+export interface GroupEntry {
+  name: string;
+  gid: number;
+  members: string[];
+}
+
+function lines(fs: RootedFs, file: string): string[][] {
+  const text = fs.read(file)?.toString('utf8') ?? '';
+  return text
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => l.split(':'));
+}
+
+export function readPasswd(fs: RootedFs): PasswdEntry[] {
+  return lines(fs, files.passwd).map((f) => ({ name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5] ?? '' }));
+}
+
+export function readGroups(fs: RootedFs): GroupEntry[] {
+  return lines(fs, files.group).map((f) => ({ name: f[0]!, gid: Number(f[2]), members: (f[3] ?? '').split(',').filter(Boolean) }));
+}
+
+/** The password hash of a user from the root's shadow file, if it has one. */
+function shadowHash(fs: RootedFs, name: string): string | undefined {
+  return lines(fs, '/etc/shadow').find((f) => f[0] === name)?.[1];
+}
+
+/** uid and gid for a chown-style owner (`user`, `user:group`, `user:`, `:group`, numeric ids), looked up in the root. */
+export function resolveOwner(fs: RootedFs, owner: string): { uid: number; gid: number } {
+  const [userPart = '', groupPart] = owner.split(/[:.]/, 2);
+  const users = readPasswd(fs);
+  let uid = 0;
+  let gid = 0;
+  let loginGid = 0;
+  if (userPart) {
+    const entry = /^\d+$/.test(userPart) ? undefined : users.find((u) => u.name === userPart);
+    if (!/^\d+$/.test(userPart) && !entry) throw new Error(`owner ${owner}: no user "${userPart}" in ${files.passwd}`);
+    uid = entry ? entry.uid : Number(userPart);
+    loginGid = entry ? entry.gid : 0;
+  }
+  if (groupPart === '') gid = loginGid; // `user:` means the user's login group, as chown has it
+  else if (groupPart !== undefined) {
+    const entry = /^\d+$/.test(groupPart) ? undefined : readGroups(fs).find((g) => g.name === groupPart);
+    if (!/^\d+$/.test(groupPart) && !entry) throw new Error(`owner ${owner}: no group "${groupPart}" in ${files.group}`);
+    gid = entry ? entry.gid : Number(groupPart);
+  }
+  return { uid, gid };
+}
+
+/** Runs a shadow tool; its stderr becomes the error's message. */
+function run(command: string, args: string[], input?: string): void {
+  try {
+    execFileSync(command, args, { input, stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { stderr?: Buffer; message: string };
+    const why = e.stderr?.toString().trim() || e.message;
+    throw new Error(`${command} failed: ${why}`);
+  }
+}
+
+function rootArgs(root: string): string[] {
+  return root === '/' ? [] : ['--root', root];
+}
+
+/** What bringing a user to its settings takes, one line a change; empty when it is already so. */
+export function userChanges(fs: RootedFs, user: User): string[] {
+  const existing = readPasswd(fs).find((u) => u.name === user.name);
+  if (!existing) return [`create user ${user.name}`];
+  const out: string[] = [];
+  if (user.passwd && shadowHash(fs, user.name) !== user.passwd) out.push(`set the password of ${user.name}`);
+  const groups = readGroups(fs);
+  for (const g of user.groups) {
+    if (!groups.find((e) => e.name === g)?.members.includes(user.name)) out.push(`add ${user.name} to group ${g}`);
+  }
+  return out;
+}
+
+/**
+ * Creates the user with useradd, or, when it exists, brings its password and supplementary groups
+ * up to date (chpasswd -e, gpasswd -a). Other settings of an existing user are left alone.
+ */
+export function applyUser(fs: RootedFs, root: string, user: User): Outcome {
+  const changes = userChanges(fs, user);
+  if (changes.length === 0) return 'unchanged';
+  const existing = readPasswd(fs).some((u) => u.name === user.name);
+  if (!existing) {
+    const args = [...rootArgs(root), '--password', user.passwd ?? '*'];
+    if (user.gecos !== undefined) args.push('--comment', user.gecos);
+    if (user.homedir !== undefined) args.push('--home-dir', user.homedir);
+    args.push(user.noCreateHome ? '--no-create-home' : '--create-home');
+    if (user.primaryGroup !== undefined) args.push('--gid', user.primaryGroup);
+    if (user.groups.length > 0) args.push('--groups', user.groups.join(','));
+    if (user.noUserGroup) args.push('--no-user-group');
+    if (user.system) args.push('--system');
+    if (user.noLogInit) args.push('--no-log-init');
+    if (user.shell !== undefined) args.push('--shell', user.shell);
+    run(commands.useradd, [...args, user.name]);
+    return 'changed';
+  }
+  if (user.passwd && shadowHash(fs, user.name) !== user.passwd) {
+    run(commands.chpasswd, [...rootArgs(root), '-e'], `${user.name}:${user.passwd}\n`);
+  }
+  const groups = readGroups(fs);
+  for (const g of user.groups) {
+    if (!groups.find((e) => e.name === g)?.members.includes(user.name)) run(commands.gpasswd, [...rootArgs(root), '-a', user.name, g]);
+  }
+  return 'changed';
+}

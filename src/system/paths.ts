@@ -1,0 +1,40 @@
+/** Every host path and command name the apply engine uses, in one place. Paths are inside the root. */
+
+export interface UnitDirs {
+  /** Units of the system manager (services, timers, ...). */
+  system: { persistent: string; runtime: string };
+  /** systemd-networkd's .network, .netdev and .link files. */
+  network: { persistent: string; runtime: string };
+}
+
+/** The system manager's directories. A user manager (tests) uses /etc/systemd/user and /run/systemd/user. */
+export const unitDirs: UnitDirs = {
+  system: { persistent: '/etc/systemd/system', runtime: '/run/systemd/system' },
+  network: { persistent: '/etc/systemd/network', runtime: '/run/systemd/network' },
+};
+
+/** Where systemd looks for unit files, in its order, to find an [Install] section offline. */
+export const unitSearchPath = ['/etc/systemd/system', '/run/systemd/system', '/usr/local/lib/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'];
+
+export const files = {
+  hostname: '/etc/hostname',
+  hosts: '/etc/hosts',
+  passwd: '/etc/passwd',
+  group: '/etc/group',
+  updateConf: '/etc/coreos/update.conf',
+  /** Read when /etc/coreos/update.conf does not exist yet. */
+  updateConfDefaults: '/usr/share/coreos/update.conf',
+  oemRelease: '/etc/oem-release',
+  flannelOptions: '/run/flannel/options.env',
+  /** Where scripts given as user data are kept before they run. */
+  scripts: '/var/lib/coreos-cloudinit/scripts',
+};
+
+export const commands = {
+  useradd: 'useradd',
+  usermod: 'usermod',
+  chpasswd: 'chpasswd',
+  gpasswd: 'gpasswd',
+  hostnamectl: 'hostnamectl',
+  chroot: 'chroot',
+};
