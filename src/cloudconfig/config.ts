@@ -4,7 +4,7 @@
  */
 import { getPair, scalarText } from './tree';
 import type { MapNode, YNode } from './tree';
-import { resolve } from './schema';
+import { resolve, typesOf } from './schema';
 import { decodeContent } from './encoding';
 
 export interface WriteFile {
@@ -99,12 +99,19 @@ function asMap(node: YNode | undefined): MapNode | undefined {
   return node?.kind === 'map' ? node : undefined;
 }
 
-/** Go's %v of a YAML value, as the reference writes Environment= lines; undefined for zero values. */
-function goValue(node: YNode | undefined): string | undefined {
-  if (node?.kind !== 'scalar' || node.value === null || node.value === false || node.value === 0) return undefined;
-  if (typeof node.value === 'boolean' || typeof node.value === 'number') return String(node.value);
-  const t = scalarText(node);
-  return t === '' ? undefined : t;
+/**
+ * A setting as the reference writes it in Environment= lines (Go's %v of the typed field):
+ * string fields as written (`off` stays `off`), booleans and numbers formatted; undefined for
+ * the zero values it leaves out (empty, false, 0).
+ */
+function goValue(node: YNode | undefined, isString: boolean): string | undefined {
+  if (node?.kind !== 'scalar' || node.value === null) return undefined;
+  if (isString) {
+    const t = scalarText(node);
+    return t === '' ? undefined : t;
+  }
+  if (node.value === false || node.value === 0) return undefined;
+  return String(node.value);
 }
 
 /** A service section's settings as (variable, value) pairs, in schema order. */
@@ -114,8 +121,7 @@ function environment(section: MapNode | undefined, definition: string): Environm
   const out: Environment = [];
   for (const [key, prop] of Object.entries(schema.properties ?? {})) {
     if (!prop.env) continue;
-    const value = goValue(getPair(section, key)?.value);
-    // String fields hold the text as written; booleans and numbers are formatted as Go's %v does.
+    const value = goValue(getPair(section, key)?.value, typesOf(prop).includes('string'));
     if (value !== undefined) out.push([prop.env, value]);
   }
   return out;

@@ -121,7 +121,7 @@ test('usage errors exit 2', () => {
   expect(run(['--validate']).status).toBe(2);
   expect(run(['--validate', '--from-file', good, '--format', 'xml']).status).toBe(2);
   expect(run(['--bogus']).status).toBe(2);
-  expect(run(['--from-file', good]).status).toBe(2);
+  expect(run(['--from-file', good, warn, '--root', dir]).status).toBe(2); // applying takes one file
 });
 
 test('--version and --help', () => {
