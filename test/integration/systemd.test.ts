@@ -1,0 +1,103 @@
+/**
+ * Units applied over D-Bus to a real systemd (a user manager in a private mount namespace, which
+ * has the system manager's API), then checked by asking systemd itself.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { asRoot } from '../support/roots';
+
+const root = join(__dirname, '../..');
+const harness = join(__dirname, '../support/systemd-user.sh');
+const canRun = asRoot && spawnSync('unshare', ['-m', 'true']).status === 0;
+const describeWithSystemd = canRun ? describe : describe.skip;
+if (!canRun) test.skip('systemd tests need root and unshare -m; CI runs them', () => undefined);
+
+const userData = `#cloud-config
+coreos:
+  units:
+    - name: hello.service
+      enable: true
+      command: start
+      content: |
+        [Unit]
+        Description=Says hello
+        [Service]
+        ExecStart=/bin/sleep 300
+        [Install]
+        WantedBy=default.target
+      drop_ins:
+        - name: 10-greeting.conf
+          content: |
+            [Service]
+            Environment=GREETING=hi
+    - name: fails.service
+      command: start
+      content: |
+        [Service]
+        Type=oneshot
+        ExecStart=/bin/false
+    - name: hidden.service
+      mask: true
+    - name: ephemeral.service
+      runtime: true
+      command: start
+      content: |
+        [Service]
+        ExecStart=/bin/sleep 300
+`;
+
+function inNamespace(script: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('unshare', ['-m', 'bash', harness, script], { encoding: 'utf8', timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describeWithSystemd('units over D-Bus', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bootsmith-systemd-'));
+  const file = join(dir, 'units.yaml');
+  writeFileSync(file, userData);
+  const apply = `node ${root}/bin/coreos-cloudinit.js --from-file ${file} --systemd-bus "$SYSTEMD_BUS" --unit-dir /etc/systemd/user --runtime-unit-dir /run/systemd/user`;
+  const units = 'hello.service fails.service hidden.service ephemeral.service';
+  let run: ReturnType<typeof inNamespace>;
+  let sections: string[];
+
+  beforeAll(() => {
+    run = inNamespace(
+      `${apply} > ${dir}/first.txt; echo "exit=$?" >> ${dir}/first.txt; ${apply} > ${dir}/second.txt; echo "exit=$?" >> ${dir}/second.txt; ` +
+        `systemctl --user show -p Id,LoadState,ActiveState,UnitFileState,Environment ${units}`,
+    );
+    sections = run.stdout.trim().split('\n\n');
+  });
+
+  function unit(name: string): Record<string, string> {
+    const text = sections.find((s) => s.includes(`Id=${name}`)) ?? '';
+    return Object.fromEntries(text.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  }
+
+  test('systemd sees each unit as the user data said', () => {
+    expect(run.status).toBe(0);
+    expect(unit('hello.service')).toMatchObject({ LoadState: 'loaded', ActiveState: 'active', UnitFileState: 'enabled', Environment: 'GREETING=hi' });
+    expect(unit('ephemeral.service')).toMatchObject({ LoadState: 'loaded', ActiveState: 'active' });
+    expect(unit('hidden.service')).toMatchObject({ LoadState: 'masked' });
+    expect(unit('fails.service')).toMatchObject({ LoadState: 'loaded', ActiveState: 'failed' });
+  });
+
+  test('a unit whose start fails is a failure in the report; the rest still happens', () => {
+    const first = require('node:fs').readFileSync(join(dir, 'first.txt'), 'utf8');
+    expect(first).toMatch(/^changed\s+reload systemd \[coreos.units\]$/m);
+    expect(first).toMatch(/^changed\s+enable hello.service/m);
+    expect(first).toMatch(/^changed\s+start hello.service/m);
+    expect(first).toMatch(/^failed\s+start fails.service \[coreos.units\[1\]\]: start fails.service: job failed, unit is failed$/m);
+    expect(first).toMatch(/^changed\s+start ephemeral.service/m);
+    expect(first).toMatch(/^exit=1$/m);
+  });
+
+  test('applying again: the files, links and running units are left as they are', () => {
+    const second = require('node:fs').readFileSync(join(dir, 'second.txt'), 'utf8');
+    expect(second).toMatch(/^unchanged\s+start hello.service/m);
+    expect(second).toMatch(/^unchanged\s+enable hello.service/m);
+    expect(second).toMatch(/^unchanged\s+file \/etc\/systemd\/user\/hello.service /m);
+    expect(second).not.toMatch(/reload systemd/);
+  });
+});
