@@ -1,8 +1,29 @@
 #!/usr/bin/env bash
-# Makes a fresh checkout runnable: installs the npm dependencies (npm ci) when node_modules is
-# missing or was installed from another package-lock.json. Used by the test and example commands.
+# Makes a fresh checkout runnable: the Debian packages the tests use (installed when running as
+# root, otherwise named), and the npm dependencies (npm ci) when node_modules is missing or was
+# installed from another package-lock.json. Used by the test, example and bench commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# command the tests run -> the Debian package that has it
+declare -A packages=(
+  [/usr/sbin/useradd]=passwd [/usr/sbin/chpasswd]=passwd [/usr/bin/gpasswd]=passwd
+  [/usr/bin/systemctl]=systemd [/lib/systemd/systemd]=systemd
+  [/usr/bin/unshare]=util-linux [/usr/sbin/chroot]=coreutils [/usr/bin/ldd]=libc-bin
+)
+missing=()
+for cmd in "${!packages[@]}"; do
+  [ -x "$cmd" ] || missing+=("${packages[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "ensure-deps: installing Debian packages: ${missing[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "ensure-deps: missing Debian packages: ${missing[*]} (as root: apt-get install ${missing[*]}); the tests that need them are skipped" >&2
+  fi
+fi
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "bootsmith needs Node.js 20 or newer with npm; install them first (Debian: apt-get install nodejs npm)" >&2

@@ -30,11 +30,11 @@ export const files = {
   scripts: '/var/lib/coreos-cloudinit/scripts',
 };
 
+/** Absolute, so a PATH without the sbin directories (cron, some CI shells) still finds them. */
 export const commands = {
-  useradd: 'useradd',
-  usermod: 'usermod',
-  chpasswd: 'chpasswd',
-  gpasswd: 'gpasswd',
-  hostnamectl: 'hostnamectl',
-  chroot: 'chroot',
+  useradd: '/usr/sbin/useradd',
+  chpasswd: '/usr/sbin/chpasswd',
+  gpasswd: '/usr/bin/gpasswd',
+  hostnamectl: '/usr/bin/hostnamectl',
+  chroot: '/usr/sbin/chroot',
 };
