@@ -1,16 +1,19 @@
-// npm run bench: prints the validator's figures, as ratios measured in this one run.
+// npm run bench: prints the figures, as ratios measured in this one run.
 //   1. start-up: validating examples/ against `node -e 0`
 //   2. a generated 1.7 MB config at 1x, 2x and 4x its size
 //   3. 100 files in one invocation against one file
+//   4. applying 500 files, 20 users and 50 units into a temporary root, offline
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { generateLargeConfig } = createRequire(import.meta.url)('./generate-large.cjs');
+const require = createRequire(import.meta.url);
+const { generateLargeConfig } = require('./generate-large.cjs');
+const { generateApplyConfig } = require('./generate-apply.cjs');
 const bin = join(root, 'bin/coreos-cloudinit.js');
 const work = mkdtempSync(join(tmpdir(), 'bootsmith-bench-'));
 
@@ -79,5 +82,50 @@ console.log('\n3. 100 files in one invocation vs one file, median of 20 interlea
 console.log(`   1 file               ${ms(one.median)}`);
 console.log(`   100 files            ${ms(hundred.median)}`);
 console.log(`   ratio                ${(hundred.median / one.median).toFixed(2)}x (target: well under 100x)`);
+
+// 4. Apply, offline, into fresh temporary roots.
+function freshRoot(name) {
+  const root = join(work, name);
+  mkdirSync(join(root, 'etc'), { recursive: true });
+  mkdirSync(join(root, 'home/core'), { recursive: true });
+  writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/bash\ncore:x:500:500::/home/core:/bin/bash\n');
+  writeFileSync(join(root, 'etc/group'), 'root:x:0:\ncore:x:500:\nsudo:x:27:\n');
+  writeFileSync(join(root, 'etc/shadow'), 'root:*:19000::::::\ncore:*:19000::::::\n');
+  writeFileSync(join(root, 'etc/gshadow'), 'root:*::\ncore:!::\nsudo:*::\n');
+  return root;
+}
+
+function applyOnce(config, label, runs = 3) {
+  const file = join(work, `${label}.yaml`);
+  writeFileSync(file, config);
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const root = freshRoot(`${label}-${i}`);
+    const started = performance.now();
+    const r = spawnSync(process.execPath, [bin, '--from-file', file, '--root', root], { encoding: 'utf8' });
+    times.push(performance.now() - started);
+    if (r.status !== 0) throw new Error(`applying ${label} failed:\n${r.stdout}${r.stderr}`);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(runs / 2)];
+}
+
+console.log('\n4. applying into a temporary root, offline (no systemd), median of 3 runs each');
+if (process.getuid?.() !== 0) {
+  console.log('   skipped: applying sets owners and runs useradd, which needs root');
+} else {
+  const base = applyOnce(generateApplyConfig({ files: 0, users: 0, units: 0 }), 'empty');
+  const all = applyOnce(generateApplyConfig({ files: 500, users: 20, units: 50 }), 'all');
+  const onlyFiles = applyOnce(generateApplyConfig({ files: 500, users: 0, units: 0 }), 'files');
+  const onlyUsers = applyOnce(generateApplyConfig({ files: 0, users: 20, units: 0 }), 'users');
+  const onlyUnits = applyOnce(generateApplyConfig({ files: 0, users: 0, units: 50 }), 'units');
+  const per = (t, n) => `${((t - base) / n).toFixed(2)} ms`;
+  console.log(`   500 files + 20 users + 50 units   ${(all / 1000).toFixed(3)} s wall`);
+  console.log(`   an empty config (start-up, validation)  ${ms(base)}`);
+  console.log(`   per file   ${per(onlyFiles, 500)}   (500 files: ${ms(onlyFiles - base)})`);
+  console.log(`   per user   ${per(onlyUsers, 20)}   (20 users with SSH keys: ${ms(onlyUsers - base)})`);
+  console.log(`   per unit   ${per(onlyUnits, 50)}   (50 units with a drop-in, enabled: ${ms(onlyUnits - base)})`);
+  const parts = [['files', onlyFiles - base], ['users', onlyUsers - base], ['units', onlyUnits - base]].sort((a, b) => b[1] - a[1]);
+  console.log(`   dominant: ${parts[0][0]} (${((parts[0][1] / (all - base)) * 100).toFixed(0)}% of the work after start-up)`);
+}
 
 rmSync(work, { recursive: true, force: true });

@@ -40,6 +40,7 @@ export class RootedFs {
    */
   resolve(target: string): string {
     if (!path.posix.isAbsolute(target)) throw new PathError(`${target} is not an absolute path`);
+    if (target.split('/').includes('..')) throw new PathError(`${target} has a ".." component; write the path it means`);
     const parts = path.posix.normalize(target).split('/').filter(Boolean);
     const last = parts.pop();
     if (last === undefined) return '/';

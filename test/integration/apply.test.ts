@@ -192,6 +192,14 @@ describeAsRoot('bad input and faults', () => {
     expect(readFileSync(join(outside, 'etc/passwd'), 'utf8')).toMatch(/^root:/);
   });
 
+  test('a path with ".." is refused for that entry only', async () => {
+    const root = makeRoot();
+    const { results } = await apply(root, '#cloud-config\nwrite_files:\n  - path: /etc/../../etc/x\n    content: a\n  - path: /etc/y\n    content: b\n');
+    expect(outcomes(results)).toEqual(['failed file /etc/../../etc/x', 'changed file /etc/y']);
+    expect(results[0]!.detail).toBe('/etc/../../etc/x has a ".." component; write the path it means');
+    expect(existsSync(join(root, 'etc/x'))).toBe(false);
+  });
+
   test('an absolute symlink is followed inside the root, as a chroot would', async () => {
     const root = makeRoot();
     mkdirSync(join(root, 'data'));

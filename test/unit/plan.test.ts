@@ -1,0 +1,91 @@
+/** The planner is pure: settings in, actions out, in the reference's order. */
+import { toCloudConfig } from '../../src/cloudconfig/config';
+import { validateUserData } from '../../src/cloudconfig/validate';
+import { plan } from '../../src/apply/plan';
+import type { Action } from '../../src/apply/plan';
+import { mergeUpdateConf } from '../../src/apply/execute';
+import { unitDirs } from '../../src/system/paths';
+
+const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq7E68devjRKAB2lwqxl16pR8Y+7vOt6k2VMYV4L7l6';
+
+function planOf(body: string, live = false): string[] {
+  const report = validateUserData(Buffer.from(`#cloud-config\n${body}`));
+  expect(report.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
+  return plan(toCloudConfig(report.root), { live, unitDirs, sshKeyName: 'coreos-cloudinit' }).map(describe);
+}
+
+function describe(a: Action): string {
+  switch (a.kind) {
+    case 'file':
+      return `file ${a.path} ${a.mode.toString(8)}${a.owner ? ` ${a.owner}` : ''}`;
+    case 'mask':
+      return `${a.mask ? 'mask' : 'unmask'} ${a.path}`;
+    case 'unit-command':
+      return `${a.command} ${a.unit}`;
+    case 'enable':
+      return `enable ${a.unit} in ${a.dir}`;
+    case 'user':
+      return `user ${a.user.name}`;
+    case 'ssh-keys':
+      return `ssh-keys ${a.user}`;
+    case 'hostname':
+      return `hostname ${a.hostname}`;
+    default:
+      return a.kind;
+  }
+}
+
+test('the reference order: hostname, users, keys, files, generated files, units, then systemd', () => {
+  expect(
+    planOf(
+      'coreos:\n  units:\n    - name: a.service\n      command: start\n      enable: true\n      content: "[Install]\\nWantedBy=x.target\\n"\n  update:\n    group: beta\n' +
+        `write_files:\n  - path: /etc/f\n    permissions: 0600\n    owner: core\nusers:\n  - name: u\n    ssh_authorized_keys: ['${key}']\nssh_authorized_keys: ['${key}']\nhostname: h\n`,
+      true,
+    ),
+  ).toEqual([
+    'hostname h',
+    'file /etc/hostname 644',
+    'user u',
+    'ssh-keys core',
+    'ssh-keys u',
+    'file /etc/f 600 core',
+    'update-conf',
+    'file /etc/systemd/system/a.service 644',
+    'unmask /run/systemd/system/update-engine.service',
+    'enable a.service in /etc/systemd/system',
+    'start a.service',
+    'restart update-engine.service',
+  ]);
+});
+
+test('under another root the kernel hostname is left alone', () => {
+  expect(planOf('hostname: h\n')).toEqual(['file /etc/hostname 644']);
+});
+
+test('network units go to networkd, are neither enabled nor commanded, and restart networkd', () => {
+  expect(planOf('coreos:\n  units:\n    - name: 10-a.network\n      runtime: true\n      enable: true\n      command: start\n      content: "[Match]\\nName=a\\n"\n')).toEqual([
+    'file /run/systemd/network/10-a.network 644',
+    'networkd-restart',
+  ]);
+});
+
+test('mask wins over content; drop-ins go beside the unit', () => {
+  expect(planOf('coreos:\n  units:\n    - name: m.service\n      mask: true\n      content: "[Unit]"\n    - name: d.service\n      drop_ins:\n        - name: 1.conf\n          content: "[Service]"\n')).toEqual([
+    'mask /etc/systemd/system/m.service',
+    'file /etc/systemd/system/d.service.d/1.conf 644',
+  ]);
+});
+
+test('reboot_strategy off masks and stops locksmithd, together with its drop-in', () => {
+  expect(planOf('coreos:\n  locksmith:\n    group: g\n  update:\n    reboot_strategy: "off"\n')).toEqual([
+    'update-conf',
+    'mask /run/systemd/system/locksmithd.service',
+    'stop locksmithd.service',
+  ]);
+});
+
+test('update.conf: keys replaced in place, others kept, new ones appended sorted', () => {
+  expect(mergeUpdateConf('# comment\nGROUP=alpha\nGROUPX=1\n', [['REBOOT_STRATEGY', 'off'], ['GROUP', 'stable'], ['SERVER', 's']])).toBe(
+    '# comment\nGROUP=stable\nGROUPX=1\nREBOOT_STRATEGY=off\nSERVER=s\n',
+  );
+});
