@@ -144,14 +144,20 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
   const { applyUserData } = require('../apply/apply') as typeof import('../apply/apply');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { formatResults } = require('../apply/report') as typeof import('../apply/report');
-  const report = await applyUserData(bytes, {
-    root: opts.root,
-    dryRun: opts.dryRun === true,
-    systemdBus: opts.systemdBus,
-    unitDirs: { system: { persistent: opts.unitDir, runtime: opts.runtimeUnitDir }, network: unitDirs.network },
-    sshKeyName: opts.sshKeyName,
-    maxSize: opts.maxSize,
-  });
+  let report: Awaited<ReturnType<typeof applyUserData>>;
+  try {
+    report = await applyUserData(bytes, {
+      root: opts.root,
+      dryRun: opts.dryRun === true,
+      systemdBus: opts.systemdBus,
+      unitDirs: { system: { persistent: opts.unitDir, runtime: opts.runtimeUnitDir }, network: unitDirs.network },
+      sshKeyName: opts.sshKeyName,
+      maxSize: opts.maxSize,
+    });
+  } catch (err) {
+    io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
+    return 1;
+  }
   const fileReport: FileReport = { file: name, kind: report.validation.kind, text: report.validation.text, diagnostics: report.validation.diagnostics };
   io.stdout.write(formatText([fileReport], io.stdout.isTTY === true));
   if (!report.applied) {

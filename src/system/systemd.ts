@@ -50,8 +50,13 @@ interface ManagerInterface extends dbus.ClientInterface {
 /** Connects to systemd at `address`: `system` for the system bus, or a D-Bus address such as `unix:path=/run/user/0/bus`. */
 export async function connectSystemd(address: string): Promise<Systemd> {
   const bus = address === 'system' ? dbus.systemBus() : dbus.sessionBus({ busAddress: address });
+  // A bus that cannot be reached reports it as an 'error' event; unheard, that would end the process.
+  let failed: (err: Error) => void = () => undefined;
+  const broken = new Promise<never>((_, reject) => (failed = reject));
+  broken.catch(() => undefined);
+  bus.on('error', (err: Error) => failed(err));
   try {
-    const obj = await bus.getProxyObject('org.freedesktop.systemd1', '/org/freedesktop/systemd1');
+    const obj = await Promise.race([bus.getProxyObject('org.freedesktop.systemd1', '/org/freedesktop/systemd1'), broken]);
     const manager = obj.getInterface('org.freedesktop.systemd1.Manager') as ManagerInterface;
     await manager.Subscribe();
     const finished = new Map<string, string>();

@@ -130,3 +130,18 @@ test('--version and --help', () => {
   expect(help.status).toBe(0);
   expect(help.stdout).toContain('--from-file');
 });
+
+test('apply: an unreachable systemd or a missing root is a clear error, exit 1', () => {
+  const units = file('units.yaml', '#cloud-config\ncoreos:\n  units:\n    - name: a.service\n      command: start\n');
+  const noBus = run(['--from-file', units, '--root', dir, '--systemd-bus', 'unix:path=/nonexistent/bus']);
+  expect(noBus.status).toBe(1);
+  expect(noBus.stderr).toMatch(/^coreos-cloudinit: cannot talk to systemd on unix:path=\/nonexistent\/bus: .*ENOENT/);
+  const noRoot = run(['--from-file', units, '--root', join(dir, 'missing')]);
+  expect(noRoot).toMatchObject({ status: 1, stderr: `coreos-cloudinit: --root ${join(dir, 'missing')} is not a directory\n` });
+});
+
+test('apply: user data with errors is reported and not applied', () => {
+  const r = run(['--from-file', bad, '--root', dir, '--dry-run']);
+  expect(r.status).toBe(1);
+  expect(r.stdout).toMatch(/error: invalid value "false"[\s\S]*not applied: the user data has errors\n$/);
+});
