@@ -178,6 +178,15 @@ export class Executor {
         return this.write(files.updateConf, Buffer.from(merged), { mode: 0o644, ...this.ownIds() });
       }
       case 'mask': {
+        if (systemd) {
+          // Through systemd, as `systemctl mask` does: MaskUnitFiles / UnmaskUnitFiles.
+          const state = await systemd.unitFileState(action.unit);
+          const masked = state === (action.runtime ? 'masked-runtime' : 'masked');
+          if (masked === action.mask) return 'unchanged';
+          if (dryRun) return 'changed';
+          const changed = action.mask ? await systemd.mask(action.unit, action.runtime) : await systemd.unmask(action.unit, action.runtime);
+          return changed ? 'changed' : 'unchanged';
+        }
         if (action.mask) {
           if (this.fs.readLink(action.path) === '/dev/null') return 'unchanged';
           if (!dryRun) this.fs.symlink(action.path, '/dev/null');

@@ -27,7 +27,7 @@ export type Action =
   /** Merge settings into /etc/coreos/update.conf, keeping its other lines. */
   | { kind: 'update-conf'; origin: string; settings: Environment }
   /** Link a unit to /dev/null (mask), or remove such a link (unmask). */
-  | { kind: 'mask'; origin: string; unit: string; path: string; mask: boolean }
+  | { kind: 'mask'; origin: string; unit: string; path: string; runtime: boolean; mask: boolean }
   | { kind: 'enable'; origin: string; unit: string; runtime: boolean; dir: string }
   | { kind: 'unit-command'; origin: string; unit: string; command: UnitCommand }
   /** Restart systemd-networkd, when a network unit changed. */
@@ -142,13 +142,13 @@ export function plan(config: CloudConfig, options: PlanOptions = defaultPlanOpti
     const dirs = net ? options.unitDirs.network : options.unitDirs.system;
     const dir = unit.runtime ? dirs.runtime : dirs.persistent;
     const unitPath = `${dir}/${unit.name}`;
-    if (unit.mask) actions.push({ kind: 'mask', origin: unit.origin, unit: unit.name, path: unitPath, mask: true });
+    if (unit.mask) actions.push({ kind: 'mask', origin: unit.origin, unit: unit.name, path: unitPath, runtime: unit.runtime, mask: true });
     else {
       if (unit.content !== undefined) {
         actions.push({ kind: 'file', origin: unit.origin, path: unitPath, content: Buffer.from(unit.content), mode: 0o644, owner: undefined });
       } else if (unit.runtime) {
         // As the reference does, a runtime unit without content is unmasked.
-        actions.push({ kind: 'mask', origin: unit.origin, unit: unit.name, path: unitPath, mask: false });
+        actions.push({ kind: 'mask', origin: unit.origin, unit: unit.name, path: unitPath, runtime: true, mask: false });
       }
       for (const d of unit.dropIns) {
         actions.push({ kind: 'file', origin: unit.origin, path: `${unitPath}.d/${d.name}`, content: Buffer.from(d.content), mode: 0o644, owner: undefined });

@@ -21,6 +21,8 @@ export interface Systemd {
   mask(unit: string, runtime: boolean): Promise<boolean>;
   unmask(unit: string, runtime: boolean): Promise<boolean>;
   activeState(unit: string): Promise<string>;
+  /** enabled, disabled, masked, masked-runtime, static ...; `missing` when there is no unit file. */
+  unitFileState(unit: string): Promise<string>;
   run(command: UnitCommand, unit: string): Promise<CommandResult>;
   close(): void;
 }
@@ -45,6 +47,7 @@ interface ManagerInterface extends dbus.ClientInterface {
   MaskUnitFiles(files: string[], runtime: boolean, force: boolean): Promise<unknown[]>;
   UnmaskUnitFiles(files: string[], runtime: boolean): Promise<unknown[]>;
   LoadUnit(name: string): Promise<string>;
+  GetUnitFileState(name: string): Promise<string>;
 }
 
 /** Connects to systemd at `address`: `system` for the system bus, or a D-Bus address such as `unix:path=/run/user/0/bus`. */
@@ -99,6 +102,7 @@ export async function connectSystemd(address: string): Promise<Systemd> {
       mask: async (unit, runtime) => (await manager.MaskUnitFiles([unit], runtime, true)).length > 0,
       unmask: async (unit, runtime) => (await manager.UnmaskUnitFiles([unit], runtime)).length > 0,
       activeState,
+      unitFileState: (unit) => manager.GetUnitFileState(unit).catch(() => 'missing'),
       run: async (command, unit) => {
         const before = await activeState(unit);
         const call = (manager as unknown as Record<string, (name: string, mode: string) => Promise<string>>)[methods[command]]!;

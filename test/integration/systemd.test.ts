@@ -90,6 +90,7 @@ describeWithSystemd('units over D-Bus', () => {
     expect(first).toMatch(/^changed\s+start hello.service/m);
     expect(first).toMatch(/^failed\s+start fails.service \[coreos.units\[1\]\]: start fails.service: job failed, unit is failed$/m);
     expect(first).toMatch(/^changed\s+start ephemeral.service/m);
+    expect(first).toMatch(/^changed\s+mask hidden.service /m);
     expect(first).toMatch(/^exit=1$/m);
   });
 
@@ -98,6 +99,7 @@ describeWithSystemd('units over D-Bus', () => {
     expect(second).toMatch(/^unchanged\s+start hello.service/m);
     expect(second).toMatch(/^unchanged\s+enable hello.service/m);
     expect(second).toMatch(/^unchanged\s+file \/etc\/systemd\/user\/hello.service /m);
+    expect(second).toMatch(/^unchanged\s+mask hidden.service /m);
     expect(second).not.toMatch(/reload systemd/);
   });
 });
