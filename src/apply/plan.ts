@@ -3,7 +3,7 @@
  * applies them (hostname, users, SSH keys, files, units, then systemd). Pure: it reads nothing
  * and changes nothing, so `--dry-run` and re-runs come for free.
  */
-import type { CloudConfig, Environment, UnitCommand, User } from '../cloudconfig/config';
+import type { CloudConfig, Environment, Unit, UnitCommand, User } from '../cloudconfig/config';
 import { unitDirs, files } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
 
@@ -61,20 +61,9 @@ function goQuote(s: string): string {
   return JSON.stringify(s);
 }
 
-interface UnitSpec {
-  origin: string;
-  name: string;
-  content: string | undefined;
-  runtime: boolean;
-  enable: boolean;
-  mask: boolean;
-  command: UnitCommand | undefined;
-  dropIns: Array<{ name: string; content: string }>;
-}
-
 /** The generated units: etcd, etcd2, fleet and locksmithd drop-ins, and what coreos.update asks of locksmithd and update-engine. */
-function generatedUnits(config: CloudConfig): UnitSpec[] {
-  const out: UnitSpec[] = [];
+function generatedUnits(config: CloudConfig): Unit[] {
+  const out: Unit[] = [];
   const services: Array<[string, Environment, string]> = [
     ['etcd.service', config.etcd, 'coreos.etcd'],
     ['etcd2.service', config.etcd2, 'coreos.etcd2'],
@@ -134,7 +123,7 @@ export function plan(config: CloudConfig, options: PlanOptions = defaultPlanOpti
     actions.push({ kind: 'file', origin: 'coreos.flannel', path: files.flannelOptions, content: Buffer.from(content), mode: 0o644, owner: undefined });
   }
 
-  const units: UnitSpec[] = [...config.units, ...generatedUnits(config)];
+  const units: Unit[] = [...config.units, ...generatedUnits(config)];
   const later: Action[] = [];
   let network = false;
   for (const unit of units) {
