@@ -1,7 +1,7 @@
-/** Tests run the TypeScript sources through ts-jest (transpile only; `npm run typecheck` type-checks). */
+/** Tests run the TypeScript sources through ts-jest, transpile-only (tsconfig's isolatedModules); `npm test` type-checks with tsc. */
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
+  transform: { '^.+\\.ts$': 'ts-jest' },
 };

@@ -4,7 +4,12 @@
  */
 import { statSync } from 'node:fs';
 import { toCloudConfig } from '../cloudconfig/config';
+import type { CloudConfig } from '../cloudconfig/config';
+import { substitute, variableValues } from '../cloudconfig/substitute';
+import type { VariableValues } from '../cloudconfig/substitute';
 import { validateUserData } from '../cloudconfig/validate';
+import type { Fetched, Metadata } from '../datasource/types';
+import { files } from '../system/paths';
 import type { ValidationReport } from '../cloudconfig/validate';
 import { unitDirs as defaultUnitDirs } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
@@ -30,6 +35,8 @@ export interface ApplyOptions {
   sshKeyName: string;
   /** Largest user data accepted, in bytes. */
   maxSize?: number;
+  /** Where COREOS_PRIVATE_IPV4 and the like are read when metadata lacks an address. */
+  env?: Record<string, string | undefined>;
 }
 
 export const defaultApplyOptions: ApplyOptions = { root: '/', dryRun: false, systemdBus: undefined, unitDirs: defaultUnitDirs, sshKeyName: 'coreos-cloudinit' };
@@ -41,19 +48,66 @@ export interface ApplyReport {
   results: ActionResult[];
 }
 
-/** The actions for validated user data: none for empty data and Ignition configs. */
-function actionsFor(report: ValidationReport, options: ApplyOptions): Action[] {
-  if (report.kind === 'script') return [{ kind: 'script', origin: 'user data', content: Buffer.from(report.text) }];
-  if (report.kind !== 'cloud-config') return [];
-  return plan(toCloudConfig(report.root), { live: options.root === '/', unitDirs: options.unitDirs, sshKeyName: options.sshKeyName });
+/** The metadata's hostname when the user data has none, and its SSH keys for core, as the reference merges them. */
+export function withMetadata(config: CloudConfig, metadata: Metadata): CloudConfig {
+  return {
+    ...config,
+    hostname: config.hostname ?? metadata.hostname,
+    sshAuthorizedKeys: [...config.sshAuthorizedKeys, ...metadata.sshPublicKeys],
+  };
 }
 
+/** /etc/environment with the addresses as COREOS_* variables, other lines kept; none when the user data writes the file itself. */
+function environmentAction(config: CloudConfig, values: VariableValues): Action[] {
+  if (config.writeFiles.some((f) => f.path === files.environment)) return [];
+  const settings = Object.entries(values)
+    .filter(([, v]) => v)
+    .map(([k, v]) => [`COREOS_${k.toUpperCase()}`, v!] as [string, string]);
+  return settings.length > 0 ? [{ kind: 'merge-env', origin: 'metadata', path: files.environment, settings }] : [];
+}
+
+/** The user data as fetched, and where it came from, kept for the next boot (mode 0600: it can hold secrets). */
+function keepActions(fetched: Fetched | undefined, bytes: Uint8Array): Action[] {
+  if (!fetched) return [];
+  const record = { source: fetched.source, instanceId: fetched.metadata.instanceId ?? null };
+  return [
+    { kind: 'file', origin: fetched.source, path: files.userDataCopy, content: Buffer.from(bytes), mode: 0o600, owner: undefined },
+    { kind: 'file', origin: fetched.source, path: files.userDataRecord, content: Buffer.from(`${JSON.stringify(record)}\n`), mode: 0o600, owner: undefined },
+  ];
+}
+
+/** The actions for validated user data: none for empty data and Ignition configs. */
+function actionsFor(report: ValidationReport, options: ApplyOptions, metadata: Metadata | undefined, values: VariableValues): Action[] {
+  if (report.kind === 'ignition') return []; // Ignition configs are Ignition's to apply
+  // Metadata (hostname, SSH keys, addresses) is applied whatever the user data is, even none.
+  const base = toCloudConfig(report.kind === 'cloud-config' ? report.root : undefined);
+  const config = metadata ? withMetadata(base, metadata) : base;
+  const actions = plan(config, { live: options.root === '/', unitDirs: options.unitDirs, sshKeyName: options.sshKeyName });
+  if (metadata) actions.push(...environmentAction(config, values));
+  if (report.kind === 'script') actions.push({ kind: 'script', origin: 'user data', content: Buffer.from(report.text) });
+  return actions;
+}
+
+/** Applies user data read from a file (no metadata: the variables come from COREOS_* in `env`). */
 export async function applyUserData(bytes: Uint8Array, opts: Partial<ApplyOptions> = {}): Promise<ApplyReport> {
+  return applyFetched({ source: 'file', userData: Buffer.from(bytes), metadata: { sshPublicKeys: [] } }, opts, false);
+}
+
+/**
+ * Applies what a datasource fetched: validates the user data as fetched (errors stop here),
+ * substitutes the metadata variables, merges the metadata in, plans and executes.
+ */
+export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions> = {}, keep = true): Promise<ApplyReport> {
   const options = { ...defaultApplyOptions, ...opts };
-  const validation = validateUserData(bytes, options.maxSize === undefined ? {} : { maxSize: options.maxSize });
+  const bytes = fetched.userData ?? Buffer.alloc(0);
+  const values = variableValues(fetched.metadata, options.env ?? {});
+  const limits = options.maxSize === undefined ? {} : { maxSize: options.maxSize };
+  const validation = validateUserData(bytes, { ...limits, variables: values });
   if (validation.diagnostics.some((d) => d.severity === 'error')) return { validation, applied: false, results: [] };
   if (!statSync(options.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--root ${options.root} is not a directory`);
-  const actions = actionsFor(validation, options);
+  const substituted = validation.text.includes('$') ? validateUserData(Buffer.from(substitute(validation.text, values)), limits) : validation;
+  const fromCloud = fetched.source !== 'file';
+  const actions = [...(keep ? keepActions(fetched, bytes) : []), ...actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values)];
   const bus = options.systemdBus ?? (options.root === '/' ? 'system' : 'none');
   let systemd: Systemd | undefined;
   if (bus !== 'none' && touchesSystemd(actions, options.unitDirs)) systemd = await connectSystemd(bus);

@@ -52,6 +52,8 @@ function subjectOf(action: Action): string {
       return `file ${action.path}`;
     case 'update-conf':
       return `file ${files.updateConf}`;
+    case 'merge-env':
+      return `file ${action.path}`;
     case 'mask':
       return `${action.mask ? 'mask' : 'unmask'} ${action.unit}`;
     case 'enable':
@@ -65,8 +67,8 @@ function subjectOf(action: Action): string {
   }
 }
 
-/** Merges KEY=value settings into update.conf text: matching lines replaced in place, new keys appended sorted. */
-export function mergeUpdateConf(current: string, settings: Array<[string, string]>): string {
+/** Merges KEY=value settings into update.conf or environment-file text: matching lines replaced in place, new keys appended sorted. */
+export function mergeSettings(current: string, settings: Array<[string, string]>): string {
   const wanted = new Map(settings);
   const lines = current === '' ? [] : current.replace(/\n$/, '').split('\n');
   const out = lines.map((line) => {
@@ -174,8 +176,14 @@ export class Executor {
         return this.write(action.path, action.content, this.attributes(action));
       case 'update-conf': {
         const current = this.fs.read(files.updateConf) ?? this.fs.read(files.updateConfDefaults) ?? Buffer.alloc(0);
-        const merged = mergeUpdateConf(current.toString('utf8'), action.settings);
+        const merged = mergeSettings(current.toString('utf8'), action.settings);
         return this.write(files.updateConf, Buffer.from(merged), { mode: 0o644, ...this.ownIds() });
+      }
+      case 'merge-env': {
+        const current = this.fs.read(action.path)?.toString('utf8') ?? '';
+        const merged = mergeSettings(current, action.settings);
+        if (merged === current) return 'unchanged';
+        return this.write(action.path, Buffer.from(merged), { mode: 0o644, ...this.ownIds() });
       }
       case 'mask': {
         if (systemd) {

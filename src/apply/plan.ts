@@ -26,6 +26,8 @@ export type Action =
   | FileAction
   /** Merge settings into /etc/coreos/update.conf, keeping its other lines. */
   | { kind: 'update-conf'; origin: string; settings: Environment }
+  /** Merge KEY=value settings into an environment file, keeping its other lines. */
+  | { kind: 'merge-env'; origin: string; path: string; settings: Environment }
   /** Link a unit to /dev/null (mask), or remove such a link (unmask). */
   | { kind: 'mask'; origin: string; unit: string; path: string; runtime: boolean; mask: boolean }
   | { kind: 'enable'; origin: string; unit: string; runtime: boolean; dir: string }

@@ -12,6 +12,8 @@ import type { FileReport, Format } from '../report/format';
 import { defaultValidateOptions, validateUserData } from '../cloudconfig/validate';
 import { version } from '../version';
 import { unitDirs } from '../system/paths';
+import { defaultEc2Url, defaultOpenstackUrl, defaultRetryPolicy } from '../datasource/defaults';
+import type { Fetched } from '../datasource/types';
 
 export interface Io {
   stdout: { write(s: string): unknown; isTTY?: boolean };
@@ -19,7 +21,10 @@ export interface Io {
 }
 
 /** Flags that Go's flag package lets users write with one dash (`-validate`, `-from-file=x`). */
-const longFlags = ['validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name'];
+const longFlags = [
+  'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
+  'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
+];
 
 /** Rewrites Go-style single-dash long flags to commander's double-dash form. */
 export function normalizeGoFlags(argv: string[]): string[] {
@@ -44,7 +49,23 @@ interface Options {
   unitDir: string;
   runtimeUnitDir: string;
   sshKeyName: string;
+  fromUrl?: string;
+  fromEc2Metadata?: string | true;
+  fromOpenstackMetadata?: string | true;
+  fromConfigdrive?: string;
+  fromProcCmdline?: boolean;
+  cmdlineFile: string;
+  oem?: string;
+  httpTimeout: number;
+  httpAttempts: number;
+  httpDeadline: number;
 }
+
+/** `--oem` presets: the datasources a platform's images use. */
+const oemPresets: Record<string, Partial<Options>> = {
+  'ec2-compat': { fromEc2Metadata: true, fromConfigdrive: '/media/configdrive' },
+  openstack: { fromOpenstackMetadata: true, fromConfigdrive: '/media/configdrive' },
+};
 
 function program(io: Io): Command {
   return new Command('coreos-cloudinit')
@@ -52,6 +73,16 @@ function program(io: Io): Command {
     .version(`coreos-cloudinit ${version}`, '--version', 'print the version and exit')
     .option('--validate', 'validate the user data and exit')
     .option('--from-file <path...>', 'read user data from files ("-" for standard input)')
+    .option('--from-url <url>', 'fetch user data from a URL')
+    .option('--from-ec2-metadata [url]', `EC2 instance metadata service (default ${defaultEc2Url})`)
+    .option('--from-openstack-metadata [url]', `OpenStack metadata service (default ${defaultOpenstackUrl})`)
+    .option('--from-configdrive <path>', 'a config drive: a mounted directory, or a config-2 image')
+    .option('--from-proc-cmdline', 'fetch user data from cloud-config-url= on the kernel command line (PXE)')
+    .option('--cmdline-file <path>', 'where the kernel command line is read', '/proc/cmdline')
+    .option('--oem <name>', `a platform's datasources: ${Object.keys(oemPresets).join(', ')}`)
+    .option('--http-timeout <ms>', 'time allowed for one HTTP request', parseCount, defaultRetryPolicy.timeoutMs)
+    .option('--http-attempts <n>', 'most tries of one HTTP request', parseCount, defaultRetryPolicy.attempts)
+    .option('--http-deadline <ms>', 'total time allowed for one HTTP fetch, retries included', parseCount, defaultRetryPolicy.deadlineMs)
     .addOption(new Option('--format <format>', 'report format').choices(formats).default('text'))
     .option('--strict', 'warnings fail validation too')
     .option('--max-size <bytes>', 'largest user data accepted, before and after gunzip', parseSize, defaultValidateOptions.maxSize)
@@ -64,6 +95,12 @@ function program(io: Io): Command {
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .helpOption('-h, --help', 'show this help');
+}
+
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('want a positive whole number');
+  return n;
 }
 
 function parseSize(value: string): number {
@@ -99,13 +136,27 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     throw err;
   }
-  const opts = cmd.opts<Options>();
+  const given = cmd.opts<Options>();
+  let opts = given;
+  if (given.oem !== undefined) {
+    const preset = oemPresets[given.oem];
+    if (!preset) {
+      io.stderr.write(`coreos-cloudinit: unknown --oem ${given.oem}; supported: ${Object.keys(oemPresets).join(', ')}\n`);
+      return 2;
+    }
+    opts = { ...preset, ...given };
+  }
   const files = opts.fromFile ?? [];
-  if (files.length === 0) {
-    io.stderr.write('coreos-cloudinit: provide at least one --from-file PATH (or - for standard input)\n');
+  const cloud = opts.fromUrl ?? opts.fromEc2Metadata ?? opts.fromOpenstackMetadata ?? opts.fromConfigdrive ?? opts.fromProcCmdline;
+  if (files.length === 0 && cloud === undefined) {
+    io.stderr.write(
+      'coreos-cloudinit: provide at least one of --from-file, --from-url, --from-ec2-metadata, --from-openstack-metadata, --from-configdrive, --from-proc-cmdline or --oem\n',
+    );
     return 2;
   }
-  if (!opts.validate) return apply(files, opts, io);
+  if (!opts.validate) return cloud === undefined ? apply(files, opts, io) : applyFromDatasources(opts, io);
+  const failsOn = (s: Severity) => s === 'error' || (opts.strict === true && s === 'warning');
+  if (cloud !== undefined) return validateFromDatasources(opts, io, failsOn);
   const reports: FileReport[] = files.map((file) => {
     const name = file === '-' ? '<stdin>' : file;
     let bytes: Buffer;
@@ -117,10 +168,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     const report = validateUserData(bytes, { maxSize: opts.maxSize });
     return { file: name, kind: report.kind, text: report.text, diagnostics: report.diagnostics };
   });
-  const failsOn = (s: Severity) => s === 'error' || (opts.strict === true && s === 'warning');
-  if (opts.format === 'json') io.stdout.write(formatJson(reports, failsOn));
-  else if (opts.format === 'github') io.stdout.write(formatGithub(reports));
-  else io.stdout.write(formatText(reports, io.stdout.isTTY === true));
+  writeReports(reports, opts, io, failsOn);
   return reports.some((r) => r.diagnostics.some((d) => failsOn(d.severity))) ? 1 : 0;
 }
 
@@ -146,14 +194,7 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
   const { formatResults } = require('../apply/report') as typeof import('../apply/report');
   let report: Awaited<ReturnType<typeof applyUserData>>;
   try {
-    report = await applyUserData(bytes, {
-      root: opts.root,
-      dryRun: opts.dryRun === true,
-      systemdBus: opts.systemdBus,
-      unitDirs: { system: { persistent: opts.unitDir, runtime: opts.runtimeUnitDir }, network: unitDirs.network },
-      sshKeyName: opts.sshKeyName,
-      maxSize: opts.maxSize,
-    });
+    report = await applyUserData(bytes, applyOptions(opts));
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
     return 1;
@@ -166,6 +207,83 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
   }
   io.stdout.write(formatResults(report.results, opts.dryRun === true));
   return report.results.some((r) => r.outcome === 'failed') ? 1 : 0;
+}
+
+/** The apply options the flags give. */
+function applyOptions(opts: Options) {
+  return {
+    root: opts.root,
+    dryRun: opts.dryRun === true,
+    systemdBus: opts.systemdBus,
+    unitDirs: { system: { persistent: opts.unitDir, runtime: opts.runtimeUnitDir }, network: unitDirs.network },
+    sshKeyName: opts.sshKeyName,
+    maxSize: opts.maxSize,
+    env: process.env,
+  };
+}
+
+/** Fetches from the datasources given: the first that answers wins. Loaded only then: it brings HTTP. */
+function fetchFromDatasources(opts: Options): Promise<Fetched> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { datasourcesFor } = require('../datasource') as typeof import('../datasource');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { firstAnswer } = require('../datasource/select') as typeof import('../datasource/select');
+  return firstAnswer(datasourcesFor({
+    files: opts.fromFile ?? [],
+    url: opts.fromUrl,
+    ec2: opts.fromEc2Metadata === true ? defaultEc2Url : opts.fromEc2Metadata,
+    openstack: opts.fromOpenstackMetadata === true ? defaultOpenstackUrl : opts.fromOpenstackMetadata,
+    configDrive: opts.fromConfigdrive,
+    cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
+    policy: { ...defaultRetryPolicy, timeoutMs: opts.httpTimeout, attempts: opts.httpAttempts, deadlineMs: opts.httpDeadline },
+  }));
+}
+
+/** Validates user data from a datasource, warning about metadata variables that would be empty. */
+async function validateFromDatasources(opts: Options, io: Io, failsOn: (s: Severity) => boolean): Promise<number> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { variableValues } = require('../cloudconfig/substitute') as typeof import('../cloudconfig/substitute');
+  let fetched: Fetched;
+  try {
+    fetched = await fetchFromDatasources(opts);
+  } catch (err) {
+    io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const report = validateUserData(fetched.userData ?? Buffer.alloc(0), { maxSize: opts.maxSize, variables: variableValues(fetched.metadata, process.env) });
+  const reports: FileReport[] = [{ file: fetched.source, kind: report.kind, text: report.text, diagnostics: report.diagnostics }];
+  writeReports(reports, opts, io, failsOn);
+  return reports.some((r) => r.diagnostics.some((d) => failsOn(d.severity))) ? 1 : 0;
+}
+
+function writeReports(reports: FileReport[], opts: Options, io: Io, failsOn: (s: Severity) => boolean): void {
+  if (opts.format === 'json') io.stdout.write(formatJson(reports, failsOn));
+  else if (opts.format === 'github') io.stdout.write(formatGithub(reports));
+  else io.stdout.write(formatText(reports, io.stdout.isTTY === true));
+}
+
+/** Fetches from the datasources given and applies what the first to answer gave. */
+async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { applyFetched } = require('../apply/apply') as typeof import('../apply/apply');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { formatResults } = require('../apply/report') as typeof import('../apply/report');
+  try {
+    const fetched = await fetchFromDatasources(opts);
+    io.stdout.write(`user data from ${fetched.source}${fetched.userData ? '' : ' (none)'}\n`);
+    const report = await applyFetched(fetched, applyOptions(opts));
+    const fileReport: FileReport = { file: fetched.source, kind: report.validation.kind, text: report.validation.text, diagnostics: report.validation.diagnostics };
+    io.stdout.write(formatText([fileReport], io.stdout.isTTY === true));
+    if (!report.applied) {
+      io.stdout.write('not applied: the user data has errors\n');
+      return 1;
+    }
+    io.stdout.write(formatResults(report.results, opts.dryRun === true));
+    return report.results.some((r) => r.outcome === 'failed') ? 1 : 0;
+  } catch (err) {
+    io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
+    return 1;
+  }
 }
 
 function processIo(): Io {

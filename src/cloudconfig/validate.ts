@@ -18,6 +18,8 @@ import type { UserDataKind } from './userdata';
 import type { YNode } from './tree';
 
 export interface ValidateOptions extends ParseLimits {
+  /** The values metadata gives the variables, when known: empty ones are warned about. */
+  variables?: Partial<Record<string, string>>;
   /**
    * Largest user data accepted, before and after gunzip, in bytes. Default 2 MiB: clouds cap user
    * data far lower (EC2 at 16 KB), and YAML that the fast reader declines costs up to about 5 s per
@@ -55,7 +57,7 @@ export function validateUserData(bytes: Uint8Array, options: Partial<ValidateOpt
       root = parsed.root;
       findings = findings.concat(parsed.findings);
       if (root && !parsed.syntaxErrors) findings = findings.concat(checkCloudConfig(root, text));
-      findings = findings.concat(checkVariables(text));
+      findings = findings.concat(checkVariables(text, opts.variables));
     }
   }
   return { kind, gzipped: decoded.gzipped, text, diagnostics: place(findings, text), root };

@@ -26,6 +26,11 @@ export const files = {
   updateConfDefaults: '/usr/share/coreos/update.conf',
   oemRelease: '/etc/oem-release',
   flannelOptions: '/run/flannel/options.env',
+  /** Metadata addresses as COREOS_PRIVATE_IPV4 and the like, for units' EnvironmentFile=. */
+  environment: '/etc/environment',
+  /** The user data as last fetched, and a record of where from (source, instance id). */
+  userDataCopy: '/var/lib/coreos-cloudinit/user-data',
+  userDataRecord: '/var/lib/coreos-cloudinit/instance.json',
   /** Where scripts given as user data are kept before they run. */
   scripts: '/var/lib/coreos-cloudinit/scripts',
 };

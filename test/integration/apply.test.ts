@@ -11,8 +11,11 @@ import { asRoot, makeRoot, snapshot } from '../support/roots';
 
 const example = readFileSync(join(__dirname, '../../examples/etcd-node.yaml'));
 
+/** As on a machine whose /etc/environment has the address (coreos-setup-environment writes it). */
+const env = { COREOS_PRIVATE_IPV4: '10.0.0.5' };
+
 async function apply(root: string, text: string | Buffer, dryRun = false) {
-  return applyUserData(typeof text === 'string' ? Buffer.from(text) : text, { root, dryRun });
+  return applyUserData(typeof text === 'string' ? Buffer.from(text) : text, { root, dryRun, env });
 }
 
 function outcomes(results: ActionResult[]): string[] {
@@ -72,7 +75,7 @@ describeAsRoot('the bundled example, offline', () => {
   test('update.conf, the locksmithd drop-in, units and enable links', () => {
     expect(readFileSync(join(root, 'etc/coreos/update.conf'), 'utf8')).toBe('GROUP=stable\nREBOOT_STRATEGY=etcd-lock\n');
     expect(readFileSync(join(root, 'run/systemd/system/locksmithd.service.d/20-cloudinit.conf'), 'utf8')).toBe(
-      '[Service]\nEnvironment="LOCKSMITHD_ENDPOINT=https://$private_ipv4:2379"\nEnvironment="LOCKSMITHD_ETCD_CAFILE=/etc/ssl/etcd/ca.pem"\n' +
+      '[Service]\nEnvironment="LOCKSMITHD_ENDPOINT=https://10.0.0.5:2379"\nEnvironment="LOCKSMITHD_ETCD_CAFILE=/etc/ssl/etcd/ca.pem"\n' +
         'Environment="LOCKSMITHD_GROUP=workers"\nEnvironment="REBOOT_WINDOW_START=Thu 04:00"\nEnvironment="REBOOT_WINDOW_LENGTH=1h30m"\n',
     );
     expect(readFileSync(join(root, 'etc/systemd/system/etcd-member.service.d/20-cluster.conf'), 'utf8')).toMatch(/^\[Service\]\nEnvironment="ETCD_NAME=node-01"/);

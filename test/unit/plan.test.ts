@@ -3,7 +3,7 @@ import { toCloudConfig } from '../../src/cloudconfig/config';
 import { validateUserData } from '../../src/cloudconfig/validate';
 import { plan } from '../../src/apply/plan';
 import type { Action } from '../../src/apply/plan';
-import { mergeUpdateConf } from '../../src/apply/execute';
+import { mergeSettings } from '../../src/apply/execute';
 import { unitDirs } from '../../src/system/paths';
 
 const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq7E68devjRKAB2lwqxl16pR8Y+7vOt6k2VMYV4L7l6';
@@ -85,7 +85,7 @@ test('reboot_strategy off masks and stops locksmithd, together with its drop-in'
 });
 
 test('update.conf: keys replaced in place, others kept, new ones appended sorted', () => {
-  expect(mergeUpdateConf('# comment\nGROUP=alpha\nGROUPX=1\n', [['REBOOT_STRATEGY', 'off'], ['GROUP', 'stable'], ['SERVER', 's']])).toBe(
+  expect(mergeSettings('# comment\nGROUP=alpha\nGROUPX=1\n', [['REBOOT_STRATEGY', 'off'], ['GROUP', 'stable'], ['SERVER', 's']])).toBe(
     '# comment\nGROUP=stable\nGROUPX=1\nREBOOT_STRATEGY=off\nSERVER=s\n',
   );
 });

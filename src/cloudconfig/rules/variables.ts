@@ -6,15 +6,27 @@
 import type { Finding } from '../../report/diagnostic';
 import { editDistance } from '../suggest';
 import { finding } from './common';
+import { metadataVariables, usedVariables } from '../substitute';
 
-/** The variables coreos-cloudinit substitutes from metadata. */
-export const metadataVariables = ['private_ipv4', 'public_ipv4', 'private_ipv6', 'public_ipv6'];
 
 const reference = /(\\?)\$(\{)?([A-Za-z_][A-Za-z0-9_]*)(\})?/g;
 
-export function checkVariables(text: string): Finding[] {
+/**
+ * Near misses of the metadata variables; and, given the values the variables would take
+ * (`values`), the ones that would end up empty.
+ */
+export function checkVariables(text: string, values?: Partial<Record<string, string>>): Finding[] {
   if (!text.includes('$')) return [];
   const out: Finding[] = [];
+  if (values) {
+    for (const used of usedVariables(text)) {
+      if (values[used.name]) continue;
+      const env = `COREOS_${used.name.toUpperCase()}`;
+      out.push(
+        finding('warning', 'empty-variable', `$${used.name} has no value in the metadata (nor in ${env}): it becomes empty`, [], [used.index, used.index + used.length]),
+      );
+    }
+  }
   for (const m of text.matchAll(reference)) {
     if (m[1]) continue; // \$name is an escape: the literal text
     const name = m[3]!;
@@ -22,7 +34,7 @@ export function checkVariables(text: string): Finding[] {
     const start = m.index!;
     const range: [number, number] = [start, start + m[0].length];
     const lower = name.toLowerCase();
-    if (metadataVariables.includes(name)) {
+    if ((metadataVariables as readonly string[]).includes(name)) {
       if (braced) out.push(finding('warning', 'unknown-variable', `\${${name}} is not substituted: write $${name} without braces`, [], range));
       continue;
     }

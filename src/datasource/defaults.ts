@@ -1,0 +1,22 @@
+/** Datasource defaults, in a module of their own so the command line can show them without loading HTTP. */
+
+export interface RetryPolicy {
+  /** Time allowed for one request, headers and body, in ms. Default 10,000 (as the reference). */
+  timeoutMs: number;
+  /** Most attempts per URL. Default 15 (as the reference). */
+  attempts: number;
+  /** First backoff, doubled each retry, in ms. Default 100. */
+  backoffMs: number;
+  /** Longest backoff, in ms. Default 5,000 (as the reference). */
+  maxBackoffMs: number;
+  /** Total time allowed for one fetch, retries included, in ms. Default 60,000. */
+  deadlineMs: number;
+}
+
+export const defaultRetryPolicy: RetryPolicy = { timeoutMs: 10_000, attempts: 15, backoffMs: 100, maxBackoffMs: 5_000, deadlineMs: 60_000 };
+
+/** The link-local address EC2 (and EC2-compatible clouds) serve metadata on. */
+export const defaultEc2Url = 'http://169.254.169.254/';
+
+/** OpenStack's metadata service. */
+export const defaultOpenstackUrl = 'http://169.254.169.254/';

@@ -1,0 +1,114 @@
+/**
+ * HTTP for datasources: a per-request timeout, bounded retries with exponential backoff and full
+ * jitter, and a total deadline. Every answer is one of: the body, "not found" (404: no user data),
+ * or an error that says whether it was worth retrying (5xx, reset, timeout, truncated body) or
+ * final (other 4xx).
+ */
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { defaultRetryPolicy } from './defaults';
+import type { RetryPolicy } from './defaults';
+
+export type { RetryPolicy } from './defaults';
+export { defaultRetryPolicy } from './defaults';
+
+export interface HttpRequest {
+  url: string;
+  method?: 'GET' | 'PUT';
+  headers?: Record<string, string>;
+}
+
+export type HttpResult = { kind: 'ok'; status: number; body: Buffer; headers: http.IncomingHttpHeaders } | { kind: 'not-found' };
+
+/** An HTTP failure: `retryable` when trying again may help (5xx, network errors, timeouts, truncated bodies). */
+export class FetchError extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Largest body accepted, so a hostile server cannot fill memory. 16 MiB. */
+const maxBody = 16 * 1024 * 1024;
+
+/** One request, no retry. */
+export function request(req: HttpRequest, timeoutMs: number): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    let url: URL;
+    try {
+      url = new URL(req.url);
+    } catch {
+      reject(new FetchError(`${req.url} is not a URL`, false));
+      return;
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      reject(new FetchError(`${req.url}: only http and https URLs are fetched`, false));
+      return;
+    }
+    const client = url.protocol === 'https:' ? https : http;
+    const r = client.request(url, { method: req.method ?? 'GET', headers: req.headers ?? {} }, (res) => {
+      const status = res.statusCode ?? 0;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBody) {
+          r.destroy(new FetchError(`${req.url}: body larger than ${maxBody} bytes`, false));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      // An error while the body streams in is the connection closing early: a truncated body.
+      res.on('error', (err) => reject(new FetchError(`${req.url}: the connection closed before the whole body arrived (${err.message})`, true, status)));
+      res.on('end', () => {
+        if (!res.complete) {
+          reject(new FetchError(`${req.url}: the connection closed before the whole body arrived`, true, status));
+          return;
+        }
+        const body = Buffer.concat(chunks);
+        const expected = res.headers['content-length'];
+        if (expected !== undefined && Number(expected) !== body.length) {
+          reject(new FetchError(`${req.url}: got ${body.length} of ${expected} bytes`, true, status));
+          return;
+        }
+        if (status === 404) resolve({ kind: 'not-found' });
+        else if (status >= 200 && status < 300) resolve({ kind: 'ok', status, body, headers: res.headers });
+        else reject(new FetchError(`${req.url}: HTTP ${status}`, status >= 500 || status === 429, status));
+      });
+    });
+    r.setTimeout(timeoutMs, () => r.destroy(new FetchError(`${req.url}: no answer within ${timeoutMs} ms`, true)));
+    r.on('error', (err) => reject(err instanceof FetchError ? err : new FetchError(`${req.url}: ${err.message}`, true)));
+    r.end();
+  });
+}
+
+/** The wait before retry number `attempt` (1-based): full jitter over an exponential backoff. */
+export function backoff(attempt: number, policy: RetryPolicy, random: () => number = Math.random): number {
+  const cap = Math.min(policy.maxBackoffMs, policy.backoffMs * 2 ** (attempt - 1));
+  return Math.round(random() * cap);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A request with retries: retryable failures are tried again until the attempts or the deadline run out. */
+export async function fetchWithRetry(req: HttpRequest, policy: RetryPolicy = defaultRetryPolicy): Promise<HttpResult> {
+  const deadline = Date.now() + policy.deadlineMs;
+  let last: FetchError | undefined;
+  for (let attempt = 1; attempt <= policy.attempts; attempt++) {
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    try {
+      return await request(req, Math.min(policy.timeoutMs, left));
+    } catch (err) {
+      last = err instanceof FetchError ? err : new FetchError(String(err), true);
+      if (!last.retryable) throw last;
+    }
+    const wait = backoff(attempt, policy);
+    if (Date.now() + wait >= deadline) break;
+    await sleep(wait);
+  }
+  throw new FetchError(`${last?.message ?? req.url} (gave up after retrying)`, false, last?.status);
+}

@@ -1,0 +1,27 @@
+/** The datasources, built from what the command line asks for, in its order. */
+import { ec2Source } from './ec2';
+import type { RetryPolicy } from './http';
+import { configDriveSource, openstackSource } from './openstack';
+import { cmdlineSource, fileSource, urlSource } from './simple';
+import type { Datasource } from './types';
+
+export interface SourceRequest {
+  files: string[];
+  url: string | undefined;
+  ec2: string | undefined;
+  openstack: string | undefined;
+  configDrive: string | undefined;
+  /** The kernel command line's file, when --from-proc-cmdline is given. */
+  cmdlineFile: string | undefined;
+  policy: RetryPolicy;
+}
+
+export function datasourcesFor(r: SourceRequest): Datasource[] {
+  const out: Datasource[] = r.files.map((f) => fileSource(f));
+  if (r.url !== undefined) out.push(urlSource(r.url, r.policy));
+  if (r.ec2 !== undefined) out.push(ec2Source(r.ec2, r.policy));
+  if (r.openstack !== undefined) out.push(openstackSource(r.openstack, r.policy));
+  if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive));
+  if (r.cmdlineFile !== undefined) out.push(cmdlineSource(r.cmdlineFile, r.policy));
+  return out;
+}

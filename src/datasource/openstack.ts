@@ -1,0 +1,89 @@
+/**
+ * OpenStack: the metadata service (openstack/latest/meta_data.json, user_data, network_data.json)
+ * and config drives, which hold the same files under openstack/latest/.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fetchWithRetry } from './http';
+import type { RetryPolicy } from './http';
+import type { Datasource, Fetched, Metadata } from './types';
+
+interface OpenstackFiles {
+  metaData: Buffer;
+  userData: Buffer | undefined;
+  networkData: Buffer | undefined;
+}
+
+function parseJson(bytes: Buffer, what: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(bytes.toString('utf8')) as unknown;
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`${what} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  throw new Error(`${what} is not a JSON object`);
+}
+
+/** Metadata from meta_data.json (uuid, hostname, public_keys) and network_data.json (addresses). */
+export function openstackMetadata(files: OpenstackFiles, source: string): Fetched {
+  const meta = parseJson(files.metaData, 'meta_data.json');
+  const metadata: Metadata = { sshPublicKeys: [] };
+  if (typeof meta.uuid === 'string') metadata.instanceId = meta.uuid;
+  if (typeof meta.hostname === 'string' && meta.hostname) metadata.hostname = meta.hostname;
+  const keys = meta.public_keys;
+  if (keys && typeof keys === 'object') {
+    for (const name of Object.keys(keys).sort()) {
+      const key = (keys as Record<string, unknown>)[name];
+      if (typeof key === 'string' && key.trim()) metadata.sshPublicKeys.push(key.trim());
+    }
+  }
+  if (files.networkData) {
+    const net = parseJson(files.networkData, 'network_data.json');
+    for (const n of Array.isArray(net.networks) ? (net.networks as Array<Record<string, unknown>>) : []) {
+      const ip = typeof n.ip_address === 'string' ? n.ip_address : undefined;
+      if (!ip) continue;
+      const v6 = String(n.type ?? '').includes('ipv6') || ip.includes(':');
+      if (v6 && metadata.privateIpv6 === undefined) metadata.privateIpv6 = ip;
+      if (!v6 && metadata.privateIpv4 === undefined) metadata.privateIpv4 = ip;
+    }
+  }
+  return { source, userData: files.userData && files.userData.length > 0 ? files.userData : undefined, metadata };
+}
+
+/** The metadata service. Not there (meta_data.json 404) means this is no OpenStack. */
+export function openstackSource(base: string, policy: RetryPolicy): Datasource {
+  const root = `${base.endsWith('/') ? base : `${base}/`}openstack/latest/`;
+  const get = async (name: string) => {
+    const r = await fetchWithRetry({ url: `${root}${name}` }, policy);
+    return r.kind === 'ok' ? r.body : undefined;
+  };
+  return {
+    name: 'openstack',
+    async fetch() {
+      const metaData = await get('meta_data.json');
+      if (!metaData) return undefined;
+      return openstackMetadata({ metaData, userData: await get('user_data'), networkData: await get('network_data.json') }, 'openstack');
+    },
+  };
+}
+
+/** A config drive mounted (or unpacked) at `dir`. Missing files are not errors; a missing drive is no source. */
+export function configDriveSource(dir: string): Datasource {
+  const read = async (name: string) => {
+    try {
+      return await readFile(join(dir, 'openstack/latest', name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  };
+  return {
+    name: 'configdrive',
+    async fetch() {
+      const metaData = await read('meta_data.json');
+      const userData = await read('user_data');
+      if (!metaData && !userData) return undefined;
+      return openstackMetadata({ metaData: metaData ?? Buffer.from('{}'), userData, networkData: await read('network_data.json') }, 'configdrive');
+    },
+  };
+}

@@ -1,0 +1,193 @@
+/** Datasources against loopback stand-ins for EC2's IMDS and OpenStack's metadata service. */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ec2Source } from '../../src/datasource/ec2';
+import { backoff, defaultRetryPolicy, fetchWithRetry } from '../../src/datasource/http';
+import type { RetryPolicy } from '../../src/datasource/http';
+import { configDriveSource, openstackSource } from '../../src/datasource/openstack';
+import { firstAnswer } from '../../src/datasource/select';
+import { cmdlineSource, cmdlineUrl, fileSource, urlSource } from '../../src/datasource/simple';
+import { FakeMetadata } from '../support/fake-metadata';
+
+const fast: RetryPolicy = { timeoutMs: 300, attempts: 6, backoffMs: 10, maxBackoffMs: 50, deadlineMs: 5_000 };
+const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq7E68devjRKAB2lwqxl16pR8Y+7vOt6k2VMYV4L7l6 ec2-key';
+
+const ec2Data = {
+  userData: '#cloud-config\nhostname: from-user-data\n',
+  metaData: { 'instance-id': 'i-0123456789', hostname: 'ip-10-0-0-5.ec2.internal extra-name', 'local-ipv4': '10.0.0.5', 'public-ipv4': '203.0.113.7', ipv6: '2001:db8::5' },
+  keys: { mykey: key },
+};
+
+let servers: FakeMetadata[] = [];
+async function serve(ec2: ConstructorParameters<typeof FakeMetadata>[0], openstack?: ConstructorParameters<typeof FakeMetadata>[1]) {
+  const s = new FakeMetadata(ec2, openstack);
+  await s.start();
+  servers.push(s);
+  return s;
+}
+afterEach(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+  servers = [];
+});
+
+describe('EC2', () => {
+  test('IMDSv2: a token first, sent with every request; user data and metadata intact', async () => {
+    const s = await serve({ ...ec2Data, imds: 'v2' });
+    const got = await ec2Source(s.url, fast).fetch();
+    expect(got).toEqual({
+      source: 'ec2',
+      userData: Buffer.from(ec2Data.userData),
+      metadata: {
+        instanceId: 'i-0123456789',
+        hostname: 'ip-10-0-0-5.ec2.internal',
+        privateIpv4: '10.0.0.5',
+        publicIpv4: '203.0.113.7',
+        privateIpv6: '2001:db8::5',
+        publicIpv6: '2001:db8::5',
+        sshPublicKeys: [key],
+      },
+    });
+    expect(s.requests[0]).toMatchObject({ method: 'PUT', path: 'latest/api/token', ttl: '21600' });
+    expect(s.requests.slice(1).every((r) => r.method === 'GET' && r.token === 'token-1')).toBe(true);
+  });
+
+  test('an expired token (401) is renewed', async () => {
+    const s = await serve({ ...ec2Data, imds: 'v2', tokenUses: 3 });
+    const got = await ec2Source(s.url, fast).fetch();
+    expect(got?.metadata.sshPublicKeys).toEqual([key]);
+    expect(s.requests.filter((r) => r.method === 'PUT').length).toBeGreaterThan(1);
+  });
+
+  test.each(['v1', 'forbidden'] as const)('IMDSv1 when the token endpoint is %s', async (imds) => {
+    const s = await serve({ ...ec2Data, imds });
+    const got = await ec2Source(s.url, fast).fetch();
+    expect(got?.metadata.privateIpv4).toBe('10.0.0.5');
+    expect(s.requests.filter((r) => r.method === 'GET').every((r) => r.token === undefined)).toBe(true);
+  });
+
+  test('no user data (404) is not an error', async () => {
+    const s = await serve({ metaData: { 'local-ipv4': '10.0.0.9' } });
+    expect(await ec2Source(s.url, fast).fetch()).toMatchObject({ userData: undefined, metadata: { privateIpv4: '10.0.0.9' } });
+  });
+
+  test.each(['500', 'slow', 'reset', 'truncate'] as const)('retries through %s answers and gets the data intact', async (failure) => {
+    const s = await serve({ ...ec2Data, imds: 'v2' });
+    s.failures = [failure, failure];
+    const got = await ec2Source(s.url, fast).fetch();
+    expect(got?.userData?.toString()).toBe(ec2Data.userData);
+    expect(got?.metadata.publicIpv4).toBe('203.0.113.7');
+  });
+
+  test('a truncated body every time is an error, never short data', async () => {
+    const s = await serve({ ...ec2Data, imds: 'v1' });
+    s.alwaysFail.set('2009-04-04/user-data', 'truncate');
+    await expect(ec2Source(s.url, fast).fetch()).rejects.toThrow(/got \d+ of \d+ bytes|closed before the whole body/);
+  });
+});
+
+describe('HTTP retries', () => {
+  test('stop at the deadline', async () => {
+    const s = await serve({ imds: 'v1', userData: 'x' });
+    s.alwaysFail.set('2009-04-04/user-data', '500');
+    const started = Date.now();
+    await expect(fetchWithRetry({ url: `${s.url}2009-04-04/user-data` }, { ...fast, attempts: 1000, deadlineMs: 600 })).rejects.toThrow(/HTTP 500 \(gave up after retrying\)/);
+    expect(Date.now() - started).toBeLessThan(1_500);
+  });
+
+  test('stop after the attempts', async () => {
+    const s = await serve({ imds: 'v1', userData: 'x' });
+    s.alwaysFail.set('2009-04-04/user-data', '500');
+    await expect(fetchWithRetry({ url: `${s.url}2009-04-04/user-data` }, { ...fast, attempts: 4 })).rejects.toThrow(/gave up/);
+    expect(s.requests.length).toBe(4);
+  });
+
+  test('give up at once on a 4xx other than 404', async () => {
+    const s = await serve({ imds: 'v1', userData: 'x' });
+    s.alwaysFail.set('2009-04-04/user-data', '403');
+    await expect(fetchWithRetry({ url: `${s.url}2009-04-04/user-data` }, fast)).rejects.toMatchObject({ status: 403, retryable: false });
+    expect(s.requests.length).toBe(1);
+  });
+
+  test('an unreachable service is retried until the deadline', async () => {
+    await expect(fetchWithRetry({ url: 'http://127.0.0.1:9/' }, { ...fast, deadlineMs: 300 })).rejects.toThrow(/ECONNREFUSED.*gave up/);
+  });
+
+  test('backoff doubles up to its cap, with full jitter', () => {
+    const top = (n: number) => backoff(n, defaultRetryPolicy, () => 1);
+    expect([1, 2, 3, 4, 6, 10].map(top)).toEqual([100, 200, 400, 800, 3200, 5000]);
+    expect(backoff(3, defaultRetryPolicy, () => 0)).toBe(0);
+  });
+});
+
+describe('OpenStack', () => {
+  const openstack = {
+    metaData: { uuid: 'd8e02d56-2648-49a3-bf97-6be8f1204f38', hostname: 'node-1.novalocal', public_keys: { mykey: key } },
+    userData: '#cloud-config\n',
+    networkData: { networks: [{ type: 'ipv4', ip_address: '10.1.0.4' }, { type: 'ipv6', ip_address: 'fd00::4' }] },
+  };
+
+  test('the metadata service', async () => {
+    const s = await serve({}, openstack);
+    expect(await openstackSource(s.url, fast).fetch()).toEqual({
+      source: 'openstack',
+      userData: Buffer.from('#cloud-config\n'),
+      metadata: { instanceId: openstack.metaData.uuid, hostname: 'node-1.novalocal', privateIpv4: '10.1.0.4', privateIpv6: 'fd00::4', sshPublicKeys: [key] },
+    });
+  });
+
+  test('no metadata service here: not this source', async () => {
+    const s = await serve({});
+    expect(await openstackSource(s.url, fast).fetch()).toBeUndefined();
+  });
+
+  test('a config drive directory', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootsmith-cd-'));
+    mkdirSync(join(dir, 'openstack/latest'), { recursive: true });
+    writeFileSync(join(dir, 'openstack/latest/meta_data.json'), JSON.stringify(openstack.metaData));
+    writeFileSync(join(dir, 'openstack/latest/user_data'), '#cloud-config\nhostname: cd\n');
+    expect(await configDriveSource(dir).fetch()).toMatchObject({ source: 'configdrive', metadata: { instanceId: openstack.metaData.uuid, sshPublicKeys: [key] } });
+    expect(await configDriveSource(join(dir, 'nothing')).fetch()).toBeUndefined();
+  });
+});
+
+describe('kernel command line, files, URLs, and choosing', () => {
+  test.each([
+    ['console=ttyS0 cloud-config-url=http://a/x.yml quiet', 'http://a/x.yml'],
+    ['cloud_config_url=http://a/1 cloud-config-url=http://a/2', 'http://a/2'],
+    ['cloud-config-url= cloud-config-url', undefined],
+    ['root=/dev/sda1 cloud-config-url=http://a/?x=1=2', 'http://a/?x=1=2'],
+  ])('%s', (cmdline, url) => {
+    expect(cmdlineUrl(cmdline)).toBe(url);
+  });
+
+  test('PXE: the command line names a URL, which is fetched', async () => {
+    const s = await serve({ imds: 'v1', userData: '#cloud-config\nhostname: pxe\n' });
+    const file = join(mkdtempSync(join(tmpdir(), 'bootsmith-cmdline-')), 'cmdline');
+    writeFileSync(file, `BOOT_IMAGE=/vmlinuz cloud-config-url=${s.url}2009-04-04/user-data\n`);
+    expect((await cmdlineSource(file, fast).fetch())?.userData?.toString()).toBe('#cloud-config\nhostname: pxe\n');
+  });
+
+  test('an empty file and a 404 URL are no user data; a missing file is no source', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootsmith-src-'));
+    writeFileSync(join(dir, 'empty'), '');
+    expect(await fileSource(join(dir, 'empty')).fetch()).toMatchObject({ userData: undefined });
+    expect(await fileSource(join(dir, 'missing')).fetch()).toBeUndefined();
+    const s = await serve({ imds: 'v1' });
+    expect(await urlSource(`${s.url}nothing`, fast).fetch()).toMatchObject({ userData: undefined });
+  });
+
+  test('with several sources, the first that answers wins', async () => {
+    const slow = await serve({ ...ec2Data, imds: 'v1' });
+    slow.failures = ['slow'];
+    const quick = await serve({}, { metaData: { uuid: 'os' }, userData: '#cloud-config\n' });
+    const got = await firstAnswer([ec2Source(slow.url, { ...fast, timeoutMs: 2_000 }), openstackSource(quick.url, fast)]);
+    expect(got.source).toBe('openstack');
+  });
+
+  test('when none answers, the error says what each one said', async () => {
+    await expect(firstAnswer([fileSource('/nonexistent/x'), urlSource('http://127.0.0.1:9/', { ...fast, deadlineMs: 200 })])).rejects.toThrow(
+      /^no datasource answered \(file: not there; url: .*ECONNREFUSED/,
+    );
+  });
+});
