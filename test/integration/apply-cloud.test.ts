@@ -1,0 +1,81 @@
+/** coreos-cloudinit fetching from a stand-in EC2 metadata service and applying into a temp root. */
+import { execFile } from 'node:child_process';
+import { lstatSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { FakeMetadata } from '../support/fake-metadata';
+import { asRoot, makeRoot, snapshot } from '../support/roots';
+
+const bin = join(__dirname, '../../bin/coreos-cloudinit.js');
+const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq7E68devjRKAB2lwqxl16pR8Y+7vOt6k2VMYV4L7l6 from-metadata';
+const userData = `#cloud-config
+hostname: from-user-data
+coreos:
+  etcd2:
+    advertise_client_urls: http://$private_ipv4:2379
+    initial_advertise_peer_urls: http://$private_ipv4:2380
+    listen_client_urls: http://0.0.0.0:2379
+    discovery: https://discovery.etcd.io/6a28e078895c5ec737174db2419bb2f3
+write_files:
+  - path: /etc/public-address
+    content: "$public_ipv4"
+`;
+
+async function cli(args: string[]) {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH ?? '' } });
+    return { status: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { status: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+(asRoot ? describe : describe.skip)('from EC2', () => {
+  let server: FakeMetadata;
+  beforeEach(async () => {
+    server = new FakeMetadata({
+      imds: 'v2',
+      userData,
+      metaData: { 'instance-id': 'i-42', hostname: 'ip-10-0-0-5', 'local-ipv4': '10.0.0.5', 'public-ipv4': '203.0.113.7' },
+      keys: { fleet: key },
+    });
+    await server.start();
+  });
+  afterEach(() => server.stop());
+
+  test('user data, metadata and substitutions arrive intact', async () => {
+    const root = makeRoot();
+    const r = await cli(['--from-ec2-metadata', server.url, '--root', root, '--http-timeout', '500']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^user data from ec2\n/);
+    expect(readFileSync(join(root, 'run/systemd/system/etcd2.service.d/20-cloudinit.conf'), 'utf8')).toBe(
+      '[Service]\nEnvironment="ETCD_ADVERTISE_CLIENT_URLS=http://10.0.0.5:2379"\nEnvironment="ETCD_DISCOVERY=https://discovery.etcd.io/6a28e078895c5ec737174db2419bb2f3"\n' +
+        'Environment="ETCD_INITIAL_ADVERTISE_PEER_URLS=http://10.0.0.5:2380"\nEnvironment="ETCD_LISTEN_CLIENT_URLS=http://0.0.0.0:2379"\n',
+    );
+    expect(readFileSync(join(root, 'etc/public-address'), 'utf8')).toBe('203.0.113.7');
+    expect(readFileSync(join(root, 'etc/hostname'), 'utf8')).toBe('from-user-data\n'); // user data wins over metadata
+    expect(readFileSync(join(root, 'home/core/.ssh/authorized_keys'), 'utf8')).toBe(`${key}\n`);
+    expect(readFileSync(join(root, 'etc/environment'), 'utf8')).toBe('COREOS_PRIVATE_IPV4=10.0.0.5\nCOREOS_PUBLIC_IPV4=203.0.113.7\n');
+    const kept = lstatSync(join(root, 'var/lib/coreos-cloudinit/user-data'));
+    expect([kept.mode & 0o777, readFileSync(join(root, 'var/lib/coreos-cloudinit/user-data'), 'utf8')]).toEqual([0o600, userData]);
+    expect(JSON.parse(readFileSync(join(root, 'var/lib/coreos-cloudinit/instance.json'), 'utf8'))).toEqual({ source: 'ec2', instanceId: 'i-42' });
+  });
+
+  test('nothing is applied from a failed fetch', async () => {
+    const root = makeRoot();
+    const before = snapshot(root);
+    server.alwaysFail.set('2009-04-04/user-data', 'truncate');
+    const r = await cli(['--from-ec2-metadata', server.url, '--root', root, '--http-timeout', '300', '--http-deadline', '1500']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^coreos-cloudinit: no datasource answered \(ec2: .*(bytes|whole body)/);
+    expect(snapshot(root)).toEqual(before);
+  });
+
+  test('validating from the metadata service warns about variables that would be empty', async () => {
+    server.ec2.metaData = { 'local-ipv4': '10.0.0.5' };
+    const r = await cli(['--validate', '--from-ec2-metadata', server.url]);
+    expect(r.stdout).toMatch(/^ec2:11:15: warning: \$public_ipv4 has no value in the metadata \(nor in COREOS_PUBLIC_IPV4\): it becomes empty \[empty-variable\]$/m);
+  });
+});
