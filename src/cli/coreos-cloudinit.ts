@@ -22,6 +22,7 @@ export interface Io {
 
 /** Flags that Go's flag package lets users write with one dash (`-validate`, `-from-file=x`). */
 const longFlags = [
+  'install-units', 'exec', 'cmdline-file', 'unit-dir', 'runtime-unit-dir', 'http-timeout', 'http-attempts', 'http-deadline',
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
 ];
@@ -59,6 +60,8 @@ interface Options {
   httpTimeout: number;
   httpAttempts: number;
   httpDeadline: number;
+  installUnits?: boolean;
+  exec: string;
 }
 
 /** `--oem` presets: the datasources a platform's images use. */
@@ -83,6 +86,8 @@ function program(io: Io): Command {
     .option('--http-timeout <ms>', 'time allowed for one HTTP request', parseCount, defaultRetryPolicy.timeoutMs)
     .option('--http-attempts <n>', 'most tries of one HTTP request', parseCount, defaultRetryPolicy.attempts)
     .option('--http-deadline <ms>', 'total time allowed for one HTTP fetch, retries included', parseCount, defaultRetryPolicy.deadlineMs)
+    .option('--install-units', 'install the boot units into --root (--unit-dir) and enable them (with --oem, its datasource too)')
+    .option('--exec <command>', 'the command the boot units run', '/usr/bin/coreos-cloudinit')
     .addOption(new Option('--format <format>', 'report format').choices(formats).default('text'))
     .option('--strict', 'warnings fail validation too')
     .option('--max-size <bytes>', 'largest user data accepted, before and after gunzip', parseSize, defaultValidateOptions.maxSize)
@@ -146,6 +151,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     }
     opts = { ...preset, ...given };
   }
+  if (opts.installUnits) return installBootUnits(opts, io);
   const files = opts.fromFile ?? [];
   const cloud = opts.fromUrl ?? opts.fromEc2Metadata ?? opts.fromOpenstackMetadata ?? opts.fromConfigdrive ?? opts.fromProcCmdline;
   if (files.length === 0 && cloud === undefined) {
@@ -209,6 +215,22 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
   return report.results.some((r) => r.outcome === 'failed') ? 1 : 0;
 }
 
+/** --install-units: the boot units into the root, enabled. */
+async function installBootUnits(opts: Options, io: Io): Promise<number> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { installUnits } = require('../apply/install-units') as typeof import('../apply/install-units');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { formatResults } = require('../apply/report') as typeof import('../apply/report');
+  try {
+    const results = await installUnits({ root: opts.root, unitDir: opts.unitDir, exec: opts.exec, oem: opts.oem, dryRun: opts.dryRun === true });
+    io.stdout.write(formatResults(results, opts.dryRun === true));
+    return results.some((r) => r.outcome === 'failed') ? 1 : 0;
+  } catch (err) {
+    io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
 /** The apply options the flags give. */
 function applyOptions(opts: Options) {
   return {
@@ -231,8 +253,9 @@ function fetchFromDatasources(opts: Options): Promise<Fetched> {
   return firstAnswer(datasourcesFor({
     files: opts.fromFile ?? [],
     url: opts.fromUrl,
-    ec2: opts.fromEc2Metadata === true ? defaultEc2Url : opts.fromEc2Metadata,
-    openstack: opts.fromOpenstackMetadata === true ? defaultOpenstackUrl : opts.fromOpenstackMetadata,
+    // Without a URL, the link-local default, or the one in the environment (for tests and labs).
+    ec2: opts.fromEc2Metadata === true ? (process.env.COREOS_CLOUDINIT_EC2_METADATA_URL ?? defaultEc2Url) : opts.fromEc2Metadata,
+    openstack: opts.fromOpenstackMetadata === true ? (process.env.COREOS_CLOUDINIT_OPENSTACK_METADATA_URL ?? defaultOpenstackUrl) : opts.fromOpenstackMetadata,
     configDrive: opts.fromConfigdrive,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
     policy: { ...defaultRetryPolicy, timeoutMs: opts.httpTimeout, attempts: opts.httpAttempts, deadlineMs: opts.httpDeadline },
