@@ -46,6 +46,8 @@ export interface ApplyReport {
   /** False when validation found errors, so nothing was applied. */
   applied: boolean;
   results: ActionResult[];
+  /** Milliseconds spent validating (with substitution) and applying (planning and executing). */
+  timings: { validateMs: number; applyMs: number };
 }
 
 /** The metadata's hostname when the user data has none, and its SSH keys for core, as the reference merges them. */
@@ -99,21 +101,25 @@ export async function applyUserData(bytes: Uint8Array, opts: Partial<ApplyOption
  */
 export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions> = {}, keep = true): Promise<ApplyReport> {
   const options = { ...defaultApplyOptions, ...opts };
+  const started = performance.now();
   const bytes = fetched.userData ?? Buffer.alloc(0);
   const values = variableValues(fetched.metadata, options.env ?? {});
   const limits = options.maxSize === undefined ? {} : { maxSize: options.maxSize };
   const validation = validateUserData(bytes, { ...limits, variables: values });
-  if (validation.diagnostics.some((d) => d.severity === 'error')) return { validation, applied: false, results: [] };
+  if (validation.diagnostics.some((d) => d.severity === 'error')) {
+    return { validation, applied: false, results: [], timings: { validateMs: performance.now() - started, applyMs: 0 } };
+  }
   if (!statSync(options.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--root ${options.root} is not a directory`);
   const substituted = validation.text.includes('$') ? validateUserData(Buffer.from(substitute(validation.text, values)), limits) : validation;
   const fromCloud = fetched.source !== 'file';
+  const validated = performance.now();
   const actions = [...(keep ? keepActions(fetched, bytes) : []), ...actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values)];
   const bus = options.systemdBus ?? (options.root === '/' ? 'system' : 'none');
   let systemd: Systemd | undefined;
   if (bus !== 'none' && touchesSystemd(actions, options.unitDirs)) systemd = await connectSystemd(bus);
   try {
     const results = await new Executor({ root: options.root, dryRun: options.dryRun, systemd, unitDirs: options.unitDirs }).run(actions);
-    return { validation, applied: true, results };
+    return { validation, applied: true, results, timings: { validateMs: validated - started, applyMs: performance.now() - validated } };
   } finally {
     systemd?.close();
   }

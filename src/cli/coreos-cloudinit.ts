@@ -22,7 +22,7 @@ export interface Io {
 
 /** Flags that Go's flag package lets users write with one dash (`-validate`, `-from-file=x`). */
 const longFlags = [
-  'install-units', 'exec', 'cmdline-file', 'unit-dir', 'runtime-unit-dir', 'http-timeout', 'http-attempts', 'http-deadline',
+  'timings', 'install-units', 'exec', 'cmdline-file', 'unit-dir', 'runtime-unit-dir', 'http-timeout', 'http-attempts', 'http-deadline',
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
 ];
@@ -62,6 +62,7 @@ interface Options {
   httpDeadline: number;
   installUnits?: boolean;
   exec: string;
+  timings?: boolean;
 }
 
 /** `--oem` presets: the datasources a platform's images use. */
@@ -86,6 +87,7 @@ function program(io: Io): Command {
     .option('--http-timeout <ms>', 'time allowed for one HTTP request', parseCount, defaultRetryPolicy.timeoutMs)
     .option('--http-attempts <n>', 'most tries of one HTTP request', parseCount, defaultRetryPolicy.attempts)
     .option('--http-deadline <ms>', 'total time allowed for one HTTP fetch, retries included', parseCount, defaultRetryPolicy.deadlineMs)
+    .option('--timings', 'after applying, print how long fetching, validating and applying took')
     .option('--install-units', 'install the boot units into --root (--unit-dir) and enable them (with --oem, its datasource too)')
     .option('--exec <command>', 'the command the boot units run', '/usr/bin/coreos-cloudinit')
     .addOption(new Option('--format <format>', 'report format').choices(formats).default('text'))
@@ -292,7 +294,9 @@ async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { formatResults } = require('../apply/report') as typeof import('../apply/report');
   try {
+    const fetchStarted = performance.now();
     const fetched = await fetchFromDatasources(opts);
+    const fetchMs = performance.now() - fetchStarted;
     io.stdout.write(`user data from ${fetched.source}${fetched.userData ? '' : ' (none)'}\n`);
     const report = await applyFetched(fetched, applyOptions(opts));
     const fileReport: FileReport = { file: fetched.source, kind: report.validation.kind, text: report.validation.text, diagnostics: report.validation.diagnostics };
@@ -302,6 +306,10 @@ async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
       return 1;
     }
     io.stdout.write(formatResults(report.results, opts.dryRun === true));
+    if (opts.timings) {
+      const t = report.timings;
+      io.stdout.write(`timings: fetch ${fetchMs.toFixed(1)} ms, validate ${t.validateMs.toFixed(1)} ms, apply ${t.applyMs.toFixed(1)} ms\n`);
+    }
     return report.results.some((r) => r.outcome === 'failed') ? 1 : 0;
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
