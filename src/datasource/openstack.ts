@@ -2,7 +2,8 @@
  * OpenStack: the metadata service (openstack/latest/meta_data.json, user_data, network_data.json)
  * and config drives, which hold the same files under openstack/latest/.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { withIsoImage } from './iso9660';
 import { join } from 'node:path';
 import { fetchWithRetry } from './http';
 import type { RetryPolicy } from './http';
@@ -67,11 +68,26 @@ export function openstackSource(base: string, policy: RetryPolicy): Datasource {
   };
 }
 
-/** A config drive mounted (or unpacked) at `dir`. Missing files are not errors; a missing drive is no source. */
-export function configDriveSource(dir: string): Datasource {
+/** The labels a config drive has (Nova writes config-2; some tools upper-case it). */
+const configDriveLabels = ['config-2', 'CONFIG-2'];
+
+/**
+ * A config drive: a directory where it is mounted, or the image itself (a file or a device such as
+ * /dev/sr0), read without mounting, since not every kernel can mount it. Missing files are not
+ * errors; a missing drive is no source.
+ */
+export function configDriveSource(path: string): Datasource {
+  let image: boolean | undefined;
   const read = async (name: string) => {
+    if (image === undefined) image = !(await stat(path)).isDirectory();
+    if (image) {
+      return withIsoImage(path, (iso) => {
+        if (!configDriveLabels.includes(iso.label)) throw new Error(`${path} is labelled "${iso.label}", not config-2`);
+        return iso.read(`openstack/latest/${name}`);
+      });
+    }
     try {
-      return await readFile(join(dir, 'openstack/latest', name));
+      return await readFile(join(path, 'openstack/latest', name));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
@@ -80,6 +96,7 @@ export function configDriveSource(dir: string): Datasource {
   return {
     name: 'configdrive',
     async fetch() {
+      if (!(await stat(path).catch(() => undefined))) return undefined;
       const metaData = await read('meta_data.json');
       const userData = await read('user_data');
       if (!metaData && !userData) return undefined;

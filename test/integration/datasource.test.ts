@@ -1,4 +1,5 @@
 /** Datasources against loopback stand-ins for EC2's IMDS and OpenStack's metadata service. */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -148,6 +149,45 @@ describe('OpenStack', () => {
     writeFileSync(join(dir, 'openstack/latest/user_data'), '#cloud-config\nhostname: cd\n');
     expect(await configDriveSource(dir).fetch()).toMatchObject({ source: 'configdrive', metadata: { instanceId: openstack.metaData.uuid, sshPublicKeys: [key] } });
     expect(await configDriveSource(join(dir, 'nothing')).fetch()).toBeUndefined();
+  });
+});
+
+const haveGenisoimage = spawnSync('genisoimage', ['-version']).status === 0;
+(haveGenisoimage ? describe : describe.skip)('config drive images, read without mounting', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bootsmith-iso-'));
+  const tree = join(dir, 'tree');
+  const big = `#cloud-config\nwrite_files:\n${Array.from({ length: 400 }, (_, i) => `  - path: /etc/f${i}\n    content: "${'x'.repeat(20)}"\n`).join('')}`;
+  const image = (name: string, args: string[]) => {
+    const out = join(dir, name);
+    const r = spawnSync('genisoimage', ['-quiet', '-o', out, ...args, tree], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(r.stderr);
+    return out;
+  };
+  beforeAll(() => {
+    mkdirSync(join(tree, 'openstack/latest'), { recursive: true });
+    mkdirSync(join(tree, 'openstack/2012-08-10'), { recursive: true });
+    for (let i = 0; i < 120; i++) writeFileSync(join(tree, 'openstack/latest', `padding-file-with-a-long-name-${i}.json`), '{}');
+    writeFileSync(join(tree, 'openstack/latest/meta_data.json'), JSON.stringify({ uuid: 'cd-uuid', hostname: 'from-drive', public_keys: { k: key } }));
+    writeFileSync(join(tree, 'openstack/latest/user_data'), big);
+  });
+
+  test.each([
+    ['as Nova makes it (Rock Ridge and Joliet)', ['-J', '-r', '-l', '-allow-lowercase', '-allow-multidot', '-V', 'config-2']],
+    ['Joliet only', ['-J', '-V', 'config-2']],
+    ['Rock Ridge only, upper-case label', ['-r', '-V', 'CONFIG-2']],
+  ])('%s', async (_name, args) => {
+    const got = await configDriveSource(image(`${args.join('')}.iso`, args)).fetch();
+    expect(got?.userData?.toString()).toBe(big);
+    expect(got?.metadata).toEqual({ instanceId: 'cd-uuid', hostname: 'from-drive', sshPublicKeys: [key] });
+  });
+
+  test('an image with another label is not a config drive', async () => {
+    await expect(configDriveSource(image('other.iso', ['-r', '-V', 'data'])).fetch()).rejects.toThrow(/labelled "data", not config-2/);
+  });
+
+  test('a file that is not an ISO image is an error', async () => {
+    writeFileSync(join(dir, 'junk.img'), Buffer.alloc(64 * 1024, 7));
+    await expect(configDriveSource(join(dir, 'junk.img')).fetch()).rejects.toThrow(/not an ISO 9660 image/);
   });
 });
 
