@@ -10,7 +10,7 @@ declare -A packages=(
   [/usr/sbin/useradd]=passwd [/usr/sbin/chpasswd]=passwd [/usr/bin/gpasswd]=passwd
   [/usr/bin/systemctl]=systemd [/lib/systemd/systemd]=systemd
   [/usr/bin/unshare]=util-linux [/usr/sbin/chroot]=coreutils [/usr/bin/ldd]=libc-bin
-  [/usr/bin/genisoimage]=genisoimage
+  [/usr/bin/genisoimage]=genisoimage [/usr/sbin/mkfs.vfat]=dosfstools [/usr/bin/mcopy]=mtools
 )
 missing=()
 for cmd in "${!packages[@]}"; do

@@ -3,6 +3,7 @@
  * and config drives, which hold the same files under openstack/latest/.
  */
 import { readFile, stat } from 'node:fs/promises';
+import { looksLikeFat, withFatImage } from './fat';
 import { withIsoImage } from './iso9660';
 import { join } from 'node:path';
 import { fetchWithRetry } from './http';
@@ -72,8 +73,8 @@ export function openstackSource(base: string, policy: RetryPolicy): Datasource {
 const configDriveLabels = ['config-2', 'CONFIG-2'];
 
 /**
- * A config drive: a directory where it is mounted, or the image itself (a file or a device such as
- * /dev/sr0), read without mounting, since not every kernel can mount it. Missing files are not
+ * A config drive: a directory where it is mounted, or the image itself (ISO 9660 or vfat; a file or
+ * a device such as /dev/sr0), read without mounting, since not every kernel can mount it. Missing files are not
  * errors; a missing drive is no source.
  */
 export function configDriveSource(path: string): Datasource {
@@ -81,9 +82,10 @@ export function configDriveSource(path: string): Datasource {
   const read = async (name: string) => {
     if (image === undefined) image = !(await stat(path)).isDirectory();
     if (image) {
-      return withIsoImage(path, (iso) => {
-        if (!configDriveLabels.includes(iso.label)) throw new Error(`${path} is labelled "${iso.label}", not config-2`);
-        return iso.read(`openstack/latest/${name}`);
+      const open = looksLikeFat(path) ? withFatImage : withIsoImage;
+      return open(path, (volume) => {
+        if (!configDriveLabels.includes(volume.label)) throw new Error(`${path} is labelled "${volume.label}", not config-2`);
+        return volume.read(`openstack/latest/${name}`);
       });
     }
     try {

@@ -181,6 +181,23 @@ const haveGenisoimage = spawnSync('genisoimage', ['-version']).status === 0;
     expect(got?.metadata).toEqual({ instanceId: 'cd-uuid', hostname: 'from-drive', sshPublicKeys: [key] });
   });
 
+  const haveVfatTools = spawnSync('mkfs.vfat', ['--help']).status !== null && spawnSync('mcopy', ['-V']).status === 0;
+  (haveVfatTools ? test.each : test.skip.each)([
+    ['FAT12', ['-F', '12'], 2048],
+    ['FAT16', ['-F', '16'], 20480],
+    ['FAT32', ['-F', '32'], 65536],
+  ])('vfat, %s', async (_fat, args, kib) => {
+    const img = join(dir, `drive-${args[1]}.img`);
+    spawnSync('truncate', ['-s', `${kib}K`, img]);
+    const mk = spawnSync('mkfs.vfat', [...args, '-n', 'config-2', img], { encoding: 'utf8' });
+    expect(mk.status).toBe(0);
+    const copy = spawnSync('mcopy', ['-s', '-i', img, join(tree, 'openstack'), '::/'], { encoding: 'utf8' });
+    expect(copy.stderr).toBe('');
+    const got = await configDriveSource(img).fetch();
+    expect(got?.userData?.toString()).toBe(big);
+    expect(got?.metadata.instanceId).toBe('cd-uuid');
+  });
+
   test('an image with another label is not a config drive', async () => {
     await expect(configDriveSource(image('other.iso', ['-r', '-V', 'data'])).fetch()).rejects.toThrow(/labelled "data", not config-2/);
   });
