@@ -16,6 +16,7 @@ import type { UnitDirs } from '../system/paths';
 import { connectSystemd } from '../system/systemd';
 import type { Systemd } from '../system/systemd';
 import { Executor, touchesSystemd } from './execute';
+import { RootedFs } from '../system/rooted-fs';
 import type { ActionResult } from './execute';
 import { plan } from './plan';
 import type { Action } from './plan';
@@ -78,6 +79,26 @@ function keepActions(fetched: Fetched | undefined, bytes: Uint8Array): Action[] 
   ];
 }
 
+/** Whether this is a new machine: no record yet, or one with another instance id. */
+function instanceResult(root: string, fetched: Fetched): ActionResult {
+  const id = fetched.metadata.instanceId ?? null;
+  let previous: { instanceId?: string | null } | undefined;
+  try {
+    previous = JSON.parse(new RootedFs(root).read(files.userDataRecord)?.toString('utf8') ?? 'null') ?? undefined;
+  } catch {
+    previous = undefined; // an unreadable record: as if there were none
+  }
+  const result: ActionResult = { subject: `instance ${id ?? '(no id)'}`, origin: fetched.source, outcome: 'unchanged' };
+  if (!previous) {
+    result.outcome = 'changed';
+    result.detail = 'first boot';
+  } else if (previous.instanceId !== id) {
+    result.outcome = 'changed';
+    result.detail = `a new instance (was ${previous.instanceId ?? 'no id'})`;
+  }
+  return result;
+}
+
 /** The actions for validated user data: none for empty data and Ignition configs. */
 function actionsFor(report: ValidationReport, options: ApplyOptions, metadata: Metadata | undefined, values: VariableValues): Action[] {
   if (report.kind === 'ignition') return []; // Ignition configs are Ignition's to apply
@@ -113,12 +134,14 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
   const substituted = validation.text.includes('$') ? validateUserData(Buffer.from(substitute(validation.text, values)), limits) : validation;
   const fromCloud = fetched.source !== 'file';
   const validated = performance.now();
+  const instance = keep ? instanceResult(options.root, fetched) : undefined;
   const actions = [...(keep ? keepActions(fetched, bytes) : []), ...actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values)];
   const bus = options.systemdBus ?? (options.root === '/' ? 'system' : 'none');
   let systemd: Systemd | undefined;
   if (bus !== 'none' && touchesSystemd(actions, options.unitDirs)) systemd = await connectSystemd(bus);
   try {
-    const results = await new Executor({ root: options.root, dryRun: options.dryRun, systemd, unitDirs: options.unitDirs }).run(actions);
+    const executor = new Executor({ root: options.root, dryRun: options.dryRun, systemd, unitDirs: options.unitDirs, newInstance: instance?.outcome === 'changed' });
+    const results = [...(instance ? [instance] : []), ...(await executor.run(actions))];
     return { validation, applied: true, results, timings: { validateMs: validated - started, applyMs: performance.now() - validated } };
   } finally {
     systemd?.close();

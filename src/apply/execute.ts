@@ -36,6 +36,11 @@ export interface ExecuteOptions {
   /** The systemd manager; undefined applies offline (links written directly, commands skipped). */
   systemd: Systemd | undefined;
   unitDirs: UnitDirs;
+  /**
+   * A new machine (first boot, or an instance id other than the recorded one): the restart-like
+   * commands run even when nothing changed, as on a first boot.
+   */
+  newInstance?: boolean;
 }
 
 const restartLike = new Set(['restart', 'reload', 'try-restart', 'reload-or-restart', 'reload-or-try-restart']);
@@ -92,6 +97,7 @@ export class Executor {
 
   constructor(private readonly options: ExecuteOptions) {
     this.fs = new RootedFs(options.root);
+    this.changedAnything = options.newInstance === true;
   }
 
   async run(actions: Action[]): Promise<ActionResult[]> {

@@ -63,6 +63,19 @@ async function cli(args: string[]) {
     expect(JSON.parse(readFileSync(join(root, 'var/lib/coreos-cloudinit/instance.json'), 'utf8'))).toEqual({ source: 'ec2', instanceId: 'i-42' });
   });
 
+  test('a machine whose instance id changed is treated as new', async () => {
+    const root = makeRoot();
+    const first = await cli(['--from-ec2-metadata', server.url, '--root', root]);
+    expect(first.stdout).toMatch(/^changed\s+instance i-42 \[ec2\]: first boot$/m);
+    const again = await cli(['--from-ec2-metadata', server.url, '--root', root]);
+    expect(again.stdout).toMatch(/^unchanged instance i-42 \[ec2\]$/m);
+    expect(again.stdout).toMatch(/^0 changed, /m);
+    server.ec2.metaData!['instance-id'] = 'i-43';
+    const cloned = await cli(['--from-ec2-metadata', server.url, '--root', root]);
+    expect(cloned.stdout).toMatch(/^changed\s+instance i-43 \[ec2\]: a new instance \(was i-42\)$/m);
+    expect(JSON.parse(readFileSync(join(root, 'var/lib/coreos-cloudinit/instance.json'), 'utf8'))).toEqual({ source: 'ec2', instanceId: 'i-43' });
+  });
+
   test('nothing is applied from a failed fetch', async () => {
     const root = makeRoot();
     const before = snapshot(root);

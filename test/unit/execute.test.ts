@@ -1,0 +1,55 @@
+/** The executor's rules for unit commands, with a recording stand-in for systemd (the real one is in test/integration/systemd). */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Executor } from '../../src/apply/execute';
+import type { Action } from '../../src/apply/plan';
+import { unitDirs } from '../../src/system/paths';
+import type { Systemd } from '../../src/system/systemd';
+
+function recordingSystemd(states: Record<string, string>): Systemd & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    reload: async () => void calls.push('reload'),
+    enable: async () => true,
+    mask: async () => true,
+    unmask: async () => false,
+    unitFileState: async () => 'enabled',
+    activeState: async (unit) => states[unit] ?? 'inactive',
+    run: async (command, unit) => {
+      calls.push(`${command} ${unit}`);
+      return { result: 'done', before: 'active', after: 'active' };
+    },
+    close: () => undefined,
+  };
+}
+
+const commands: Action[] = [
+  { kind: 'unit-command', origin: 'u', unit: 'a.service', command: 'restart' },
+  { kind: 'unit-command', origin: 'u', unit: 'b.service', command: 'start' },
+  { kind: 'unit-command', origin: 'u', unit: 'c.service', command: 'start' },
+];
+
+async function run(newInstance: boolean, prefix: Action[] = []) {
+  const systemd = recordingSystemd({ 'b.service': 'active' });
+  const root = mkdtempSync(join(tmpdir(), 'bootsmith-exec-'));
+  const results = await new Executor({ root, dryRun: false, systemd, unitDirs, newInstance }).run([...prefix, ...commands]);
+  return { calls: systemd.calls, results: results.map((r) => `${r.outcome} ${r.subject}`) };
+}
+
+test('nothing changed: restart is skipped; start runs only for a unit not already active', async () => {
+  expect(await run(false)).toEqual({
+    calls: ['start c.service'],
+    results: ['unchanged restart a.service', 'unchanged start b.service', 'changed start c.service'],
+  });
+});
+
+test('a new instance runs restart-like commands as on a first boot', async () => {
+  expect((await run(true)).calls).toEqual(['restart a.service', 'start c.service']);
+});
+
+test('a changed file makes restart run, after one reload', async () => {
+  const unitFile: Action = { kind: 'file', origin: 'u', path: '/etc/systemd/system/a.service', content: Buffer.from('[Service]\n'), mode: 0o644, owner: undefined };
+  expect((await run(false, [unitFile])).calls).toEqual(['reload', 'restart a.service', 'start c.service']);
+});
