@@ -23,6 +23,7 @@ export interface Io {
 /** Flags that Go's flag package lets users write with one dash (`-validate`, `-from-file=x`). */
 const longFlags = [
   'timings', 'install-units', 'exec', 'cmdline-file', 'unit-dir', 'runtime-unit-dir', 'http-timeout', 'http-attempts', 'http-deadline',
+  'http-backoff', 'http-max-backoff',
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
 ];
@@ -60,6 +61,8 @@ interface Options {
   httpTimeout: number;
   httpAttempts: number;
   httpDeadline: number;
+  httpBackoff: number;
+  httpMaxBackoff: number;
   installUnits?: boolean;
   exec: string;
   timings?: boolean;
@@ -87,6 +90,8 @@ function program(io: Io): Command {
     .option('--http-timeout <ms>', 'time allowed for one HTTP request', parseCount, defaultRetryPolicy.timeoutMs)
     .option('--http-attempts <n>', 'most tries of one HTTP request', parseCount, defaultRetryPolicy.attempts)
     .option('--http-deadline <ms>', 'total time allowed for one HTTP fetch, retries included', parseCount, defaultRetryPolicy.deadlineMs)
+    .option('--http-backoff <ms>', 'first wait before a retry, doubled each time (with full jitter)', parseCount, defaultRetryPolicy.backoffMs)
+    .option('--http-max-backoff <ms>', 'longest wait before a retry', parseCount, defaultRetryPolicy.maxBackoffMs)
     .option('--timings', 'after applying, print how long fetching, validating and applying took')
     .option('--install-units', 'install the boot units into --root (--unit-dir) and enable them (with --oem, its datasource too)')
     .option('--exec <command>', 'the command the boot units run', '/usr/bin/coreos-cloudinit')
@@ -260,7 +265,7 @@ function fetchFromDatasources(opts: Options): Promise<Fetched> {
     openstack: opts.fromOpenstackMetadata === true ? (process.env.COREOS_CLOUDINIT_OPENSTACK_METADATA_URL ?? defaultOpenstackUrl) : opts.fromOpenstackMetadata,
     configDrive: opts.fromConfigdrive,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
-    policy: { ...defaultRetryPolicy, timeoutMs: opts.httpTimeout, attempts: opts.httpAttempts, deadlineMs: opts.httpDeadline },
+    policy: { timeoutMs: opts.httpTimeout, attempts: opts.httpAttempts, deadlineMs: opts.httpDeadline, backoffMs: opts.httpBackoff, maxBackoffMs: opts.httpMaxBackoff },
   }));
 }
 

@@ -60,6 +60,21 @@ describe('EC2', () => {
     expect(s.requests.filter((r) => r.method === 'PUT').length).toBeGreaterThan(1);
   });
 
+  test('a token that expires by time is renewed', async () => {
+    const s = await serve({ ...ec2Data, imds: 'v2', tokenLifetimeMs: 60 });
+    // The user-data request stalls past the token's lifetime; its retry carries the expired token.
+    s.failOnce.set('2009-04-04/user-data', 'slow');
+    const got = await ec2Source(s.url, { ...fast, timeoutMs: 100 }).fetch();
+    expect(got?.userData?.toString()).toBe(ec2Data.userData);
+    expect(s.requests.map((r) => `${r.method} ${r.path} ${r.status}`).slice(0, 5)).toEqual([
+      'PUT latest/api/token 200',
+      'GET 2009-04-04/user-data 0',
+      'GET 2009-04-04/user-data 401',
+      'PUT latest/api/token 200',
+      'GET 2009-04-04/user-data 200',
+    ]);
+  });
+
   test.each(['v1', 'forbidden'] as const)('IMDSv1 when the token endpoint is %s', async (imds) => {
     const s = await serve({ ...ec2Data, imds });
     const got = await ec2Source(s.url, fast).fetch();

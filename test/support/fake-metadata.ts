@@ -18,6 +18,8 @@ export interface Ec2Settings {
   imds?: 'v2' | 'v2-optional' | 'v1' | 'forbidden';
   /** A token stops working after this many requests with it (then 401). */
   tokenUses?: number;
+  /** Tokens live for at most this many ms, whatever TTL was asked (then 401). */
+  tokenLifetimeMs?: number;
 }
 
 export interface OpenstackSettings {
@@ -29,6 +31,8 @@ export interface OpenstackSettings {
 export interface Logged {
   method: string;
   path: string;
+  /** The status answered (0 for a reset or a slow answer not given). */
+  status: number;
   token: string | undefined;
   ttl: string | undefined;
 }
@@ -39,8 +43,11 @@ export class FakeMetadata {
   failures: Failure[] = [];
   /** Paths that always fail this way. */
   alwaysFail = new Map<string, Failure>();
+  /** Paths that fail this way once, the next time they are asked for. */
+  failOnce = new Map<string, Failure>();
   private readonly server = http.createServer((req, res) => this.handle(req, res));
-  private readonly tokens = new Map<string, number>();
+  /** Uses and expiry time of each token handed out. */
+  private readonly tokens = new Map<string, { uses: number; expires: number }>();
   private nextToken = 1;
 
   constructor(
@@ -81,17 +88,22 @@ export class FakeMetadata {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const path = (req.url ?? '/').replace(/^\/+/, '');
     const token = req.headers['x-aws-ec2-metadata-token'] as string | undefined;
-    this.requests.push({ method: req.method ?? 'GET', path, token, ttl: req.headers['x-aws-ec2-metadata-token-ttl-seconds'] as string | undefined });
-    const answer = this.answer(req.method ?? 'GET', path, token);
-    const failure = this.failures.shift() ?? this.alwaysFail.get(path);
+    const logged: Logged = { method: req.method ?? 'GET', path, status: 0, token, ttl: req.headers['x-aws-ec2-metadata-token-ttl-seconds'] as string | undefined };
+    this.requests.push(logged);
+    const answer = this.answer(req.method ?? 'GET', path, token, logged.ttl);
+    const once = this.failOnce.get(path);
+    if (once) this.failOnce.delete(path);
+    const failure = this.failures.shift() ?? once ?? this.alwaysFail.get(path);
     if (failure && answer.status === 200) {
+      logged.status = failure === '500' ? 500 : failure === '403' ? 403 : failure === 'truncate' ? 200 : 0;
       this.fail(failure, res, answer.body.toString());
       return;
     }
-    res.writeHead(answer.status, { 'content-length': String(answer.body.length) }).end(answer.body);
+    logged.status = answer.status;
+    res.writeHead(answer.status, { 'content-length': String(answer.body.length), ...answer.headers }).end(answer.body);
   }
 
-  private answer(method: string, path: string, token: string | undefined): { status: number; body: Buffer } {
+  private answer(method: string, path: string, token: string | undefined, ttl?: string): { status: number; body: Buffer; headers?: Record<string, string> } {
     const ok = (body: string | Buffer) => ({ status: 200, body: Buffer.from(body) });
     const none = { status: 404, body: Buffer.from('not found') };
     if (path.startsWith('openstack/')) {
@@ -107,14 +119,18 @@ export class FakeMetadata {
       if (mode === 'v1') return none;
       if (mode === 'forbidden') return { status: 403, body: Buffer.from('forbidden') };
       if (method !== 'PUT') return { status: 405, body: Buffer.from('method not allowed') };
+      // As IMDS: a TTL of 1 to 21600 seconds must be asked for, and is echoed in the answer.
+      const seconds = Number(ttl);
+      if (!Number.isInteger(seconds) || seconds < 1 || seconds > 21600) return { status: 400, body: Buffer.from('bad ttl') };
       const t = `token-${this.nextToken++}`;
-      this.tokens.set(t, 0);
-      return ok(t);
+      this.tokens.set(t, { uses: 0, expires: Date.now() + Math.min(seconds * 1000, this.ec2.tokenLifetimeMs ?? Infinity) });
+      return { ...ok(t), headers: { 'x-aws-ec2-metadata-token-ttl-seconds': String(seconds) } };
     }
     if (mode === 'v2' || (mode === 'v2-optional' && token)) {
-      const uses = token === undefined ? undefined : this.tokens.get(token);
-      if (uses === undefined || (this.ec2.tokenUses !== undefined && uses >= this.ec2.tokenUses)) return { status: 401, body: Buffer.from('unauthorized') };
-      this.tokens.set(token!, uses + 1);
+      const state = token === undefined ? undefined : this.tokens.get(token);
+      const expired = !state || Date.now() >= state.expires || (this.ec2.tokenUses !== undefined && state.uses >= this.ec2.tokenUses);
+      if (expired) return { status: 401, body: Buffer.from('unauthorized') };
+      state.uses++;
     }
     const prefix = '2009-04-04/';
     if (!path.startsWith(prefix)) return none;
