@@ -23,7 +23,11 @@ interface Entry {
   directory: boolean;
 }
 
+/** Largest file or directory read from an image: a corrupt size or chain must not allocate gigabytes. */
+const maxRead = 64 * 1024 * 1024;
+
 function readAt(fd: number, offset: number, length: number): Buffer {
+  if (length > maxRead) throw new Error(`the image asks to read ${length} bytes at ${offset}: corrupt, or not a config drive`);
   const buf = Buffer.alloc(length);
   let done = 0;
   while (done < length) {
@@ -89,6 +93,7 @@ class FatImage {
       seen.add(c);
       parts.push(readAt(this.fd, this.g.dataOffset + (c - 2) * this.g.bytesPerCluster, this.g.bytesPerCluster));
       size += this.g.bytesPerCluster;
+      if (size > maxRead) throw new Error('a cluster chain longer than any config drive file: corrupt image');
     }
     return Buffer.concat(parts).subarray(0, Math.min(size, limit));
   }

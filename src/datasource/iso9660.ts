@@ -7,6 +7,8 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 
 const sector = 2048;
+/** Largest file or directory read from an image: a corrupt size field must not allocate gigabytes. */
+const maxRead = 64 * 1024 * 1024;
 
 interface DirEntry {
   name: string;
@@ -19,6 +21,7 @@ class Image {
   constructor(private readonly fd: number) {}
 
   read(offset: number, length: number): Buffer {
+    if (length > maxRead) throw new Error(`the image asks to read ${length} bytes at ${offset}: corrupt, or not a config drive`);
     const buf = Buffer.alloc(length);
     let done = 0;
     while (done < length) {

@@ -1,6 +1,7 @@
 /** Datasources against loopback stand-ins for EC2's IMDS and OpenStack's metadata service. */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ec2Source } from '../../src/datasource/ec2';
@@ -211,6 +212,37 @@ const haveGenisoimage = spawnSync('genisoimage', ['-version']).status === 0;
     const got = await configDriveSource(img).fetch();
     expect(got?.userData?.toString()).toBe(big);
     expect(got?.metadata.instanceId).toBe('cd-uuid');
+  });
+
+  test('corrupt images give data or a clear error, never a crash or a hang', async () => {
+    const images = [image('fuzz.iso', ['-J', '-r', '-V', 'config-2'])];
+    if (haveVfatTools) {
+      const img = join(dir, 'fuzz.img');
+      spawnSync('truncate', ['-s', '2048K', img]);
+      spawnSync('mkfs.vfat', ['-F', '12', '-n', 'config-2', img]);
+      spawnSync('mcopy', ['-s', '-i', img, join(tree, 'openstack'), '::/']);
+      images.push(img);
+    }
+    for (const source of images) {
+      const original = readFileSync(source);
+      const started = Date.now();
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.tuple(fc.nat({ max: 200 * 1024 }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 40 }), async (edits) => {
+          const bytes = Buffer.from(original);
+          // Edits fall in the first 200 KiB: descriptors, directories, the FAT and the boot sector live there.
+          for (const [at, value] of edits) bytes[at % bytes.length] = value;
+          const file = join(dir, 'mutated');
+          writeFileSync(file, bytes);
+          try {
+            await configDriveSource(file).fetch();
+          } catch (err) {
+            expect(err).toBeInstanceOf(Error);
+          }
+        }),
+        { numRuns: 300 },
+      );
+      expect(Date.now() - started).toBeLessThan(30_000);
+    }
   });
 
   test('an image with another label is not a config drive', async () => {
