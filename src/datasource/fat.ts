@@ -2,7 +2,9 @@
  * Reading files from a FAT12/16/32 image (a vfat config drive) without mounting it: the volume
  * label, and files by path, with long (VFAT) names.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
+import { findEntry, maxImageRead, readAt } from './image-file';
+import type { Volume } from './image-file';
 
 interface Geometry {
   bytesPerSector: number;
@@ -21,21 +23,6 @@ interface Entry {
   cluster: number;
   size: number;
   directory: boolean;
-}
-
-/** Largest file or directory read from an image: a corrupt size or chain must not allocate gigabytes. */
-const maxRead = 64 * 1024 * 1024;
-
-function readAt(fd: number, offset: number, length: number): Buffer {
-  if (length > maxRead) throw new Error(`the image asks to read ${length} bytes at ${offset}: corrupt, or not a config drive`);
-  const buf = Buffer.alloc(length);
-  let done = 0;
-  while (done < length) {
-    const n = readSync(fd, buf, done, length - done, offset + done);
-    if (n === 0) throw new Error(`the image ends at byte ${offset + done}`);
-    done += n;
-  }
-  return buf;
 }
 
 function geometry(boot: Buffer): Geometry {
@@ -93,7 +80,7 @@ class FatImage {
       seen.add(c);
       parts.push(readAt(this.fd, this.g.dataOffset + (c - 2) * this.g.bytesPerCluster, this.g.bytesPerCluster));
       size += this.g.bytesPerCluster;
-      if (size > maxRead) throw new Error('a cluster chain longer than any config drive file: corrupt image');
+      if (size > maxImageRead) throw new Error('a cluster chain longer than any config drive file: corrupt image');
     }
     return Buffer.concat(parts).subarray(0, Math.min(size, limit));
   }
@@ -142,13 +129,8 @@ class FatImage {
   }
 }
 
-export interface FatVolume {
-  label: string;
-  read(path: string): Buffer | undefined;
-}
-
 /** Opens a FAT image and reads what is asked of it, closing it after. */
-export function withFatImage<T>(path: string, use: (fat: FatVolume) => T): T {
+export function withFatImage<T>(path: string, use: (fat: Volume) => T): T {
   const fd = openSync(path, 'r');
   try {
     const image = new FatImage(fd);
@@ -159,7 +141,7 @@ export function withFatImage<T>(path: string, use: (fat: FatVolume) => T): T {
         let entries = root.entries;
         const parts = file.split('/').filter(Boolean);
         for (const [i, part] of parts.entries()) {
-          const entry = entries.find((e) => e.name === part) ?? entries.find((e) => e.name.toLowerCase() === part.toLowerCase());
+          const entry = findEntry(entries, part);
           if (!entry) return undefined;
           if (i === parts.length - 1) return entry.directory ? undefined : entry.size === 0 ? Buffer.alloc(0) : image.chain(entry.cluster, entry.size);
           if (!entry.directory) return undefined;

@@ -4,11 +4,11 @@
  * Joliet, else the ISO names themselves (`;1` dropped, compared without case). That covers the
  * images Nova makes (`genisoimage -J -r -V config-2`).
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
+import { findEntry, readAt } from './image-file';
+import type { Volume } from './image-file';
 
 const sector = 2048;
-/** Largest file or directory read from an image: a corrupt size field must not allocate gigabytes. */
-const maxRead = 64 * 1024 * 1024;
 
 interface DirEntry {
   name: string;
@@ -21,19 +21,12 @@ class Image {
   constructor(private readonly fd: number) {}
 
   read(offset: number, length: number): Buffer {
-    if (length > maxRead) throw new Error(`the image asks to read ${length} bytes at ${offset}: corrupt, or not a config drive`);
-    const buf = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-      const n = readSync(this.fd, buf, done, length - done, offset + done);
-      if (n === 0) throw new Error(`the image ends at byte ${offset + done}, before the ${length} bytes wanted at ${offset}`);
-      done += n;
-    }
-    return buf;
+    return readAt(this.fd, offset, length);
   }
 }
 
-interface Volume {
+/** What the volume descriptors say: the label and the root directory of the tree to read. */
+interface Descriptor {
   label: string;
   root: DirEntry;
   /** Names are UCS-2 (Joliet). */
@@ -73,7 +66,7 @@ function rockRidgeName(su: Buffer): string | undefined {
   return found ? name : undefined;
 }
 
-function readVolume(image: Image): Volume {
+function readDescriptor(image: Image): Descriptor {
   let primary: Buffer | undefined;
   let jolietRoot: Buffer | undefined;
   for (let n = 16; n < 16 + 64; n++) {
@@ -111,26 +104,19 @@ function list(image: Image, dir: DirEntry, joliet: boolean): DirEntry[] {
   return out;
 }
 
-export interface IsoImage {
-  label: string;
-  /** A file's bytes by path (`openstack/latest/user_data`), or undefined when there is none. */
-  read(path: string): Buffer | undefined;
-}
-
 /** Opens an ISO 9660 image (a file or a device) and reads what is asked of it, closing it after. */
-export function withIsoImage<T>(path: string, use: (iso: IsoImage) => T): T {
+export function withIsoImage<T>(path: string, use: (iso: Volume) => T): T {
   const fd = openSync(path, 'r');
   try {
     const image = new Image(fd);
-    const volume = readVolume(image);
+    const volume = readDescriptor(image);
     return use({
       label: volume.label,
       read(file) {
         let dir = volume.root;
         const parts = file.split('/').filter(Boolean);
         for (const [i, part] of parts.entries()) {
-          const entries = list(image, dir, volume.joliet);
-          const entry = entries.find((e) => e.name === part) ?? entries.find((e) => e.name.toLowerCase() === part.toLowerCase());
+          const entry = findEntry(list(image, dir, volume.joliet), part);
           if (!entry) return undefined;
           if (i < parts.length - 1) {
             if (!entry.directory) return undefined;
