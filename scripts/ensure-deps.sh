@@ -11,6 +11,7 @@ declare -A packages=(
   [/usr/bin/systemctl]=systemd [/lib/systemd/systemd]=systemd
   [/usr/bin/unshare]=util-linux [/usr/sbin/chroot]=coreutils [/usr/bin/ldd]=libc-bin
   [/usr/bin/genisoimage]=genisoimage [/usr/sbin/mkfs.vfat]=dosfstools [/usr/bin/mcopy]=mtools
+  [/usr/bin/etcd]=etcd-server
 )
 missing=()
 for cmd in "${!packages[@]}"; do

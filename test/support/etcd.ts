@@ -1,0 +1,123 @@
+/**
+ * Real etcd servers for tests: each on free loopback ports with its own data directory; one, or
+ * a cluster of three for fault tests. Debian's etcd-server (3.4).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const haveEtcd = spawnSync('etcd', ['--version']).status === 0;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface EtcdMember {
+  name: string;
+  clientUrl: string;
+  peerUrl: string;
+  dataDir: string;
+  process: ChildProcess | undefined;
+}
+
+export class EtcdCluster {
+  readonly members: EtcdMember[] = [];
+
+  static async start(size = 1): Promise<EtcdCluster> {
+    const cluster = new EtcdCluster();
+    for (let i = 0; i < size; i++) {
+      const [client, peer] = [await freePort(), await freePort()];
+      cluster.members.push({
+        name: `m${i}`,
+        clientUrl: `http://127.0.0.1:${client}`,
+        peerUrl: `http://127.0.0.1:${peer}`,
+        dataDir: mkdtempSync(join(tmpdir(), 'bootsmith-etcd-')),
+        process: undefined,
+      });
+    }
+    for (const m of cluster.members) cluster.launch(m);
+    await cluster.waitHealthy();
+    return cluster;
+  }
+
+  get endpoints(): string[] {
+    return this.members.filter((m) => m.process).map((m) => m.clientUrl);
+  }
+
+  private launch(m: EtcdMember): void {
+    const initial = this.members.map((x) => `${x.name}=${x.peerUrl}`).join(',');
+    m.process = spawn(
+      'etcd',
+      [
+        '--name', m.name, '--data-dir', m.dataDir,
+        '--listen-client-urls', m.clientUrl, '--advertise-client-urls', m.clientUrl,
+        '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
+        '--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', 'bootsmith-test',
+        '--heartbeat-interval', '50', '--election-timeout', '500', '--log-level', 'error',
+      ],
+      { stdio: 'ignore' },
+    );
+  }
+
+  /** Waits until a member answers /health with health true (any member when none is named). */
+  async waitHealthy(member?: EtcdMember, timeoutMs = 20_000): Promise<void> {
+    const targets = member ? [member] : this.members.filter((m) => m.process);
+    const deadline = Date.now() + timeoutMs;
+    for (const m of targets) {
+      for (;;) {
+        try {
+          const res = await fetch(`${m.clientUrl}/health`);
+          if (res.ok && ((await res.json()) as { health?: string }).health === 'true') break;
+        } catch {
+          // not up yet
+        }
+        if (Date.now() > deadline) throw new Error(`etcd ${m.name} did not become healthy`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  /** Kills a member (SIGKILL), as a crash would. */
+  kill(m: EtcdMember): void {
+    m.process?.kill('SIGKILL');
+    m.process = undefined;
+  }
+
+  /** Starts a killed member again, on its data directory. */
+  async restart(m: EtcdMember): Promise<void> {
+    this.launch(m);
+    await this.waitHealthy(m);
+  }
+
+  /** The member that leads, from each member's /v3/maintenance/status. */
+  async leader(): Promise<EtcdMember | undefined> {
+    for (const m of this.members.filter((x) => x.process)) {
+      try {
+        const res = await fetch(`${m.clientUrl}/v3/maintenance/status`, { method: 'POST', body: '{}' });
+        const status = (await res.json()) as { header?: { member_id?: string }; leader?: string };
+        if (status.leader && status.header?.member_id === status.leader) return m;
+      } catch {
+        // down
+      }
+    }
+    return undefined;
+  }
+
+  stop(): void {
+    for (const m of this.members) {
+      m.process?.kill('SIGKILL');
+      m.process = undefined;
+      rmSync(m.dataDir, { recursive: true, force: true });
+    }
+  }
+}
