@@ -32,7 +32,7 @@ function compileSchema() {
   );
 }
 
-const programs = ['coreos-cloudinit'];
+const programs = ['coreos-cloudinit', 'locksmithctl'];
 
 /**
  * commander requires node:child_process when it loads (for executable subcommands, which bootsmith
@@ -55,8 +55,9 @@ const lazyChildProcess = {
 async function bundle() {
   await build({
     plugins: [lazyChildProcess],
-    // dbus-next looks up X11 session buses through an optional package we do not use.
-    external: ['x11'],
+    // dbus-next looks up X11 session buses through an optional package we do not use; etcd3 loads
+    // its .proto files from beside its own code, so it stays in node_modules.
+    external: ['x11', 'etcd3'],
     entryPoints: Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])),
     outdir: join(root, 'dist'),
     bundle: true,

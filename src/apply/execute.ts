@@ -14,6 +14,7 @@ import { commands, files, unitSearchPath } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
 import { RootedFs } from '../system/rooted-fs';
 import type { FileAttributes } from '../system/rooted-fs';
+import { mergeSettings } from '../system/env-file';
 import { applySshKeys, sshKeysChange } from '../system/ssh-keys';
 import type { Systemd } from '../system/systemd';
 
@@ -72,20 +73,6 @@ function subjectOf(action: Action): string {
   }
 }
 
-/** Merges KEY=value settings into update.conf or environment-file text: matching lines replaced in place, new keys appended sorted. */
-export function mergeSettings(current: string, settings: Array<[string, string]>): string {
-  const wanted = new Map(settings);
-  const lines = current === '' ? [] : current.replace(/\n$/, '').split('\n');
-  const out = lines.map((line) => {
-    const key = line.split('=', 1)[0]!.trim();
-    if (!wanted.has(key)) return line;
-    const value = wanted.get(key)!;
-    wanted.delete(key);
-    return `${key}=${value}`;
-  });
-  for (const key of [...wanted.keys()].sort()) out.push(`${key}=${wanted.get(key)}`);
-  return `${out.join('\n')}\n`;
-}
 
 export class Executor {
   private readonly fs: RootedFs;

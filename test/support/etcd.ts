@@ -30,16 +30,25 @@ export interface EtcdMember {
   process: ChildProcess | undefined;
 }
 
+/** Server TLS for the client port: a certificate and key (no client certificates asked for). */
+export interface ServerTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
 export class EtcdCluster {
   readonly members: EtcdMember[] = [];
+  private tls: ServerTls | undefined;
 
-  static async start(size = 1): Promise<EtcdCluster> {
+  static async start(size = 1, tls?: ServerTls): Promise<EtcdCluster> {
     const cluster = new EtcdCluster();
+    cluster.tls = tls;
     for (let i = 0; i < size; i++) {
       const [client, peer] = [await freePort(), await freePort()];
       cluster.members.push({
         name: `m${i}`,
-        clientUrl: `http://127.0.0.1:${client}`,
+        clientUrl: `${tls ? 'https' : 'http'}://127.0.0.1:${client}`,
         peerUrl: `http://127.0.0.1:${peer}`,
         dataDir: mkdtempSync(join(tmpdir(), 'bootsmith-etcd-')),
         process: undefined,
@@ -64,6 +73,7 @@ export class EtcdCluster {
         '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
         '--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', 'bootsmith-test',
         '--heartbeat-interval', '50', '--election-timeout', '500', '--log-level', 'error',
+        ...(this.tls ? ['--cert-file', this.tls.certFile, '--key-file', this.tls.keyFile] : []),
       ],
       { stdio: 'ignore' },
     );
@@ -75,11 +85,17 @@ export class EtcdCluster {
     const deadline = Date.now() + timeoutMs;
     for (const m of targets) {
       for (;;) {
-        try {
-          const res = await fetch(`${m.clientUrl}/health`);
-          if (res.ok && ((await res.json()) as { health?: string }).health === 'true') break;
-        } catch {
-          // not up yet
+        if (this.tls) {
+          // fetch cannot be given a CA; ask with curl.
+          const r = spawnSync('curl', ['-s', '--cacert', this.tls.caFile, `${m.clientUrl}/health`], { encoding: 'utf8' });
+          if (r.stdout.includes('"health":"true"')) break;
+        } else {
+          try {
+            const res = await fetch(`${m.clientUrl}/health`);
+            if (res.ok && ((await res.json()) as { health?: string }).health === 'true') break;
+          } catch {
+            // not up yet
+          }
         }
         if (Date.now() > deadline) throw new Error(`etcd ${m.name} did not become healthy`);
         await new Promise((r) => setTimeout(r, 100));
@@ -120,4 +136,17 @@ export class EtcdCluster {
       rmSync(m.dataDir, { recursive: true, force: true });
     }
   }
+}
+
+/** A CA and a server certificate for 127.0.0.1, made with openssl in `dir`. */
+export function makeServerTls(dir: string): ServerTls {
+  const run = (args: string[]) => {
+    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
+  };
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=bootsmith test CA']);
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+  require('node:fs').writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext']);
+  return { certFile: join(dir, 'server.pem'), keyFile: join(dir, 'server.key'), caFile: join(dir, 'ca.pem') };
 }

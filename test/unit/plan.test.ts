@@ -3,7 +3,7 @@ import { toCloudConfig } from '../../src/cloudconfig/config';
 import { validateUserData } from '../../src/cloudconfig/validate';
 import { plan } from '../../src/apply/plan';
 import type { Action } from '../../src/apply/plan';
-import { mergeSettings } from '../../src/apply/execute';
+import { mergeSettings } from '../../src/system/env-file';
 import { unitDirs } from '../../src/system/paths';
 
 const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq7E68devjRKAB2lwqxl16pR8Y+7vOt6k2VMYV4L7l6';

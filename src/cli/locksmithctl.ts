@@ -1,0 +1,223 @@
+/**
+ * locksmithctl: shows and changes the fleet's reboot semaphore, and sets the reboot strategy.
+ * Output and exit codes follow locksmith's where it has them (0 fine, 1 failed, 2 usage).
+ * Global flags may come from LOCKSMITHCTL_* environment variables; flags win.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { connectEtcd, defaultEndpoints, splitEndpoints } from '../lock/etcd';
+import { liveness, parseDuration } from '../lock/presence';
+import { Semaphore, defaultGroup } from '../lock/semaphore';
+import { readStrategy, writeStrategy, strategies } from '../lock/strategy-file';
+import { version } from '../version';
+
+export interface Io {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+  env: Record<string, string | undefined>;
+}
+
+interface Globals {
+  endpoint?: string[];
+  group?: string;
+  etcdCafile?: string;
+  etcdCertfile?: string;
+  etcdKeyfile?: string;
+  etcdUsername?: string;
+  etcdPassword?: string;
+  format: 'text' | 'json';
+  machineIdFile: string;
+  root: string;
+}
+
+/** A value from the flag, else from LOCKSMITHCTL_<NAME>. */
+function fromEnv(io: Io, name: string): string | undefined {
+  return io.env[`LOCKSMITHCTL_${name.toUpperCase().replace(/-/g, '_')}`] || undefined;
+}
+
+class Failure extends Error {}
+
+function ago(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s}s ago`;
+  if (s < 7200) return `${Math.round(s / 60)}m ago`;
+  if (s < 172800) return `${Math.round(s / 3600)}h ago`;
+  return `${Math.round(s / 86400)}d ago`;
+}
+
+/**
+ * grpc-js sets the TLS server name to the endpoint's host even when it is an IP address, which
+ * makes Node print DEP0123 on every TLS connection to https://127.0.0.1:2379-style endpoints.
+ * That one warning is noise to a user; every other warning still prints.
+ */
+function quietIpServerNameWarning(): void {
+  const listeners = process.listeners('warning');
+  process.removeAllListeners('warning');
+  process.on('warning', (w: Error & { code?: string }) => {
+    if (w.code !== 'DEP0123') for (const l of listeners) l(w);
+  });
+}
+
+export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
+  quietIpServerNameWarning();
+  let result = 0;
+  const program = new Command('locksmithctl')
+    .description('Manage the reboot semaphore of a fleet in etcd, and the reboot strategy')
+    .version(`locksmithctl ${version}`, '--version', 'print the version and exit')
+    .option('--endpoint <url...>', `etcd endpoints, repeatable or comma-separated (default ${defaultEndpoints.join(',')})`)
+    .option('--group <name>', `the lock group (default "${defaultGroup}")`)
+    .option('--etcd-cafile <file>', 'CA certificate to verify etcd (alone: server-authenticated TLS)')
+    .option('--etcd-certfile <file>', 'client certificate for etcd')
+    .option('--etcd-keyfile <file>', 'key of the client certificate')
+    .option('--etcd-username <name>', 'etcd user')
+    .option('--etcd-password <password>', 'etcd password')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .option('--machine-id-file <file>', 'where this machine\'s id is read', '/etc/machine-id')
+    .option('--root <dir>', 'the root whose /etc/coreos/update.conf set-strategy and get-strategy use', '/')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .showHelpAfterError();
+
+  const globals = (): Globals => program.opts<Globals>();
+  const etcd = () => {
+    const g = globals();
+    const endpoints = g.endpoint ?? (fromEnv(io, 'endpoint') ? [fromEnv(io, 'endpoint')!] : []);
+    return connectEtcd({
+      endpoints: splitEndpoints(endpoints),
+      caFile: g.etcdCafile ?? fromEnv(io, 'etcd-cafile'),
+      certFile: g.etcdCertfile ?? fromEnv(io, 'etcd-certfile'),
+      keyFile: g.etcdKeyfile ?? fromEnv(io, 'etcd-keyfile'),
+      username: g.etcdUsername ?? fromEnv(io, 'etcd-username'),
+      password: g.etcdPassword ?? fromEnv(io, 'etcd-password'),
+    });
+  };
+  const group = () => globals().group ?? fromEnv(io, 'group') ?? defaultGroup;
+  const machineId = (given: string | undefined): string => {
+    if (given) return given;
+    try {
+      return readFileSync(globals().machineIdFile, 'utf8').trim();
+    } catch (err) {
+      throw new Failure(`cannot read this machine's id: ${(err as Error).message}`);
+    }
+  };
+  /** Runs `fn` with a semaphore; failures print as `<prefix>: <message>` and exit 1. */
+  const withSemaphore = (prefix: string, fn: (s: Semaphore, client: ReturnType<typeof etcd>) => Promise<void>) => async () => {
+    let client: ReturnType<typeof etcd> | undefined;
+    try {
+      client = etcd();
+      await fn(new Semaphore(client, group()), client);
+    } catch (err) {
+      io.stderr.write(`${prefix}: ${(err as Error).message}\n`);
+      result = 1;
+    } finally {
+      client?.close();
+    }
+  };
+
+  program
+    .command('status')
+    .description('show the slots and their holders, with each holder\'s last sign of life')
+    .action(
+      withSemaphore('Error getting status', async (s, client) => {
+        const { value } = await s.read();
+        const lives = await liveness(client, s.group, value.holders);
+        if (globals().format === 'json') {
+          const holders = lives.map((l) => ({ id: l.id, alive: l.alive, lastSeen: l.lastSeen?.toISOString() ?? null }));
+          io.stdout.write(`${JSON.stringify({ group: s.group, total_slots: value.total_slots, available: value.total_slots - value.holders.length, holders }, null, 2)}\n`);
+          return;
+        }
+        io.stdout.write(`Available: ${value.total_slots - value.holders.length}\nMax: ${value.total_slots}\n`);
+        if (lives.length === 0) return;
+        io.stdout.write(`\n${'MACHINE ID'.padEnd(34)}LAST SIGN OF LIFE\n`);
+        const now = Date.now();
+        for (const l of lives) {
+          const life = l.alive ? 'alive' : l.lastSeen ? `${l.lastSeen.toISOString()} (${ago(now - l.lastSeen.getTime())})` : 'never seen';
+          io.stdout.write(`${l.id.padEnd(34)}${life}\n`);
+        }
+      }),
+    );
+
+  program
+    .command('lock [machine-id]')
+    .description('take a slot for a machine (default: this one)')
+    .action((id?: string) =>
+      withSemaphore('Error locking', async (s) => {
+        await s.lock(machineId(id));
+      })(),
+    );
+
+  program
+    .command('unlock [machine-id]')
+    .description('give back a machine\'s slot (default: this one)')
+    .option('--stale <age>', 'instead: free every holder silent for longer than AGE (such as 2h)')
+    .action((id: string | undefined, cmd: { stale?: string }) =>
+      withSemaphore('Error unlocking', async (s, client) => {
+        if (cmd.stale === undefined) {
+          await s.unlock(machineId(id));
+          return;
+        }
+        const age = parseDuration(cmd.stale);
+        if (age === undefined) throw new Failure(`invalid age "${cmd.stale}": use a duration such as 90m or 2h`);
+        const { value } = await s.read();
+        const now = Date.now();
+        for (const l of await liveness(client, s.group, value.holders)) {
+          if (l.alive || (l.lastSeen && now - l.lastSeen.getTime() <= age)) continue;
+          if (await s.unlockIfHeld(l.id)) io.stdout.write(`Unlocked ${l.id} (${l.lastSeen ? `last seen ${ago(now - l.lastSeen.getTime())}` : 'never seen'})\n`);
+        }
+      })(),
+    );
+
+  program
+    .command('set-max <slots>')
+    .description('set how many machines may hold a slot at once')
+    .action((slots: string) =>
+      withSemaphore('Error setting value', async (s) => {
+        const n = Number(slots);
+        if (!/^\d+$/.test(slots) || !Number.isSafeInteger(n)) throw new Failure(`Invalid maximum value: ${slots}`);
+        const r = await s.setMax(n);
+        io.stdout.write(`Old-Max: ${r.old}\nMax: ${r.max}\n`);
+      })(),
+    );
+
+  program
+    .command('set-strategy <strategy>')
+    .description(`set the reboot strategy (${strategies.join(', ')}) and window in /etc/coreos/update.conf`)
+    .option('--window-start <when>', 'start of the reboot window: "Thu 04:00" (weekly) or "04:00" (daily)')
+    .option('--window-length <duration>', 'length of the reboot window, such as 1h or 1h30m')
+    .option('--no-window', 'remove the reboot window')
+    .action((strategy: string, cmd: { windowStart?: string; windowLength?: string; window: boolean }) => {
+      try {
+        const changed = writeStrategy(globals().root, strategy, cmd.window === false ? null : { start: cmd.windowStart, length: cmd.windowLength });
+        io.stdout.write(changed ? `Strategy: ${strategy}\n` : `Strategy: ${strategy} (unchanged)\n`);
+      } catch (err) {
+        io.stderr.write(`Error setting strategy: ${(err as Error).message}\n`);
+        result = 1;
+      }
+    });
+
+  program
+    .command('get-strategy')
+    .description('show the reboot strategy and window from /etc/coreos/update.conf')
+    .action(() => {
+      try {
+        const s = readStrategy(globals().root);
+        if (globals().format === 'json') io.stdout.write(`${JSON.stringify(s)}\n`);
+        else io.stdout.write(`Strategy: ${s.strategy}\n${s.window ? `Window: ${s.window.start} for ${s.window.length}\n` : 'Window: none\n'}`);
+      } catch (err) {
+        io.stderr.write(`Error getting strategy: ${(err as Error).message}\n`);
+        result = 1;
+      }
+    });
+
+  try {
+    if (argv.length === 0) {
+      program.outputHelp();
+      return 0;
+    }
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    throw err;
+  }
+  return result;
+}

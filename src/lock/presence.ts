@@ -1,0 +1,55 @@
+/**
+ * Signs of life of the machines in a group: a running agent keeps a presence key on a lease (it
+ * disappears a TTL after the agent stops) and refreshes a last-seen time. `status` shows them;
+ * `unlock --stale AGE` frees holders that have been silent longer than AGE.
+ */
+import type { Etcd3 } from 'etcd3';
+import { groupPrefix } from './semaphore';
+
+export interface Liveness {
+  id: string;
+  /** The agent runs now (its presence key exists). */
+  alive: boolean;
+  /** When it last said so, if it ever did. */
+  lastSeen: Date | undefined;
+}
+
+export function presenceKey(group: string, id: string): string {
+  return `${groupPrefix(group)}/presence/${id}`;
+}
+
+export function seenKey(group: string, id: string): string {
+  return `${groupPrefix(group)}/seen/${id}`;
+}
+
+export async function liveness(client: Etcd3, group: string, ids: string[]): Promise<Liveness[]> {
+  return Promise.all(
+    ids.map(async (id) => {
+      const [alive, seen] = await Promise.all([client.get(presenceKey(group, id)).exists(), client.get(seenKey(group, id)).string()]);
+      const date = seen ? new Date(seen) : undefined;
+      return { id, alive, lastSeen: date && !Number.isNaN(date.getTime()) ? date : undefined };
+    }),
+  );
+}
+
+/** Records that `id` is alive now: a presence key on `leaseId`, and the time. */
+export async function reportAlive(client: Etcd3, group: string, id: string, leaseId: string, now = new Date()): Promise<void> {
+  await client.put(presenceKey(group, id)).value(now.toISOString()).lease(leaseId).exec();
+  await client.put(seenKey(group, id)).value(now.toISOString()).exec();
+}
+
+/** Go-style durations: 90s, 30m, 1h30m, 2h. Milliseconds, or undefined when malformed. */
+export function parseDuration(text: string): number | undefined {
+  const units: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y;
+  let total = 0;
+  let at = 0;
+  while (at < text.length) {
+    re.lastIndex = at;
+    const m = re.exec(text);
+    if (!m) return undefined;
+    total += Number(m[1]) * units[m[2]!]!;
+    at = re.lastIndex;
+  }
+  return text.length > 0 ? total : undefined;
+}
