@@ -3,6 +3,7 @@
  * shadow's useradd, chpasswd and gpasswd with `--root`.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { User } from '../cloudconfig/config';
 import { commands, files } from './paths';
 import type { RootedFs, Outcome } from './rooted-fs';
@@ -63,6 +64,35 @@ export function resolveOwner(fs: RootedFs, owner: string): { uid: number; gid: n
   return { uid, gid };
 }
 
+/** Whether a process is gone: no such process, or a zombie nobody reaped (it holds nothing). */
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z') ?? false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * shadow's lock files (`/etc/passwd.lock`, and the `passwd.PID` it links them from) name the
+ * process holding them. A tool killed mid-run leaves them behind; shadow clears them only when it
+ * can tell the process is gone, which a zombie hides. Cleared here when their holder is gone, so
+ * an apply killed during useradd converges when run again.
+ */
+export function clearStaleShadowLocks(fs: RootedFs): void {
+  for (const db of ['passwd', 'shadow', 'group', 'gshadow']) {
+    for (const name of fs.list('/etc').filter((n) => n === `${db}.lock` || new RegExp(`^${db}\\.\\d+$`).test(n))) {
+      const pid = Number.parseInt(fs.read(`/etc/${name}`)?.toString('latin1') ?? '', 10);
+      if (Number.isSafeInteger(pid) && pid > 0 && processGone(pid)) fs.remove(`/etc/${name}`);
+    }
+  }
+}
+
 /** Runs a shadow tool; its stderr becomes the error's message. */
 function run(command: string, args: string[], input?: string): void {
   try {
@@ -83,6 +113,8 @@ export function userChanges(fs: RootedFs, user: User): string[] {
   const existing = readPasswd(fs).find((u) => u.name === user.name);
   if (!existing) return [`create user ${user.name}`];
   const out: string[] = [];
+  // A useradd cut short can leave the user without its home: make it, as useradd would have.
+  if (!user.noCreateHome && existing.home && !fs.stat(existing.home)) out.push(`create the home directory ${existing.home}`);
   if (user.passwd && shadowHash(fs, user.name) !== user.passwd) out.push(`set the password of ${user.name}`);
   const groups = readGroups(fs);
   for (const g of user.groups) {
@@ -98,6 +130,7 @@ export function userChanges(fs: RootedFs, user: User): string[] {
 export function applyUser(fs: RootedFs, root: string, user: User): Outcome {
   const changes = userChanges(fs, user);
   if (changes.length === 0) return 'unchanged';
+  clearStaleShadowLocks(fs);
   const existing = readPasswd(fs).some((u) => u.name === user.name);
   if (!existing) {
     const args = [...rootArgs(root), '--password', user.passwd ?? '*'];
@@ -113,6 +146,8 @@ export function applyUser(fs: RootedFs, root: string, user: User): Outcome {
     run(commands.useradd, [...args, user.name]);
     return 'changed';
   }
+  const entry = readPasswd(fs).find((u) => u.name === user.name)!;
+  if (!user.noCreateHome && entry.home && !fs.stat(entry.home)) fs.ensureDir(entry.home, { mode: 0o755, uid: entry.uid, gid: entry.gid });
   if (user.passwd && shadowHash(fs, user.name) !== user.passwd) {
     run(commands.chpasswd, [...rootArgs(root), '-e'], `${user.name}:${user.passwd}\n`);
   }

@@ -19,13 +19,24 @@ function applyTo(root: string) {
   return spawnSync(process.execPath, [bin, '--from-file', file, '--root', root], { encoding: 'utf8' });
 }
 
-/** Starts an apply and kills it (SIGKILL) after `ms` milliseconds. */
+/**
+ * Starts an apply and kills it after `ms` milliseconds with everything it started (a useradd in
+ * flight too), as systemd kills a unit's control group or as a power cut would.
+ */
 function killedAfter(root: string, ms: number): Promise<void> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, '--from-file', file, '--root', root], { stdio: 'ignore' });
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    const child = spawn(process.execPath, [bin, '--from-file', file, '--root', root], { stdio: 'ignore', detached: true });
+    const killGroup = () => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    };
+    const timer = setTimeout(killGroup, ms);
     child.on('exit', () => {
       clearTimeout(timer);
+      killGroup(); // children that outlived it
       resolve();
     });
   });
@@ -55,6 +66,7 @@ function killedAfter(root: string, ms: number): Promise<void> {
     for (const line of written) expect([line, complete.has(line)]).toEqual([line, true]);
     const rerun = applyTo(root);
     expect(rerun.stderr).toBe('');
+    expect(rerun.stdout.split('\n').filter((l) => l.startsWith('failed'))).toEqual([]);
     expect(rerun.status).toBe(0);
     expect(snapshot(root).map((line) => line.replace(root, 'ROOT'))).toEqual(expected);
   });

@@ -22,7 +22,10 @@ export function makeRoot(): string {
   return root;
 }
 
-/** Every path under `root` with its type, mode, owner and content (or link target), sorted: a tree to compare. */
+/**
+ * Every path under `root` with its type, mode, owner and content (or link target), sorted: a tree
+ * to compare. shadow's backup and lock files are left out: they are shadow's, not the result.
+ */
 export function snapshot(root: string): string[] {
   const out: string[] = [];
   const walk = (dir: string) => {
@@ -34,7 +37,9 @@ export function snapshot(root: string): string[] {
       else if (st.isDirectory()) {
         out.push(`${meta}/`);
         walk(rel);
-      } else if (!/\/etc\/(shadow|gshadow|passwd|group)-$|\.pwd\.lock$/.test(rel)) {
+      } else if (!/\/etc\/(shadow|gshadow|passwd|group)(-|\.\d+|\.lock)$|\.pwd\.lock$/.test(rel)) {
+        // (shadow's own backups and lock files: a tool killed mid-run leaves `group.PID` behind,
+        // and shadow clears a stale lock itself the next time)
         out.push(`${meta} ${readFileSync(join(root, rel)).toString('base64')}`);
       }
     }
