@@ -1,0 +1,137 @@
+/**
+ * locksmithd put together: the agent with its ports on D-Bus (update_engine, logind, systemd) and
+ * etcd (the semaphore, a presence lease). The agent's waits end early when something it waits for
+ * may have changed: a StatusUpdate from update_engine, or a change of the semaphore (watched, not
+ * polled).
+ */
+import type { MessageBus } from 'dbus-next';
+import type { Etcd3, Lease, Watcher } from 'etcd3';
+import { runAgent } from './agent';
+import type { Ports, State } from './agent';
+import type { Settings } from './config';
+import { logindReboot, needReboot, systemdHealth, updateEngineClient } from './dbus-ports';
+import { reportAlive } from './presence';
+import { Semaphore } from './semaphore';
+
+/** Time for the agent; tests give one that jumps instead of waiting. */
+export interface Clock {
+  now(): number;
+  /** Resolves after `ms`, or when `wake` is called, whichever is first. */
+  sleep(ms: number, wake: { wake?: () => void }): Promise<void>;
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, wake) =>
+    new Promise((resolve) => {
+      const timer = ms === Infinity ? undefined : setTimeout(resolve, ms);
+      wake.wake = () => {
+        if (timer) clearTimeout(timer);
+        resolve();
+      };
+    }),
+};
+
+export interface DaemonDeps {
+  /** The bus of update_engine and logind (the system bus on a machine). */
+  bus: MessageBus;
+  /** systemd's bus for the health gate; undefined: the machine counts as healthy at once. */
+  systemdBus: MessageBus | undefined;
+  /** etcd, for the etcd-lock strategy. */
+  etcd: Etcd3 | undefined;
+  machineId: string;
+  clock?: Clock;
+  log(message: string): void;
+}
+
+export interface Daemon {
+  /** Resolves with the final state: `rebooting` once a reboot was requested. */
+  done: Promise<State>;
+  stop(): Promise<void>;
+}
+
+/** How often the last-seen time is refreshed, in ms; the presence lease lives 3 times as long. */
+const aliveEvery = 60_000;
+
+export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise<Daemon> {
+  const clock = deps.clock ?? realClock;
+  const waker: { wake?: () => void } = {};
+  const wake = () => waker.wake?.();
+  const engine = await updateEngineClient(deps.bus);
+  engine.onStatus((op) => {
+    if (op === needReboot) wake();
+  });
+
+  let lease: Lease | undefined;
+  let watcher: Watcher | undefined;
+  let alive: NodeJS.Timeout | undefined;
+  let lockPort: Ports['lock'];
+  const strategy = settings.strategy;
+  if (strategy.kind === 'etcd-lock') {
+    if (!deps.etcd) throw new Error('the etcd-lock strategy needs etcd');
+    const etcd = deps.etcd;
+    const semaphore = new Semaphore(etcd, strategy.group);
+    lockPort = {
+      holds: async () => (await semaphore.read()).value.holders.includes(deps.machineId),
+      acquire: async () => {
+        try {
+          await semaphore.lock(deps.machineId);
+          return true;
+        } catch (err) {
+          if ((err as { kind?: string }).kind === 'failed_lock_semaphore_full') return false;
+          throw err;
+        }
+      },
+      release: async () => void (await semaphore.unlockIfHeld(deps.machineId)),
+    };
+    // Signs of life: a presence key on a lease, and a last-seen time. Best effort: etcd may be down.
+    const say = async () => {
+      try {
+        if (!lease || lease.revoked()) {
+          lease = etcd.lease(Math.round((3 * aliveEvery) / 1000));
+          lease.on('lost', () => (lease = undefined));
+        }
+        await reportAlive(etcd, strategy.group, deps.machineId, await lease.grant());
+      } catch (err) {
+        deps.log(`could not report this machine alive to etcd: ${(err as Error).message}`);
+      }
+    };
+    await say();
+    alive = setInterval(() => void say(), aliveEvery);
+    try {
+      watcher = await etcd.watch().key(semaphore.key).create();
+      watcher.on('put', wake);
+      watcher.on('error', () => undefined);
+    } catch (err) {
+      deps.log(`cannot watch the semaphore (${(err as Error).message}); retrying on a timer instead`);
+    }
+  }
+
+  const stopFlag = { stopped: false };
+  const ports: Ports = {
+    now: () => clock.now(),
+    sleep: (ms) => clock.sleep(ms, waker),
+    log: deps.log,
+    updateStaged: async () => (await engine.currentOperation()) === needReboot,
+    healthy: async () => (deps.systemdBus ? systemdHealth(deps.systemdBus, settings.healthUnits) : true),
+    finalize: () => engine.finalize(),
+    reboot: () => logindReboot(deps.bus),
+    ...(lockPort ? { lock: lockPort } : {}),
+  };
+  const done = runAgent(settings, ports, stopFlag);
+  const cleanup = async () => {
+    if (alive) clearInterval(alive);
+    await watcher?.cancel().catch(() => undefined);
+    // The lease is left to expire (not revoked): a reboot should not look like a clean stop.
+    lease?.release();
+  };
+  void done.finally(cleanup);
+  return {
+    done,
+    stop: async () => {
+      stopFlag.stopped = true;
+      wake();
+      await done.catch(() => undefined);
+    },
+  };
+}

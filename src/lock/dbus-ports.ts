@@ -1,0 +1,81 @@
+/**
+ * locksmithd's D-Bus peers: update_engine (com.coreos.update1: GetStatus, the StatusUpdate signal,
+ * and our Finalize), logind (Reboot), and systemd's state for the health gate.
+ */
+import * as dbus from 'dbus-next';
+
+export const updateEngine = { service: 'com.coreos.update1', path: '/com/coreos/update1', iface: 'com.coreos.update1.Manager' };
+export const logind = { service: 'org.freedesktop.login1', path: '/org/freedesktop/login1', iface: 'org.freedesktop.login1.Manager' };
+export const needReboot = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+
+/** Connects to a bus: `system`, or a D-Bus address. A bus that cannot be reached rejects, not crashes. */
+export async function openBus(address: string): Promise<dbus.MessageBus> {
+  const bus = address === 'system' ? dbus.systemBus() : dbus.sessionBus({ busAddress: address });
+  await new Promise<void>((resolve, reject) => {
+    bus.once('error', reject);
+    bus.once('connect', () => {
+      bus.off('error', reject);
+      resolve();
+    });
+  });
+  // Later connection errors are reported by the calls that fail; the process keeps running.
+  bus.on('error', () => undefined);
+  return bus;
+}
+
+interface UpdateEngineInterface extends dbus.ClientInterface {
+  GetStatus(): Promise<[unknown, number, string, string, unknown]>;
+  Finalize(): Promise<void>;
+}
+
+export interface UpdateEngineClient {
+  /** The current operation, such as UPDATE_STATUS_IDLE. */
+  currentOperation(): Promise<string>;
+  /** Called with each StatusUpdate's current operation. */
+  onStatus(listener: (operation: string) => void): void;
+  finalize(): Promise<void>;
+}
+
+export async function updateEngineClient(bus: dbus.MessageBus): Promise<UpdateEngineClient> {
+  let iface: UpdateEngineInterface | undefined;
+  const listeners: Array<(op: string) => void> = [];
+  // The proxy is made on first use: update_engine may start after locksmithd.
+  const get = async () => {
+    if (!iface) {
+      const obj = await bus.getProxyObject(updateEngine.service, updateEngine.path);
+      iface = obj.getInterface(updateEngine.iface) as UpdateEngineInterface;
+      iface.on('StatusUpdate', (...args: unknown[]) => {
+        if (typeof args[2] === 'string') for (const l of listeners) l(args[2]); // malformed signals are ignored
+      });
+    }
+    return iface;
+  };
+  return {
+    currentOperation: async () => String((await (await get()).GetStatus())[2]),
+    onStatus: (l) => {
+      listeners.push(l);
+      void get().catch(() => undefined);
+    },
+    finalize: async () => (await get()).Finalize(),
+  };
+}
+
+export async function logindReboot(bus: dbus.MessageBus): Promise<void> {
+  const obj = await bus.getProxyObject(logind.service, logind.path);
+  const iface = obj.getInterface(logind.iface) as dbus.ClientInterface & { Reboot(interactive: boolean): Promise<void> };
+  await iface.Reboot(false);
+}
+
+/** systemd's SystemState (running, degraded, starting ...), and units' ActiveState. */
+export async function systemdHealth(bus: dbus.MessageBus, units: string[]): Promise<boolean> {
+  const obj = await bus.getProxyObject('org.freedesktop.systemd1', '/org/freedesktop/systemd1');
+  const props = obj.getInterface('org.freedesktop.DBus.Properties') as dbus.ClientInterface & { Get(i: string, p: string): Promise<dbus.Variant> };
+  if (units.length === 0) return (await props.Get('org.freedesktop.systemd1.Manager', 'SystemState')).value === 'running';
+  const manager = obj.getInterface('org.freedesktop.systemd1.Manager') as dbus.ClientInterface & { LoadUnit(n: string): Promise<string> };
+  for (const unit of units) {
+    const unitObj = await bus.getProxyObject('org.freedesktop.systemd1', await manager.LoadUnit(unit));
+    const unitProps = unitObj.getInterface('org.freedesktop.DBus.Properties') as typeof props;
+    if ((await unitProps.Get('org.freedesktop.systemd1.Unit', 'ActiveState')).value !== 'active') return false;
+  }
+  return true;
+}

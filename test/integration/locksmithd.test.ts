@@ -1,0 +1,118 @@
+/**
+ * locksmithd end to end on a real dbus-daemon and a real etcd: a stand-in update_engine stages an
+ * update, the daemon takes a slot only inside the window, finalizes and "reboots" (a stand-in
+ * logind records it); started again as after a boot, it gives the slot back once healthy.
+ * The clock is injected: long waits pass at once.
+ */
+import { spawnSync } from 'node:child_process';
+import { Etcd3 } from 'etcd3';
+import { rawSettings, settingsFrom } from '../../src/lock/config';
+import { openBus } from '../../src/lock/dbus-ports';
+import { startDaemon } from '../../src/lock/daemon';
+import type { Clock } from '../../src/lock/daemon';
+import { Semaphore } from '../../src/lock/semaphore';
+import { startDbusDaemon, serveStandIns } from '../support/dbus';
+import type { DbusDaemon } from '../support/dbus';
+import { EtcdCluster, haveEtcd } from '../support/etcd';
+
+const haveDbus = spawnSync('dbus-daemon', ['--version']).status === 0;
+const run = haveEtcd && haveDbus;
+if (!run) test.skip('locksmithd tests need etcd and dbus-daemon; CI installs them', () => undefined);
+
+/** A clock that starts at `iso`; a wait passes (in a few real ms) unless woken first. */
+function testClock(iso: string): Clock & { jumps: number[] } {
+  let now = new Date(iso).getTime();
+  const jumps: number[] = [];
+  return {
+    jumps,
+    now: () => now,
+    sleep: (ms, waker) =>
+      new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          jumps.push(ms);
+          if (ms !== Infinity) now += ms;
+          resolve();
+        }, 20);
+        waker.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      }),
+  };
+}
+
+(run ? describe : describe.skip)('locksmithd', () => {
+  let etcd: EtcdCluster;
+  let daemon: DbusDaemon;
+  let client: Etcd3;
+  beforeAll(async () => {
+    [etcd, daemon] = await Promise.all([EtcdCluster.start(), startDbusDaemon()]);
+    client = new Etcd3({ hosts: etcd.endpoints });
+  }, 30_000);
+  afterAll(() => {
+    client.close();
+    etcd.stop();
+    daemon.stop();
+  });
+
+  test('a staged update: slot inside the window, finalize, reboot; after the boot the slot is given back', async () => {
+    const { engine, logind, bus: serviceBus } = await serveStandIns(daemon.address);
+    const settings = settingsFrom(
+      rawSettings([], {
+        REBOOT_STRATEGY: 'etcd-lock',
+        LOCKSMITHD_ENDPOINT: etcd.endpoints[0]!,
+        LOCKSMITHD_GROUP: 'e2e',
+        REBOOT_WINDOW_START: 'Thu 23:00',
+        REBOOT_WINDOW_LENGTH: '1h',
+        LOCKSMITHD_REBOOT_WINDOW_TIMEZONE: 'UTC',
+      }),
+    );
+    const clock = testClock('2026-11-19T12:00:00Z'); // a Thursday, before the window
+    engine.onFinalize = () => clock.now();
+    const semaphore = new Semaphore(client, 'e2e');
+    const bus = await openBus(daemon.address);
+    const logs: string[] = [];
+    const first = await startDaemon(settings, { bus, systemdBus: undefined, etcd: client, machineId: 'machine-a', clock, log: (m) => logs.push(m) });
+
+    await new Promise((r) => setTimeout(r, 200));
+    expect(logind.reboots).toEqual([]); // nothing staged yet
+    engine.operation = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+    engine.announce();
+    expect((await first.done).name).toBe('rebooting');
+    expect(logind.reboots).toEqual([false]);
+    expect(engine.finalized.map((t) => new Date(t).toISOString())).toEqual(['2026-11-19T23:00:00.000Z']);
+    expect((await semaphore.read()).value.holders).toEqual(['machine-a']);
+    expect(logs).toContain('took a reboot slot');
+
+    // The machine comes back: update_engine is idle again; the slot is given back once healthy.
+    engine.operation = 'UPDATE_STATUS_IDLE';
+    const second = await startDaemon(settings, { bus, systemdBus: undefined, etcd: client, machineId: 'machine-a', clock, log: (m) => logs.push(m) });
+    for (let i = 0; i < 100 && (await semaphore.read()).value.holders.length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await semaphore.read()).value.holders).toEqual([]);
+    expect(logs).toContain('healthy after the reboot: gave back the reboot slot');
+    await second.stop();
+    bus.disconnect();
+    serviceBus.disconnect();
+  }, 60_000);
+
+  test('with every slot held it waits, and takes the slot when one is freed (watched, not polled)', async () => {
+    const { engine, logind, bus: serviceBus } = await serveStandIns(daemon.address);
+    engine.operation = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+    const semaphore = new Semaphore(client, 'busy');
+    await semaphore.lock('someone-else');
+    const settings = settingsFrom(rawSettings([], { REBOOT_STRATEGY: 'etcd-lock', LOCKSMITHD_ENDPOINT: etcd.endpoints[0]!, LOCKSMITHD_GROUP: 'busy' }));
+    // A real clock: the retry backoff is 5 s and more, so a quick take means the watch woke it.
+    const bus = await openBus(daemon.address);
+    const d = await startDaemon(settings, { bus, systemdBus: undefined, etcd: client, machineId: 'machine-b', log: () => undefined });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(logind.reboots).toEqual([]);
+    const freed = Date.now();
+    await semaphore.unlock('someone-else');
+    expect((await d.done).name).toBe('rebooting');
+    expect(Date.now() - freed).toBeLessThan(3_000);
+    expect((await semaphore.read()).value.holders).toEqual(['machine-b']);
+    await semaphore.unlock('machine-b');
+    bus.disconnect();
+    serviceBus.disconnect();
+  }, 30_000);
+});

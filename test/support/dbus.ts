@@ -1,0 +1,77 @@
+/**
+ * A private D-Bus daemon for tests, and stand-ins on it for update_engine (com.coreos.update1:
+ * GetStatus, Finalize, the StatusUpdate signal) and logind (Reboot, recorded: nothing reboots).
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import * as dbus from 'dbus-next';
+
+export interface DbusDaemon {
+  address: string;
+  stop(): void;
+}
+
+export function startDbusDaemon(): Promise<DbusDaemon> {
+  return new Promise((resolve, reject) => {
+    const child: ChildProcess = spawn('dbus-daemon', ['--session', '--nofork', '--print-address=1'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n')[0];
+      if (out.includes('\n') && line) resolve({ address: line.trim(), stop: () => child.kill() });
+    });
+    child.on('error', reject);
+  });
+}
+
+/** The stand-in update_engine: set `operation`, then `announce()` to send StatusUpdate. */
+export class FakeUpdateEngine extends dbus.interface.Interface {
+  operation = 'UPDATE_STATUS_IDLE';
+  finalized: number[] = [];
+  /** When set, Finalize fails with this message. */
+  failFinalize: string | undefined;
+  /** Called on Finalize, with the time it happened (the test's clock). */
+  onFinalize: () => number = () => Date.now();
+
+  GetStatus(): unknown[] {
+    return [BigInt(0), 0, this.operation, '', BigInt(0)];
+  }
+
+  Finalize(): void {
+    if (this.failFinalize) throw new dbus.DBusError('com.coreos.update1.Error', this.failFinalize);
+    this.finalized.push(this.onFinalize());
+  }
+
+  StatusUpdate(): unknown[] {
+    return [BigInt(0), 0, this.operation, '', BigInt(0)];
+  }
+
+  announce(): void {
+    (this as unknown as { StatusUpdate(): unknown }).StatusUpdate();
+  }
+}
+FakeUpdateEngine.configureMembers({
+  methods: { GetStatus: { inSignature: '', outSignature: 'xdssx' }, Finalize: { inSignature: '', outSignature: '' } },
+  signals: { StatusUpdate: { signature: 'xdssx' } },
+});
+
+export class FakeLogind extends dbus.interface.Interface {
+  reboots: boolean[] = [];
+  Reboot(interactive: boolean): void {
+    this.reboots.push(interactive);
+  }
+}
+FakeLogind.configureMembers({ methods: { Reboot: { inSignature: 'b', outSignature: '' } } });
+
+/** Puts both stand-ins on the bus at `address`; returns them and the bus connection. */
+export async function serveStandIns(address: string): Promise<{ engine: FakeUpdateEngine; logind: FakeLogind; bus: dbus.MessageBus }> {
+  dbus.setBigIntCompat(true);
+  const bus = dbus.sessionBus({ busAddress: address });
+  const engine = new FakeUpdateEngine('com.coreos.update1.Manager');
+  const logind = new FakeLogind('org.freedesktop.login1.Manager');
+  await bus.requestName('com.coreos.update1', 0);
+  await bus.requestName('org.freedesktop.login1', 0);
+  bus.export('/com/coreos/update1', engine);
+  bus.export('/org/freedesktop/login1', logind);
+  return { engine, logind, bus };
+}
