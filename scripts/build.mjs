@@ -32,7 +32,7 @@ function compileSchema() {
   );
 }
 
-const programs = ['coreos-cloudinit', 'locksmithctl'];
+const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd'];
 
 /**
  * commander requires node:child_process when it loads (for executable subcommands, which bootsmith

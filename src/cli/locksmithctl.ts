@@ -10,6 +10,29 @@ import { liveness, parseDuration } from '../lock/presence';
 import { Semaphore, defaultGroup } from '../lock/semaphore';
 import { readStrategy, writeStrategy, strategies } from '../lock/strategy-file';
 import { version } from '../version';
+import { logindReboot, openBus, sendNeedReboot } from '../lock/dbus-ports';
+import type { MessageBus } from 'dbus-next';
+
+/** Sends SIGHUP to a running locksmithd; its pid, or undefined when none runs. */
+function reloadDaemon(pidFile: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number.parseInt(readFileSync(pidFile, 'utf8'), 10);
+    process.kill(pid, 'SIGHUP');
+  } catch {
+    return undefined;
+  }
+  return pid;
+}
+
+async function withBus<T>(address: string, use: (bus: MessageBus) => Promise<T>): Promise<T> {
+  const bus = await openBus(address);
+  try {
+    return await use(bus);
+  } finally {
+    bus.disconnect();
+  }
+}
 
 export interface Io {
   stdout: { write(s: string): unknown };
@@ -28,6 +51,8 @@ interface Globals {
   format: 'text' | 'json';
   machineIdFile: string;
   root: string;
+  pidFile: string;
+  bus: string;
 }
 
 /** A value from the flag, else from LOCKSMITHCTL_<NAME>. */
@@ -74,6 +99,8 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .option('--machine-id-file <file>', 'where this machine\'s id is read', '/etc/machine-id')
     .option('--root <dir>', 'the root whose /etc/coreos/update.conf set-strategy and get-strategy use', '/')
+    .option('--pid-file <file>', 'locksmithd\'s pid file, to tell it to reload', '/run/locksmithd.pid')
+    .option('--bus <address>', 'the bus of logind and update_engine: "system" or a D-Bus address', 'system')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .showHelpAfterError();
@@ -189,8 +216,42 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       try {
         const changed = writeStrategy(globals().root, strategy, cmd.window === false ? null : { start: cmd.windowStart, length: cmd.windowLength });
         io.stdout.write(changed ? `Strategy: ${strategy}\n` : `Strategy: ${strategy} (unchanged)\n`);
+        if (changed) {
+          const pid = reloadDaemon(globals().pidFile);
+          if (pid) io.stdout.write(`Told locksmithd (pid ${pid}) to reload\n`);
+        }
       } catch (err) {
         io.stderr.write(`Error setting strategy: ${(err as Error).message}\n`);
+        result = 1;
+      }
+    });
+
+  program
+    .command('reboot')
+    .description('take a slot for this machine, then reboot it through logind')
+    .action(() =>
+      withSemaphore('Error rebooting', async (s) => {
+        if (process.getuid?.() !== 0) throw new Failure('Must be root to initiate reboot.');
+        const id = machineId(undefined);
+        await s.lock(id);
+        try {
+          await withBus(globals().bus, (bus) => logindReboot(bus));
+        } catch (err) {
+          // No reboot: leave no lock behind.
+          await s.unlockIfHeld(id).catch(() => undefined);
+          throw err;
+        }
+      })(),
+    );
+
+  program
+    .command('send-need-reboot')
+    .description('send update_engine\'s StatusUpdate signal for a staged update (for testing locksmithd)')
+    .action(async () => {
+      try {
+        await withBus(globals().bus, sendNeedReboot);
+      } catch (err) {
+        io.stderr.write(`Error sending signal: ${(err as Error).message}\n`);
         result = 1;
       }
     });

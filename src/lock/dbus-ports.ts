@@ -10,6 +10,7 @@ export const needReboot = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
 
 /** Connects to a bus: `system`, or a D-Bus address. A bus that cannot be reached rejects, not crashes. */
 export async function openBus(address: string): Promise<dbus.MessageBus> {
+  dbus.setBigIntCompat(true); // int64 (update_engine's times and sizes) as native BigInt
   const bus = address === 'system' ? dbus.systemBus() : dbus.sessionBus({ busAddress: address });
   await new Promise<void>((resolve, reject) => {
     bus.once('error', reject);
@@ -41,21 +42,29 @@ export async function updateEngineClient(bus: dbus.MessageBus): Promise<UpdateEn
   const listeners: Array<(op: string) => void> = [];
   // The proxy is made on first use: update_engine may start after locksmithd.
   const get = async () => {
-    if (!iface) {
-      const obj = await bus.getProxyObject(updateEngine.service, updateEngine.path);
-      iface = obj.getInterface(updateEngine.iface) as UpdateEngineInterface;
-      iface.on('StatusUpdate', (...args: unknown[]) => {
-        if (typeof args[2] === 'string') for (const l of listeners) l(args[2]); // malformed signals are ignored
-      });
-    }
+    if (!iface) iface = (await bus.getProxyObject(updateEngine.service, updateEngine.path)).getInterface(updateEngine.iface) as UpdateEngineInterface;
     return iface;
   };
+  // StatusUpdate from any sender, as locksmith listens (locksmithctl send-need-reboot sends it from
+  // its own connection); a proxy would only hear the name's owner.
+  await bus.call(
+    new dbus.Message({
+      destination: 'org.freedesktop.DBus',
+      path: '/org/freedesktop/DBus',
+      interface: 'org.freedesktop.DBus',
+      member: 'AddMatch',
+      signature: 's',
+      body: [`type='signal',interface='${updateEngine.iface}',member='StatusUpdate'`],
+    }),
+  );
+  bus.on('message', (msg: dbus.Message) => {
+    if (msg.type !== dbus.MessageType.SIGNAL || msg.interface !== updateEngine.iface || msg.member !== 'StatusUpdate') return;
+    const op = (msg.body as unknown[])[2];
+    if (typeof op === 'string') for (const l of listeners) l(op); // malformed signals are ignored
+  });
   return {
     currentOperation: async () => String((await (await get()).GetStatus())[2]),
-    onStatus: (l) => {
-      listeners.push(l);
-      void get().catch(() => undefined);
-    },
+    onStatus: (l) => void listeners.push(l),
     finalize: async () => (await get()).Finalize(),
   };
 }
@@ -78,4 +87,20 @@ export async function systemdHealth(bus: dbus.MessageBus, units: string[]): Prom
     if ((await unitProps.Get('org.freedesktop.systemd1.Unit', 'ActiveState')).value !== 'active') return false;
   }
   return true;
+}
+
+/** Emits update_engine's StatusUpdate for a staged update from this connection, as locksmithctl send-need-reboot does. */
+export async function sendNeedReboot(bus: dbus.MessageBus): Promise<void> {
+  class Announcer extends dbus.interface.Interface {
+    StatusUpdate(): unknown[] {
+      return [BigInt(0), 0, needReboot, '', BigInt(0)];
+    }
+  }
+  Announcer.configureMembers({ signals: { StatusUpdate: { signature: 'xdssx' } } });
+  const announcer = new Announcer(updateEngine.iface);
+  bus.export(updateEngine.path, announcer);
+  (announcer as unknown as { StatusUpdate(): unknown }).StatusUpdate();
+  // Let the signal leave before the connection closes.
+  await new Promise((r) => setTimeout(r, 200));
+  bus.unexport(updateEngine.path, announcer);
 }

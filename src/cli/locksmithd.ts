@@ -1,0 +1,131 @@
+/**
+ * locksmithd: waits for a staged update and reboots the machine when the strategy, the window and
+ * (etcd-lock) a slot of the fleet's semaphore allow; gives the slot back after the reboot once the
+ * machine is healthy. Settings: /usr/share/coreos/update.conf, /etc/coreos/update.conf, then the
+ * environment (LOCKSMITHD_*, REBOOT_*). SIGTERM stops it; SIGHUP reloads the settings.
+ */
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import type { MessageBus } from 'dbus-next';
+import { rawSettings, settingsFrom } from '../lock/config';
+import type { Settings } from '../lock/config';
+import { startDaemon } from '../lock/daemon';
+import type { Daemon } from '../lock/daemon';
+import { openBus } from '../lock/dbus-ports';
+import { connectEtcd } from '../lock/etcd';
+import { files } from '../system/paths';
+import { version } from '../version';
+
+interface Options {
+  root: string;
+  bus: string;
+  systemdBus?: string;
+  machineIdFile: string;
+  pidFile: string;
+}
+
+const log = (m: string) => process.stderr.write(`locksmithd: ${m}\n`);
+
+function loadSettings(root: string): Settings {
+  const texts = [files.updateConfDefaults, files.updateConf].map((f) => {
+    try {
+      return readFileSync(join(root, f), 'utf8');
+    } catch {
+      return '';
+    }
+  });
+  return settingsFrom(rawSettings(texts, process.env));
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('locksmithd')
+    .description('Reboot the machine for a staged update when the strategy, window and fleet lock allow')
+    .version(`locksmithd ${version}`, '--version', 'print the version and exit')
+    .option('--root <dir>', 'the root whose update.conf files are read', '/')
+    .option('--bus <address>', 'the bus of update_engine and logind: "system" or a D-Bus address', 'system')
+    .option('--systemd-bus <address>', 'systemd\'s bus for the health gate: "system", an address, or "none" (default: --bus)')
+    .option('--machine-id-file <file>', 'this machine\'s id, the holder id in the semaphore', '/etc/machine-id')
+    .option('--pid-file <file>', 'where locksmithd writes its pid, for locksmithctl to reach it', '/run/locksmithd.pid')
+    .exitOverride();
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    throw err;
+  }
+  const opts = program.opts<Options>();
+  let settings: Settings;
+  try {
+    settings = loadSettings(opts.root);
+  } catch (err) {
+    log((err as Error).message);
+    return 1;
+  }
+  let bus: MessageBus;
+  let systemdBus: MessageBus | undefined;
+  try {
+    bus = await openBus(opts.bus);
+    const sdAddress = opts.systemdBus ?? opts.bus;
+    systemdBus = sdAddress === 'none' ? undefined : sdAddress === opts.bus ? bus : await openBus(sdAddress);
+  } catch (err) {
+    log(`cannot reach D-Bus: ${(err as Error).message}`);
+    return 1;
+  }
+  let machineId: string;
+  try {
+    machineId = settings.machineId ?? readFileSync(opts.machineIdFile, 'utf8').trim();
+  } catch (err) {
+    log(`cannot read this machine's id: ${(err as Error).message}`);
+    return 1;
+  }
+
+  let etcd: ReturnType<typeof connectEtcd> | undefined;
+  let daemon: Daemon | undefined;
+  let rebooting = false;
+  const start = async (s: Settings) => {
+    etcd?.close();
+    etcd = s.strategy.kind === 'etcd-lock' ? connectEtcd(s.strategy.etcd) : undefined;
+    daemon = await startDaemon(s, { bus, systemdBus, etcd, machineId, log });
+    void daemon.done.then((state) => {
+      if (state.name === 'rebooting') {
+        rebooting = true;
+        log('reboot requested; waiting for the machine to go down');
+      }
+    });
+  };
+  try {
+    await start(settings);
+  } catch (err) {
+    log((err as Error).message);
+    return 1;
+  }
+  writeFileSync(opts.pidFile, `${process.pid}\n`);
+
+  return new Promise<number>((resolve) => {
+    const stop = async () => {
+      await daemon?.stop();
+      etcd?.close();
+      bus.disconnect();
+      rmSync(opts.pidFile, { force: true });
+      resolve(0);
+    };
+    process.once('SIGTERM', () => void stop());
+    process.once('SIGINT', () => void stop());
+    process.on('SIGHUP', () => {
+      if (rebooting) return log('not reloading: a reboot is under way');
+      void (async () => {
+        let next: Settings;
+        try {
+          next = loadSettings(opts.root);
+        } catch (err) {
+          log(`not reloading: ${(err as Error).message}`);
+          return;
+        }
+        log('reloading the settings');
+        await daemon?.stop();
+        await start(next).catch((err: Error) => log(`reload failed: ${err.message}`));
+      })();
+    });
+  });
+}
