@@ -32,7 +32,7 @@ function compileSchema() {
   );
 }
 
-const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd'];
+const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'fleetlockd'];
 
 /**
  * commander requires node:child_process when it loads (for executable subcommands, which bootsmith

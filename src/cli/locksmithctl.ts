@@ -10,6 +10,7 @@ import { liveness, parseDuration } from '../lock/presence';
 import { Semaphore, defaultGroup } from '../lock/semaphore';
 import { readStrategy, writeStrategy, strategies } from '../lock/strategy-file';
 import { version } from '../version';
+import { collect } from './options';
 import { logindReboot, openBus, sendNeedReboot } from '../lock/dbus-ports';
 import type { MessageBus } from 'dbus-next';
 
@@ -89,7 +90,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   const program = new Command('locksmithctl')
     .description('Manage the reboot semaphore of a fleet in etcd, and the reboot strategy')
     .version(`locksmithctl ${version}`, '--version', 'print the version and exit')
-    .option('--endpoint <url...>', `etcd endpoints, repeatable or comma-separated (default ${defaultEndpoints.join(',')})`)
+    .option('--endpoint <url>', `etcd endpoint; repeat it, or separate several with commas (default ${defaultEndpoints.join(',')})`, collect)
     .option('--group <name>', `the lock group (default "${defaultGroup}")`)
     .option('--etcd-cafile <file>', 'CA certificate to verify etcd (alone: server-authenticated TLS)')
     .option('--etcd-certfile <file>', 'client certificate for etcd')

@@ -81,6 +81,10 @@ function ctl(args: string[], env: Record<string, string> = {}) {
     client.close();
   });
 
+  test('--endpoint repeats and takes commas, and does not swallow the command after it', () => {
+    expect(ctl(['--endpoint', 'http://127.0.0.1:1,http://127.0.0.1:2', '--endpoint', etcd.endpoints[0]!, '--group', 'rep', 'status']).stdout).toBe('Available: 1\nMax: 1\n');
+  });
+
   test('usage errors exit 2', () => {
     expect(ctl(['bogus']).status).toBe(2);
     expect(ctl([...at, 'set-max']).status).toBe(2);

@@ -1,0 +1,84 @@
+/**
+ * fleetlockd: a FleetLock server (Zincati's reboot manager protocol) on the etcd semaphore that
+ * locksmithd and locksmithctl use, so Zincati nodes and bootsmith nodes share slots.
+ * Flags may come from FLEETLOCKD_* environment variables; flags win.
+ */
+import { createServer } from 'node:http';
+import { Command, CommanderError } from 'commander';
+import { connectEtcd, splitEndpoints } from '../lock/etcd';
+import { fleetLockHandler } from '../lock/fleetlock';
+import { version } from '../version';
+import { collect } from './options';
+
+interface Options {
+  listen: string;
+  endpoint?: string[];
+  group?: string[];
+  etcdCafile?: string;
+  etcdCertfile?: string;
+  etcdKeyfile?: string;
+  etcdUsername?: string;
+  etcdPassword?: string;
+}
+
+const env = (name: string) => process.env[`FLEETLOCKD_${name}`] || undefined;
+const log = (m: string) => process.stderr.write(`fleetlockd: ${m}\n`);
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('fleetlockd')
+    .description('Serve the FleetLock protocol on the fleet\'s etcd reboot semaphore')
+    .version(`fleetlockd ${version}`, '--version', 'print the version and exit')
+    .option('--listen <host:port>', 'address to listen on', env('LISTEN') ?? '127.0.0.1:9090')
+    .option('--endpoint <url>', 'etcd endpoint; repeat it, or separate several with commas (default http://127.0.0.1:2379)', collect)
+    .option('--group <name>', 'serve only this group; repeat it for several (default: any valid group name)', collect)
+    .option('--etcd-cafile <file>', 'CA certificate to verify etcd')
+    .option('--etcd-certfile <file>', 'client certificate for etcd')
+    .option('--etcd-keyfile <file>', 'key of the client certificate')
+    .option('--etcd-username <name>', 'etcd user')
+    .option('--etcd-password <password>', 'etcd password')
+    .exitOverride();
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    throw err;
+  }
+  const o = program.opts<Options>();
+  const m = /^(.*):(\d+)$/.exec(o.listen);
+  if (!m) {
+    log(`--listen ${o.listen}: want host:port`);
+    return 2;
+  }
+  let client: ReturnType<typeof connectEtcd>;
+  try {
+    client = connectEtcd({
+      endpoints: splitEndpoints(o.endpoint ?? (env('ENDPOINT') ? [env('ENDPOINT')!] : [])),
+      caFile: o.etcdCafile ?? env('ETCD_CAFILE'),
+      certFile: o.etcdCertfile ?? env('ETCD_CERTFILE'),
+      keyFile: o.etcdKeyfile ?? env('ETCD_KEYFILE'),
+      username: o.etcdUsername ?? env('ETCD_USERNAME'),
+      password: o.etcdPassword ?? env('ETCD_PASSWORD'),
+    });
+  } catch (err) {
+    log((err as Error).message);
+    return 1;
+  }
+  const groups = o.group ?? env('GROUPS')?.split(',');
+  const server = createServer(fleetLockHandler(client, { log, ...(groups ? { groups } : {}) }));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(m[2]), m[1], resolve);
+  }).catch((err: Error) => {
+    log(`cannot listen on ${o.listen}: ${err.message}`);
+    throw err;
+  });
+  log(`serving FleetLock on ${o.listen}`);
+  return new Promise((resolve) => {
+    const stop = () => server.close(() => {
+      client.close();
+      resolve(0);
+    });
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}

@@ -1,0 +1,88 @@
+/**
+ * fleetlockd with a real etcd: a client sending what Zincati sends (POST, fleet-lock-protocol
+ * header, client_params) gets what Zincati expects; its locks show in locksmithctl and the other way.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { EtcdCluster, haveEtcd } from '../support/etcd';
+
+const bins = join(__dirname, '../../bin');
+if (!haveEtcd) test.skip('fleetlockd tests need etcd; CI installs it', () => undefined);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+(haveEtcd ? describe : describe.skip)('fleetlockd', () => {
+  let etcd: EtcdCluster;
+  let server: ChildProcess;
+  let base: string;
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start();
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    server = spawn(process.execPath, [join(bins, 'fleetlockd.js'), '--listen', `127.0.0.1:${port}`, '--endpoint', etcd.endpoints[0]!], { stdio: 'ignore' });
+    for (let i = 0; i < 100; i++) {
+      try {
+        await fetch(`${base}/v1/pre-reboot`);
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }, 30_000);
+  afterAll(() => {
+    server.kill();
+    etcd.stop();
+  });
+
+  /** As Zincati sends it (zincati src/fleet_lock/mod.rs). */
+  const zincati = (path: string, group: string, id: string, headers: Record<string, string> = { 'fleet-lock-protocol': 'true' }) =>
+    fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ client_params: { group, id } }) });
+  const ctl = (...args: string[]) => spawnSync(process.execPath, [join(bins, 'locksmithctl.js'), '--endpoint', etcd.endpoints[0]!, ...args], { encoding: 'utf8' });
+
+  test('pre-reboot takes a slot, again is fine, steady-state gives it back', async () => {
+    const first = await zincati('/v1/pre-reboot', 'default', 'zincati-1');
+    expect([first.status, await first.text()]).toEqual([200, '']);
+    expect((await zincati('/v1/pre-reboot', 'default', 'zincati-1')).status).toBe(200);
+    expect(ctl('status').stdout).toMatch(/^Available: 0\nMax: 1\n\nMACHINE ID +LAST SIGN OF LIFE\nzincati-1 +never seen\n$/);
+    const full = await zincati('/v1/pre-reboot', 'default', 'zincati-2');
+    expect(full.status).toBe(409);
+    expect(await full.json()).toEqual({ kind: 'failed_lock_semaphore_full', value: 'all 1 semaphore slots are held (zincati-1)' });
+    expect((await zincati('/v1/steady-state', 'default', 'zincati-1')).status).toBe(200);
+    expect((await zincati('/v1/steady-state', 'default', 'zincati-1')).status).toBe(200); // not a holder: fine
+    expect(ctl('status').stdout).toBe('Available: 1\nMax: 1\n');
+  });
+
+  test('a lock taken by locksmithctl is seen by Zincati clients', async () => {
+    expect(ctl('--group', 'workers', 'lock', 'bootsmith-node').status).toBe(0);
+    expect((await zincati('/v1/pre-reboot', 'workers', 'zincati-3')).status).toBe(409);
+    expect(ctl('--group', 'workers', 'unlock', 'bootsmith-node').status).toBe(0);
+    expect((await zincati('/v1/pre-reboot', 'workers', 'zincati-3')).status).toBe(200);
+  });
+
+  test.each([
+    ['no protocol header', {}, { group: 'default', id: 'x' }, 400, 'invalid_client_identity'],
+    ['empty id', { 'fleet-lock-protocol': 'true' }, { group: 'default', id: '' }, 400, 'invalid_client_identity'],
+    ['bad group', { 'fleet-lock-protocol': 'true' }, { group: 'a/b', id: 'x' }, 400, 'invalid_client_identity'],
+  ])('%s is refused', async (_name, headers, params, status, kind) => {
+    const r = await fetch(`${base}/v1/pre-reboot`, { method: 'POST', headers, body: JSON.stringify({ client_params: params }) });
+    expect(r.status).toBe(status);
+    expect(((await r.json()) as { kind: string }).kind).toBe(kind);
+  });
+
+  test('only POST, only the protocol\'s paths', async () => {
+    expect((await fetch(`${base}/v1/pre-reboot`, { headers: { 'fleet-lock-protocol': 'true' } })).status).toBe(405);
+    expect((await fetch(`${base}/v2/anything`, { method: 'POST' })).status).toBe(404);
+    const bad = await fetch(`${base}/v1/pre-reboot`, { method: 'POST', headers: { 'fleet-lock-protocol': 'true' }, body: '{not json' });
+    expect([bad.status, ((await bad.json()) as { kind: string }).kind]).toEqual([400, 'invalid_client_identity']);
+  });
+});
