@@ -10,7 +10,7 @@ import { runAgent } from './agent';
 import type { Ports, State } from './agent';
 import type { Settings } from './config';
 import { logindReboot, needReboot, systemdHealth, updateEngineClient } from './dbus-ports';
-import { reportAlive } from './presence';
+import { liveness, reportAlive } from './presence';
 import { Semaphore } from './semaphore';
 
 /** Time for the agent; tests give one that jumps instead of waiting. */
@@ -50,6 +50,20 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+/** Frees the holders that are not alive and were last seen more than `ageMs` ago (or never); how many. */
+export async function reclaimStale(etcd: Etcd3, semaphore: Semaphore, ageMs: number, now: number, log: (m: string) => void): Promise<number> {
+  const { value } = await semaphore.read();
+  let freed = 0;
+  for (const l of await liveness(etcd, semaphore.group, value.holders)) {
+    if (l.alive || (l.lastSeen && now - l.lastSeen.getTime() <= ageMs)) continue;
+    if (await semaphore.unlockIfHeld(l.id)) {
+      freed++;
+      log(`reclaimed the reboot slot of ${l.id}: ${l.lastSeen ? `silent since ${l.lastSeen.toISOString()}` : 'never seen'}`);
+    }
+  }
+  return freed;
+}
+
 /** How often the last-seen time is refreshed, in ms; the presence lease lives 3 times as long. */
 const aliveEvery = 60_000;
 
@@ -78,8 +92,12 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
           await semaphore.lock(deps.machineId);
           return true;
         } catch (err) {
-          if ((err as { kind?: string }).kind === 'failed_lock_semaphore_full') return false;
-          throw err;
+          if ((err as { kind?: string }).kind !== 'failed_lock_semaphore_full') throw err;
+          // Opt-in: free holders whose agents have been silent for too long, then try once more.
+          if (strategy.reclaimStaleAfterMs !== undefined && (await reclaimStale(etcd, semaphore, strategy.reclaimStaleAfterMs, clock.now(), deps.log)) > 0) {
+            return (await semaphore.lock(deps.machineId).then(() => true, () => false));
+          }
+          return false;
         }
       },
       release: async () => void (await semaphore.unlockIfHeld(deps.machineId)),

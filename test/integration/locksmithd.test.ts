@@ -11,6 +11,7 @@ import { openBus } from '../../src/lock/dbus-ports';
 import { startDaemon } from '../../src/lock/daemon';
 import type { Clock } from '../../src/lock/daemon';
 import { Semaphore } from '../../src/lock/semaphore';
+import { presenceKey, seenKey } from '../../src/lock/presence';
 import { startDbusDaemon, serveStandIns } from '../support/dbus';
 import type { DbusDaemon } from '../support/dbus';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
@@ -94,6 +95,34 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     bus.disconnect();
     serviceBus.disconnect();
   }, 60_000);
+
+  test('opt-in reclaim: a holder silent for longer than the age loses its slot; a live one keeps it', async () => {
+    const { engine, logind, bus: serviceBus } = await serveStandIns(daemon.address);
+    engine.operation = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+    const semaphore = new Semaphore(client, 'reclaim');
+    await semaphore.setMax(2);
+    await semaphore.lock('dead-machine');
+    await semaphore.lock('live-machine');
+    await client.put(seenKey('reclaim', 'dead-machine')).value(new Date(Date.now() - 3 * 3600_000).toISOString());
+    await client.put(seenKey('reclaim', 'live-machine')).value(new Date(Date.now() - 3 * 3600_000).toISOString());
+    const lease = client.lease(60);
+    await lease.put(presenceKey('reclaim', 'live-machine')).value('running');
+    const settings = settingsFrom(
+      rawSettings([], { REBOOT_STRATEGY: 'etcd-lock', LOCKSMITHD_ENDPOINT: etcd.endpoints[0]!, LOCKSMITHD_GROUP: 'reclaim', LOCKSMITHD_RECLAIM_STALE_AFTER: '1h' }),
+    );
+    const bus = await openBus(daemon.address);
+    const logs: string[] = [];
+    const d = await startDaemon(settings, { bus, systemdBus: undefined, etcd: client, machineId: 'machine-c', log: (m) => logs.push(m) });
+    expect((await d.done).name).toBe('rebooting');
+    expect(logind.reboots).toEqual([false]);
+    expect((await semaphore.read()).value.holders).toEqual(['live-machine', 'machine-c']);
+    expect(logs.filter((l) => l.startsWith('reclaimed'))).toEqual([expect.stringMatching(/^reclaimed the reboot slot of dead-machine: silent since /)]);
+    await semaphore.unlock('machine-c');
+    await semaphore.unlock('live-machine');
+    await lease.revoke();
+    bus.disconnect();
+    serviceBus.disconnect();
+  }, 30_000);
 
   test('with every slot held it waits, and takes the slot when one is freed (watched, not polled)', async () => {
     const { engine, logind, bus: serviceBus } = await serveStandIns(daemon.address);
