@@ -12,7 +12,7 @@ import { startDaemon } from '../../src/lock/daemon';
 import type { Clock } from '../../src/lock/daemon';
 import { Semaphore } from '../../src/lock/semaphore';
 import { presenceKey, seenKey } from '../../src/lock/presence';
-import { startDbusDaemon, serveStandIns } from '../support/dbus';
+import { serveFakeSystemd, startDbusDaemon, serveStandIns } from '../support/dbus';
 import type { DbusDaemon } from '../support/dbus';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
 
@@ -85,13 +85,20 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     expect((await semaphore.read()).value.holders).toEqual(['machine-a']);
     expect(logs).toContain('took a reboot slot');
 
-    // The machine comes back: update_engine is idle again; the slot is given back once healthy.
+    // The machine comes back: update_engine is idle again; systemd is still starting, so the slot
+    // stays taken; once systemd reports running it is given back.
     engine.operation = 'UPDATE_STATUS_IDLE';
-    const second = await startDaemon(settings, { bus, systemdBus: undefined, etcd: client, machineId: 'machine-a', clock, log: (m) => logs.push(m) });
+    const { manager, bus: systemdServiceBus } = await serveFakeSystemd(daemon.address);
+    const second = await startDaemon(settings, { bus, systemdBus: bus, etcd: client, machineId: 'machine-a', clock, log: (m) => logs.push(m) });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await semaphore.read()).value.holders).toEqual(['machine-a']);
+    expect(logs).toContain('waiting for the machine to be healthy before giving back the reboot slot');
+    manager.state = 'running';
     for (let i = 0; i < 100 && (await semaphore.read()).value.holders.length > 0; i++) await new Promise((r) => setTimeout(r, 50));
     expect((await semaphore.read()).value.holders).toEqual([]);
     expect(logs).toContain('healthy after the reboot: gave back the reboot slot');
     await second.stop();
+    systemdServiceBus.disconnect();
     bus.disconnect();
     serviceBus.disconnect();
   }, 60_000);

@@ -75,3 +75,23 @@ export async function serveStandIns(address: string): Promise<{ engine: FakeUpda
   bus.export('/org/freedesktop/login1', logind);
   return { engine, logind, bus };
 }
+
+/**
+ * A stand-in systemd manager for the health gate: org.freedesktop.systemd1's Manager with the
+ * SystemState property (set `state`), read through org.freedesktop.DBus.Properties.
+ */
+export class FakeSystemdManager extends dbus.interface.Interface {
+  state = 'starting';
+  get SystemState(): string {
+    return this.state;
+  }
+}
+FakeSystemdManager.configureMembers({ properties: { SystemState: { signature: 's', access: dbus.interface.ACCESS_READ } } });
+
+export async function serveFakeSystemd(address: string): Promise<{ manager: FakeSystemdManager; bus: dbus.MessageBus }> {
+  const bus = dbus.sessionBus({ busAddress: address });
+  const manager = new FakeSystemdManager('org.freedesktop.systemd1.Manager');
+  await bus.requestName('org.freedesktop.systemd1', 0);
+  bus.export('/org/freedesktop/systemd1', manager);
+  return { manager, bus };
+}
