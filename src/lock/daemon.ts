@@ -64,6 +64,9 @@ export async function reclaimStale(etcd: Etcd3, semaphore: Semaphore, ageMs: num
   return freed;
 }
 
+/** Longest random pause before a waiter goes for a freed slot, in ms. */
+export const wakeJitterMs = 250;
+
 /** How often the last-seen time is refreshed, in ms; the presence lease lives 3 times as long. */
 const aliveEvery = 60_000;
 
@@ -118,7 +121,24 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     alive = setInterval(() => void say(), aliveEvery);
     try {
       watcher = await etcd.watch().key(semaphore.key).create();
-      watcher.on('put', wake);
+      // The event carries the new value: wake only when a slot is free, after a random pause so
+      // the waiters of a fleet do not all race for it at once.
+      // A later event showing the slots full again cancels a pending wake: someone took the slot.
+      let pending: NodeJS.Timeout | undefined;
+      watcher.on('put', (kv) => {
+        try {
+          const v = JSON.parse(kv.value.toString()) as { total_slots?: number; holders?: unknown[] };
+          if ((v.holders?.length ?? 0) >= (v.total_slots ?? 1)) {
+            clearTimeout(pending);
+            pending = undefined;
+            return;
+          }
+        } catch {
+          // unreadable: let the agent look for itself
+        }
+        if (!pending) pending = setTimeout(() => ((pending = undefined), wake()), Math.random() * wakeJitterMs);
+      });
+      watcher.on('delete', wake);
       watcher.on('error', () => undefined);
     } catch (err) {
       deps.log(`cannot watch the semaphore (${(err as Error).message}); retrying on a timer instead`);
