@@ -4,6 +4,7 @@
 //   3. 100 files in one invocation against one file
 //   4. applying 500 files, 20 users and 50 units into a temporary root, offline
 //   5. first boot from a stand-in EC2 metadata service: start to applied, and its split
+//   6. reboot coordination: 200 agents on 5 slots, ours against locksmith's algorithm (bench/locks.ts)
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -188,5 +189,14 @@ async function fromEc2() {
 
 if (process.getuid?.() === 0) await fromEc2();
 else console.log('\n5. skipped: applying needs root');
+
+// 6. Reboot coordination against a real etcd (bundled here; etcd3 stays in node_modules).
+if (spawnSync('etcd', ['--version']).status === 0) {
+  const { buildSync } = await import('esbuild');
+  const locks = join(root, 'dist', 'bench-locks.cjs');
+  buildSync({ entryPoints: [join(root, 'bench/locks.ts')], outfile: locks, bundle: true, platform: 'node', format: 'cjs', external: ['etcd3'], logLevel: 'warning' });
+  const r = spawnSync(process.execPath, [locks], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('the reboot-coordination benchmark failed');
+} else console.log('\n6. skipped: needs etcd (Debian etcd-server)');
 
 rmSync(work, { recursive: true, force: true });
