@@ -23,11 +23,12 @@ interface Options {
   systemdBus?: string;
   machineIdFile: string;
   pidFile: string;
+  reclaimStaleAfter?: string;
 }
 
 const log = (m: string) => process.stderr.write(`locksmithd: ${m}\n`);
 
-function loadSettings(root: string): Settings {
+function loadSettings(root: string, overrides: Record<string, string>): Settings {
   const texts = [files.updateConfDefaults, files.updateConf].map((f) => {
     try {
       return readFileSync(join(root, f), 'utf8');
@@ -35,7 +36,7 @@ function loadSettings(root: string): Settings {
       return '';
     }
   });
-  return settingsFrom(rawSettings(texts, process.env));
+  return settingsFrom(rawSettings(texts, { ...process.env, ...overrides }));
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -47,6 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--systemd-bus <address>', 'systemd\'s bus for the health gate: "system", an address, or "none" (default: --bus)')
     .option('--machine-id-file <file>', 'this machine\'s id, the holder id in the semaphore', '/etc/machine-id')
     .option('--pid-file <file>', 'where locksmithd writes its pid, for locksmithctl to reach it', '/run/locksmithd.pid')
+    .option('--reclaim-stale-after <age>', 'free holders silent for longer than AGE (such as 2h) when all slots are held (off by default)')
     .exitOverride();
   try {
     program.parse(argv, { from: 'user' });
@@ -55,9 +57,10 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
   const opts = program.opts<Options>();
+  const overrides: Record<string, string> = opts.reclaimStaleAfter ? { LOCKSMITHD_RECLAIM_STALE_AFTER: opts.reclaimStaleAfter } : {};
   let settings: Settings;
   try {
-    settings = loadSettings(opts.root);
+    settings = loadSettings(opts.root, overrides);
   } catch (err) {
     log((err as Error).message);
     return 1;
@@ -117,7 +120,7 @@ export async function main(argv: string[]): Promise<number> {
       void (async () => {
         let next: Settings;
         try {
-          next = loadSettings(opts.root);
+          next = loadSettings(opts.root, overrides);
         } catch (err) {
           log(`not reloading: ${(err as Error).message}`);
           return;

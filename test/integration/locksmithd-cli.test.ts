@@ -60,6 +60,13 @@ function ctl(args: string[]): Promise<{ status: number | null; stdout: string; s
     expect(r.stderr).toBe('locksmithd: invalid locksmithd configuration:\n  unknown REBOOT_STRATEGY "sometimes": use etcd-lock, reboot or off\n');
   });
 
+  test('--reclaim-stale-after is checked at start like the rest', () => {
+    writeFileSync(join(root, 'etc/coreos/update.conf'), 'REBOOT_STRATEGY=etcd-lock\n');
+    const r = spawnSync(process.execPath, [join(bins, 'locksmithd.js'), '--root', root, '--bus', dbusd.address, '--reclaim-stale-after', 'soon'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/invalid LOCKSMITHD_RECLAIM_STALE_AFTER "soon": want a duration such as 2h/);
+  });
+
   test('send-need-reboot wakes it; strategy reboot reboots through logind', async () => {
     writeFileSync(join(root, 'etc/coreos/update.conf'), 'REBOOT_STRATEGY=reboot\n');
     const { engine, logind, bus } = await serveStandIns(dbusd.address);
