@@ -5,7 +5,8 @@
  * failed; warnings too under --strict), 2 usage.
  */
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseArgs } from './options';
 import type { Severity } from '../report/diagnostic';
 import { formatGithub, formatJson, formatText, formats } from '../report/format';
 import type { FileReport, Format } from '../report/format';
@@ -142,12 +143,8 @@ function unreadable(file: string, err: unknown): FileReport {
 /** Runs coreos-cloudinit with `argv` (without node and the script) and returns the exit code. */
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   const cmd = program(io);
-  try {
-    cmd.parse(normalizeGoFlags(argv), { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    throw err;
-  }
+  const exit = parseArgs(cmd, normalizeGoFlags(argv));
+  if (exit !== undefined) return exit;
   const given = cmd.opts<Options>();
   let opts = given;
   if (given.oem !== undefined) {

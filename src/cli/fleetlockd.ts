@@ -4,11 +4,11 @@
  * Flags may come from FLEETLOCKD_* environment variables; flags win.
  */
 import { createServer } from 'node:http';
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { connectEtcd, splitEndpoints } from '../lock/etcd';
 import { fleetLockHandler } from '../lock/fleetlock';
 import { version } from '../version';
-import { collect } from './options';
+import { addEtcdOptions, collect, parseArgs } from './options';
 
 interface Options {
   listen: string;
@@ -25,24 +25,15 @@ const env = (name: string) => process.env[`FLEETLOCKD_${name}`] || undefined;
 const log = (m: string) => process.stderr.write(`fleetlockd: ${m}\n`);
 
 export async function main(argv: string[]): Promise<number> {
-  const program = new Command('fleetlockd')
+  const program = addEtcdOptions(new Command('fleetlockd'))
     .description('Serve the FleetLock protocol on the fleet\'s etcd reboot semaphore')
     .version(`fleetlockd ${version}`, '--version', 'print the version and exit')
     .option('--listen <host:port>', 'address to listen on', env('LISTEN') ?? '127.0.0.1:9090')
     .option('--endpoint <url>', 'etcd endpoint; repeat it, or separate several with commas (default http://127.0.0.1:2379)', collect)
     .option('--group <name>', 'serve only this group; repeat it for several (default: any valid group name)', collect)
-    .option('--etcd-cafile <file>', 'CA certificate to verify etcd')
-    .option('--etcd-certfile <file>', 'client certificate for etcd')
-    .option('--etcd-keyfile <file>', 'key of the client certificate')
-    .option('--etcd-username <name>', 'etcd user')
-    .option('--etcd-password <password>', 'etcd password')
     .exitOverride();
-  try {
-    program.parse(argv, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    throw err;
-  }
+  const exit = parseArgs(program, argv);
+  if (exit !== undefined) return exit;
   const o = program.opts<Options>();
   const m = /^(.*):(\d+)$/.exec(o.listen);
   if (!m) {

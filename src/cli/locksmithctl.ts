@@ -10,7 +10,7 @@ import { liveness, parseDuration } from '../lock/presence';
 import { Semaphore, defaultGroup } from '../lock/semaphore';
 import { readStrategy, writeStrategy, strategies } from '../lock/strategy-file';
 import { version } from '../version';
-import { collect } from './options';
+import { addEtcdOptions, collect } from './options';
 import { logindReboot, openBus, sendNeedReboot } from '../lock/dbus-ports';
 import type { MessageBus } from 'dbus-next';
 
@@ -87,16 +87,11 @@ function quietIpServerNameWarning(): void {
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
   quietIpServerNameWarning();
   let result = 0;
-  const program = new Command('locksmithctl')
+  const program = addEtcdOptions(new Command('locksmithctl'))
     .description('Manage the reboot semaphore of a fleet in etcd, and the reboot strategy')
     .version(`locksmithctl ${version}`, '--version', 'print the version and exit')
     .option('--endpoint <url>', `etcd endpoint; repeat it, or separate several with commas (default ${defaultEndpoints.join(',')})`, collect)
     .option('--group <name>', `the lock group (default "${defaultGroup}")`)
-    .option('--etcd-cafile <file>', 'CA certificate to verify etcd (alone: server-authenticated TLS)')
-    .option('--etcd-certfile <file>', 'client certificate for etcd')
-    .option('--etcd-keyfile <file>', 'key of the client certificate')
-    .option('--etcd-username <name>', 'etcd user')
-    .option('--etcd-password <password>', 'etcd password')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .option('--machine-id-file <file>', 'where this machine\'s id is read', '/etc/machine-id')
     .option('--root <dir>', 'the root whose /etc/coreos/update.conf set-strategy and get-strategy use', '/')

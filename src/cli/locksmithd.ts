@@ -6,7 +6,7 @@
  */
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import type { MessageBus } from 'dbus-next';
 import { rawSettings, settingsFrom } from '../lock/config';
 import type { Settings } from '../lock/config';
@@ -16,6 +16,7 @@ import { openBus } from '../lock/dbus-ports';
 import { connectEtcd } from '../lock/etcd';
 import { files } from '../system/paths';
 import { version } from '../version';
+import { parseArgs } from './options';
 
 interface Options {
   root: string;
@@ -50,12 +51,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--pid-file <file>', 'where locksmithd writes its pid, for locksmithctl to reach it', '/run/locksmithd.pid')
     .option('--reclaim-stale-after <age>', 'free holders silent for longer than AGE (such as 2h) when all slots are held (off by default)')
     .exitOverride();
-  try {
-    program.parse(argv, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    throw err;
-  }
+  const exit = parseArgs(program, argv);
+  if (exit !== undefined) return exit;
   const opts = program.opts<Options>();
   const overrides: Record<string, string> = opts.reclaimStaleAfter ? { LOCKSMITHD_RECLAIM_STALE_AFTER: opts.reclaimStaleAfter } : {};
   let settings: Settings;

@@ -1,6 +1,29 @@
 /** Option helpers the programs share. */
+import { CommanderError } from 'commander';
+import type { Command } from 'commander';
 
 /** Repeatable options: each use adds to the list (not variadic: that would swallow a subcommand's name). */
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
+}
+
+/** Parses argv; an exit code when commander is done (0 for --help and --version, 2 for usage errors), else undefined. */
+export function parseArgs(program: Command, argv: string[]): number | undefined {
+  try {
+    program.parse(argv, { from: 'user' });
+    return undefined;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    throw err;
+  }
+}
+
+/** The etcd connection options locksmithctl and fleetlockd share. */
+export function addEtcdOptions(program: Command): Command {
+  return program
+    .option('--etcd-cafile <file>', 'CA certificate to verify etcd (alone: server-authenticated TLS)')
+    .option('--etcd-certfile <file>', 'client certificate for etcd')
+    .option('--etcd-keyfile <file>', 'key of the client certificate')
+    .option('--etcd-username <name>', 'etcd user')
+    .option('--etcd-password <password>', 'etcd password');
 }
