@@ -11,7 +11,8 @@ declare -A packages=(
   [/usr/bin/systemctl]=systemd [/lib/systemd/systemd]=systemd
   [/usr/bin/unshare]=util-linux [/usr/sbin/chroot]=coreutils [/usr/bin/ldd]=libc-bin
   [/usr/bin/genisoimage]=genisoimage [/usr/sbin/mkfs.vfat]=dosfstools [/usr/bin/mcopy]=mtools
-  [/usr/bin/etcd]=etcd-server
+  [/usr/bin/etcd]=etcd-server [/usr/bin/dbus-daemon]=dbus-daemon [/usr/bin/openssl]=openssl
+  [/usr/sbin/sgdisk]=gdisk [/usr/bin/cgpt]=cgpt
 )
 missing=()
 for cmd in "${!packages[@]}"; do
