@@ -8,6 +8,7 @@ import { mkdtempSync, openSync, readFileSync, writeSync, closeSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { attr, readGpt, updateGpt } from '../../src/update/gpt';
+import { bootNext } from '../../src/update/slots';
 
 const have = (cmd: string, arg: string) => spawnSync(cmd, [arg]).status !== null && !spawnSync(cmd, [arg]).error;
 const tools = have('sgdisk', '--version') && have('cgpt', 'version');
@@ -93,5 +94,43 @@ const verify = (img: string) => spawnSync('sgdisk', ['-v', img], { encoding: 'ut
     expect(() => attr.with(0n, { priority: 16 })).toThrow('priority must be 0 to 15, not 16');
     const a = attr.with(0n, { priority: 15, tries: 15, successful: true });
     expect([attr.priority(a), attr.tries(a), attr.successful(a), a.toString(16)]).toEqual([15, 15, true, '1ff000000000000']);
+  });
+});
+
+(tools ? describe : describe.skip)('gptprio', () => {
+  /** Sets USR-A (3) and USR-B (4) attributes from cgpt's 16-bit view (bits 48-63). */
+  const set = (img: string, a: number, b: number) =>
+    updateGpt(img, (e) => {
+      e[2]!.attributes = BigInt(a) << 48n;
+      e[3]!.attributes = BigInt(b) << 48n;
+    });
+  const view = (img: string) => readGpt(img).entries.slice(2, 4).map((e) => Number(e.attributes >> 48n).toString(16));
+
+  test('the update: B staged with one try is picked, its try used up; then marked good it boots without a write', () => {
+    const img = oracleImage();
+    set(img, 0x101, 0x012);
+    expect(bootNext(img)).toEqual({ partition: 4, uniqueGuid: 'E03DD35C-7C2D-4A47-B3FE-27F15780A57C', label: 'USR-B', decremented: true });
+    expect(view(img)).toEqual(['101', '2']);
+    expect(verify(img)).toMatch(/No problems found/);
+    expect([cgpt(img, 4, 'P'), cgpt(img, 4, 'T'), cgpt(img, 4, 'S')]).toEqual(['2', '0', '0']);
+    updateGpt(img, (e) => void (e[3]!.attributes = attr.with(e[3]!.attributes, { successful: true })));
+    expect(bootNext(img)).toMatchObject({ partition: 4, decremented: false });
+    expect(view(img)).toEqual(['101', '102']);
+  });
+
+  test('B never marked good: the next boot rolls back to A', () => {
+    const img = oracleImage();
+    set(img, 0x101, 0x002);
+    expect(bootNext(img)).toMatchObject({ partition: 3, label: 'USR-A', decremented: false });
+  });
+
+  test('ties go to the lower partition; priority 0 and exhausted slots never boot', () => {
+    const img = oracleImage();
+    set(img, 0x102, 0x102);
+    expect(bootNext(img).partition).toBe(3);
+    set(img, 0x100, 0x100);
+    expect(() => bootNext(img)).toThrow(/no USR partition can boot/);
+    set(img, 0x001, 0x002);
+    expect(() => bootNext(img)).toThrow(/no USR partition can boot/);
   });
 });
