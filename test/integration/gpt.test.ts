@@ -8,7 +8,7 @@ import { mkdtempSync, openSync, readFileSync, writeSync, closeSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { attr, readGpt, updateGpt } from '../../src/update/gpt';
-import { bootNext } from '../../src/update/slots';
+import { bootNext, findSlots, finalize, isRollback, markSuccessful, markUnbootable, usrFromCmdline } from '../../src/update/slots';
 
 const have = (cmd: string, arg: string) => spawnSync(cmd, [arg]).status !== null && !spawnSync(cmd, [arg]).error;
 const tools = have('sgdisk', '--version') && have('cgpt', 'version');
@@ -132,5 +132,43 @@ const verify = (img: string) => spawnSync('sgdisk', ['-v', img], { encoding: 'ut
     expect(() => bootNext(img)).toThrow(/no USR partition can boot/);
     set(img, 0x001, 0x002);
     expect(() => bootNext(img)).toThrow(/no USR partition can boot/);
+  });
+});
+
+(tools ? describe : describe.skip)('slots', () => {
+  const slotsOf = (img: string, label: string) => findSlots(readGpt(img).entries, { label });
+  const fields = (img: string, n: number) => [cgpt(img, n, 'P'), cgpt(img, n, 'T'), cgpt(img, n, 'S')].join(' ');
+
+  test('the running slot from usr= on the kernel command line', () => {
+    const img = oracleImage();
+    const cmdline = 'BOOT_IMAGE=/flatcar/vmlinuz-a mount.usr=PARTUUID=7130c94a-213a-4e5a-8e26-6cce9662f132 rootflags=rw';
+    const slots = findSlots(readGpt(img).entries, { partUuid: usrFromCmdline(cmdline)! });
+    expect([slots.active.name, slots.passive.name]).toEqual(['USR-A', 'USR-B']);
+    expect(() => findSlots(readGpt(img).entries, { partUuid: '00000000-0000-0000-0000-000000000009' })).toThrow(/neither USR partition is the running one/);
+  });
+
+  test('finalize, boot, mark good: as cgpt sees it', () => {
+    const img = oracleImage();
+    updateGpt(img, (e) => void (e[2]!.attributes = attr.with(0n, { priority: 1, successful: true })));
+    finalize(img, slotsOf(img, 'USR-A'));
+    expect([fields(img, 3), fields(img, 4)]).toEqual(['1 0 1', '2 1 0']);
+    expect(bootNext(img).label).toBe('USR-B');
+    const afterBoot = slotsOf(img, 'USR-B');
+    expect(isRollback(afterBoot)).toBe(false);
+    markSuccessful(img, afterBoot.active);
+    expect([fields(img, 3), fields(img, 4)]).toEqual(['1 0 1', '2 0 1']);
+    expect(verify(img)).toMatch(/No problems found/);
+  });
+
+  test('a failed boot of the new slot is seen as a rollback; a bad payload slot is made unbootable', () => {
+    const img = oracleImage();
+    updateGpt(img, (e) => void (e[2]!.attributes = attr.with(0n, { priority: 1, successful: true })));
+    finalize(img, slotsOf(img, 'USR-A'));
+    bootNext(img); // B tried once and never marked good ...
+    expect(bootNext(img).label).toBe('USR-A'); // ... so the next boot falls back to A
+    expect(isRollback(slotsOf(img, 'USR-A'))).toBe(true);
+    markUnbootable(img, slotsOf(img, 'USR-A').passive);
+    expect(fields(img, 4)).toBe('0 0 0');
+    expect(isRollback(slotsOf(img, 'USR-A'))).toBe(false);
   });
 });
