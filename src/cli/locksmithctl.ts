@@ -11,7 +11,8 @@ import { Semaphore, defaultGroup } from '../lock/semaphore';
 import { readStrategy, writeStrategy, strategies } from '../lock/strategy-file';
 import { version } from '../version';
 import { addEtcdOptions, collect } from './options';
-import { logindReboot, openBus, sendNeedReboot } from '../lock/dbus-ports';
+import { logindReboot, sendNeedReboot } from '../lock/dbus-ports';
+import { openBus } from '../system/dbus';
 import type { MessageBus } from 'dbus-next';
 
 /** Sends SIGHUP to a running locksmithd; its pid, or undefined when none runs. */

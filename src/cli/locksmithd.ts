@@ -12,7 +12,9 @@ import { rawSettings, settingsFrom } from '../lock/config';
 import type { Settings } from '../lock/config';
 import { startDaemon } from '../lock/daemon';
 import type { Daemon } from '../lock/daemon';
-import { openBus } from '../lock/dbus-ports';
+import { openBus } from '../system/dbus';
+import { systemdOn } from '../system/systemd';
+import type { Systemd } from '../system/systemd';
 import { connectEtcd } from '../lock/etcd';
 import { files } from '../system/paths';
 import { version } from '../version';
@@ -63,11 +65,11 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   let bus: MessageBus;
-  let systemdBus: MessageBus | undefined;
+  let systemd: Systemd | undefined;
   try {
     bus = await openBus(opts.bus);
     const sdAddress = opts.systemdBus ?? opts.bus;
-    systemdBus = sdAddress === 'none' ? undefined : sdAddress === opts.bus ? bus : await openBus(sdAddress);
+    systemd = sdAddress === 'none' ? undefined : await systemdOn(sdAddress === opts.bus ? bus : await openBus(sdAddress));
   } catch (err) {
     log(`cannot reach D-Bus: ${(err as Error).message}`);
     return 1;
@@ -86,7 +88,7 @@ export async function main(argv: string[]): Promise<number> {
   const start = async (s: Settings) => {
     etcd?.close();
     etcd = s.strategy.kind === 'etcd-lock' ? connectEtcd(s.strategy.etcd) : undefined;
-    daemon = await startDaemon(s, { bus, systemdBus, etcd, machineId, log });
+    daemon = await startDaemon(s, { bus, systemd, etcd, machineId, log });
     void daemon.done.then((state) => {
       if (state.name === 'rebooting') {
         rebooting = true;

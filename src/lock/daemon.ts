@@ -9,7 +9,8 @@ import type { Etcd3, Lease, Watcher } from 'etcd3';
 import { runAgent } from './agent';
 import type { Ports, State } from './agent';
 import type { Settings } from './config';
-import { logindReboot, needReboot, systemdHealth, updateEngineClient } from './dbus-ports';
+import { logindReboot, needReboot, updateEngineClient } from './dbus-ports';
+import type { Systemd } from '../system/systemd';
 import { liveness, reportAlive } from './presence';
 import { Semaphore } from './semaphore';
 
@@ -35,8 +36,8 @@ export const realClock: Clock = {
 export interface DaemonDeps {
   /** The bus of update_engine and logind (the system bus on a machine). */
   bus: MessageBus;
-  /** systemd's bus for the health gate; undefined: the machine counts as healthy at once. */
-  systemdBus: MessageBus | undefined;
+  /** systemd, for the health gate; undefined: the machine counts as healthy at once. */
+  systemd: Systemd | undefined;
   /** etcd, for the etcd-lock strategy. */
   etcd: Etcd3 | undefined;
   machineId: string;
@@ -62,6 +63,14 @@ export async function reclaimStale(etcd: Etcd3, semaphore: Semaphore, ageMs: num
     }
   }
   return freed;
+}
+
+/** Healthy after a boot: systemd reports running, or every named unit is active. */
+async function healthy(systemd: Systemd | undefined, units: string[]): Promise<boolean> {
+  if (!systemd) return true;
+  if (units.length === 0) return (await systemd.systemState()) === 'running';
+  for (const unit of units) if ((await systemd.activeState(unit)) !== 'active') return false;
+  return true;
 }
 
 /** Longest random pause before a waiter goes for a freed slot, in ms. */
@@ -151,7 +160,7 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     sleep: (ms) => clock.sleep(ms, waker),
     log: deps.log,
     updateStaged: async () => (await engine.currentOperation()) === needReboot,
-    healthy: async () => (deps.systemdBus ? systemdHealth(deps.systemdBus, settings.healthUnits) : true),
+    healthy: () => healthy(deps.systemd, settings.healthUnits),
     finalize: () => engine.finalize(),
     reboot: () => logindReboot(deps.bus),
     ...(lockPort ? { lock: lockPort } : {}),

@@ -8,22 +8,6 @@ export const updateEngine = { service: 'com.coreos.update1', path: '/com/coreos/
 export const logind = { service: 'org.freedesktop.login1', path: '/org/freedesktop/login1', iface: 'org.freedesktop.login1.Manager' };
 export const needReboot = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
 
-/** Connects to a bus: `system`, or a D-Bus address. A bus that cannot be reached rejects, not crashes. */
-export async function openBus(address: string): Promise<dbus.MessageBus> {
-  dbus.setBigIntCompat(true); // int64 (update_engine's times and sizes) as native BigInt
-  const bus = address === 'system' ? dbus.systemBus() : dbus.sessionBus({ busAddress: address });
-  await new Promise<void>((resolve, reject) => {
-    bus.once('error', reject);
-    bus.once('connect', () => {
-      bus.off('error', reject);
-      resolve();
-    });
-  });
-  // Later connection errors are reported by the calls that fail; the process keeps running.
-  bus.on('error', () => undefined);
-  return bus;
-}
-
 interface UpdateEngineInterface extends dbus.ClientInterface {
   GetStatus(): Promise<[unknown, number, string, string, unknown]>;
   Finalize(): Promise<void>;
@@ -75,19 +59,6 @@ export async function logindReboot(bus: dbus.MessageBus): Promise<void> {
   await iface.Reboot(false);
 }
 
-/** systemd's SystemState (running, degraded, starting ...), and units' ActiveState. */
-export async function systemdHealth(bus: dbus.MessageBus, units: string[]): Promise<boolean> {
-  const obj = await bus.getProxyObject('org.freedesktop.systemd1', '/org/freedesktop/systemd1');
-  const props = obj.getInterface('org.freedesktop.DBus.Properties') as dbus.ClientInterface & { Get(i: string, p: string): Promise<dbus.Variant> };
-  if (units.length === 0) return (await props.Get('org.freedesktop.systemd1.Manager', 'SystemState')).value === 'running';
-  const manager = obj.getInterface('org.freedesktop.systemd1.Manager') as dbus.ClientInterface & { LoadUnit(n: string): Promise<string> };
-  for (const unit of units) {
-    const unitObj = await bus.getProxyObject('org.freedesktop.systemd1', await manager.LoadUnit(unit));
-    const unitProps = unitObj.getInterface('org.freedesktop.DBus.Properties') as typeof props;
-    if ((await unitProps.Get('org.freedesktop.systemd1.Unit', 'ActiveState')).value !== 'active') return false;
-  }
-  return true;
-}
 
 /** Emits update_engine's StatusUpdate for a staged update from this connection, as locksmithctl send-need-reboot does. */
 export async function sendNeedReboot(bus: dbus.MessageBus): Promise<void> {

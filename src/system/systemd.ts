@@ -5,6 +5,7 @@
  */
 import * as dbus from 'dbus-next';
 import type { UnitCommand } from '../cloudconfig/config';
+import { openBus } from './dbus';
 
 /** What a unit command came to: the job's result (`done`, `failed`, `canceled`, ...) or `unchanged`. */
 export interface CommandResult {
@@ -21,6 +22,8 @@ export interface Systemd {
   mask(unit: string, runtime: boolean): Promise<boolean>;
   unmask(unit: string, runtime: boolean): Promise<boolean>;
   activeState(unit: string): Promise<string>;
+  /** The manager's SystemState: running, degraded, starting ... */
+  systemState(): Promise<string>;
   /** enabled, disabled, masked, masked-runtime, static ...; `missing` when there is no unit file. */
   unitFileState(unit: string): Promise<string>;
   run(command: UnitCommand, unit: string): Promise<CommandResult>;
@@ -52,68 +55,79 @@ interface ManagerInterface extends dbus.ClientInterface {
 
 /** Connects to systemd at `address`: `system` for the system bus, or a D-Bus address such as `unix:path=/run/user/0/bus`. */
 export async function connectSystemd(address: string): Promise<Systemd> {
-  const bus = address === 'system' ? dbus.systemBus() : dbus.sessionBus({ busAddress: address });
-  // A bus that cannot be reached reports it as an 'error' event; unheard, that would end the process.
-  let failed: (err: Error) => void = () => undefined;
-  const broken = new Promise<never>((_, reject) => (failed = reject));
-  broken.catch(() => undefined);
-  bus.on('error', (err: Error) => failed(err));
+  let bus: dbus.MessageBus | undefined;
   try {
-    const obj = await Promise.race([bus.getProxyObject('org.freedesktop.systemd1', '/org/freedesktop/systemd1'), broken]);
-    const manager = obj.getInterface('org.freedesktop.systemd1.Manager') as ManagerInterface;
-    await manager.Subscribe();
-    const finished = new Map<string, string>();
-    const waiting = new Map<string, (result: string) => void>();
-    manager.on('JobRemoved', (_id: number, job: string, _unit: string, result: string) => {
-      const resolve = waiting.get(job);
-      if (resolve) {
-        waiting.delete(job);
-        resolve(result);
-      } else finished.set(job, result);
-    });
-    const waitFor = (job: string) =>
-      new Promise<string>((resolve) => {
-        const done = finished.get(job);
-        if (done !== undefined) {
-          finished.delete(job);
-          resolve(done);
-          return;
-        }
-        const timer = setTimeout(() => {
-          waiting.delete(job);
-          resolve('timeout');
-        }, jobTimeoutMs);
-        waiting.set(job, (r) => {
-          clearTimeout(timer);
-          resolve(r);
-        });
-      });
-    const activeState = async (unit: string): Promise<string> => {
-      const path = await manager.LoadUnit(unit);
-      const unitObj = await bus.getProxyObject('org.freedesktop.systemd1', path);
-      const props = unitObj.getInterface('org.freedesktop.DBus.Properties') as dbus.ClientInterface & {
-        Get(iface: string, name: string): Promise<dbus.Variant>;
-      };
-      return String((await props.Get('org.freedesktop.systemd1.Unit', 'ActiveState')).value);
-    };
-    return {
-      reload: () => manager.Reload(),
-      enable: async (unit, runtime) => (await manager.EnableUnitFiles([unit], runtime, true))[1].length > 0,
-      mask: async (unit, runtime) => (await manager.MaskUnitFiles([unit], runtime, true)).length > 0,
-      unmask: async (unit, runtime) => (await manager.UnmaskUnitFiles([unit], runtime)).length > 0,
-      activeState,
-      unitFileState: (unit) => manager.GetUnitFileState(unit).catch(() => 'missing'),
-      run: async (command, unit) => {
-        const before = await activeState(unit);
-        const call = (manager as unknown as Record<string, (name: string, mode: string) => Promise<string>>)[methods[command]]!;
-        const job = await call.call(manager, unit, 'replace');
-        const result = await waitFor(job);
-        return { result, before, after: await activeState(unit) };
-      },
-      close: () => bus.disconnect(),
-    };
+    bus = await openBus(address);
+    const systemd = await systemdOn(bus);
+    return { ...systemd, close: () => bus!.disconnect() };
   } catch (err) {
-    bus.disconnect();
+    bus?.disconnect();
     throw new Error(`cannot talk to systemd on ${address === 'system' ? 'the system bus' : address}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+type PropertiesInterface = dbus.ClientInterface & { Get(iface: string, name: string): Promise<dbus.Variant> };
+
+/** systemd's manager on an open bus (which the caller closes). */
+export async function systemdOn(bus: dbus.MessageBus): Promise<Systemd> {
+  const obj = await bus.getProxyObject('org.freedesktop.systemd1', '/org/freedesktop/systemd1');
+  const manager = obj.getInterface('org.freedesktop.systemd1.Manager') as ManagerInterface;
+  const finished = new Map<string, string>();
+  const waiting = new Map<string, (result: string) => void>();
+  // JobRemoved is sent only to subscribed clients: subscribe before the first command.
+  let subscribed: Promise<void> | undefined;
+  const subscribe = () => {
+    if (!subscribed) {
+      manager.on('JobRemoved', (_id: number, job: string, _unit: string, result: string) => {
+        const resolve = waiting.get(job);
+        if (resolve) {
+          waiting.delete(job);
+          resolve(result);
+        } else finished.set(job, result);
+      });
+      subscribed = manager.Subscribe();
+    }
+    return subscribed;
+  };
+  const waitFor = (job: string) =>
+    new Promise<string>((resolve) => {
+      const done = finished.get(job);
+      if (done !== undefined) {
+        finished.delete(job);
+        resolve(done);
+        return;
+      }
+      const timer = setTimeout(() => {
+        waiting.delete(job);
+        resolve('timeout');
+      }, jobTimeoutMs);
+      waiting.set(job, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+    });
+  const activeState = async (unit: string): Promise<string> => {
+    const unitObj = await bus.getProxyObject('org.freedesktop.systemd1', await manager.LoadUnit(unit));
+    const props = unitObj.getInterface('org.freedesktop.DBus.Properties') as PropertiesInterface;
+    return String((await props.Get('org.freedesktop.systemd1.Unit', 'ActiveState')).value);
+  };
+  const managerProps = obj.getInterface('org.freedesktop.DBus.Properties') as PropertiesInterface;
+  return {
+    reload: () => manager.Reload(),
+    enable: async (unit, runtime) => (await manager.EnableUnitFiles([unit], runtime, true))[1].length > 0,
+    mask: async (unit, runtime) => (await manager.MaskUnitFiles([unit], runtime, true)).length > 0,
+    unmask: async (unit, runtime) => (await manager.UnmaskUnitFiles([unit], runtime)).length > 0,
+    activeState,
+    systemState: async () => String((await managerProps.Get('org.freedesktop.systemd1.Manager', 'SystemState')).value),
+    unitFileState: (unit) => manager.GetUnitFileState(unit).catch(() => 'missing'),
+    run: async (command, unit) => {
+      await subscribe();
+      const before = await activeState(unit);
+      const call = (manager as unknown as Record<string, (name: string, mode: string) => Promise<string>>)[methods[command]]!;
+      const job = await call.call(manager, unit, 'replace');
+      const result = await waitFor(job);
+      return { result, before, after: await activeState(unit) };
+    },
+    close: () => undefined,
+  };
 }

@@ -7,7 +7,8 @@
 import { spawnSync } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
 import { rawSettings, settingsFrom } from '../../src/lock/config';
-import { openBus } from '../../src/lock/dbus-ports';
+import { openBus } from '../../src/system/dbus';
+import { systemdOn } from '../../src/system/systemd';
 import { startDaemon } from '../../src/lock/daemon';
 import type { Clock } from '../../src/lock/daemon';
 import { Semaphore } from '../../src/lock/semaphore';
@@ -73,7 +74,7 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     const semaphore = new Semaphore(client, 'e2e');
     const bus = await openBus(daemon.address);
     const logs: string[] = [];
-    const first = await startDaemon(settings, { bus, systemdBus: undefined, etcd: client, machineId: 'machine-a', clock, log: (m) => logs.push(m) });
+    const first = await startDaemon(settings, { bus, systemd: undefined, etcd: client, machineId: 'machine-a', clock, log: (m) => logs.push(m) });
 
     await new Promise((r) => setTimeout(r, 200));
     expect(logind.reboots).toEqual([]); // nothing staged yet
@@ -89,7 +90,7 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     // stays taken; once systemd reports running it is given back.
     engine.operation = 'UPDATE_STATUS_IDLE';
     const { manager, bus: systemdServiceBus } = await serveFakeSystemd(daemon.address);
-    const second = await startDaemon(settings, { bus, systemdBus: bus, etcd: client, machineId: 'machine-a', clock, log: (m) => logs.push(m) });
+    const second = await startDaemon(settings, { bus, systemd: await systemdOn(bus), etcd: client, machineId: 'machine-a', clock, log: (m) => logs.push(m) });
     await new Promise((r) => setTimeout(r, 300));
     expect((await semaphore.read()).value.holders).toEqual(['machine-a']);
     expect(logs).toContain('waiting for the machine to be healthy before giving back the reboot slot');
@@ -119,7 +120,7 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     );
     const bus = await openBus(daemon.address);
     const logs: string[] = [];
-    const d = await startDaemon(settings, { bus, systemdBus: undefined, etcd: client, machineId: 'machine-c', log: (m) => logs.push(m) });
+    const d = await startDaemon(settings, { bus, systemd: undefined, etcd: client, machineId: 'machine-c', log: (m) => logs.push(m) });
     expect((await d.done).name).toBe('rebooting');
     expect(logind.reboots).toEqual([false]);
     expect((await semaphore.read()).value.holders).toEqual(['live-machine', 'machine-c']);
@@ -139,7 +140,7 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     const settings = settingsFrom(rawSettings([], { REBOOT_STRATEGY: 'etcd-lock', LOCKSMITHD_ENDPOINT: etcd.endpoints[0]!, LOCKSMITHD_GROUP: 'busy' }));
     // A real clock: the retry backoff is 5 s and more, so a quick take means the watch woke it.
     const bus = await openBus(daemon.address);
-    const d = await startDaemon(settings, { bus, systemdBus: undefined, etcd: client, machineId: 'machine-b', log: () => undefined });
+    const d = await startDaemon(settings, { bus, systemd: undefined, etcd: client, machineId: 'machine-b', log: () => undefined });
     await new Promise((r) => setTimeout(r, 500));
     expect(logind.reboots).toEqual([]);
     const freed = Date.now();

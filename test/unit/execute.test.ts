@@ -17,6 +17,7 @@ function recordingSystemd(states: Record<string, string>): Systemd & { calls: st
     unmask: async () => false,
     unitFileState: async () => 'enabled',
     activeState: async (unit) => states[unit] ?? 'inactive',
+    systemState: async () => 'running',
     run: async (command, unit) => {
       calls.push(`${command} ${unit}`);
       return { result: 'done', before: 'active', after: 'active' };
