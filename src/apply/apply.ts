@@ -70,8 +70,7 @@ function environmentAction(config: CloudConfig, values: VariableValues): Action[
 }
 
 /** The user data as fetched, and where it came from, kept for the next boot (mode 0600: it can hold secrets). */
-function keepActions(fetched: Fetched | undefined, bytes: Uint8Array): Action[] {
-  if (!fetched) return [];
+function keepActions(fetched: Fetched, bytes: Uint8Array): Action[] {
   const record = { source: fetched.source, instanceId: fetched.metadata.instanceId ?? null };
   return [
     { kind: 'file', origin: fetched.source, path: files.userDataCopy, content: Buffer.from(bytes), mode: 0o600, owner: undefined },
@@ -113,14 +112,15 @@ function actionsFor(report: ValidationReport, options: ApplyOptions, metadata: M
 
 /** Applies user data read from a file (no metadata: the variables come from COREOS_* in `env`). */
 export async function applyUserData(bytes: Uint8Array, opts: Partial<ApplyOptions> = {}): Promise<ApplyReport> {
-  return applyFetched({ source: 'file', userData: Buffer.from(bytes), metadata: { sshPublicKeys: [] } }, opts, false);
+  return applyFetched({ source: 'file', userData: Buffer.from(bytes), metadata: { sshPublicKeys: [] } }, opts);
 }
 
 /**
  * Applies what a datasource fetched: validates the user data as fetched (errors stop here),
- * substitutes the metadata variables, merges the metadata in, plans and executes.
+ * substitutes the metadata variables, merges the metadata in, plans and executes. User data from
+ * the cloud (any source but a local file) is kept, with a record of its instance.
  */
-export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions> = {}, keep = true): Promise<ApplyReport> {
+export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions> = {}): Promise<ApplyReport> {
   const options = { ...defaultApplyOptions, ...opts };
   const started = performance.now();
   const bytes = fetched.userData ?? Buffer.alloc(0);
@@ -134,8 +134,8 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
   const substituted = validation.text.includes('$') ? validateUserData(Buffer.from(substitute(validation.text, values)), limits) : validation;
   const fromCloud = fetched.source !== 'file';
   const validated = performance.now();
-  const instance = keep ? instanceResult(options.root, fetched) : undefined;
-  const actions = [...(keep ? keepActions(fetched, bytes) : []), ...actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values)];
+  const instance = fromCloud ? instanceResult(options.root, fetched) : undefined;
+  const actions = [...(fromCloud ? keepActions(fetched, bytes) : []), ...actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values)];
   const bus = options.systemdBus ?? (options.root === '/' ? 'system' : 'none');
   let systemd: Systemd | undefined;
   if (bus !== 'none' && touchesSystemd(actions, options.unitDirs)) systemd = await connectSystemd(bus);
