@@ -124,19 +124,25 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       throw new Failure(`cannot read this machine's id: ${(err as Error).message}`);
     }
   };
-  /** Runs `fn` with a semaphore; failures print as `<prefix>: <message>` and exit 1. */
-  const withSemaphore = (prefix: string, fn: (s: Semaphore, client: ReturnType<typeof etcd>) => Promise<void>) => async () => {
-    let client: ReturnType<typeof etcd> | undefined;
+  /** Runs a command; a failure prints as `<prefix>: <message>` (locksmith's form) and exits 1. */
+  const guarded = async (prefix: string, fn: () => unknown) => {
     try {
-      client = etcd();
-      await fn(new Semaphore(client, group()), client);
+      await fn();
     } catch (err) {
       io.stderr.write(`${prefix}: ${(err as Error).message}\n`);
       result = 1;
-    } finally {
-      client?.close();
     }
   };
+  /** Runs `fn` with a semaphore, guarded. */
+  const withSemaphore = (prefix: string, fn: (s: Semaphore, client: ReturnType<typeof etcd>) => Promise<void>) => () =>
+    guarded(prefix, async () => {
+      const client = etcd();
+      try {
+        await fn(new Semaphore(client, group()), client);
+      } finally {
+        client.close();
+      }
+    });
 
   program
     .command('status')
@@ -209,19 +215,16 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--window-start <when>', 'start of the reboot window: "Thu 04:00" (weekly) or "04:00" (daily)')
     .option('--window-length <duration>', 'length of the reboot window, such as 1h or 1h30m')
     .option('--no-window', 'remove the reboot window')
-    .action((strategy: string, cmd: { windowStart?: string; windowLength?: string; window: boolean }) => {
-      try {
+    .action((strategy: string, cmd: { windowStart?: string; windowLength?: string; window: boolean }) =>
+      guarded('Error setting strategy', () => {
         const changed = writeStrategy(globals().root, strategy, cmd.window === false ? null : { start: cmd.windowStart, length: cmd.windowLength });
         io.stdout.write(changed ? `Strategy: ${strategy}\n` : `Strategy: ${strategy} (unchanged)\n`);
         if (changed) {
           const pid = reloadDaemon(globals().pidFile);
           if (pid) io.stdout.write(`Told locksmithd (pid ${pid}) to reload\n`);
         }
-      } catch (err) {
-        io.stderr.write(`Error setting strategy: ${(err as Error).message}\n`);
-        result = 1;
-      }
-    });
+      }),
+    );
 
   program
     .command('reboot')
@@ -244,28 +247,18 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   program
     .command('send-need-reboot')
     .description('send update_engine\'s StatusUpdate signal for a staged update (for testing locksmithd)')
-    .action(async () => {
-      try {
-        await withBus(globals().bus, sendNeedReboot);
-      } catch (err) {
-        io.stderr.write(`Error sending signal: ${(err as Error).message}\n`);
-        result = 1;
-      }
-    });
+    .action(() => guarded('Error sending signal', () => withBus(globals().bus, sendNeedReboot)));
 
   program
     .command('get-strategy')
     .description('show the reboot strategy and window from /etc/coreos/update.conf')
-    .action(() => {
-      try {
+    .action(() =>
+      guarded('Error getting strategy', () => {
         const s = readStrategy(globals().root);
         if (globals().format === 'json') io.stdout.write(`${JSON.stringify(s)}\n`);
         else io.stdout.write(`Strategy: ${s.strategy}\n${s.window ? `Window: ${s.window.start} for ${s.window.length}\n` : 'Window: none\n'}`);
-      } catch (err) {
-        io.stderr.write(`Error getting strategy: ${(err as Error).message}\n`);
-        result = 1;
-      }
-    });
+      }),
+    );
 
   try {
     if (argv.length === 0) {
