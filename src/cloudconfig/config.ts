@@ -6,6 +6,7 @@ import { getPair, scalarText } from './tree';
 import type { MapNode, YNode } from './tree';
 import { resolve, typesOf } from './schema';
 import { decodeContent } from './encoding';
+import { mapEntries } from './rules/common';
 
 export interface WriteFile {
   /** Where in the user data, for messages: `write_files[3]`. */
@@ -91,8 +92,9 @@ function strings(node: YNode | undefined): string[] {
   return node.items.map((i) => scalarText(i)).filter((s): s is string => s !== undefined);
 }
 
+/** The mapping items of a list (others are the validator's business). */
 function entries(node: YNode | undefined): MapNode[] {
-  return node?.kind === 'seq' ? node.items.map((i) => (i.kind === 'map' ? i : undefined)).filter((i): i is MapNode => !!i) : [];
+  return mapEntries(node, []).map((e) => e.entry);
 }
 
 function asMap(node: YNode | undefined): MapNode | undefined {
