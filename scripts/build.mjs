@@ -32,7 +32,7 @@ function compileSchema() {
   );
 }
 
-const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'fleetlockd'];
+const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'fleetlockd', 'update_engine_client'];
 
 /**
  * commander requires node:child_process when it loads (for executable subcommands, which bootsmith
@@ -58,7 +58,7 @@ async function bundle() {
     // dbus-next looks up X11 session buses through an optional package we do not use; etcd3 loads
     // its .proto files from beside its own code, so it stays in node_modules.
     external: ['x11', 'etcd3'],
-    entryPoints: Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])),
+    entryPoints: { ...Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])), 'make-images': join(root, 'images/make.ts') },
     outdir: join(root, 'dist'),
     bundle: true,
     platform: 'node',

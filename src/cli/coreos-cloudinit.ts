@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { parseArgs } from './options';
+import { normalizeGoFlags, parseArgs } from './options';
 import type { Severity } from '../report/diagnostic';
 import { formatGithub, formatJson, formatText, formats } from '../report/format';
 import type { FileReport, Format } from '../report/format';
@@ -22,23 +22,12 @@ export interface Io {
 }
 
 /** Flags that Go's flag package lets users write with one dash (`-validate`, `-from-file=x`). */
-const longFlags = [
+export const longFlags = [
   'timings', 'install-units', 'exec', 'cmdline-file', 'unit-dir', 'runtime-unit-dir', 'http-timeout', 'http-attempts', 'http-deadline',
   'http-backoff', 'http-max-backoff',
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
 ];
-
-/** Rewrites Go-style single-dash long flags to commander's double-dash form. */
-export function normalizeGoFlags(argv: string[]): string[] {
-  let options = true;
-  return argv.map((arg) => {
-    if (arg === '--') options = false;
-    if (!options || !/^-[a-z]/.test(arg) || arg.startsWith('--')) return arg;
-    const name = arg.slice(1).split('=')[0]!;
-    return longFlags.includes(name) ? `-${arg}` : arg;
-  });
-}
 
 interface Options {
   validate?: boolean;
@@ -143,7 +132,7 @@ function unreadable(file: string, err: unknown): FileReport {
 /** Runs coreos-cloudinit with `argv` (without node and the script) and returns the exit code. */
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   const cmd = program(io);
-  const exit = parseArgs(cmd, normalizeGoFlags(argv));
+  const exit = parseArgs(cmd, normalizeGoFlags(argv, longFlags));
   if (exit !== undefined) return exit;
   const given = cmd.opts<Options>();
   let opts = given;

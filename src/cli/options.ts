@@ -27,3 +27,18 @@ export function addEtcdOptions(program: Command): Command {
     .option('--etcd-username <name>', 'etcd user')
     .option('--etcd-password <password>', 'etcd password');
 }
+
+/**
+ * Rewrites Go- and gflags-style single-dash long flags (`-from-file=x`, `-boot_next`) to commander's
+ * double-dash form, underscores as dashes, for the names in `longFlags`.
+ */
+export function normalizeGoFlags(argv: string[], longFlags: string[]): string[] {
+  let options = true;
+  return argv.map((arg) => {
+    if (arg === '--') options = false;
+    if (!options || !/^--?[a-z]/.test(arg)) return arg;
+    const [flag, ...value] = arg.replace(/^--?/, '').split('=');
+    const name = flag!.replace(/_/g, '-');
+    return longFlags.includes(name) ? [`--${name}`, ...value].join('=') : arg;
+  });
+}

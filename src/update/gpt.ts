@@ -220,3 +220,45 @@ export function updateGpt(path: string, change: (entries: GptEntry[]) => void): 
   }
   return gpt;
 }
+
+export interface NewPartition {
+  number: number;
+  typeGuid: string;
+  uniqueGuid: string;
+  name: string;
+  firstLba: bigint;
+  lastLba: bigint;
+  attributes?: bigint;
+}
+
+/**
+ * Writes a new table over the disk at `path` (its size fixed already): a protective MBR and both
+ * copies with 128 entries, usable sectors 34 to the last minus 33, as sgdisk lays them out.
+ */
+export function createGpt(path: string, diskGuid: string, partitions: NewPartition[]): Gpt {
+  const fd = openSync(path, 'r+');
+  try {
+    const sectors = BigInt(Math.floor(fstatSync(fd).size / sectorSize));
+    const header: GptHeader = { myLba: 1n, alternateLba: sectors - 1n, firstUsableLba: 34n, lastUsableLba: sectors - 34n, diskGuid, entriesLba: 2n, numEntries: 128, entrySize: 128 };
+    const entries: GptEntry[] = Array.from({ length: 128 }, (_, i) => ({ number: i + 1, typeGuid: zeroGuid, uniqueGuid: zeroGuid, firstLba: 0n, lastLba: 0n, attributes: 0n, name: '' }));
+    for (const p of partitions) {
+      if (p.number < 1 || p.number > 128) throw new Error(`partition number ${p.number} is not 1 to 128`);
+      if (p.firstLba < header.firstUsableLba || p.lastLba > header.lastUsableLba || p.lastLba < p.firstLba) {
+        throw new Error(`partition ${p.number} (${p.name}) at sectors ${p.firstLba}-${p.lastLba} is outside ${header.firstUsableLba}-${header.lastUsableLba}`);
+      }
+      entries[p.number - 1] = { attributes: 0n, ...p };
+    }
+    // Protective MBR: one partition of type 0xEE over the disk (at most 2^32-1 sectors).
+    const mbr = Buffer.alloc(sectorSize);
+    const last = Number(sectors - 1n > 0xffffffffn ? 0xffffffffn : sectors - 1n);
+    mbr.set([0x00, 0x00, 0x02, 0x00, 0xee, 0xff, 0xff, 0xff], 446);
+    mbr.writeUInt32LE(1, 454);
+    mbr.writeUInt32LE(last, 458);
+    mbr.writeUInt16LE(0xaa55, 510);
+    writeAt(fd, 0n, mbr);
+    writeBoth(fd, header, entries);
+    return { header, entries, repaired: undefined };
+  } finally {
+    closeSync(fd);
+  }
+}

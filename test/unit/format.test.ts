@@ -1,6 +1,7 @@
 import { formatGithub, formatJson, formatText } from '../../src/report/format';
 import type { FileReport } from '../../src/report/format';
-import { normalizeGoFlags } from '../../src/cli/coreos-cloudinit';
+import { longFlags } from '../../src/cli/coreos-cloudinit';
+import { normalizeGoFlags } from '../../src/cli/options';
 import { validateUserData } from '../../src/cloudconfig/validate';
 
 function report(file: string, text: string): FileReport {
@@ -41,7 +42,7 @@ test('github: properties and data are escaped', () => {
 });
 
 test('Go-style single-dash flags become double-dash; other arguments stay', () => {
-  expect(normalizeGoFlags(['-validate', '-from-file=x', '-', '-h', '--format', 'json', '--', '-validate'])).toEqual([
+  expect(normalizeGoFlags(['-validate', '-from-file=x', '-', '-h', '--format', 'json', '--', '-validate'], longFlags)).toEqual([
     '--validate',
     '--from-file=x',
     '-',

@@ -1,0 +1,303 @@
+/**
+ * Applying a full CrAU payload to the passive USR slot: the slot is made unbootable first, the
+ * payload streams in once (hashed as it passes), bzip2 chunks decompress in parallel, each lands on
+ * its extents; then three checks: the whole payload's SHA-256 against the announced one, the RSA
+ * signature against the configured keys, and the written slot against new_partition_info. Any
+ * failure leaves the slot unbootable and the active slot's flags untouched, and says which check
+ * failed.
+ */
+import { createHash, createPublicKey, publicDecrypt, constants as cryptoConstants } from 'node:crypto';
+import type { Hash, KeyObject } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
+import { fdatasync as fdatasyncCb, read as readCb, write as writeCb } from 'node:fs';
+import { promisify } from 'node:util';
+import { Bzip2Pool } from './bzip2';
+import { sectorSize } from './gpt';
+import type { GptEntry } from './gpt';
+import { markUnbootable } from './slots';
+import { PayloadReader } from './payload-source';
+import type { PayloadSource } from './payload-source';
+import { decodeManifest, decodeSignatures, headerSize, opNames, opType, parseHeader, PayloadError, sparseHole } from './payload-format';
+import type { Manifest, Operation } from './payload-format';
+import type { RetryPolicy } from '../datasource/http';
+
+const write = promisify(writeCb);
+const read = promisify(readCb);
+const fdatasync = promisify(fdatasyncCb);
+
+export interface Progress {
+  /** Payload bytes read so far. */
+  bytes: number;
+  /** The payload's size, when known. */
+  total: number | undefined;
+  /** 0 to 1, by payload bytes (by operations when the size is unknown). */
+  fraction: number;
+  /** Payload bytes per second since the first byte. */
+  rate: number;
+  /** Bytes written to the slot so far. */
+  written: number;
+}
+
+export interface ApplyOptions {
+  source: PayloadSource;
+  /** The disk (device or image) holding the slot. */
+  disk: string;
+  /** The passive USR partition to write. */
+  target: GptEntry;
+  /** PEM public keys; a signature by any of them is accepted. None: the signature is not checked (a warning). */
+  publicKeys?: string[];
+  /** The whole payload's SHA-256 as the update server announced it. */
+  sha256?: Buffer;
+  /** The payload's size as announced; a larger payload is refused. */
+  size?: number;
+  onProgress?: (p: Progress) => void;
+  pool?: Bzip2Pool;
+  resumePolicy?: RetryPolicy;
+}
+
+export interface ApplyResult {
+  payloadBytes: number;
+  payloadSha256: string;
+  /** What was written to the slot and verified: new_partition_info. */
+  imageSize: number;
+  imageSha256: string;
+  /** Which of the configured keys verified the signature; undefined when none was configured. */
+  keyIndex: number | undefined;
+  operations: number;
+  seconds: number;
+  resumes: number;
+  warnings: string[];
+}
+
+/** The DER DigestInfo for SHA-256 that PKCS#1 v1.5 puts before the hash. */
+const sha256DigestInfo = Buffer.from('3031300d060960864801650304020105000420', 'hex');
+
+/** The index of the first key under which one of the signatures is a PKCS#1 v1.5 signature of `digest`, or -1. */
+export function verifySignatures(digest: Buffer, signatures: Buffer[], keys: KeyObject[]): number {
+  const expected = Buffer.concat([sha256DigestInfo, digest]);
+  for (const [i, key] of keys.entries()) {
+    for (const sig of signatures) {
+      try {
+        if (publicDecrypt({ key, padding: cryptoConstants.RSA_PKCS1_PADDING }, sig).equals(expected)) return i;
+      } catch {
+        // not this key's signature
+      }
+    }
+  }
+  return -1;
+}
+
+function loadKeys(pems: string[]): KeyObject[] {
+  return pems.map((pem, i) => {
+    try {
+      const key = createPublicKey(pem);
+      if (key.asymmetricKeyType !== 'rsa') throw new Error(`a ${key.asymmetricKeyType} key, not RSA`);
+      return key;
+    } catch (err) {
+      throw new PayloadError('signature', `public key ${i + 1} is unusable: ${(err as Error).message}`);
+    }
+  });
+}
+
+/** Checks the manifest against the slot before anything is written; the image size. */
+function checkManifest(m: Manifest, target: GptEntry): number {
+  if (m.blockSize !== 4096) throw new PayloadError('manifest', `block size ${m.blockSize} is not supported (only 4096)`);
+  const info = m.newPartitionInfo;
+  if (!info || info.size === 0 || info.hash.length !== 32) throw new PayloadError('manifest', 'the manifest has no new_partition_info with a size and a SHA-256');
+  const slotBytes = Number(target.lastLba - target.firstLba + 1n) * sectorSize;
+  if (info.size > slotBytes) throw new PayloadError('size', `the image is ${info.size} bytes but ${target.name} holds ${slotBytes}`);
+  const slotBlocks = BigInt(Math.floor(slotBytes / m.blockSize));
+  let end = 0;
+  for (const [i, op] of m.operations.entries()) {
+    const name = `operation ${i} (${opNames[op.type] ?? `type ${op.type}`})`;
+    if (op.type !== opType.REPLACE && op.type !== opType.REPLACE_BZ) throw new PayloadError('manifest', `${name}: only full payloads (REPLACE, REPLACE_BZ) are supported`);
+    if (op.dataOffset < end) throw new PayloadError('manifest', `${name}: its data (offset ${op.dataOffset}) overlaps or precedes the previous operation's; a payload is read once, front to back`);
+    end = op.dataOffset + op.dataLength;
+    if (m.signaturesOffset !== undefined && end > m.signaturesOffset) throw new PayloadError('manifest', `${name}: its data runs into the signatures`);
+    if (op.dstExtents.length === 0) throw new PayloadError('manifest', `${name} has no destination`);
+    for (const e of op.dstExtents) {
+      if (e.startBlock === sparseHole || e.startBlock + e.numBlocks > slotBlocks) {
+        throw new PayloadError('size', `${name} writes blocks ${e.startBlock}-${e.startBlock + e.numBlocks - 1n}, beyond the ${slotBlocks} blocks of ${target.name}`);
+      }
+    }
+  }
+  return info.size;
+}
+
+/** Writes `data` over the extents, zero-padding the last block. */
+async function writeExtents(fd: number, slotStart: number, bs: number, op: Operation, data: Buffer, name: string): Promise<number> {
+  const capacity = op.dstExtents.reduce((n, e) => n + Number(e.numBlocks) * bs, 0);
+  if (data.length > capacity || data.length <= capacity - bs) {
+    throw new PayloadError('operation', `${name} produces ${data.length} bytes for ${capacity / bs} blocks`);
+  }
+  const padded = data.length === capacity ? data : Buffer.concat([data, Buffer.alloc(capacity - data.length)]);
+  let at = 0;
+  for (const e of op.dstExtents) {
+    const len = Number(e.numBlocks) * bs;
+    let done = 0;
+    while (done < len) {
+      try {
+        done += (await write(fd, padded, at + done, len - done, slotStart + Number(e.startBlock) * bs + done)).bytesWritten;
+      } catch (err) {
+        throw new PayloadError('write', `writing ${name} to block ${e.startBlock}: ${(err as Error).message}`);
+      }
+    }
+    at += len;
+  }
+  return capacity;
+}
+
+/** SHA-256 of the first `size` bytes of the slot as they are on the disk. */
+export async function hashSlot(fd: number, slotStart: number, size: number): Promise<Buffer> {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  for (let at = 0; at < size; ) {
+    const { bytesRead } = await read(fd, buf, 0, Math.min(buf.length, size - at), slotStart + at);
+    if (bytesRead === 0) throw new PayloadError('partition-hash', `the disk ends ${size - at} bytes before the end of the image`);
+    hash.update(buf.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  return hash.digest();
+}
+
+export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
+  const started = performance.now();
+  const keys = loadKeys(opts.publicKeys ?? []);
+  const pool = opts.pool ?? new Bzip2Pool();
+  const { target } = opts;
+  // First of all: the slot about to be overwritten must not be booted, whatever happens next.
+  markUnbootable(opts.disk, target);
+
+  const fileHash: Hash = createHash('sha256');
+  const reader = new PayloadReader(opts.source, (chunk) => fileHash.update(chunk), opts.resumePolicy);
+  const fd = openSync(opts.disk, 'r+');
+  const inFlight = new Set<Promise<unknown>>();
+  let failure: unknown;
+  try {
+    const manifestLength = parseHeader(await reader.read(headerSize, 'the header'));
+    const manifest = decodeManifest(await reader.read(manifestLength, 'the manifest'));
+    const imageSize = checkManifest(manifest, target);
+    const total = reader.size;
+    if (opts.size !== undefined && total !== undefined && total > opts.size) {
+      throw new PayloadError('size', `the payload is ${total} bytes, more than the ${opts.size} announced`);
+    }
+    const bs = manifest.blockSize;
+    const slotStart = Number(target.firstLba) * sectorSize;
+    const blobStart = headerSize + manifestLength;
+    let written = 0;
+    let firstByteAt = performance.now();
+    const report = (opsDone: number) => {
+      if (!opts.onProgress) return;
+      const seconds = (performance.now() - firstByteAt) / 1000;
+      const known = total ?? opts.size;
+      opts.onProgress({
+        bytes: reader.position,
+        total: known,
+        fraction: known ? reader.position / known : opsDone / Math.max(1, manifest.operations.length),
+        rate: seconds > 0 ? reader.position / seconds : 0,
+        written,
+      });
+    };
+    firstByteAt = performance.now();
+    const maxInFlight = pool.size * 3;
+    let opsDone = 0;
+    for (const [i, op] of manifest.operations.entries()) {
+      if (failure) break;
+      const name = `operation ${i} (${opNames[op.type]}, payload bytes ${blobStart + op.dataOffset}-${blobStart + op.dataOffset + op.dataLength - 1})`;
+      const gap = blobStart + op.dataOffset - reader.position;
+      if (gap > 0) await reader.read(gap, `the data before ${name}`);
+      const data = await reader.read(op.dataLength, name);
+      if (op.dataSha256 && !createHash('sha256').update(data).digest().equals(op.dataSha256)) {
+        throw new PayloadError('operation-hash', `${name}: its data does not match its SHA-256`);
+      }
+      const work = (async () => {
+        let out = data;
+        if (op.type === opType.REPLACE_BZ) {
+          const capacity = op.dstExtents.reduce((n, e) => n + Number(e.numBlocks) * bs, 0);
+          try {
+            out = await pool.decompress(data, capacity);
+          } catch (err) {
+            throw new PayloadError('operation', `${name}: ${(err as Error).message}`);
+          }
+        }
+        written += await writeExtents(fd, slotStart, bs, op, out, name);
+        opsDone++;
+        report(opsDone);
+      })();
+      const tracked: Promise<unknown> = work.then(
+        () => inFlight.delete(tracked),
+        (err: unknown) => {
+          failure ??= err;
+          inFlight.delete(tracked);
+        },
+      );
+      inFlight.add(tracked);
+      while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+
+    // The signatures: everything before them is what was signed.
+    let signatures: Buffer[] = [];
+    let signedDigest: Buffer | undefined;
+    if (manifest.signaturesOffset !== undefined && manifest.signaturesSize) {
+      const gap = blobStart + manifest.signaturesOffset - reader.position;
+      if (gap > 0) await reader.read(gap, 'the data before the signatures');
+      signedDigest = fileHash.copy().digest();
+      signatures = decodeSignatures(await reader.read(manifest.signaturesSize, 'the signatures'));
+    }
+    if (!(await reader.atEnd())) {
+      throw new PayloadError('size', `data follows the end of the payload at byte ${reader.position} (the manifest accounts for ${reader.position} bytes)`);
+    }
+    try {
+      await fdatasync(fd);
+    } catch (err) {
+      throw new PayloadError('write', `flushing ${target.name}: ${(err as Error).message}`);
+    }
+    report(manifest.operations.length);
+
+    const payloadSha256 = fileHash.digest();
+    if (opts.sha256 && !payloadSha256.equals(opts.sha256)) {
+      throw new PayloadError('payload-hash', `the payload's SHA-256 is ${payloadSha256.toString('hex')}, not the announced ${opts.sha256.toString('hex')}`);
+    }
+    const warnings: string[] = [];
+    let keyIndex: number | undefined;
+    if (keys.length === 0) {
+      warnings.push('no public key is configured: the payload signature was not checked');
+    } else {
+      if (!signedDigest || signatures.length === 0) throw new PayloadError('signature', 'the payload is not signed');
+      keyIndex = verifySignatures(signedDigest, signatures, keys);
+      if (keyIndex < 0) {
+        throw new PayloadError('signature', `none of the payload's ${signatures.length} signature(s) verifies with any of the ${keys.length} configured key(s)`);
+      }
+    }
+    const info = manifest.newPartitionInfo!;
+    const slotHash = await hashSlot(fd, slotStart, imageSize);
+    if (!slotHash.equals(info.hash)) {
+      throw new PayloadError('partition-hash', `${target.name} as written hashes to ${slotHash.toString('hex')}, not new_partition_info's ${info.hash.toString('hex')}`);
+    }
+    return {
+      payloadBytes: reader.position,
+      payloadSha256: payloadSha256.toString('hex'),
+      imageSize,
+      imageSha256: slotHash.toString('hex'),
+      keyIndex,
+      operations: manifest.operations.length,
+      seconds: (performance.now() - started) / 1000,
+      resumes: reader.resumes,
+      warnings,
+    };
+  } catch (err) {
+    failure ??= err;
+    // No write may land after the slot is declared failed.
+    await Promise.allSettled(inFlight);
+    try {
+      markUnbootable(opts.disk, target);
+    } catch (err) {
+      throw new PayloadError('gpt', `${(failure as Error).message}; then marking ${target.name} unbootable failed: ${(err as Error).message}`);
+    }
+    throw failure;
+  } finally {
+    closeSync(fd);
+  }
+}

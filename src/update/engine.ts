@@ -1,0 +1,187 @@
+/**
+ * The update steps on a machine's disk, as update_engine and locksmithd use them: which disk and
+ * slot are running, staging a payload into the passive slot (with a record of what was verified),
+ * finalizing a staged slot, and marking the booted slot good after a healthy boot.
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { applyPayload, hashSlot } from './apply-payload';
+import type { ApplyOptions, ApplyResult } from './apply-payload';
+import { attr, readGpt, sectorSize } from './gpt';
+import { findSlots, finalize, isRollback, markSuccessful, usrFromCmdline } from './slots';
+import type { Slots } from './slots';
+
+export const defaultStateDir = '/var/lib/update_engine';
+
+export interface Machine {
+  disk: string;
+  /** A USR-A/USR-B label or a partition UUID naming the running slot. */
+  active: { label?: string; partUuid?: string };
+}
+
+export interface Discovery {
+  disk?: string;
+  active?: string;
+  cmdlineFile?: string;
+  mountinfoFile?: string;
+  sysRoot?: string;
+}
+
+/** The block device mounted at /usr, as major:minor, from mountinfo. */
+function usrDevice(mountinfo: string): string | undefined {
+  for (const line of mountinfo.split('\n')) {
+    const f = line.split(' ');
+    if (f[4] === '/usr') return f[2];
+  }
+  return undefined;
+}
+
+/**
+ * Which disk and slot run: flags first, then usr=PARTUUID= on the kernel command line, then the
+ * device mounted at /usr (its partition number and parent disk, from sysfs).
+ */
+export function discoverMachine(d: Discovery): Machine {
+  const sys = d.sysRoot ?? '/sys';
+  let active: Machine['active'] | undefined;
+  if (d.active) active = /^[0-9a-f-]{36}$/i.test(d.active) ? { partUuid: d.active } : { label: d.active };
+  let disk = d.disk;
+  if (!active) {
+    let cmdline = '';
+    try {
+      cmdline = readFileSync(d.cmdlineFile ?? '/proc/cmdline', 'utf8');
+    } catch {
+      // no command line to read
+    }
+    const partUuid = usrFromCmdline(cmdline);
+    if (partUuid) {
+      active = { partUuid };
+      if (!disk) {
+        try {
+          const part = basename(realpathSync(`/dev/disk/by-partuuid/${partUuid.toLowerCase()}`));
+          disk = `/dev/${basename(dirname(realpathSync(join(sys, 'class/block', part))))}`;
+        } catch {
+          // the disk must be named
+        }
+      }
+    }
+  }
+  if (!active || !disk) {
+    let dev: string | undefined;
+    try {
+      dev = usrDevice(readFileSync(d.mountinfoFile ?? '/proc/self/mountinfo', 'utf8'));
+    } catch {
+      dev = undefined;
+    }
+    if (dev) {
+      try {
+        const node = realpathSync(join(sys, 'dev/block', dev));
+        const partition = readFileSync(join(node, 'partition'), 'utf8').trim();
+        disk ??= `/dev/${basename(dirname(node))}`;
+        active ??= { label: `#${partition}` };
+      } catch {
+        // /usr is not on a partition
+      }
+    }
+  }
+  if (!disk) throw new Error('cannot tell which disk holds the USR partitions: give --disk');
+  if (!active) throw new Error('cannot tell which USR partition is running (no usr=PARTUUID= on the kernel command line, /usr not on a partition): give --active');
+  return { disk, active };
+}
+
+/** The USR pair of the machine; an active label "#N" names the partition number. */
+export function machineSlots(m: Machine): Slots {
+  const entries = readGpt(m.disk).entries;
+  const byNumber = m.active.label?.startsWith('#') ? entries[Number(m.active.label.slice(1)) - 1] : undefined;
+  return findSlots(entries, byNumber ? { label: byNumber.name } : m.active);
+}
+
+export interface Staged {
+  disk: string;
+  partition: number;
+  uniqueGuid: string;
+  label: string;
+  imageSize: number;
+  imageSha256: string;
+  payloadSha256: string;
+  stagedAt: string;
+}
+
+const stagedFile = (stateDir: string) => join(stateDir, 'staged.json');
+
+export function readStaged(stateDir: string): Staged | undefined {
+  try {
+    return JSON.parse(readFileSync(stagedFile(stateDir), 'utf8')) as Staged;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeStaged(stateDir: string, s: Staged | undefined): void {
+  const file = stagedFile(stateDir);
+  if (!s) {
+    rmSync(file, { force: true });
+    return;
+  }
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
+  renameSync(`${file}.tmp`, file);
+}
+
+/** Writes and verifies a payload into the passive slot and records it as staged. */
+export async function stage(m: Machine, stateDir: string, opts: Omit<ApplyOptions, 'disk' | 'target'>): Promise<ApplyResult & { slots: Slots }> {
+  const slots = machineSlots(m);
+  writeStaged(stateDir, undefined); // whatever was staged is about to be overwritten
+  const result = await applyPayload({ ...opts, disk: m.disk, target: slots.passive });
+  writeStaged(stateDir, {
+    disk: m.disk,
+    partition: slots.passive.number,
+    uniqueGuid: slots.passive.uniqueGuid,
+    label: slots.passive.name,
+    imageSize: result.imageSize,
+    imageSha256: result.imageSha256,
+    payloadSha256: result.payloadSha256,
+    stagedAt: new Date().toISOString(),
+  });
+  return { ...result, slots };
+}
+
+/**
+ * Switches the boot flags to the staged slot, after checking it still holds what was verified.
+ * Refuses when nothing is staged in the passive slot.
+ */
+export async function finalizeStaged(m: Machine, stateDir: string): Promise<Slots> {
+  const slots = machineSlots(m);
+  const staged = readStaged(stateDir);
+  if (!staged || staged.uniqueGuid !== slots.passive.uniqueGuid) {
+    throw new Error(`no verified update is staged in ${slots.passive.name}: nothing to finalize`);
+  }
+  const fd = openSync(m.disk, 'r');
+  let hash: Buffer;
+  try {
+    hash = await hashSlot(fd, Number(slots.passive.firstLba) * sectorSize, staged.imageSize);
+  } finally {
+    closeSync(fd);
+  }
+  if (hash.toString('hex') !== staged.imageSha256) {
+    throw new Error(`${slots.passive.name} changed since it was staged (SHA-256 ${hash.toString('hex')}, staged ${staged.imageSha256}): not finalized`);
+  }
+  finalize(m.disk, slots);
+  writeStaged(stateDir, undefined);
+  return machineSlots(m);
+}
+
+export interface MarkResult {
+  slots: Slots;
+  rollback: boolean;
+  changed: boolean;
+}
+
+/** After a healthy boot: the running slot is marked successful; says whether this boot is a rollback. */
+export function markGood(m: Machine): MarkResult {
+  const before = machineSlots(m);
+  const a = before.active.attributes;
+  const changed = !attr.successful(a) || attr.tries(a) !== 0;
+  if (changed) markSuccessful(m.disk, before.active);
+  return { slots: machineSlots(m), rollback: isRollback(before), changed };
+}
+
