@@ -12,7 +12,8 @@ declare -A packages=(
   [/usr/bin/unshare]=util-linux [/usr/sbin/chroot]=coreutils [/usr/bin/ldd]=libc-bin
   [/usr/bin/genisoimage]=genisoimage [/usr/sbin/mkfs.vfat]=dosfstools [/usr/bin/mcopy]=mtools
   [/usr/bin/etcd]=etcd-server [/usr/bin/dbus-daemon]=dbus-daemon [/usr/bin/openssl]=openssl
-  [/usr/sbin/sgdisk]=gdisk [/usr/bin/cgpt]=cgpt
+  [/usr/sbin/sgdisk]=gdisk [/usr/bin/cgpt]=cgpt [/usr/bin/bzip2]=bzip2 [/usr/sbin/mkfs.ext4]=e2fsprogs
+  [/usr/sbin/debugfs]=e2fsprogs [/usr/bin/truncate]=coreutils
 )
 missing=()
 for cmd in "${!packages[@]}"; do

@@ -1,0 +1,104 @@
+/** Disks, images, keys and payloads for the update tests, and the cgpt/sgdisk oracles. */
+import { spawnSync } from 'node:child_process';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeDisk, makeUsrImage } from '../../images/make';
+import { readGpt } from '../../src/update/gpt';
+import type { GptEntry } from '../../src/update/gpt';
+import { decodeManifest, encodeHeader, encodeManifest, encodeSignatures, headerSize, parseHeader } from '../../src/update/payload-format';
+import type { Manifest } from '../../src/update/payload-format';
+import { makePayload, signDigest } from '../../src/update/make-payload';
+
+const works = (cmd: string, ...args: string[]) => {
+  const r = spawnSync(cmd, args);
+  return !r.error;
+};
+
+/** Whether the tools the update tests need are here (CI installs them: bzip2, e2fsprogs, gdisk, cgpt). */
+export const updateTools = works('bzip2', '--help') && works('mkfs.ext4', '-V') && works('sgdisk', '--version') && works('cgpt', 'version') && works('debugfs', '-V');
+
+export function keyPair(): { privateKey: string; publicKey: string } {
+  return generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+}
+
+export interface Fixture {
+  dir: string;
+  keys: { privateKey: string; publicKey: string }[];
+  publicKeyFiles: string[];
+  /** Installed (in USR-A of `disk`) and next version images. */
+  images: Record<string, string>;
+  disk: string;
+  payloads: Record<string, { path: string; sha256: string; size: number }>;
+}
+
+/** A disk with 1000.0.0 in USR-A, USR images of 1000.0.0 and 1001.0.0, two keys, a payload of 1001.0.0 signed by the first. */
+export async function fixture(): Promise<Fixture> {
+  const dir = mkdtempSync(join(tmpdir(), 'bootsmith-update-'));
+  const keys = [keyPair(), keyPair()];
+  const publicKeyFiles = keys.map((k, i) => {
+    const f = join(dir, `key${i}.pub.pem`);
+    writeFileSync(f, k.publicKey);
+    return f;
+  });
+  const images: Record<string, string> = {};
+  for (const v of ['1000.0.0', '1001.0.0']) {
+    images[v] = join(dir, `usr-${v}.img`);
+    makeUsrImage(images[v], v);
+  }
+  const disk = join(dir, 'disk.img');
+  makeDisk(disk, 32, images['1000.0.0']);
+  const made = await makePayload(images['1001.0.0']!, join(dir, 'update-1001.0.0.gz'), [keys[0]!.privateKey]);
+  return { dir, keys, publicKeyFiles, images, disk, payloads: { '1001.0.0': { path: made.path, sha256: made.sha256, size: made.size } } };
+}
+
+/** A fresh copy of the fixture's disk. */
+export function diskCopy(f: Fixture, name: string): string {
+  const d = join(f.dir, `${name}.img`);
+  copyFileSync(f.disk, d);
+  return d;
+}
+
+export function usrSlot(disk: string, label: 'USR-A' | 'USR-B'): GptEntry {
+  return readGpt(disk).entries.find((e) => e.name === label)!;
+}
+
+/** cgpt's view of a partition's flags: [priority, tries, successful]. */
+export function cgptFlags(disk: string, n: number): [number, number, number] {
+  const get = (f: string) => Number(spawnSync('cgpt', ['show', '-i', String(n), `-${f}`, disk], { encoding: 'utf8' }).stdout.trim());
+  return [get('P'), get('T'), get('S')];
+}
+
+/** sgdisk -v's verdict; "No problems found." when the table is sound. */
+export function sgdiskVerify(disk: string): string {
+  return spawnSync('sgdisk', ['-v', disk], { encoding: 'utf8' }).stdout;
+}
+
+/** The version in /share/coreos/release of the ext4 image in a slot, read with debugfs (no mount needed). */
+export function slotVersion(disk: string, slot: GptEntry, work: string): string {
+  const img = join(work, `slot-${slot.number}.img`);
+  const all = readFileSync(disk);
+  writeFileSync(img, all.subarray(Number(slot.firstLba) * 512, (Number(slot.lastLba) + 1) * 512));
+  const out = spawnSync('debugfs', ['-R', 'cat /share/coreos/release', img], { encoding: 'utf8' }).stdout;
+  return /COREOS_RELEASE_VERSION=(\S+)/.exec(out)?.[1] ?? `(no version: ${out})`;
+}
+
+export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** A copy of a payload with its manifest changed, signed anew with `privateKeys`. */
+export function rewritePayload(src: string, out: string, change: (m: Manifest) => void, privateKeys: string[]): void {
+  const bytes = readFileSync(src);
+  const m = parseHeader(bytes);
+  const manifest = decodeManifest(bytes.subarray(headerSize, headerSize + m));
+  const blob = bytes.subarray(headerSize + m, headerSize + m + (manifest.signaturesOffset ?? bytes.length));
+  change(manifest);
+  const body = encodeManifest(manifest);
+  const signed = Buffer.concat([encodeHeader(body.length), body, blob]);
+  const digest = createHash('sha256').update(signed).digest();
+  writeFileSync(out, Buffer.concat([signed, encodeSignatures(privateKeys.map((k) => signDigest(k, digest)))]));
+}
