@@ -41,10 +41,19 @@ export function makeKeyPair(dir: string, name = 'dev-update-key'): KeyPair & { p
   return { privateKey, publicKey, privatePath, publicPath };
 }
 
-/** Deterministic filler that compresses about as well as a real /usr (a mix of text and binary-ish runs). */
-function filler(bytes: number, seed: number): Buffer {
+/** Deterministic filler: text-like runs (compresses well), or dense (16 symbols at random: about half). */
+function filler(bytes: number, seed: number, dense: boolean): Buffer {
   const out = Buffer.alloc(bytes);
   let x = seed >>> 0 || 1;
+  if (dense) {
+    for (let i = 0; i < bytes; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      out[i] = 0x40 + ((x >>> 7) & 15);
+    }
+    return out;
+  }
   const words = ['lib', 'systemd', 'usr', 'share', 'locale', 'module', 'kernel', 'firmware', 'etc', 'bin', '\n', ' ', '=', '/', '0x'];
   for (let i = 0; i < bytes; ) {
     x ^= x << 13;
@@ -60,8 +69,8 @@ function filler(bytes: number, seed: number): Buffer {
   return out;
 }
 
-/** An ext4 image of `sizeMiB` holding a USR tree with `version`. */
-export function makeUsrImage(path: string, version: string, sizeMiB = 24, fillMiB = 4): void {
+/** An ext4 image of `sizeMiB` holding a USR tree with `version`; `dense` filler compresses to about half, like binaries. */
+export function makeUsrImage(path: string, version: string, sizeMiB = 24, fillMiB = 4, dense = false): void {
   const stage = mkdtempSync(join(tmpdir(), 'bootsmith-usr-'));
   try {
     mkdirSync(join(stage, 'share/coreos'), { recursive: true });
@@ -70,7 +79,7 @@ export function makeUsrImage(path: string, version: string, sizeMiB = 24, fillMi
     writeFileSync(join(stage, 'share/coreos/release'), `COREOS_RELEASE_VERSION=${version}\nCOREOS_RELEASE_BOARD=amd64-usr\nCOREOS_RELEASE_APPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\n`);
     writeFileSync(join(stage, 'lib/os-release'), `NAME="Bootsmith Demo Linux"\nID=bootsmith\nVERSION=${version}\nVERSION_ID=${version}\nPRETTY_NAME="Bootsmith Demo Linux ${version}"\n`);
     const seed = [...version].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
-    writeFileSync(join(stage, 'share/bootsmith/filler'), filler(fillMiB * mib, seed));
+    writeFileSync(join(stage, 'share/bootsmith/filler'), filler(fillMiB * mib, seed, dense));
     rmSync(path, { force: true });
     const r = spawnSync('mkfs.ext4', ['-q', '-F', '-L', 'USR', '-U', randomUUID(), '-E', 'root_owner=0:0', '-d', stage, path, `${sizeMiB}M`], { encoding: 'utf8' });
     if (r.error) throw new Error(`cannot run mkfs.ext4 (package e2fsprogs): ${r.error.message}`);

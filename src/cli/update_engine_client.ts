@@ -88,6 +88,10 @@ function progressReporter(io: Io, mode: 'bar' | 'lines' | 'none'): { update(p: P
 }
 
 async function run(opts: Options, io: Io): Promise<number> {
+  const actions = [opts.bootNext, opts.slots, opts.applyPayload, opts.finalize, opts.markSuccessful].filter((a) => a !== undefined);
+  if (actions.length !== 1) {
+    throw new UsageError(`${actions.length === 0 ? 'nothing to do' : 'one thing at a time'}: give one of --boot-next, --slots, --apply-payload, --finalize, --mark-successful`);
+  }
   if (opts.bootNext) {
     const choice = bootNext(opts.bootNext);
     io.stdout.write(`PARTITION=${choice.partition}\nLABEL=${choice.label}\nPARTUUID=${choice.uniqueGuid}\nTRIES_USED=${choice.decremented ? 1 : 0}\n`);
@@ -146,13 +150,10 @@ async function run(opts: Options, io: Io): Promise<number> {
     io.stdout.write(`finalized: the next boot tries ${slots.passive.name}\n${slotLines(slots)}`);
     return 0;
   }
-  if (opts.markSuccessful) {
-    const r = markGood(machine);
-    if (r.rollback) io.stderr.write(`warning: this boot is a rollback: ${r.slots.passive.name} was finalized but did not boot successfully; running ${r.slots.active.name}\n`);
-    io.stdout.write(`${r.slots.active.name} ${r.changed ? 'marked successful' : 'was already marked successful'}\n${slotLines(r.slots)}`);
-    return 0;
-  }
-  throw new UsageError('nothing to do: give one of --boot-next, --slots, --apply-payload, --finalize, --mark-successful');
+  const r = markGood(machine);
+  if (r.rollback) io.stderr.write(`warning: this boot is a rollback: ${r.slots.passive.name} was finalized but did not boot successfully; running ${r.slots.active.name}\n`);
+  io.stdout.write(`${r.slots.active.name} ${r.changed ? 'marked successful' : 'was already marked successful'}\n${slotLines(r.slots)}`);
+  return 0;
 }
 
 class UsageError extends Error {}

@@ -3,7 +3,8 @@
  * arrays with their CRC32s, names, type and unique GUIDs, and the ChromeOS/CoreOS attribute bits
  * (priority 48-51, tries 52-55, successful 56). Every write updates both copies and all CRCs,
  * backup first, then primary, with an fsync after each. A bad primary with a good backup is
- * repaired from the backup; both bad is an error that names what is wrong. 512-byte sectors.
+ * repaired from the backup, a backup that differs from a good primary (a write cut short between
+ * the copies) from the primary; both bad is an error that names what is wrong. 512-byte sectors.
  */
 import { closeSync, fsyncSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
@@ -200,8 +201,11 @@ export function readGpt(path: string): Gpt {
     let repaired: string | undefined;
     if (typeof primary === 'string' || typeof backup === 'string') {
       repaired = typeof primary === 'string' ? `primary table restored from the backup (${primary})` : `backup table restored from the primary (${backup})`;
-      writeBoth(fd, header, entries);
+    } else if (!primary.entries.equals(backup.entries) || backup.header.alternateLba !== 1n) {
+      // A write stopped between the two copies: the primary, written last, holds the committed state.
+      repaired = 'backup table differed from the primary (an interrupted write); restored from the primary';
     }
+    if (repaired) writeBoth(fd, header, entries);
     return { header, entries, repaired };
   } finally {
     closeSync(fd);

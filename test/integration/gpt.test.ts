@@ -81,6 +81,23 @@ const verify = (img: string) => spawnSync('sgdisk', ['-v', img], { encoding: 'ut
     expect(readGpt(img).repaired).toBeUndefined();
   });
 
+  test('a write cut short between the copies (backup new, primary old) is settled on the primary', () => {
+    const img = oracleImage();
+    const usrB = (gpt: ReturnType<typeof readGpt>) => gpt.entries[3]!.attributes;
+    // What a kill after the backup's fsync leaves: a valid backup with new flags, the old primary.
+    const before = readFileSync(img).subarray(512, 512 * 34);
+    updateGpt(img, (e) => (e[3]!.attributes = attr.with(0n, { priority: 2, tries: 1 })));
+    const fd = openSync(img, 'r+');
+    writeSync(fd, before, 0, before.length, 512);
+    closeSync(fd);
+    expect(verify(img)).toMatch(/Identified 1 problems/); // sgdisk checks the backup array against the primary's CRC
+    const gpt = readGpt(img);
+    expect(gpt.repaired).toBe('backup table differed from the primary (an interrupted write); restored from the primary');
+    expect(usrB(gpt)).toBe(0n);
+    expect(verify(img)).toMatch(/No problems found/);
+    expect(cgpt(img, 4, 'P')).toBe('0');
+  });
+
   test('both copies bad is an error that says what is wrong with each', () => {
     const img = oracleImage();
     const fd = openSync(img, 'r+');

@@ -18,7 +18,7 @@ import { fileSource, httpSource } from '../../src/update/payload-source';
 import { PayloadError, headerSize, parseHeader } from '../../src/update/payload-format';
 import { finalizeStaged, markGood, readStaged, stage } from '../../src/update/engine';
 import { makeUsrImage } from '../../images/make';
-import { cgptFlags, diskCopy, fixture, keyPair, rewritePayload, sgdiskVerify, sha256, slotVersion, updateTools, usrSlot } from '../support/update';
+import { cgptFlags, diskCopy, fixture, keyPair, mountedVersion, rewritePayload, sgdiskVerify, sha256, slotVersion, updateTools, usrSlot } from '../support/update';
 import type { Fixture } from '../support/update';
 
 if (!updateTools) test.skip('payload tests need bzip2, e2fsprogs, gdisk and cgpt; CI installs them', () => undefined);
@@ -60,6 +60,7 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
     const pick = bestSlot(readGpt(disk).entries)!;
     expect(pick.name).toBe('USR-B');
     expect(slotVersion(disk, pick, f.dir)).toBe('1001.0.0');
+    if (process.getuid?.() === 0) expect(mountedVersion(disk, pick, f.dir)).toBe('1001.0.0');
 
     const marked = markGood(machine(disk, 'USR-B'));
     expect(marked).toMatchObject({ rollback: false, changed: true });

@@ -102,3 +102,15 @@ export function rewritePayload(src: string, out: string, change: (m: Manifest) =
   const digest = createHash('sha256').update(signed).digest();
   writeFileSync(out, Buffer.concat([signed, encodeSignatures(privateKeys.map((k) => signDigest(k, digest)))]));
 }
+
+/** The version the ext4 in a slot shows when loop-mounted read-only (root only), as the booted /usr would. */
+export function mountedVersion(disk: string, slot: GptEntry, work: string): string {
+  const mnt = mkdtempSync(join(work, 'mnt-'));
+  const m = spawnSync('mount', ['-o', `loop,ro,offset=${Number(slot.firstLba) * 512},sizelimit=${Number(slot.lastLba - slot.firstLba + 1n) * 512}`, disk, mnt], { encoding: 'utf8' });
+  if (m.status !== 0) throw new Error(`mount: ${m.stderr}`);
+  try {
+    return /COREOS_RELEASE_VERSION=(\S+)/.exec(readFileSync(join(mnt, 'share/coreos/release'), 'utf8'))?.[1] ?? '(none)';
+  } finally {
+    spawnSync('umount', [mnt]);
+  }
+}

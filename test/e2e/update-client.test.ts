@@ -1,0 +1,95 @@
+/**
+ * update_engine_client as a user runs it: the bundled program on a disk image built by the images
+ * tools, the whole cycle (apply with a progress bar, finalize, boot-next, mark-successful) and its
+ * errors and exit codes.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/cli/update_engine_client';
+import { cgptFlags, diskCopy, fixture, sgdiskVerify, updateTools } from '../support/update';
+import type { Fixture } from '../support/update';
+
+const root = join(__dirname, '../..');
+const cli = join(root, 'bin/update_engine_client.js');
+const ready = updateTools && existsSync(join(root, 'dist/update_engine_client.js'));
+if (!ready) test.skip('needs bzip2, e2fsprogs, gdisk, cgpt and a build', () => undefined);
+
+function run(args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** In-process, with a terminal-like stderr, to see the progress bar. */
+async function runTty(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(args, { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s), isTTY: true, columns: 100 } });
+  return { code, stdout, stderr };
+}
+
+(ready ? describe : describe.skip)('update_engine_client', () => {
+  let f: Fixture;
+  beforeAll(async () => {
+    f = await fixture();
+  }, 60_000);
+  afterAll(() => rmSync(f.dir, { recursive: true, force: true }));
+
+  test('apply (progress bar on a terminal), finalize, boot-next, mark-successful', async () => {
+    const disk = diskCopy(f, 'cycle');
+    const state = join(f.dir, 'state');
+    const p = f.payloads['1001.0.0']!;
+    const common = ['--disk', disk, '--state-dir', state];
+    expect(run(['--slots', ...common, '--active', 'USR-A']).stdout).toMatch(/^USR-A\tpartition=3\tpriority=1\ttries=0\tsuccessful=1\tactive\tPARTUUID=[0-9A-F-]{36}\nUSR-B\tpartition=4\tpriority=0\ttries=0\tsuccessful=0\tpassive/);
+
+    const applied = await runTty(['--apply-payload', p.path, ...common, '--active', 'USR-A', '--public-key', f.publicKeyFiles[0]!, '--sha256', p.sha256, '--size', String(p.size)]);
+    expect(applied.code).toBe(0);
+    expect(applied.stderr).toMatch(/\r\[#+\] 100%  [\d.]+ MiB \/ [\d.]+ MiB  [\d.]+ MB\/s  \n$/);
+    expect(applied.stdout).toMatch(/^staged USR-B \(partition 4\): 25165824 bytes verified \(SHA-256 [0-9a-f]{64}\), payload \d+ bytes in [\d.]+ s \([\d.]+ MB\/s\), signed by key 1\n$/);
+
+    // Go/gflags-style spellings work as in the reference client.
+    const fin = run(['-finalize', `-disk=${disk}`, '-active', 'USR-A', `-state_dir=${state}`]);
+    expect(fin).toMatchObject({ code: 0, stderr: '' });
+    expect(fin.stdout).toMatch(/^finalized: the next boot tries USR-B\n/);
+    expect(cgptFlags(disk, 4)).toEqual([2, 1, 0]);
+
+    const next = run(['-boot_next', disk]);
+    expect(next.stdout).toMatch(/^PARTITION=4\nLABEL=USR-B\nPARTUUID=[0-9A-F-]{36}\nTRIES_USED=1\n$/);
+    expect(cgptFlags(disk, 4)).toEqual([2, 0, 0]);
+
+    // Booted from USR-B, as the kernel command line says.
+    const partUuid = /PARTUUID=(\S+)/.exec(next.stdout)![1]!;
+    const cmdline = join(f.dir, 'cmdline');
+    writeFileSync(cmdline, `BOOT_IMAGE=/flatcar/vmlinuz-b mount.usr=PARTUUID=${partUuid.toLowerCase()} rootflags=rw\n`);
+    const good = run(['--mark-successful', '--disk', disk, '--cmdline-file', cmdline]);
+    expect(good).toMatchObject({ code: 0, stderr: '' });
+    expect(good.stdout).toMatch(/^USR-B marked successful\n/);
+    expect(cgptFlags(disk, 4)).toEqual([2, 0, 1]);
+    expect(sgdiskVerify(disk)).toContain('No problems found');
+    expect(run(['--boot-next', disk]).stdout).toMatch(/^PARTITION=4\n.*\nTRIES_USED=0\n$/s);
+  }, 60_000);
+
+  test('a rejected payload: exit 1, the check named, the slot unbootable', () => {
+    const disk = diskCopy(f, 'reject');
+    const r = run(['--apply-payload', f.payloads['1001.0.0']!.path, '--disk', disk, '--active', 'USR-A', '--state-dir', join(f.dir, 's2'), '--public-key', f.publicKeyFiles[1]!]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^progress .*\nupdate_engine_client: payload rejected \(signature check\): none of the payload's 1 signature\(s\) verifies with any of the 1 configured key\(s\); USR-B is marked unbootable\n$/s);
+    expect(cgptFlags(disk, 4)).toEqual([0, 0, 0]);
+    expect(cgptFlags(disk, 3)).toEqual([1, 0, 1]);
+  }, 60_000);
+
+  test('usage and environment errors', () => {
+    const disk = diskCopy(f, 'usage');
+    expect(run([])).toMatchObject({ code: 2, stderr: 'update_engine_client: nothing to do: give one of --boot-next, --slots, --apply-payload, --finalize, --mark-successful\n' });
+    expect(run(['--slots', '--disk', disk, '--cmdline-file', '/dev/null'])).toMatchObject({ code: 1 });
+    expect(run(['--slots', '--disk', disk, '--active', 'USR-C']).stderr).toBe('update_engine_client: neither USR partition is the running one (USR-C)\n');
+    expect(run(['--apply-payload', 'x', '--disk', disk, '--active', 'USR-A', '--sha256', 'abc'])).toMatchObject({ code: 2, stderr: 'update_engine_client: --sha256 abc is neither 64 hex digits nor a base64 SHA-256\n' });
+    expect(run(['--apply-payload', 'x', '--disk', disk, '--active', 'USR-A', '--public-key', '/nonexistent.pem']).code).toBe(2);
+    expect(run(['--size', '12k', '--slots']).code).toBe(2);
+    const notGpt = join(mkdtempSync(join(tmpdir(), 'bootsmith-')), 'blank.img');
+    writeFileSync(notGpt, Buffer.alloc(1 << 20));
+    expect(run(['--boot-next', notGpt])).toMatchObject({ code: 1, stderr: expect.stringMatching(/has no valid GPT: no GPT signature at LBA 1; no GPT signature at LBA 2047/) });
+    expect(run(['--finalize', '--disk', disk, '--active', 'USR-A', '--state-dir', join(f.dir, 'none')]).stderr).toBe('update_engine_client: no verified update is staged in USR-B: nothing to finalize\n');
+  });
+});
