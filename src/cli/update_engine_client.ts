@@ -8,7 +8,8 @@
  *   --apply-payload SRC   write and verify a payload (file or http(s) URL) into the passive slot
  *   --finalize            switch the boot flags to the staged slot (locksmithd does this with the
  *                         reboot slot held)
- *   --mark-successful     after a healthy boot: the running slot is good
+ *   --mark-successful     after a healthy boot: the running slot is good (--health-gate waits for
+ *                         systemd to report the system running first)
  *
  * Exit codes: 0 done, 1 failed, 2 usage.
  */
@@ -24,13 +25,14 @@ import { sourceFor } from '../update/payload-source';
 import { readFileSync } from 'node:fs';
 import { collect, normalizeGoFlags, parseArgs } from './options';
 import { version } from '../version';
+import { connectSystemd, isHealthy } from '../system/systemd';
 
 export interface Io {
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown; isTTY?: boolean; columns?: number };
 }
 
-const longFlags = ['boot-next', 'slots', 'apply-payload', 'finalize', 'mark-successful', 'disk', 'active', 'public-key', 'sha256', 'size', 'state-dir', 'cmdline-file', 'progress', 'help', 'version'];
+const longFlags = ['boot-next', 'slots', 'apply-payload', 'finalize', 'mark-successful', 'disk', 'active', 'public-key', 'sha256', 'size', 'state-dir', 'cmdline-file', 'progress', 'health-gate', 'health-unit', 'health-timeout', 'systemd-bus', 'help', 'version'];
 
 interface Options {
   bootNext?: string;
@@ -46,6 +48,10 @@ interface Options {
   stateDir: string;
   cmdlineFile?: string;
   progress?: 'bar' | 'lines' | 'none';
+  healthGate?: boolean;
+  healthUnit?: string[];
+  healthTimeout: number;
+  systemdBus: string;
 }
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
@@ -150,6 +156,7 @@ async function run(opts: Options, io: Io): Promise<number> {
     io.stdout.write(`finalized: the next boot tries ${slots.passive.name}\n${slotLines(slots)}`);
     return 0;
   }
+  if (opts.healthGate || opts.healthUnit) await waitHealthy(opts, io);
   const r = markGood(machine);
   if (r.rollback) io.stderr.write(`warning: this boot is a rollback: ${r.slots.passive.name} was finalized but did not boot successfully; running ${r.slots.active.name}\n`);
   io.stdout.write(`${r.slots.active.name} ${r.changed ? 'marked successful' : 'was already marked successful'}\n${slotLines(r.slots)}`);
@@ -157,6 +164,28 @@ async function run(opts: Options, io: Io): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+/** The health gate before marking a boot good: systemd running (or the named units active), polled each second. */
+async function waitHealthy(opts: Options, io: Io): Promise<void> {
+  const systemd = await connectSystemd(opts.systemdBus);
+  const units = opts.healthUnit ?? [];
+  const deadline = Date.now() + opts.healthTimeout * 1000;
+  let told = false;
+  try {
+    for (;;) {
+      if (await isHealthy(systemd, units)) return;
+      if (Date.now() >= deadline) {
+        const state = units.length > 0 ? (await Promise.all(units.map(async (u) => `${u} ${await systemd.activeState(u)}`))).join(', ') : `system ${await systemd.systemState()}`;
+        throw new Error(`not healthy after ${opts.healthTimeout} s (${state}): the running slot is not marked successful`);
+      }
+      if (!told) io.stderr.write(`waiting for ${units.length > 0 ? units.join(', ') : 'the system'} to be healthy (up to ${opts.healthTimeout} s)\n`);
+      told = true;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } finally {
+    systemd.close();
+  }
+}
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const program = new Command('update_engine_client')
@@ -177,6 +206,13 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     })
     .option('--state-dir <dir>', 'where the staged update is recorded', defaultStateDir)
     .option('--cmdline-file <path>', 'the kernel command line to read usr= from', undefined)
+    .option('--health-gate', 'with --mark-successful: first wait until systemd reports the system running')
+    .option('--health-unit <unit>', 'with --mark-successful: first wait until this unit is active (repeatable; instead of the system state)', collect)
+    .option('--health-timeout <seconds>', 'how long the health gate waits', (v) => {
+      if (!/^\d+$/.test(v)) throw new UsageError(`--health-timeout ${v} is not a number of seconds`);
+      return Number(v);
+    }, 300)
+    .option('--systemd-bus <address>', "systemd's bus for the health gate: system or a D-Bus address", 'system')
     .addOption(new Option('--progress <mode>', 'progress display (default: bar on a terminal, else lines)').choices(['bar', 'lines', 'none']))
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });

@@ -10,6 +10,7 @@ import { runAgent } from './agent';
 import type { Ports, State } from './agent';
 import type { Settings } from './config';
 import { logindReboot, needReboot, updateEngineClient } from './dbus-ports';
+import { isHealthy } from '../system/systemd';
 import type { Systemd } from '../system/systemd';
 import { liveness, reportAlive } from './presence';
 import { Semaphore } from './semaphore';
@@ -63,14 +64,6 @@ export async function reclaimStale(etcd: Etcd3, semaphore: Semaphore, ageMs: num
     }
   }
   return freed;
-}
-
-/** Healthy after a boot: systemd reports running, or every named unit is active. */
-async function healthy(systemd: Systemd | undefined, units: string[]): Promise<boolean> {
-  if (!systemd) return true;
-  if (units.length === 0) return (await systemd.systemState()) === 'running';
-  for (const unit of units) if ((await systemd.activeState(unit)) !== 'active') return false;
-  return true;
 }
 
 /** Longest random pause before a waiter goes for a freed slot, in ms. */
@@ -160,7 +153,7 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     sleep: (ms) => clock.sleep(ms, waker),
     log: deps.log,
     updateStaged: async () => (await engine.currentOperation()) === needReboot,
-    healthy: () => healthy(deps.systemd, settings.healthUnits),
+    healthy: async () => !deps.systemd || (await isHealthy(deps.systemd, settings.healthUnits)),
     finalize: () => engine.finalize(),
     reboot: () => logindReboot(deps.bus),
     ...(lockPort ? { lock: lockPort } : {}),

@@ -131,3 +131,10 @@ export async function systemdOn(bus: dbus.MessageBus): Promise<Systemd> {
     close: () => undefined,
   };
 }
+
+/** Healthy after a boot: systemd reports the system running, or, when units are named, every one of them is active. */
+export async function isHealthy(systemd: Systemd, units: string[]): Promise<boolean> {
+  if (units.length === 0) return (await systemd.systemState()) === 'running';
+  for (const unit of units) if ((await systemd.activeState(unit)) !== 'active') return false;
+  return true;
+}

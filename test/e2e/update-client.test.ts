@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { main } from '../../src/cli/update_engine_client';
 import { cgptFlags, diskCopy, fixture, sgdiskVerify, updateTools } from '../support/update';
 import type { Fixture } from '../support/update';
+import { serveFakeSystemd, startDbusDaemon } from '../support/dbus';
+import type { DbusDaemon } from '../support/dbus';
 
 const root = join(__dirname, '../..');
 const cli = join(root, 'bin/update_engine_client.js');
@@ -92,4 +94,40 @@ async function runTty(args: string[]): Promise<{ code: number; stdout: string; s
     expect(run(['--boot-next', notGpt])).toMatchObject({ code: 1, stderr: expect.stringMatching(/has no valid GPT: no GPT signature at LBA 1; no GPT signature at LBA 2047/) });
     expect(run(['--finalize', '--disk', disk, '--active', 'USR-A', '--state-dir', join(f.dir, 'none')]).stderr).toBe('update_engine_client: no verified update is staged in USR-B: nothing to finalize\n');
   });
+});
+
+(ready ? describe : describe.skip)('update_engine_client --mark-successful --health-gate', () => {
+  let f: Fixture;
+  let daemon: DbusDaemon;
+  let fake: Awaited<ReturnType<typeof serveFakeSystemd>>;
+  beforeAll(async () => {
+    f = await fixture();
+    daemon = await startDbusDaemon();
+    fake = await serveFakeSystemd(daemon.address);
+  }, 60_000);
+  afterAll(async () => {
+    fake.bus.disconnect();
+    daemon.stop();
+    rmSync(f.dir, { recursive: true, force: true });
+  });
+
+  test('waits until systemd reports running, then marks the slot good', async () => {
+    const disk = diskCopy(f, 'gate');
+    spawnSync('cgpt', ['add', '-i', '3', '-S', '0', '-T', '1', disk]);
+    fake.manager.state = 'starting';
+    setTimeout(() => (fake.manager.state = 'running'), 1500);
+    const r = await runTty(['--mark-successful', '--health-gate', '--systemd-bus', daemon.address, '--disk', disk, '--active', 'USR-A']);
+    expect(r).toMatchObject({ code: 0, stderr: 'waiting for the system to be healthy (up to 300 s)\n' });
+    expect(cgptFlags(disk, 3)).toEqual([1, 0, 1]);
+  }, 30_000);
+
+  test('not healthy in time: not marked, exit 1', async () => {
+    const disk = diskCopy(f, 'gate-fail');
+    spawnSync('cgpt', ['add', '-i', '3', '-S', '0', '-T', '1', disk]);
+    fake.manager.state = 'degraded';
+    const r = await runTty(['--mark-successful', '--health-gate', '--health-timeout', '1', '--systemd-bus', daemon.address, '--disk', disk, '--active', 'USR-A']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/update_engine_client: not healthy after 1 s \(system degraded\): the running slot is not marked successful\n$/);
+    expect(cgptFlags(disk, 3)).toEqual([1, 1, 0]);
+  }, 30_000);
 });
