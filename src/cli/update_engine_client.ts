@@ -138,7 +138,7 @@ async function run(opts: Options, io: Io): Promise<number> {
       for (const w of r.warnings) io.stderr.write(`warning: ${w}\n`);
       io.stdout.write(
         `staged ${r.slots.passive.name} (partition ${r.slots.passive.number}): ${r.imageSize} bytes verified (SHA-256 ${r.imageSha256}), ` +
-          `payload ${r.payloadBytes} bytes in ${r.seconds.toFixed(2)} s (${rate(r.payloadBytes / r.seconds)})` +
+          `from a ${r.payloadBytes}-byte payload in ${r.seconds.toFixed(2)} s (${rate(r.imageSize / r.seconds)} written)` +
           `${r.keyIndex !== undefined ? `, signed by key ${r.keyIndex + 1}` : ''}${r.resumes > 0 ? `, resumed ${r.resumes} time(s)` : ''}\n`,
       );
       return 0;

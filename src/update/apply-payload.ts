@@ -30,7 +30,7 @@ export interface Progress {
   bytes: number;
   /** The payload's size, when known. */
   total: number | undefined;
-  /** 0 to 1, by payload bytes (by operations when the size is unknown). */
+  /** 0 to 1: the share of the slot's bytes written. */
   fraction: number;
   /** Payload bytes per second since the first byte. */
   rate: number;
@@ -185,22 +185,14 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
     const slotStart = Number(target.firstLba) * sectorSize;
     const blobStart = headerSize + manifestLength;
     let written = 0;
-    let firstByteAt = performance.now();
-    const report = (opsDone: number) => {
+    const firstByteAt = performance.now();
+    const toWrite = manifest.operations.reduce((n, op) => n + op.dstExtents.reduce((m, e) => m + Number(e.numBlocks) * bs, 0), 0);
+    const report = () => {
       if (!opts.onProgress) return;
       const seconds = (performance.now() - firstByteAt) / 1000;
-      const known = total ?? opts.size;
-      opts.onProgress({
-        bytes: reader.position,
-        total: known,
-        fraction: known ? reader.position / known : opsDone / Math.max(1, manifest.operations.length),
-        rate: seconds > 0 ? reader.position / seconds : 0,
-        written,
-      });
+      opts.onProgress({ bytes: reader.position, total: total ?? opts.size, fraction: toWrite > 0 ? written / toWrite : 1, rate: seconds > 0 ? reader.position / seconds : 0, written });
     };
-    firstByteAt = performance.now();
     const maxInFlight = pool.size * 3;
-    let opsDone = 0;
     for (const [i, op] of manifest.operations.entries()) {
       if (failure) break;
       const name = `operation ${i} (${opNames[op.type]}, payload bytes ${blobStart + op.dataOffset}-${blobStart + op.dataOffset + op.dataLength - 1})`;
@@ -220,9 +212,9 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
             throw new PayloadError('operation', `${name}: ${(err as Error).message}`);
           }
         }
-        written += await writeExtents(fd, slotStart, bs, op, out, name);
-        opsDone++;
-        report(opsDone);
+        const n = await writeExtents(fd, slotStart, bs, op, out, name);
+        written += n; // not `written += await ...`: that would add to a value read before the await
+        report();
       })();
       const tracked: Promise<unknown> = work.then(
         () => inFlight.delete(tracked),
@@ -254,7 +246,6 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
     } catch (err) {
       throw new PayloadError('write', `flushing ${target.name}: ${(err as Error).message}`);
     }
-    report(manifest.operations.length);
 
     const payloadSha256 = fileHash.digest();
     if (opts.sha256 && !payloadSha256.equals(opts.sha256)) {

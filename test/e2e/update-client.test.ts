@@ -48,7 +48,7 @@ async function runTty(args: string[]): Promise<{ code: number; stdout: string; s
     const applied = await runTty(['--apply-payload', p.path, ...common, '--active', 'USR-A', '--public-key', f.publicKeyFiles[0]!, '--sha256', p.sha256, '--size', String(p.size)]);
     expect(applied.code).toBe(0);
     expect(applied.stderr).toMatch(/\r\[#+\] 100%  [\d.]+ MiB \/ [\d.]+ MiB  [\d.]+ MB\/s  \n$/);
-    expect(applied.stdout).toMatch(/^staged USR-B \(partition 4\): 25165824 bytes verified \(SHA-256 [0-9a-f]{64}\), payload \d+ bytes in [\d.]+ s \([\d.]+ MB\/s\), signed by key 1\n$/);
+    expect(applied.stdout).toMatch(/^staged USR-B \(partition 4\): 25165824 bytes verified \(SHA-256 [0-9a-f]{64}\), from a \d+-byte payload in [\d.]+ s \([\d.]+ MB\/s written\), signed by key 1\n$/);
 
     // Go/gflags-style spellings work as in the reference client.
     const fin = run(['-finalize', `-disk=${disk}`, '-active', 'USR-A', `-state_dir=${state}`]);

@@ -11,6 +11,7 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync, w
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { applyPayload } from '../../src/update/apply-payload';
+import type { Progress } from '../../src/update/apply-payload';
 import { makePayload } from '../../src/update/make-payload';
 import { bestSlot } from '../../src/update/slots';
 import { readGpt } from '../../src/update/gpt';
@@ -40,7 +41,12 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
     const disk = diskCopy(f, 'happy');
     const state = join(f.dir, 'state-happy');
     expect(cgptFlags(disk, 3)).toEqual([1, 0, 1]);
-    const r = await stage(machine(disk), state, { source: fileSource(good.path), publicKeys: [f.keys[0]!.publicKey], sha256: Buffer.from(good.sha256, 'hex'), size: good.size });
+    const seen: Progress[] = [];
+    const r = await stage(machine(disk), state, { source: fileSource(good.path), publicKeys: [f.keys[0]!.publicKey], sha256: Buffer.from(good.sha256, 'hex'), size: good.size, onProgress: (p) => seen.push(p) });
+    // Progress: one report per operation, rising to the whole slot image, with the payload's size.
+    expect(seen).toHaveLength(24);
+    expect(seen.map((p) => p.fraction)).toEqual([...seen.map((p) => p.fraction)].sort((a, b) => a - b));
+    expect(seen.at(-1)).toMatchObject({ fraction: 1, written: 25165824, total: good.size });
     expect(r).toMatchObject({ payloadBytes: good.size, payloadSha256: good.sha256, keyIndex: 0, warnings: [] });
     expect(r.imageSha256).toBe(sha256(readFileSync(f.images['1001.0.0']!)));
     // Staged only: USR-B holds the new version but cannot boot until finalized.
