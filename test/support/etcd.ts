@@ -6,20 +6,24 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const haveEtcd = spawnSync('etcd', ['--version']).status === 0;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
+/** `n` distinct free loopback ports: all held open at once, so none is handed out twice. */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<Server>((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }
 
 export interface EtcdMember {
@@ -44,8 +48,9 @@ export class EtcdCluster {
   static async start(size = 1, tls?: ServerTls): Promise<EtcdCluster> {
     const cluster = new EtcdCluster();
     cluster.tls = tls;
+    const ports = await freePorts(2 * size);
     for (let i = 0; i < size; i++) {
-      const [client, peer] = [await freePort(), await freePort()];
+      const [client, peer] = [ports[2 * i]!, ports[2 * i + 1]!];
       cluster.members.push({
         name: `m${i}`,
         clientUrl: `${tls ? 'https' : 'http'}://127.0.0.1:${client}`,
@@ -55,7 +60,12 @@ export class EtcdCluster {
       });
     }
     for (const m of cluster.members) cluster.launch(m);
-    await cluster.waitHealthy();
+    try {
+      await cluster.waitHealthy();
+    } catch (err) {
+      cluster.stop(); // no etcd outlives a cluster that failed to start
+      throw err;
+    }
     return cluster;
   }
 
