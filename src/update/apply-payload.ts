@@ -181,9 +181,13 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
     if (opts.size !== undefined && total !== undefined && total > opts.size) {
       throw new PayloadError('size', `the payload is ${total} bytes, more than the ${opts.size} announced`);
     }
+    const blobStart = headerSize + manifestLength;
+    if (total !== undefined && manifest.signaturesOffset !== undefined && manifest.signaturesSize) {
+      const end = blobStart + manifest.signaturesOffset + manifest.signaturesSize;
+      if (total !== end) throw new PayloadError('size', `the payload is ${total} bytes but its manifest accounts for ${end}`);
+    }
     const bs = manifest.blockSize;
     const slotStart = Number(target.firstLba) * sectorSize;
-    const blobStart = headerSize + manifestLength;
     let written = 0;
     const firstByteAt = performance.now();
     const toWrite = manifest.operations.reduce((n, op) => n + op.dstExtents.reduce((m, e) => m + Number(e.numBlocks) * bs, 0), 0);
@@ -239,7 +243,7 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
       signatures = decodeSignatures(await reader.read(manifest.signaturesSize, 'the signatures'));
     }
     if (!(await reader.atEnd())) {
-      throw new PayloadError('size', `data follows the end of the payload at byte ${reader.position} (the manifest accounts for ${reader.position} bytes)`);
+      throw new PayloadError('size', `more data follows byte ${reader.position}, where the payload ends by its manifest`);
     }
     try {
       await fdatasync(fd);

@@ -137,7 +137,7 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
       ['signed with another key', async () => ({ path: await resign([keyOther()]) }), 'signature', /none of the payload's 1 signature\(s\) verifies with any of the 1/],
       ['a wrong announced SHA-256', async () => ({ path: good.path, opts: { sha256: Buffer.alloc(32, 7) } }), 'payload-hash', /not the announced 0707/],
       ['larger than announced', async () => ({ path: good.path, opts: { size: good.size - 1 } }), 'size', /more than the \d+ announced/],
-      ['data after the signatures', async () => write('trailing.gz', Buffer.concat([readFileSync(good.path), Buffer.from('extra')])), 'size', /data follows the end of the payload/],
+      ['data after the signatures', async () => write('trailing.gz', Buffer.concat([readFileSync(good.path), Buffer.from('extra')])), 'size', /the payload is \d+ bytes but its manifest accounts for \d+/],
       [
         'a manifest whose partition hash does not match the data (validly signed)',
         async () => ({ path: rewrite((m) => (m.newPartitionInfo!.hash = Buffer.alloc(32, 1))) }),
@@ -231,6 +231,13 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
       server = createServer((req, res) => {
         const body = readFileSync(good.path);
         behaviour.requests.push(req.headers.range ?? 'all');
+        if (req.url === '/trailing') {
+          // Chunked, no Content-Length: the size is unknown until the end.
+          res.writeHead(200);
+          res.write(body);
+          res.end('extra');
+          return;
+        }
         if (req.url === '/missing') {
           res.writeHead(404).end();
           return;
@@ -279,6 +286,15 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
       expect(err.message).toMatch(/reading http:\/\/127\.0\.0\.1:\d+\/update\.gz at byte 0: .*\(after 5 tries\)/);
       expect(cgptFlags(disk, 4)).toEqual([0, 0, 0]);
       behaviour.drops = 0;
+    }, 60_000);
+
+    test('data after the signatures, size unknown beforehand: found at the end', async () => {
+      Object.assign(behaviour, { drops: 0, requests: [] });
+      const disk = diskCopy(f, 'http-trailing');
+      const err = (await applyPayload({ source: httpSource(`${base}/trailing`), disk, target: usrSlot(disk, 'USR-B'), resumePolicy: fast }).catch((e: unknown) => e)) as PayloadError;
+      expect(err.check).toBe('size');
+      expect(err.message).toBe(`more data follows byte ${good.size}, where the payload ends by its manifest`);
+      expect(cgptFlags(disk, 4)).toEqual([0, 0, 0]);
     }, 60_000);
 
     test('a 404 is final, not retried', async () => {
