@@ -5,6 +5,7 @@
 //   4. applying 500 files, 20 users and 50 units into a temporary root, offline
 //   5. first boot from a stand-in EC2 metadata service: start to applied, and its split
 //   6. reboot coordination: 200 agents on 5 slots, ours against locksmith's algorithm (bench/locks.ts)
+//   7. applying an update payload of a 512 MiB USR image, against bzip2 | sha256sum | dd pipelines (bench/payload.ts)
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -198,5 +199,15 @@ if (spawnSync('etcd', ['--version']).status === 0) {
   const r = spawnSync(process.execPath, [locks], { stdio: 'inherit' });
   if (r.status !== 0) throw new Error('the reboot-coordination benchmark failed');
 } else console.log('\n6. skipped: needs etcd (Debian etcd-server)');
+
+// 7. Applying an update payload against shell pipelines (bundled as 6 is). The disk image is a
+// sparse file with a GPT written by images/make.ts itself: no mkfs is needed, only bzip2.
+if (spawnSync('bzip2', ['--help']).status === 0) {
+  const { buildSync } = await import('esbuild');
+  const payload = join(root, 'dist', 'bench-payload.cjs');
+  buildSync({ entryPoints: [join(root, 'bench/payload.ts')], outfile: payload, bundle: true, platform: 'node', format: 'cjs', logLevel: 'warning' });
+  const r = spawnSync(process.execPath, [payload], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('the payload-apply benchmark failed');
+} else console.log('\n7. skipped: needs bzip2');
 
 rmSync(work, { recursive: true, force: true });
