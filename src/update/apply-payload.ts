@@ -196,29 +196,23 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
       const seconds = (performance.now() - firstByteAt) / 1000;
       opts.onProgress({ bytes: reader.position, total: total ?? opts.size, fraction: toWrite > 0 ? written / toWrite : 1, rate: seconds > 0 ? reader.position / seconds : 0, written });
     };
-    const maxInFlight = pool.size * 3;
-    for (const [i, op] of manifest.operations.entries()) {
-      if (failure) break;
-      const name = `operation ${i} (${opNames[op.type]}, payload bytes ${blobStart + op.dataOffset}-${blobStart + op.dataOffset + op.dataLength - 1})`;
-      const gap = blobStart + op.dataOffset - reader.position;
-      if (gap > 0) await reader.read(gap, `the data before ${name}`);
-      const data = await reader.read(op.dataLength, name);
-      if (op.dataSha256 && !createHash('sha256').update(data).digest().equals(op.dataSha256)) {
-        throw new PayloadError('operation-hash', `${name}: its data does not match its SHA-256`);
-      }
+    const capacityOf = (op: Operation) => op.dstExtents.reduce((n, e) => n + Number(e.numBlocks) * bs, 0);
+    /** Decompresses (REPLACE_BZ, several to one bzip2) and writes a run of operations, in the background. */
+    const dispatch = (batch: { op: Operation; data: Buffer; name: string }[]) => {
       const work = (async () => {
-        let out = data;
-        if (op.type === opType.REPLACE_BZ) {
-          const capacity = op.dstExtents.reduce((n, e) => n + Number(e.numBlocks) * bs, 0);
+        let outs = batch.map((b) => b.data);
+        if (batch[0]!.op.type === opType.REPLACE_BZ) {
           try {
-            out = await pool.decompress(data, capacity);
+            outs = await pool.decompressBatch(batch.map((b) => ({ data: b.data, capacity: capacityOf(b.op), minimum: capacityOf(b.op) - bs + 1 })));
           } catch (err) {
-            throw new PayloadError('operation', `${name}: ${(err as Error).message}`);
+            throw new PayloadError('operation', `${batch[(err as { chunk?: number }).chunk ?? 0]!.name}: ${(err as Error).message}`);
           }
         }
-        const n = await writeExtents(fd, slotStart, bs, op, out, name);
-        written += n; // not `written += await ...`: that would add to a value read before the await
-        report();
+        for (const [j, b] of batch.entries()) {
+          const n = await writeExtents(fd, slotStart, bs, b.op, outs[j]!, b.name);
+          written += n; // not `written += await ...`: that would add to a value read before the await
+          report();
+        }
       })();
       const tracked: Promise<unknown> = work.then(
         () => inFlight.delete(tracked),
@@ -228,8 +222,31 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
         },
       );
       inFlight.add(tracked);
+    };
+    // A process per batch of chunks, not per chunk: starting one costs a fork of this process.
+    const batchSize = 8;
+    const maxInFlight = pool.size * 2;
+    let batch: { op: Operation; data: Buffer; name: string }[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      dispatch(batch);
+      batch = [];
       while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+    };
+    for (const [i, op] of manifest.operations.entries()) {
+      if (failure) break;
+      const name = `operation ${i} (${opNames[op.type]}, payload bytes ${blobStart + op.dataOffset}-${blobStart + op.dataOffset + op.dataLength - 1})`;
+      const gap = blobStart + op.dataOffset - reader.position;
+      if (gap > 0) await reader.read(gap, `the data before ${name}`);
+      const data = await reader.read(op.dataLength, name);
+      if (op.dataSha256 && !createHash('sha256').update(data).digest().equals(op.dataSha256)) {
+        throw new PayloadError('operation-hash', `${name}: its data does not match its SHA-256`);
+      }
+      if (batch.length > 0 && batch[0]!.op.type !== op.type) await flush();
+      batch.push({ op, data, name });
+      if (op.type === opType.REPLACE || batch.length >= batchSize) await flush();
     }
+    if (!failure) await flush();
     await Promise.all(inFlight);
     if (failure) throw failure;
 

@@ -16,7 +16,7 @@ import { makePayload } from '../../src/update/make-payload';
 import { bestSlot } from '../../src/update/slots';
 import { readGpt } from '../../src/update/gpt';
 import { fileSource, httpSource } from '../../src/update/payload-source';
-import { PayloadError, headerSize, parseHeader } from '../../src/update/payload-format';
+import { PayloadError, decodeManifest, headerSize, parseHeader } from '../../src/update/payload-format';
 import { finalizeStaged, markGood, readStaged, stage } from '../../src/update/engine';
 import { makeUsrImage } from '../../images/make';
 import { cgptFlags, diskCopy, fixture, keyPair, mountedVersion, rewritePayload, sgdiskVerify, sha256, slotVersion, updateTools, usrSlot } from '../support/update';
@@ -128,8 +128,9 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
     const cases: [string, () => Promise<{ path: string; opts?: { sha256?: Buffer; size?: number; keys?: string[] } }>, string, RegExp][] = [
       ['truncated in the header', async () => cut(10), 'truncated', /the payload ends at byte 10, inside the header/],
       ['truncated in the manifest', async () => cut(headerSize + 30), 'truncated', /inside the manifest/],
-      ['truncated in the data', async () => cut(Math.floor(good.size / 2)), 'truncated', /inside operation \d+/],
-      ['truncated in the signatures', async () => cut(good.size - 10), 'truncated', /inside the signatures/],
+      // A file's size is known: shorter than its manifest says is refused before anything is written.
+      ['truncated in the data', async () => cut(Math.floor(good.size / 2)), 'size', /the payload is \d+ bytes but its manifest accounts for \d+/],
+      ['truncated in the signatures', async () => cut(good.size - 10), 'size', /the payload is \d+ bytes but its manifest accounts for \d+/],
       ['a gzip file, not a payload', async () => write('gzip.gz', Buffer.from('1f8b0800000000000003', 'hex')), 'truncated', /the payload ends at byte 10, inside the header/],
       ['not a payload', async () => write('text.gz', Buffer.from('<html>Service unavailable, try again later</html>')), 'header', /not an update payload: it starts with "<htm"/],
       ['a byte of operation data flipped', async () => flip(Math.floor(good.size / 3)), 'operation-hash', /does not match its SHA-256/],
@@ -150,6 +151,14 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
         'size',
         /beyond the 8192 blocks of USR-B/,
       ],
+      ['bzip2 data corrupted in operation 5, with no per-operation hashes', async () => {
+        const p = rewrite((m) => m.operations.forEach((op) => delete op.dataSha256));
+        const b = Buffer.from(readFileSync(p));
+        const m = parseHeader(b);
+        const op5 = decodeManifest(b.subarray(headerSize, headerSize + m)).operations[5]!;
+        b[headerSize + m + op5.dataOffset + 200] = b[headerSize + m + op5.dataOffset + 200]! ^ 0xff;
+        return write('bz-corrupt.gz', b);
+      }, 'operation', /^operation 5 \(REPLACE_BZ, payload bytes \d+-\d+\): bzip2: .*(CRC|data integrity|corrupt)/i],
       ['an unsigned payload when keys are configured', async () => ({ path: await unsigned() }), 'signature', /the payload is not signed/],
     ];
 
@@ -238,6 +247,11 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
           res.end('extra');
           return;
         }
+        if (req.url === '/truncated') {
+          res.writeHead(200);
+          res.end(body.subarray(0, Math.floor(body.length / 2)));
+          return;
+        }
         if (req.url === '/missing') {
           res.writeHead(404).end();
           return;
@@ -294,6 +308,15 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
       const err = (await applyPayload({ source: httpSource(`${base}/trailing`), disk, target: usrSlot(disk, 'USR-B'), resumePolicy: fast }).catch((e: unknown) => e)) as PayloadError;
       expect(err.check).toBe('size');
       expect(err.message).toBe(`more data follows byte ${good.size}, where the payload ends by its manifest`);
+      expect(cgptFlags(disk, 4)).toEqual([0, 0, 0]);
+    }, 60_000);
+
+    test('cut short on an unsized stream: found where it ends', async () => {
+      Object.assign(behaviour, { drops: 0, requests: [] });
+      const disk = diskCopy(f, 'http-truncated');
+      const err = (await applyPayload({ source: httpSource(`${base}/truncated`), disk, target: usrSlot(disk, 'USR-B'), resumePolicy: fast }).catch((e: unknown) => e)) as PayloadError;
+      expect(err.check).toBe('truncated');
+      expect(err.message).toMatch(new RegExp(`^the payload ends at byte ${Math.floor(good.size / 2)}, inside operation \\d+ \\(REPLACE_BZ, payload bytes \\d+-\\d+\\)`));
       expect(cgptFlags(disk, 4)).toEqual([0, 0, 0]);
     }, 60_000);
 
