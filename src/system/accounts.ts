@@ -37,6 +37,17 @@ export function readGroups(fs: RootedFs): GroupEntry[] {
   return lines(fs, files.group).map((f) => ({ name: f[0]!, gid: Number(f[2]), members: (f[3] ?? '').split(',').filter(Boolean) }));
 }
 
+/**
+ * Whether `user` is a member of `group` in /etc/group and, where the group has a line there, in
+ * /etc/gshadow too: shadow's tools write the two files one after the other, so a tool killed in
+ * between leaves them disagreeing, and only gpasswd -a brings them together again.
+ */
+function isMember(fs: RootedFs, groups: GroupEntry[], group: string, user: string): boolean {
+  if (!groups.find((e) => e.name === group)?.members.includes(user)) return false;
+  const shadowLine = lines(fs, '/etc/gshadow').find((f) => f[0] === group);
+  return !shadowLine || (shadowLine[3] ?? '').split(',').includes(user);
+}
+
 /** The password hash of a user from the root's shadow file, if it has one. */
 function shadowHash(fs: RootedFs, name: string): string | undefined {
   return lines(fs, '/etc/shadow').find((f) => f[0] === name)?.[1];
@@ -118,7 +129,7 @@ export function userChanges(fs: RootedFs, user: User): string[] {
   if (user.passwd && shadowHash(fs, user.name) !== user.passwd) out.push(`set the password of ${user.name}`);
   const groups = readGroups(fs);
   for (const g of user.groups) {
-    if (!groups.find((e) => e.name === g)?.members.includes(user.name)) out.push(`add ${user.name} to group ${g}`);
+    if (!isMember(fs, groups, g, user.name)) out.push(`add ${user.name} to group ${g}`);
   }
   return out;
 }
@@ -153,7 +164,7 @@ export function applyUser(fs: RootedFs, root: string, user: User): Outcome {
   }
   const groups = readGroups(fs);
   for (const g of user.groups) {
-    if (!groups.find((e) => e.name === g)?.members.includes(user.name)) run(commands.gpasswd, [...rootArgs(root), '-a', user.name, g]);
+    if (!isMember(fs, groups, g, user.name)) run(commands.gpasswd, [...rootArgs(root), '-a', user.name, g]);
   }
   return 'changed';
 }

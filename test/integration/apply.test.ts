@@ -2,7 +2,7 @@
  * Applying user data into temporary roots, offline (no systemd), with the real shadow tools:
  * files, users, SSH keys, generated settings, unit links; dry runs, re-runs, failures, refusals.
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, copyFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { applyUserData } from '../../src/apply/apply';
@@ -108,6 +108,16 @@ describeAsRoot('sections', () => {
     await apply(root, '#cloud-config\nusers:\n  - name: core\n    passwd: $6$abc$def\n    groups: [sudo]\n');
     expect(readFileSync(join(root, 'etc/shadow'), 'utf8')).toMatch(/^core:\$6\$abc\$def:/m);
     expect(readFileSync(join(root, 'etc/group'), 'utf8')).toMatch(/^sudo:x:27:core$/m);
+  });
+
+  test('a membership in /etc/group but not /etc/gshadow (a shadow tool killed between the two) is completed', async () => {
+    const root = makeRoot();
+    writeFileSync(join(root, 'etc/group'), readFileSync(join(root, 'etc/group'), 'utf8').replace('sudo:x:27:', 'sudo:x:27:core'));
+    const report = await apply(root, '#cloud-config\nusers:\n  - name: core\n    groups: [sudo]\n');
+    expect(report.results.find((r) => r.subject === 'user core')?.outcome).toBe('changed');
+    expect(readFileSync(join(root, 'etc/gshadow'), 'utf8')).toMatch(/^sudo:\*::core$/m);
+    expect(readFileSync(join(root, 'etc/group'), 'utf8')).toMatch(/^sudo:x:27:core$/m);
+    expect((await apply(root, '#cloud-config\nusers:\n  - name: core\n    groups: [sudo]\n')).results.find((r) => r.subject === 'user core')?.outcome).toBe('unchanged');
   });
 
   test('update.conf keeps its other keys; reboot_strategy off masks locksmithd', async () => {
