@@ -1,0 +1,136 @@
+/**
+ * The update attempt against the update server on loopback: statuses in order, the events the
+ * server records, the staged slot, a failed payload reported with its code, GROUP changes, and the
+ * rollback report after a boot back into the old version.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeDisk, makeRelease, makeUsrImage } from '../../images/make';
+import { UpdateAttempter } from '../../src/update/attempter';
+import type { Status } from '../../src/update/attempter';
+import { readEngineSettings, machineIdentity } from '../../src/update/engine-config';
+import { UpdateServer } from '../../src/update/server';
+import { cgptFlags, keyPair, slotVersion, updateTools, usrSlot } from '../support/update';
+
+if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => undefined);
+
+(updateTools ? describe : describe.skip)('update attempt', () => {
+  let dir: string;
+  let server: UpdateServer;
+  let url: string;
+  let key: { privateKey: string; publicKey: string };
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'bootsmith-attempt-'));
+    key = keyPair();
+    await makeRelease(join(dir, 'channels'), 'stable', '1001.0.0', [key.privateKey], dir);
+    server = new UpdateServer({ tree: join(dir, 'channels') });
+    url = await server.listen(0);
+  }, 60_000);
+  afterAll(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The attempter of the machine whose root and disk these are, as a daemon would make it at start. */
+  function attempterFor(root: string, disk: string, publicKeys = [key.publicKey]): UpdateAttempter {
+    const prefsDir = join(root, 'var/lib/update_engine/prefs');
+    return new UpdateAttempter({
+      settings: () => readEngineSettings(root),
+      identity: (s) => machineIdentity(s, { root, prefsDir, bootIdFile: join(root, 'boot_id') }),
+      machine: () => ({ disk, active: { label: 'USR-A' } }),
+      stateDir: join(root, 'var/lib/update_engine'),
+      prefsDir,
+      publicKeys,
+    });
+  }
+
+  /** A machine: a disk with 1000.0.0 in USR-A and a root with its release, update.conf and machine id. */
+  function machine(name: string, group = 'stable', publicKeys = [key.publicKey]) {
+    const root = join(dir, name);
+    mkdirSync(join(root, 'usr/share/coreos'), { recursive: true });
+    mkdirSync(join(root, 'etc/coreos'), { recursive: true });
+    writeFileSync(join(root, 'usr/share/coreos/release'), 'COREOS_RELEASE_VERSION=1000.0.0\nCOREOS_RELEASE_BOARD=amd64-usr\n');
+    writeFileSync(join(root, 'etc/coreos/update.conf'), `GROUP=${group}\nSERVER=${url}/v1/update/\n`);
+    writeFileSync(join(root, 'etc/machine-id'), `${Buffer.from(name.padEnd(16, '0')).toString('hex').slice(0, 32)}\n`);
+    writeFileSync(join(root, 'boot_id'), '3c4ba6a1-0d3e-4b5a-9a65-1f7e0e7a2b11\n');
+    const image = join(root, 'usr.img');
+    makeUsrImage(image, '1000.0.0');
+    const disk = join(root, 'disk.img');
+    makeDisk(disk, 32, image);
+    const seen: Status[] = [];
+    const attempter = attempterFor(root, disk, publicKeys);
+    attempter.on('status', (s: { currentOperation: Status }) => {
+      if (seen.at(-1) !== s.currentOperation) seen.push(s.currentOperation);
+    });
+    const machineId = Buffer.from(name.padEnd(16, '0')).toString('hex').slice(0, 32);
+    return { root, disk, attempter, seen, machineId };
+  }
+
+  test('an update: statuses in order, events 3/2, 13/1, 14/1, 3/1 at the server, USR-B staged', async () => {
+    const m = machine('one');
+    await m.attempter.check();
+    expect(m.seen).toEqual([
+      'UPDATE_STATUS_CHECKING_FOR_UPDATE',
+      'UPDATE_STATUS_UPDATE_AVAILABLE',
+      'UPDATE_STATUS_DOWNLOADING',
+      'UPDATE_STATUS_VERIFYING',
+      'UPDATE_STATUS_FINALIZING',
+      'UPDATE_STATUS_UPDATED_NEED_REBOOT',
+    ]);
+    expect(m.attempter.status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '1001.0.0', progress: 1 });
+    const events = server.machines.get(m.machineId)!.events.map((e) => `${e.type}/${e.result}`);
+    expect(events).toEqual(['3/2', '13/1', '14/1', '3/1']);
+    expect(slotVersion(m.disk, usrSlot(m.disk, 'USR-B'), dir)).toBe('1001.0.0');
+    expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]); // staged, not finalized: locksmithd does that
+    // A check while a reboot is needed only pings.
+    const checks = server.counts.checks;
+    await m.attempter.check();
+    expect(server.counts.checks).toBe(checks);
+    // ResetStatus forgets the staged update (the flags are not touched).
+    m.attempter.resetStatus();
+    expect(m.attempter.status().currentOperation).toBe('UPDATE_STATUS_IDLE');
+    expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]);
+  }, 60_000);
+
+  test('a payload that fails its signature: 3/0 with code 12, back to IDLE, USR-B unbootable', async () => {
+    const m = machine('two', 'stable', [keyPair().publicKey]);
+    const failures: { code: number }[] = [];
+    m.attempter.on('failed', (f: { code: number }) => failures.push(f));
+    await m.attempter.check();
+    expect(m.seen).toEqual(['UPDATE_STATUS_CHECKING_FOR_UPDATE', 'UPDATE_STATUS_UPDATE_AVAILABLE', 'UPDATE_STATUS_DOWNLOADING', 'UPDATE_STATUS_REPORTING_ERROR_EVENT', 'UPDATE_STATUS_IDLE']);
+    expect(failures.map((f) => f.code)).toEqual([12]);
+    expect(server.machines.get(m.machineId)!.events.at(-1)).toMatchObject({ type: 3, result: 0, errorCode: 12 });
+    expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]);
+    expect(cgptFlags(m.disk, 3)).toEqual([1, 0, 1]);
+    server.resume('stable', '1001.0.0'); // the error halted the version; the next tests want it
+  }, 60_000);
+
+  test('GROUP is read for every check: nothing newer on beta, then the update once moved to stable', async () => {
+    const m = machine('three', 'beta');
+    await m.attempter.check();
+    expect(m.seen).toEqual(['UPDATE_STATUS_CHECKING_FOR_UPDATE', 'UPDATE_STATUS_IDLE']);
+    writeFileSync(join(m.root, 'etc/coreos/update.conf'), `GROUP=stable\nSERVER=${url}/v1/update/\n`);
+    await m.attempter.check();
+    expect(m.attempter.status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '1001.0.0' });
+    expect(server.machines.get(m.machineId)!.track).toBe('stable');
+    // A daemon started again while the reboot is pending starts in UPDATED_NEED_REBOOT.
+    const restarted = attempterFor(m.root, m.disk);
+    expect(restarted.status().currentOperation).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+    expect(() => restarted.resetStatus()).not.toThrow();
+  }, 60_000);
+
+  test('after a boot back into the old version, the next check reports the rollback (3/0, code 44)', async () => {
+    const m = machine('four');
+    await m.attempter.check();
+    // The machine rebooted, the new slot failed, and it came back on 1000.0.0: a fresh daemon.
+    rmSync(join(m.root, 'var/lib/update_engine/prefs/need-reboot'));
+    const again = attempterFor(m.root, m.disk);
+    await again.check();
+    const record = server.machines.get(m.machineId)!;
+    expect(record.events.find((e) => e.errorCode === 44)).toMatchObject({ type: 3, result: 0 });
+    expect(server.halted.has('stable/1001.0.0')).toBe(true);
+    expect(again.status().currentOperation).toBe('UPDATE_STATUS_IDLE'); // halted: noupdate
+    server.resume('stable', '1001.0.0');
+  }, 60_000);
+});
