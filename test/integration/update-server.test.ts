@@ -3,7 +3,8 @@
  * rules, the payload fetched with Range and applied, events recorded, a version halted by an error
  * or a rollback and resumed by an operator.
  */
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,6 +123,27 @@ test('versions compare numerically', () => {
     expect(log).toContain('halted beta/1004.0.0: machine machine-6 reported error 12');
     expect(readFileSync(join(dir, 'state/events.jsonl'), 'utf8')).toContain('"machineId":"machine-6","track":"beta","at"');
   }, 60_000);
+
+  test('the bootsmith-update-server program serves the same tree and stops on SIGTERM', async () => {
+    const bin = join(__dirname, '../../bin/bootsmith-update-server.js');
+    if (!existsSync(join(__dirname, '../../dist/update-server.js'))) return; // npm test builds first
+    const child = spawn(process.execPath, [bin, '--tree', join(dir, 'channels'), '--listen', '127.0.0.1:0']);
+    let stderr = '';
+    const served = await new Promise<string>((resolve) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+)\/v1\/update\//.exec(stderr);
+        if (m) resolve(m[1]!);
+      });
+    });
+    const answer = parseResponse((await post(`${served}/v1/update/`, buildRequest(machine(8, '1000.0.0'), { kind: 'check', previousVersion: undefined, rolledBack: false }, false))).body);
+    expect(answer).toMatchObject({ kind: 'update', version: '1003.0.0' });
+    child.kill('SIGTERM');
+    expect(await new Promise((r) => child.on('close', r))).toBe(0);
+    const bad = spawnSync(process.execPath, [bin, '--tree', join(dir, 'nope')], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/the channel tree .*nope does not exist/);
+  }, 30_000);
 
   test('wrong application, bad XML, paths outside the tree', async () => {
     let err: unknown;
