@@ -206,8 +206,9 @@ export class UpdateAttempter extends EventEmitter {
         sha256: answer.sha256,
         size: answer.size,
         onProgress: (p) => {
-          // Throttled as update_engine does: every whole percent.
-          if (p.fraction - lastProgress < 0.01 && p.fraction < 1) return;
+          // Throttled as update_engine does: every whole percent. Once all is written, the checks run.
+          if (p.fraction >= 1) return this.set('UPDATE_STATUS_VERIFYING', { progress: 1 });
+          if (p.fraction - lastProgress < 0.01) return;
           lastProgress = p.fraction;
           this.set('UPDATE_STATUS_DOWNLOADING', { progress: p.fraction });
         },
@@ -215,7 +216,7 @@ export class UpdateAttempter extends EventEmitter {
     } catch (err) {
       return this.fail(settings.server, id, err instanceof PayloadError ? payloadErrorCode(err) : errorCode.error, err as Error);
     }
-    this.set('UPDATE_STATUS_VERIFYING', { progress: 1 });
+    if (this.snapshot.currentOperation !== 'UPDATE_STATUS_VERIFYING') this.set('UPDATE_STATUS_VERIFYING', { progress: 1 });
     await this.event(settings.server, id, eventType.downloadFinished, eventResult.success);
     this.set('UPDATE_STATUS_FINALIZING');
     if (this.opts.finalizeAfterStaging) {

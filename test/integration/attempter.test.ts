@@ -98,7 +98,7 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     const failures: { code: number }[] = [];
     m.attempter.on('failed', (f: { code: number }) => failures.push(f));
     await m.attempter.check();
-    expect(m.seen).toEqual(['UPDATE_STATUS_CHECKING_FOR_UPDATE', 'UPDATE_STATUS_UPDATE_AVAILABLE', 'UPDATE_STATUS_DOWNLOADING', 'UPDATE_STATUS_REPORTING_ERROR_EVENT', 'UPDATE_STATUS_IDLE']);
+    expect(m.seen).toEqual(['UPDATE_STATUS_CHECKING_FOR_UPDATE', 'UPDATE_STATUS_UPDATE_AVAILABLE', 'UPDATE_STATUS_DOWNLOADING', 'UPDATE_STATUS_VERIFYING', 'UPDATE_STATUS_REPORTING_ERROR_EVENT', 'UPDATE_STATUS_IDLE']);
     expect(failures.map((f) => f.code)).toEqual([12]);
     expect(server.machines.get(m.machineId)!.events.at(-1)).toMatchObject({ type: 3, result: 0, errorCode: 12 });
     expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]);
