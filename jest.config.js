@@ -4,4 +4,7 @@ module.exports = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': 'ts-jest' },
+  // Many tests start programs, etcd or systemd; on a loaded 2-core machine 5 s is too little for a
+  // test that runs a handful of them one after the other.
+  testTimeout: 30_000,
 };
