@@ -3,15 +3,13 @@
  * server records, the staged slot, a failed payload reported with its code, GROUP changes, and the
  * rollback report after a boot back into the old version.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeDisk, makeRelease, makeUsrImage } from '../../images/make';
-import { UpdateAttempter } from '../../src/update/attempter';
+import { makeRelease } from '../../images/make';
 import type { Status } from '../../src/update/attempter';
-import { readEngineSettings, machineIdentity } from '../../src/update/engine-config';
 import { UpdateServer } from '../../src/update/server';
-import { cgptFlags, keyPair, slotVersion, updateTools, usrSlot } from '../support/update';
+import { attempterFor, cgptFlags, keyPair, slotVersion, updateMachine, updateTools, usrSlot } from '../support/update';
 
 if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => undefined);
 
@@ -32,40 +30,17 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** The attempter of the machine whose root and disk these are, as a daemon would make it at start. */
-  function attempterFor(root: string, disk: string, publicKeys = [key.publicKey]): UpdateAttempter {
-    const prefsDir = join(root, 'var/lib/update_engine/prefs');
-    return new UpdateAttempter({
-      settings: () => readEngineSettings(root),
-      identity: (s) => machineIdentity(s, { root, prefsDir, bootIdFile: join(root, 'boot_id') }),
-      machine: () => ({ disk, active: { label: 'USR-A' } }),
-      stateDir: join(root, 'var/lib/update_engine'),
-      prefsDir,
-      publicKeys,
-    });
-  }
-
-  /** A machine: a disk with 1000.0.0 in USR-A and a root with its release, update.conf and machine id. */
+  /** A machine (see updateMachine) and its attempter, with the statuses it went through. */
   function machine(name: string, group = 'stable', publicKeys = [key.publicKey]) {
-    const root = join(dir, name);
-    mkdirSync(join(root, 'usr/share/coreos'), { recursive: true });
-    mkdirSync(join(root, 'etc/coreos'), { recursive: true });
-    writeFileSync(join(root, 'usr/share/coreos/release'), 'COREOS_RELEASE_VERSION=1000.0.0\nCOREOS_RELEASE_BOARD=amd64-usr\n');
-    writeFileSync(join(root, 'etc/coreos/update.conf'), `GROUP=${group}\nSERVER=${url}/v1/update/\n`);
-    writeFileSync(join(root, 'etc/machine-id'), `${Buffer.from(name.padEnd(16, '0')).toString('hex').slice(0, 32)}\n`);
-    writeFileSync(join(root, 'boot_id'), '3c4ba6a1-0d3e-4b5a-9a65-1f7e0e7a2b11\n');
-    const image = join(root, 'usr.img');
-    makeUsrImage(image, '1000.0.0');
-    const disk = join(root, 'disk.img');
-    makeDisk(disk, 32, image);
+    const m = updateMachine(dir, name, url, group);
     const seen: Status[] = [];
-    const attempter = attempterFor(root, disk, publicKeys);
+    const attempter = attempterFor(m.root, m.disk, publicKeys);
     attempter.on('status', (s: { currentOperation: Status }) => {
       if (seen.at(-1) !== s.currentOperation) seen.push(s.currentOperation);
     });
-    const machineId = Buffer.from(name.padEnd(16, '0')).toString('hex').slice(0, 32);
-    return { root, disk, attempter, seen, machineId };
+    return { ...m, attempter, seen };
   }
+  const attempter = (m: { root: string; disk: string }) => attempterFor(m.root, m.disk, [key.publicKey]);
 
   test('an update: statuses in order, events 3/2, 13/1, 14/1, 3/1 at the server, USR-B staged', async () => {
     const m = machine('one');
@@ -115,7 +90,7 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     expect(m.attempter.status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '1001.0.0' });
     expect(server.machines.get(m.machineId)!.track).toBe('stable');
     // A daemon started again while the reboot is pending starts in UPDATED_NEED_REBOOT.
-    const restarted = attempterFor(m.root, m.disk);
+    const restarted = attempter(m);
     expect(restarted.status().currentOperation).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
     expect(() => restarted.resetStatus()).not.toThrow();
   }, 60_000);
@@ -125,7 +100,7 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     await m.attempter.check();
     // The machine rebooted, the new slot failed, and it came back on 1000.0.0: a fresh daemon.
     rmSync(join(m.root, 'var/lib/update_engine/prefs/need-reboot'));
-    const again = attempterFor(m.root, m.disk);
+    const again = attempter(m);
     await again.check();
     const record = server.machines.get(m.machineId)!;
     expect(record.events.find((e) => e.errorCode === 44)).toMatchObject({ type: 3, result: 0 });

@@ -1,10 +1,12 @@
 /** Disks, images, keys and payloads for the update tests, and the cgpt/sgdisk oracles. */
 import { spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeDisk, makeUsrImage } from '../../images/make';
+import { UpdateAttempter } from '../../src/update/attempter';
+import { machineIdentity, readEngineSettings } from '../../src/update/engine-config';
 import { readGpt } from '../../src/update/gpt';
 import type { GptEntry } from '../../src/update/gpt';
 import { decodeManifest, encodeHeader, encodeManifest, encodeSignatures, headerSize, parseHeader } from '../../src/update/payload-format';
@@ -113,4 +115,37 @@ export function mountedVersion(disk: string, slot: GptEntry, work: string): stri
   } finally {
     spawnSync('umount', [mnt]);
   }
+}
+
+/**
+ * A simulated machine for the update engine: a root with its release (1000.0.0), update.conf
+ * (GROUP, SERVER), machine id and boot id, and a disk with 1000.0.0 in USR-A.
+ */
+export function updateMachine(dir: string, name: string, serverUrl: string, group = 'stable'): { root: string; disk: string; machineId: string } {
+  const root = join(dir, name);
+  mkdirSync(join(root, 'usr/share/coreos'), { recursive: true });
+  mkdirSync(join(root, 'etc/coreos'), { recursive: true });
+  writeFileSync(join(root, 'usr/share/coreos/release'), 'COREOS_RELEASE_VERSION=1000.0.0\nCOREOS_RELEASE_BOARD=amd64-usr\n');
+  writeFileSync(join(root, 'etc/coreos/update.conf'), `GROUP=${group}\nSERVER=${serverUrl}/v1/update/\n`);
+  const machineId = createHash('md5').update(name).digest('hex');
+  writeFileSync(join(root, 'etc/machine-id'), `${machineId}\n`);
+  writeFileSync(join(root, 'boot_id'), '3c4ba6a1-0d3e-4b5a-9a65-1f7e0e7a2b11\n');
+  const image = join(root, 'usr.img');
+  makeUsrImage(image, '1000.0.0');
+  const disk = join(root, 'disk.img');
+  makeDisk(disk, 32, image);
+  return { root, disk, machineId };
+}
+
+/** The update attempt of such a machine, as a daemon would make it at start. */
+export function attempterFor(root: string, disk: string, publicKeys: string[]): UpdateAttempter {
+  const prefsDir = join(root, 'var/lib/update_engine/prefs');
+  return new UpdateAttempter({
+    settings: () => readEngineSettings(root),
+    identity: (s) => machineIdentity(s, { root, prefsDir, bootIdFile: join(root, 'boot_id') }),
+    machine: () => ({ disk, active: { label: 'USR-A' } }),
+    stateDir: join(root, 'var/lib/update_engine'),
+    prefsDir,
+    publicKeys,
+  });
 }
