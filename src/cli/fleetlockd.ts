@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { connectEtcd, splitEndpoints } from '../lock/etcd';
 import { fleetLockHandler } from '../lock/fleetlock';
 import { version } from '../version';
-import { addEtcdOptions, collect, parseArgs } from './options';
+import { addEtcdOptions, collect, parseArgs, parseListen, untilStopped } from './options';
 
 interface Options {
   listen: string;
@@ -35,8 +35,8 @@ export async function main(argv: string[]): Promise<number> {
   const exit = parseArgs(program, argv);
   if (exit !== undefined) return exit;
   const o = program.opts<Options>();
-  const m = /^(.*):(\d+)$/.exec(o.listen);
-  if (!m) {
+  const listen = parseListen(o.listen);
+  if (!listen) {
     log(`--listen ${o.listen}: want host:port`);
     return 2;
   }
@@ -58,18 +58,14 @@ export async function main(argv: string[]): Promise<number> {
   const server = createServer(fleetLockHandler(client, { log, ...(groups ? { groups } : {}) }));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(Number(m[2]), m[1], resolve);
+    server.listen(listen.port, listen.host, resolve);
   }).catch((err: Error) => {
     log(`cannot listen on ${o.listen}: ${err.message}`);
     throw err;
   });
   log(`serving FleetLock on ${o.listen}`);
-  return new Promise((resolve) => {
-    const stop = () => server.close(() => {
-      client.close();
-      resolve(0);
-    });
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
+  await untilStopped();
+  await new Promise((resolve) => server.close(resolve));
+  client.close();
+  return 0;
 }

@@ -42,3 +42,22 @@ export function normalizeGoFlags(argv: string[], longFlags: string[]): string[] 
     return longFlags.includes(name) ? [`--${name}`, ...value].join('=') : arg;
   });
 }
+
+/** A `--listen` value, `HOST:PORT`; undefined when it is not one. */
+export function parseListen(value: string): { host: string; port: number } | undefined {
+  const m = /^(.*):(\d+)$/.exec(value);
+  return m ? { host: m[1]!, port: Number(m[2]) } : undefined;
+}
+
+/** Resolves on the first SIGTERM or SIGINT: how a server program waits to be stopped. */
+export function untilStopped(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}

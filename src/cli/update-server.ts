@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { UpdateServer } from '../update/server';
-import { parseArgs } from './options';
+import { parseArgs, parseListen, untilStopped } from './options';
 import { version } from '../version';
 
 export async function main(argv: string[]): Promise<number> {
@@ -22,8 +22,8 @@ export async function main(argv: string[]): Promise<number> {
   const done = parseArgs(program, argv);
   if (done !== undefined) return done;
   const opts = program.opts<{ tree: string; listen: string; board: string; stateDir?: string }>();
-  const m = /^(.*):(\d+)$/.exec(opts.listen);
-  if (!m) {
+  const listen = parseListen(opts.listen);
+  if (!listen) {
     process.stderr.write(`bootsmith-update-server: --listen ${opts.listen} is not HOST:PORT\n`);
     return 2;
   }
@@ -35,16 +35,13 @@ export async function main(argv: string[]): Promise<number> {
   const server = new UpdateServer({ tree: opts.tree, board: opts.board, ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), log });
   let url: string;
   try {
-    url = await server.listen(Number(m[2]), m[1]);
+    url = await server.listen(listen.port, listen.host);
   } catch (err) {
     process.stderr.write(`bootsmith-update-server: cannot listen on ${opts.listen}: ${(err as Error).message}\n`);
     return 1;
   }
   log(`serving ${opts.tree} at ${url}/v1/update/`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  await untilStopped();
   await server.close();
   return 0;
 }

@@ -165,6 +165,12 @@ async function run(opts: Options, io: Io): Promise<number> {
 
 class UsageError extends Error {}
 
+/** A flag's parser for a whole number of `unit`. */
+const wholeNumber = (flag: string, unit: string) => (v: string) => {
+  if (!/^\d+$/.test(v)) throw new UsageError(`${flag} ${v} is not a number of ${unit}`);
+  return Number(v);
+};
+
 /** The health gate before marking a boot good: systemd running (or the named units active), polled each second. */
 async function waitHealthy(opts: Options, io: Io): Promise<void> {
   const systemd = await connectSystemd(opts.systemdBus);
@@ -200,18 +206,12 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--active <slot>', 'the running slot: USR-A, USR-B or a partition UUID (default: from the kernel command line or /usr)')
     .option('--public-key <pem>', 'a public key the payload signature may verify with (repeatable, for key rotation)', collect)
     .option('--sha256 <hash>', "the payload's SHA-256 as announced (hex or base64)")
-    .option('--size <bytes>', "the payload's size as announced", (v) => {
-      if (!/^\d+$/.test(v)) throw new UsageError(`--size ${v} is not a number of bytes`);
-      return Number(v);
-    })
+    .option('--size <bytes>', "the payload's size as announced", wholeNumber('--size', 'bytes'))
     .option('--state-dir <dir>', 'where the staged update is recorded', defaultStateDir)
     .option('--cmdline-file <path>', 'the kernel command line to read usr= from', undefined)
     .option('--health-gate', 'with --mark-successful: first wait until systemd reports the system running')
     .option('--health-unit <unit>', 'with --mark-successful: first wait until this unit is active (repeatable; instead of the system state)', collect)
-    .option('--health-timeout <seconds>', 'how long the health gate waits', (v) => {
-      if (!/^\d+$/.test(v)) throw new UsageError(`--health-timeout ${v} is not a number of seconds`);
-      return Number(v);
-    }, 300)
+    .option('--health-timeout <seconds>', 'how long the health gate waits', wholeNumber('--health-timeout', 'seconds'), 300)
     .option('--systemd-bus <address>', "systemd's bus for the health gate: system or a D-Bus address", 'system')
     .addOption(new Option('--progress <mode>', 'progress display (default: bar on a terminal, else lines)').choices(['bar', 'lines', 'none']))
     .exitOverride()

@@ -14,8 +14,9 @@ export { defaultRetryPolicy } from './defaults';
 
 export interface HttpRequest {
   url: string;
-  method?: 'GET' | 'PUT';
+  method?: 'GET' | 'PUT' | 'POST';
   headers?: Record<string, string>;
+  body?: string;
 }
 
 export type HttpResult = { kind: 'ok'; status: number; body: Buffer; headers: http.IncomingHttpHeaders } | { kind: 'not-found' };
@@ -81,7 +82,7 @@ export function request(req: HttpRequest, timeoutMs: number): Promise<HttpResult
     });
     r.setTimeout(timeoutMs, () => r.destroy(new FetchError(`${req.url}: no answer within ${timeoutMs} ms`, true)));
     r.on('error', (err) => reject(err instanceof FetchError ? err : new FetchError(`${req.url}: ${err.message}`, true)));
-    r.end();
+    r.end(req.body);
   });
 }
 

@@ -17,7 +17,7 @@ import type { GptEntry } from './gpt';
 import { markUnbootable } from './slots';
 import { PayloadReader } from './payload-source';
 import type { PayloadSource } from './payload-source';
-import { decodeManifest, decodeSignatures, headerSize, opNames, opType, parseHeader, PayloadError, sparseHole } from './payload-format';
+import { decodeManifest, decodeSignatures, headerSize, opNames, opType, parseHeader, PayloadError, sha256DigestInfo, sparseHole } from './payload-format';
 import type { Manifest, Operation } from './payload-format';
 import type { RetryPolicy } from '../datasource/http';
 
@@ -68,9 +68,6 @@ export interface ApplyResult {
   resumes: number;
   warnings: string[];
 }
-
-/** The DER DigestInfo for SHA-256 that PKCS#1 v1.5 puts before the hash. */
-const sha256DigestInfo = Buffer.from('3031300d060960864801650304020105000420', 'hex');
 
 /** The index of the first key under which one of the signatures is a PKCS#1 v1.5 signature of `digest`, or -1. */
 export function verifySignatures(digest: Buffer, signatures: Buffer[], keys: KeyObject[]): number {

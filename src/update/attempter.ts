@@ -9,8 +9,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import * as http from 'node:http';
-import * as https from 'node:https';
+import { request } from '../datasource/http';
+import type { FetchError } from '../datasource/http';
 import { join } from 'node:path';
 import { PayloadError } from './payload-format';
 import { httpSource } from './payload-source';
@@ -72,25 +72,17 @@ export function payloadErrorCode(err: PayloadError): number {
   return codes[err.check] ?? errorCode.error;
 }
 
-/** POSTs an Omaha request; the body, or an OmahaError with 2000 + the HTTP status. */
-export function postOmaha(url: string, body: string, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const client = u.protocol === 'https:' ? https : http;
-    const req = client.request(u, { method: 'POST', headers: { 'content-type': 'text/xml', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const status = res.statusCode ?? 0;
-        if (status !== 200) reject(new OmahaError(errorCode.httpBase + status, `${url}: HTTP ${status}`));
-        else resolve(Buffer.concat(chunks).toString('utf8'));
-      });
-      res.on('error', (err) => reject(new OmahaError(errorCode.omahaRequestError, `${url}: ${err.message}`)));
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (err) => reject(err instanceof OmahaError ? err : new OmahaError(errorCode.omahaRequestError, `${url}: ${err.message}`)));
-    req.end(body);
-  });
+/** POSTs an Omaha request; the body, or an OmahaError with 2000 + the HTTP status (or 2 when nothing answered). */
+export async function postOmaha(url: string, body: string, timeoutMs = 30_000): Promise<string> {
+  let result;
+  try {
+    result = await request({ url, method: 'POST', headers: { 'content-type': 'text/xml' }, body }, timeoutMs);
+  } catch (err) {
+    const status = (err as FetchError).status;
+    throw new OmahaError(status ? errorCode.httpBase + status : errorCode.omahaRequestError, (err as Error).message);
+  }
+  if (result.kind === 'not-found') throw new OmahaError(errorCode.httpBase + 404, `${url}: HTTP 404`);
+  return result.body.toString('utf8');
 }
 
 export interface AttempterOptions {

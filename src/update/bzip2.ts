@@ -12,11 +12,14 @@ import { availableParallelism } from 'node:os';
 
 export const bzip2Command = 'bzip2';
 const stdbuf = '/usr/bin/stdbuf';
+/** Whether coreutils' stdbuf is here; looked up once, not for every process. */
+let haveStdbuf: boolean | undefined;
 
 /** Runs bzip2 with `args` over `inputs`, one after the other; its output, failing when it exceeds `limit` bytes. */
 function run(args: string[], inputs: Buffer[], limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const [cmd, argv] = existsSync(stdbuf) ? [stdbuf, ['-o', '1M', bzip2Command, ...args]] : [bzip2Command, args];
+    haveStdbuf ??= existsSync(stdbuf);
+    const [cmd, argv] = haveStdbuf ? [stdbuf, ['-o', '1M', bzip2Command, ...args]] : [bzip2Command, args];
     const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let size = 0;

@@ -7,11 +7,10 @@
 import { createHash, createPrivateKey, privateEncrypt, constants as cryptoConstants } from 'node:crypto';
 import { closeSync, createReadStream, fsyncSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { Bzip2Pool } from './bzip2';
-import { blockSize, encodeHeader, encodeManifest, encodeSignatures, opType, sparseHole } from './payload-format';
+import { blockSize, encodeHeader, encodeManifest, encodeSignatures, opType, sha256DigestInfo, sparseHole } from './payload-format';
 import type { Operation } from './payload-format';
 
 export const chunkSize = 1 << 20;
-const sha256DigestInfo = Buffer.from('3031300d060960864801650304020105000420', 'hex');
 
 export interface MadePayload {
   path: string;

@@ -62,11 +62,12 @@ export type RequestBody =
   | { kind: 'ping' }
   | { kind: 'event'; type: number; result: number; errorCode?: number };
 
-const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+/** Text for an XML attribute value. */
+export const xmlEscape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const attrs = (pairs: [string, string | number | undefined][]) =>
   pairs
     .filter((p): p is [string, string | number] => p[1] !== undefined)
-    .map(([k, v]) => ` ${k}="${escape(String(v))}"`)
+    .map(([k, v]) => ` ${k}="${xmlEscape(String(v))}"`)
     .join('');
 
 /** The request XML, attributes in the order update_engine writes them. */

@@ -70,6 +70,8 @@ export const blockSize = 4096;
 export const sparseHole = 0xffffffffffffffffn;
 export const opType = { REPLACE: 0, REPLACE_BZ: 1, MOVE: 2, BSDIFF: 3 } as const;
 export const opNames = ['REPLACE', 'REPLACE_BZ', 'MOVE', 'BSDIFF'];
+/** The DER DigestInfo for SHA-256 that PKCS#1 v1.5 puts before the hash it signs. */
+export const sha256DigestInfo = Buffer.from('3031300d060960864801650304020105000420', 'hex');
 
 export interface Extent {
   startBlock: bigint;

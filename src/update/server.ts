@@ -12,7 +12,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { join, resolve, sep } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
-import { coreosAppId, decodeDigest, eventResult, eventType } from './omaha';
+import { coreosAppId, decodeDigest, eventResult, eventType, xmlEscape as esc } from './omaha';
 
 export const packageName = 'flatcar_production_update.gz';
 
@@ -47,7 +47,6 @@ export function compareVersions(a: string, b: string): number {
 }
 
 const xml = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', isArray: (n) => ['app', 'event'].includes(n), parseAttributeValue: false, parseTagValue: false });
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 export interface ServerOptions {
   tree: string;
@@ -221,9 +220,11 @@ export class UpdateServer {
   }
 
   private status(): unknown {
-    const channels = readdirSync(this.opts.tree).filter((c) => this.releases(c).length > 0);
+    const channels = readdirSync(this.opts.tree)
+      .map((c) => [c, this.releases(c)] as const)
+      .filter(([, releases]) => releases.length > 0);
     return {
-      channels: Object.fromEntries(channels.map((c) => [c, this.releases(c).map((r) => ({ version: r.version, size: r.size, halted: this.halted.has(`${c}/${r.version}`) }))])),
+      channels: Object.fromEntries(channels.map(([c, releases]) => [c, releases.map((r) => ({ version: r.version, size: r.size, halted: this.halted.has(`${c}/${r.version}`) }))])),
       halted: [...this.halted],
       machines: [...this.machines.values()].map(({ events, ...m }) => ({ ...m, lastEvent: events.at(-1) })),
     };

@@ -1,7 +1,7 @@
 /** Disks, images, keys and payloads for the update tests, and the cgpt/sgdisk oracles. */
 import { spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeDisk, makeUsrImage } from '../../images/make';
@@ -84,8 +84,11 @@ export function sgdiskVerify(disk: string): string {
 /** The version in /share/coreos/release of the ext4 image in a slot, read with debugfs (no mount needed). */
 export function slotVersion(disk: string, slot: GptEntry, work: string): string {
   const img = join(work, `slot-${slot.number}.img`);
-  const all = readFileSync(disk);
-  writeFileSync(img, all.subarray(Number(slot.firstLba) * 512, (Number(slot.lastLba) + 1) * 512));
+  const bytes = Buffer.alloc(Number(slot.lastLba - slot.firstLba + 1n) * 512);
+  const fd = openSync(disk, 'r');
+  readSync(fd, bytes, 0, bytes.length, Number(slot.firstLba) * 512);
+  closeSync(fd);
+  writeFileSync(img, bytes);
   const out = spawnSync('debugfs', ['-R', 'cat /share/coreos/release', img], { encoding: 'utf8' }).stdout;
   return /COREOS_RELEASE_VERSION=(\S+)/.exec(out)?.[1] ?? `(no version: ${out})`;
 }
