@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { createGpt, sectorSize } from '../src/update/gpt';
 import { attr } from '../src/update/gpt';
@@ -70,7 +70,7 @@ function filler(bytes: number, seed: number, dense: boolean): Buffer {
 }
 
 /** An ext4 image of `sizeMiB` holding a USR tree with `version`; `dense` filler compresses to about half, like binaries. */
-export function makeUsrImage(path: string, version: string, sizeMiB = 24, fillMiB = 4, dense = false): void {
+export function makeUsrImage(path: string, version: string, sizeMiB = 24, fillMiB = 4, dense = false, files: Record<string, string> = {}): void {
   const stage = mkdtempSync(join(tmpdir(), 'bootsmith-usr-'));
   try {
     mkdirSync(join(stage, 'share/coreos'), { recursive: true });
@@ -80,6 +80,10 @@ export function makeUsrImage(path: string, version: string, sizeMiB = 24, fillMi
     writeFileSync(join(stage, 'lib/os-release'), `NAME="Bootsmith Demo Linux"\nID=bootsmith\nVERSION=${version}\nVERSION_ID=${version}\nPRETTY_NAME="Bootsmith Demo Linux ${version}"\n`);
     const seed = [...version].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
     writeFileSync(join(stage, 'share/bootsmith/filler'), filler(fillMiB * mib, seed, dense));
+    for (const [name, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(stage, name)), { recursive: true });
+      writeFileSync(join(stage, name), text);
+    }
     rmSync(path, { force: true });
     const r = spawnSync('mkfs.ext4', ['-q', '-F', '-L', 'USR', '-U', randomUUID(), '-E', 'root_owner=0:0', '-d', stage, path, `${sizeMiB}M`], { encoding: 'utf8' });
     if (r.error) throw new Error(`cannot run mkfs.ext4 (package e2fsprogs): ${r.error.message}`);
@@ -162,11 +166,12 @@ export interface Channel {
 }
 
 /** One release in a channel tree: the payload, its .sha256 sidecar, version.txt, and current/ pointing at it. */
-export async function makeRelease(tree: string, channel: string, version: string, privateKeys: string[], work: string): Promise<Channel> {
+/** A signed release in the channel tree; `files` go into its USR image besides the release files. */
+export async function makeRelease(tree: string, channel: string, version: string, privateKeys: string[], work: string, files: Record<string, string> = {}): Promise<Channel> {
   const dir = join(tree, channel, board, version);
   mkdirSync(dir, { recursive: true });
   const image = join(work, `usr-${version}.img`);
-  makeUsrImage(image, version);
+  makeUsrImage(image, version, 24, 4, false, files);
   const payload = await makePayload(image, join(dir, 'flatcar_production_update.gz'), privateKeys);
   writeFileSync(`${payload.path}.sha256`, `${payload.sha256}  flatcar_production_update.gz\n`);
   const [major, minor, patch] = version.split('.');

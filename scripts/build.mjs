@@ -32,7 +32,7 @@ function compileSchema() {
   );
 }
 
-const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'fleetlockd', 'update_engine_client', 'update-server'];
+const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'fleetlockd', 'update_engine', 'update_engine_client', 'update-server'];
 
 /**
  * commander requires node:child_process when it loads (for executable subcommands, which bootsmith

@@ -1,6 +1,15 @@
 /**
- * update_engine_client: the A/B USR slots of this machine's disk, local steps. Flags in the
- * reference client's style (`-boot_next` and `--boot-next` both work).
+ * update_engine_client: asks the update_engine daemon over D-Bus, as the reference client does, and
+ * does the A/B USR slot steps on this machine's disk. Flags in the reference client's style
+ * (`-check_for_update` and `--check-for-update` both work).
+ *
+ *   --check-for-update    ask update_engine to check now (AttemptUpdate) and return
+ *   --update              check now and wait for the outcome: 0 once an update is staged (reboot
+ *                         needed) or when there is none, 1 when the update failed
+ *   --status              LAST_CHECKED_TIME=, PROGRESS=, CURRENT_OP=, NEW_VERSION=, NEW_SIZE=
+ *   --reset-status        forget a staged update (the boot flags stay as they are)
+ *   --watch-for-updates   print every StatusUpdate until stopped
+ *   --format json         the status as JSON (one object per line when watching)
  *
  *   --boot-next DISK      gptprio: the slot to boot, using up one of its tries (for tests and
  *                         boot loaders without the grub module)
@@ -23,18 +32,30 @@ import type { Progress } from '../update/apply-payload';
 import { PayloadError } from '../update/payload-format';
 import { sourceFor } from '../update/payload-source';
 import { readFileSync } from 'node:fs';
-import { collect, normalizeGoFlags, parseArgs } from './options';
+import { collect, normalizeGoFlags, parseArgs, untilStopped } from './options';
 import { version } from '../version';
-import { connectSystemd, isHealthy } from '../system/systemd';
+import { connectSystemd, healthState, waitHealthy } from '../system/systemd';
+import { openBus } from '../system/dbus';
+import { busName, interfaceName, objectPath } from '../update/dbus-service';
+import type { StatusSnapshot } from '../update/attempter';
+import type { MessageBus } from 'dbus-next';
 
 export interface Io {
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown; isTTY?: boolean; columns?: number };
 }
 
-const longFlags = ['boot-next', 'slots', 'apply-payload', 'finalize', 'mark-successful', 'disk', 'active', 'public-key', 'sha256', 'size', 'state-dir', 'cmdline-file', 'progress', 'health-gate', 'health-unit', 'health-timeout', 'systemd-bus', 'help', 'version'];
+const longFlags = ['check-for-update', 'update', 'status', 'reset-status', 'watch-for-updates', 'format', 'bus', 'wait', 'boot-next', 'slots', 'apply-payload', 'finalize', 'mark-successful', 'disk', 'active', 'public-key', 'sha256', 'size', 'state-dir', 'cmdline-file', 'progress', 'health-gate', 'health-unit', 'health-timeout', 'systemd-bus', 'help', 'version'];
 
 interface Options {
+  checkForUpdate?: boolean;
+  update?: boolean;
+  status?: boolean;
+  resetStatus?: boolean;
+  watchForUpdates?: boolean;
+  format: 'text' | 'json';
+  bus: string;
+  wait: number;
   bootNext?: string;
   slots?: boolean;
   applyPayload?: string;
@@ -93,11 +114,120 @@ function progressReporter(io: Io, mode: 'bar' | 'lines' | 'none'): { update(p: P
   };
 }
 
-async function run(opts: Options, io: Io): Promise<number> {
-  const actions = [opts.bootNext, opts.slots, opts.applyPayload, opts.finalize, opts.markSuccessful].filter((a) => a !== undefined);
-  if (actions.length !== 1) {
-    throw new UsageError(`${actions.length === 0 ? 'nothing to do' : 'one thing at a time'}: give one of --boot-next, --slots, --apply-payload, --finalize, --mark-successful`);
+/** The five values of GetStatus and StatusUpdate, as the reference client prints them, or as JSON. */
+function statusText(s: StatusSnapshot, format: Options['format']): string {
+  if (format === 'json') return `${JSON.stringify(s)}\n`;
+  return `LAST_CHECKED_TIME=${s.lastCheckedTime}\nPROGRESS=${s.progress.toFixed(6)}\nCURRENT_OP=${s.currentOperation}\nNEW_VERSION=${s.newVersion}\nNEW_SIZE=${s.newSize}\n`;
+}
+
+const snapshot = (v: unknown[]): StatusSnapshot => ({
+  lastCheckedTime: Number(v[0]),
+  progress: Number(v[1]),
+  currentOperation: String(v[2]) as StatusSnapshot['currentOperation'],
+  newVersion: String(v[3]),
+  newSize: Number(v[4]),
+});
+
+interface Manager {
+  AttemptUpdate(): Promise<void>;
+  ResetStatus(): Promise<void>;
+  GetStatus(): Promise<unknown[]>;
+  on(event: 'StatusUpdate', listener: (...v: unknown[]) => void): void;
+}
+
+/** update_engine's interface; waits up to `waitS` seconds for the daemon to appear on the bus, as the reference retries. */
+async function manager(bus: MessageBus, waitS: number): Promise<Manager> {
+  const deadline = Date.now() + waitS * 1000;
+  for (;;) {
+    try {
+      return (await bus.getProxyObject(busName, objectPath)).getInterface(interfaceName) as unknown as Manager;
+    } catch (err) {
+      if (Date.now() >= deadline) throw new Error(`update_engine is not on the bus (${busName}): ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, Math.min(10_000, Math.max(100, deadline - Date.now()))));
+    }
   }
+}
+
+/** The actions that ask the daemon over D-Bus. */
+async function daemonAction(opts: Options, io: Io): Promise<number> {
+  const bus = await openBus(opts.bus);
+  try {
+    const m = await manager(bus, opts.wait);
+    if (opts.status) {
+      io.stdout.write(statusText(snapshot(await m.GetStatus()), opts.format));
+      return 0;
+    }
+    if (opts.resetStatus) {
+      const before = snapshot(await m.GetStatus());
+      await m.ResetStatus();
+      if (before.currentOperation === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
+        io.stderr.write(`the staged update ${before.newVersion} is forgotten; if it was finalized, the next boot still tries it (update_engine_client --slots shows the flags)\n`);
+      }
+      return 0;
+    }
+    if (opts.checkForUpdate) {
+      await m.AttemptUpdate();
+      return 0;
+    }
+    if (opts.watchForUpdates) {
+      m.on('StatusUpdate', (...v) => io.stdout.write(`${statusText(snapshot(v), opts.format)}${opts.format === 'json' ? '' : '\n'}`));
+      await untilStopped();
+      return 0;
+    }
+    return await updateAndWait(m, io);
+  } finally {
+    bus.disconnect();
+  }
+}
+
+/**
+ * -update: a check, then the outcome from StatusUpdate signals and a GetStatus every 5 s (as the
+ * reference polls). Staged: 0. Back to idle without an error: no update, 0 (as Flatcar's client).
+ * Back to idle after REPORTING_ERROR_EVENT: the update failed, 1.
+ */
+async function updateAndWait(m: Manager, io: Io): Promise<number> {
+  let failed = false;
+  let settle: (code: number) => void = () => undefined;
+  const outcome = new Promise<number>((r) => (settle = r));
+  const seen = (s: StatusSnapshot) => {
+    if (s.currentOperation === 'UPDATE_STATUS_REPORTING_ERROR_EVENT') failed = true;
+    if (s.currentOperation === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
+      io.stdout.write(`Update succeeded: ${s.newVersion} is staged; a reboot is needed.\n`);
+      settle(0);
+    } else if (s.currentOperation === 'UPDATE_STATUS_IDLE') {
+      if (failed) io.stderr.write('update_engine_client: the update failed (the daemon\'s log says why)\n');
+      else io.stdout.write('No update available.\n');
+      settle(failed ? 1 : 0);
+    }
+  };
+  m.on('StatusUpdate', (...v) => seen(snapshot(v)));
+  const before = snapshot(await m.GetStatus());
+  if (before.currentOperation === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
+    seen(before);
+    return outcome;
+  }
+  await m.AttemptUpdate();
+  const poll = setInterval(() => {
+    m.GetStatus().then((v) => seen(snapshot(v)), () => undefined);
+  }, 5000);
+  // The first look right away: a check with no server to ask leaves the daemon idle without a signal.
+  seen(snapshot(await m.GetStatus()));
+  try {
+    return await outcome;
+  } finally {
+    clearInterval(poll);
+  }
+}
+
+async function run(opts: Options, io: Io): Promise<number> {
+  const daemonActions = [opts.checkForUpdate, opts.update, opts.status, opts.resetStatus, opts.watchForUpdates];
+  const actions = [...daemonActions, opts.bootNext, opts.slots, opts.applyPayload, opts.finalize, opts.markSuccessful].filter((a) => a !== undefined);
+  if (actions.length !== 1) {
+    throw new UsageError(
+      `${actions.length === 0 ? 'nothing to do' : 'one thing at a time'}: give one of --check-for-update, --update, --status, --reset-status, --watch-for-updates, --boot-next, --slots, --apply-payload, --finalize, --mark-successful`,
+    );
+  }
+  if (daemonActions.some((a) => a !== undefined)) return daemonAction(opts, io);
   if (opts.bootNext) {
     const choice = bootNext(opts.bootNext);
     io.stdout.write(`PARTITION=${choice.partition}\nLABEL=${choice.label}\nPARTUUID=${choice.uniqueGuid}\nTRIES_USED=${choice.decremented ? 1 : 0}\n`);
@@ -156,7 +286,7 @@ async function run(opts: Options, io: Io): Promise<number> {
     io.stdout.write(`finalized: the next boot tries ${slots.passive.name}\n${slotLines(slots)}`);
     return 0;
   }
-  if (opts.healthGate || opts.healthUnit) await waitHealthy(opts, io);
+  if (opts.healthGate || opts.healthUnit) await waitUntilHealthy(opts, io);
   const r = markGood(machine);
   if (r.rollback) io.stderr.write(`warning: this boot is a rollback: ${r.slots.passive.name} was finalized but did not boot successfully; running ${r.slots.active.name}\n`);
   io.stdout.write(`${r.slots.active.name} ${r.changed ? 'marked successful' : 'was already marked successful'}\n${slotLines(r.slots)}`);
@@ -172,21 +302,13 @@ const wholeNumber = (flag: string, unit: string) => (v: string) => {
 };
 
 /** The health gate before marking a boot good: systemd running (or the named units active), polled each second. */
-async function waitHealthy(opts: Options, io: Io): Promise<void> {
+async function waitUntilHealthy(opts: Options, io: Io): Promise<void> {
   const systemd = await connectSystemd(opts.systemdBus);
   const units = opts.healthUnit ?? [];
-  const deadline = Date.now() + opts.healthTimeout * 1000;
-  let told = false;
   try {
-    for (;;) {
-      if (await isHealthy(systemd, units)) return;
-      if (Date.now() >= deadline) {
-        const state = units.length > 0 ? (await Promise.all(units.map(async (u) => `${u} ${await systemd.activeState(u)}`))).join(', ') : `system ${await systemd.systemState()}`;
-        throw new Error(`not healthy after ${opts.healthTimeout} s (${state}): the running slot is not marked successful`);
-      }
-      if (!told) io.stderr.write(`waiting for ${units.length > 0 ? units.join(', ') : 'the system'} to be healthy (up to ${opts.healthTimeout} s)\n`);
-      told = true;
-      await new Promise((r) => setTimeout(r, 1000));
+    const waiting = () => io.stderr.write(`waiting for ${units.length > 0 ? units.join(', ') : 'the system'} to be healthy (up to ${opts.healthTimeout} s)\n`);
+    if (!(await waitHealthy(systemd, units, opts.healthTimeout * 1000, { waiting }))) {
+      throw new Error(`not healthy after ${opts.healthTimeout} s (${await healthState(systemd, units)}): the running slot is not marked successful`);
     }
   } finally {
     systemd.close();
@@ -195,8 +317,16 @@ async function waitHealthy(opts: Options, io: Io): Promise<void> {
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const program = new Command('update_engine_client')
-    .description('A/B USR slots: boot selection, applying payloads, finalize, mark successful')
+    .description("update_engine's status and update checks over D-Bus; A/B USR slots: boot selection, applying payloads, finalize, mark successful")
     .version(version)
+    .option('--check-for-update', 'ask update_engine to check for an update now, and return')
+    .option('--update', 'check for an update now and wait until it is staged (0), there is none (0) or it failed (1)')
+    .option('--status', "update_engine's status as KEY=value lines")
+    .option('--reset-status', 'forget a staged update (the boot flags stay)')
+    .option('--watch-for-updates', 'print each status update until stopped')
+    .addOption(new Option('--format <format>', 'how to print the status').choices(['text', 'json']).default('text'))
+    .option('--bus <address>', 'update_engine\'s bus: "system" or a D-Bus address', 'system')
+    .option('--wait <seconds>', 'how long to wait for update_engine to be on the bus', wholeNumber('--wait', 'seconds'), 40)
     .option('--boot-next <disk>', 'pick the slot to boot as gptprio does, using up one try')
     .option('--slots', 'show the USR slots')
     .option('--apply-payload <file|url>', 'write and verify a payload into the passive slot')

@@ -32,6 +32,8 @@ export interface Ports {
   healthy(): Promise<boolean>;
   /** Asks update_engine to switch the boot flags to the staged update. */
   finalize(): Promise<void>;
+  /** After the reboot, once healthy: has update_engine mark the boot good and report it, before the slot goes back. */
+  settleBoot?(): Promise<void>;
   reboot(): Promise<void>;
   /** etcd-lock only. */
   lock?: {
@@ -132,6 +134,7 @@ export async function runAgent(settings: Settings, ports: Ports, stop: { stopped
             ports.log('waiting for the machine to be healthy before giving back the reboot slot');
             state = transitions.releaseFailed(s);
           } else {
+            await ports.settleBoot?.();
             await ports.lock!.release();
             ports.log('healthy after the reboot: gave back the reboot slot');
             state = transitions.released();

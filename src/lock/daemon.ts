@@ -155,6 +155,7 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     updateStaged: async () => (await engine.currentOperation()) === needReboot,
     healthy: async () => !deps.systemd || (await isHealthy(deps.systemd, settings.healthUnits)),
     finalize: () => engine.finalize(),
+    settleBoot: () => engine.markSuccessful(),
     reboot: () => logindReboot(deps.bus),
     ...(lockPort ? { lock: lockPort } : {}),
   };

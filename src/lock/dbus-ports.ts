@@ -19,7 +19,15 @@ export interface UpdateEngineClient {
   /** Called with each StatusUpdate's current operation. */
   onStatus(listener: (operation: string) => void): void;
   finalize(): Promise<void>;
+  /**
+   * Asks update_engine to mark this boot good and report it before the reboot slot is given back.
+   * An update_engine without the method (the reference's) or none on the bus is not an error.
+   */
+  markSuccessful(): Promise<void>;
 }
+
+/** D-Bus errors that mean "no such method or service here", not "it failed". */
+const absent = ['org.freedesktop.DBus.Error.UnknownMethod', 'org.freedesktop.DBus.Error.ServiceUnknown', 'org.freedesktop.DBus.Error.UnknownObject', 'org.freedesktop.DBus.Error.UnknownInterface', 'org.freedesktop.DBus.Error.NameHasNoOwner'];
 
 export async function updateEngineClient(bus: dbus.MessageBus): Promise<UpdateEngineClient> {
   let iface: UpdateEngineInterface | undefined;
@@ -50,6 +58,13 @@ export async function updateEngineClient(bus: dbus.MessageBus): Promise<UpdateEn
     currentOperation: async () => String((await (await get()).GetStatus())[2]),
     onStatus: (l) => void listeners.push(l),
     finalize: async () => (await get()).Finalize(),
+    markSuccessful: async () => {
+      try {
+        await bus.call(new dbus.Message({ destination: updateEngine.service, path: updateEngine.path, interface: updateEngine.iface, member: 'MarkSuccessful' }));
+      } catch (err) {
+        if (!(err instanceof dbus.DBusError && absent.includes(err.type))) throw err;
+      }
+    },
   };
 }
 

@@ -138,3 +138,23 @@ export async function isHealthy(systemd: Systemd, units: string[]): Promise<bool
   for (const unit of units) if ((await systemd.activeState(unit)) !== 'active') return false;
   return true;
 }
+
+/** What the system looks like for the health gate: the units' states, or the system state. */
+export async function healthState(systemd: Systemd, units: string[]): Promise<string> {
+  if (units.length === 0) return `system ${await systemd.systemState()}`;
+  return (await Promise.all(units.map(async (u) => `${u} ${await systemd.activeState(u)}`))).join(', ');
+}
+
+/**
+ * The health gate after a boot: polls until healthy (true) or until `timeoutMs` passed (false).
+ * `waiting` is called once, when the first look finds the machine not yet healthy.
+ */
+export async function waitHealthy(systemd: Systemd, units: string[], timeoutMs: number, opts: { pollMs?: number; waiting?: () => void; stopped?: () => boolean } = {}): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (let first = true; ; first = false) {
+    if (await isHealthy(systemd, units)) return true;
+    if (Date.now() >= deadline || opts.stopped?.()) return false;
+    if (first) opts.waiting?.();
+    await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 1000, Math.max(0, deadline - Date.now()))));
+  }
+}

@@ -14,7 +14,8 @@ import type { FetchError } from '../datasource/http';
 import { join } from 'node:path';
 import { PayloadError } from './payload-format';
 import { httpSource } from './payload-source';
-import { finalizeStaged, stage } from './engine';
+import { clearStaged, finalizeStaged, machineSlots, readStaged, stage } from './engine';
+import { isFinalized } from './slots';
 import type { Machine } from './engine';
 import type { EngineSettings } from './engine-config';
 import { buildRequest, errorCode, eventResult, eventType, OmahaError, parseResponse } from './omaha';
@@ -97,8 +98,17 @@ export interface AttempterOptions {
   publicKeys: string[];
   /** Finalize right after staging, for reboot managers that do not call Finalize. */
   finalizeAfterStaging?: boolean;
+  /** This boot's id: a need-reboot marker left by another boot is stale. */
+  bootId?: () => string;
   post?: (url: string, body: string) => Promise<string>;
   log?: (line: string) => void;
+}
+
+/** How a check ended, for the schedule: server failures back off, a PollInterval replaces the interval. */
+export interface CheckOutcome {
+  result: 'skipped' | 'pinged' | 'noupdate' | 'staged' | 'failed';
+  code?: number;
+  pollInterval?: number;
 }
 
 export class UpdateAttempter extends EventEmitter {
@@ -108,8 +118,12 @@ export class UpdateAttempter extends EventEmitter {
   constructor(private readonly opts: AttempterOptions) {
     super();
     this.post = opts.post ?? ((url, body) => postOmaha(url, body));
-    // An update staged before a restart of the daemon still needs its reboot.
-    if (this.marker() !== undefined) this.snapshot.currentOperation = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+    // An update staged before a restart of the daemon, in this boot, still needs its reboot; a
+    // marker from an earlier boot is stale (the reference keeps it on /run).
+    const marker = this.marker();
+    if (marker && (!opts.bootId || marker.bootId === opts.bootId())) {
+      this.snapshot = { ...this.snapshot, currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: marker.version };
+    } else if (marker) this.setPref('need-reboot', undefined);
   }
 
   status(): StatusSnapshot {
@@ -140,8 +154,17 @@ export class UpdateAttempter extends EventEmitter {
     }
   }
 
-  private marker(): string | undefined {
-    return this.pref('need-reboot');
+  private marker(): { version: string; bootId: string | undefined } | undefined {
+    const [version, bootId] = (this.pref('need-reboot') ?? '').split('\n');
+    return version ? { version, bootId } : undefined;
+  }
+
+  /** Forgets a staged update: the record of what was verified, the reboot marker, and the version to report after a reboot. */
+  private discard(): void {
+    this.setPref('need-reboot', undefined);
+    this.setPref('previous-version', undefined);
+    clearStaged(this.opts.stateDir);
+    this.set('UPDATE_STATUS_IDLE', { progress: 0, newVersion: '0.0.0', newSize: 0 });
   }
 
   private async send(server: string, id: Identity, body: RequestBody, interactive: boolean): Promise<string> {
@@ -161,19 +184,19 @@ export class UpdateAttempter extends EventEmitter {
    * One check, and the update if there is one. Ignored unless IDLE; in UPDATED_NEED_REBOOT only
    * pings. Resolves when the attempt is over (its outcome is in the status).
    */
-  async check(interactive = false): Promise<void> {
+  async check(interactive = false): Promise<CheckOutcome> {
     const now = this.snapshot.currentOperation;
     const settings = this.opts.settings();
     if (!settings.server) {
       this.opts.log?.('SERVER is not a URL: update checks are off');
-      return;
+      return { result: 'skipped' };
     }
     const id = this.opts.identity(settings);
     if (now === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
       await this.send(settings.server, id, { kind: 'ping' }, interactive).catch((err: Error) => this.opts.log?.(`ping failed: ${err.message}`));
-      return;
+      return { result: 'pinged' };
     }
-    if (now !== 'UPDATE_STATUS_IDLE') return;
+    if (now !== 'UPDATE_STATUS_IDLE') return { result: 'skipped' };
     this.set('UPDATE_STATUS_CHECKING_FOR_UPDATE', { lastCheckedTime: Math.floor(Date.now() / 1000), progress: 0 });
     const previous = this.pref('previous-version');
     let answer;
@@ -183,9 +206,10 @@ export class UpdateAttempter extends EventEmitter {
     } catch (err) {
       return this.fail(settings.server, id, err instanceof OmahaError ? err.code : errorCode.omahaRequestError, err as Error);
     }
+    const poll = answer.pollInterval !== undefined ? { pollInterval: answer.pollInterval } : {};
     if (answer.kind === 'noupdate') {
       this.set('UPDATE_STATUS_IDLE');
-      return;
+      return { result: 'noupdate', ...poll };
     }
     this.set('UPDATE_STATUS_UPDATE_AVAILABLE', { newVersion: answer.version, newSize: answer.size });
     await this.event(settings.server, id, eventType.downloadStarted, eventResult.success);
@@ -206,7 +230,7 @@ export class UpdateAttempter extends EventEmitter {
         },
       });
     } catch (err) {
-      return this.fail(settings.server, id, err instanceof PayloadError ? payloadErrorCode(err) : errorCode.error, err as Error);
+      return this.fail(settings.server, id, err instanceof PayloadError ? payloadErrorCode(err) : errorCode.error, err as Error, poll);
     }
     if (this.snapshot.currentOperation !== 'UPDATE_STATUS_VERIFYING') this.set('UPDATE_STATUS_VERIFYING', { progress: 1 });
     await this.event(settings.server, id, eventType.downloadFinished, eventResult.success);
@@ -215,22 +239,86 @@ export class UpdateAttempter extends EventEmitter {
       try {
         await finalizeStaged(this.opts.machine(), this.opts.stateDir);
       } catch (err) {
-        return this.fail(settings.server, id, errorCode.postinstallRunnerError, err as Error);
+        return this.fail(settings.server, id, errorCode.postinstallRunnerError, err as Error, poll);
       }
     }
     await this.event(settings.server, id, eventType.updateComplete, eventResult.success);
     this.setPref('previous-version', id.version);
-    this.setPref('need-reboot', answer.version);
+    this.setPref('need-reboot', `${answer.version}\n${this.opts.bootId?.() ?? ''}`);
     this.set('UPDATE_STATUS_UPDATED_NEED_REBOOT');
     this.opts.log?.(`${answer.version} is staged; a reboot is needed`);
+    return { result: 'staged', ...poll };
   }
 
-  private async fail(server: string, id: Identity, code: number, err: Error): Promise<void> {
+  private async fail(server: string, id: Identity, code: number, err: Error, poll: { pollInterval?: number } = {}): Promise<CheckOutcome> {
     this.opts.log?.(`update failed (code ${code}): ${err.message}`);
     this.set('UPDATE_STATUS_REPORTING_ERROR_EVENT');
     await this.event(server, id, eventType.updateComplete, eventResult.error, code);
     this.set('UPDATE_STATUS_IDLE', { progress: 0 });
     this.emit('failed', { code, message: err.message });
+    return { result: 'failed', code, ...poll };
+  }
+
+  private reporting: Promise<void> = Promise.resolve();
+
+  /**
+   * Tells the update server how the boot after an update went, at once (the reference waits for
+   * the first check): 3/2 when the new version runs, 3/0 with code 44 when the machine rolled back
+   * to the version it updated from. Once reported, the next check does not repeat it; when the
+   * server cannot be reached, the next check carries it. Called when the boot is marked good, before
+   * locksmithd gives back the reboot slot, so the server halts a failed rollout before the next
+   * machine finalizes it.
+   */
+  reportBoot(): Promise<void> {
+    this.reporting = this.reporting.then(async () => {
+      const previous = this.pref('previous-version');
+      const settings = this.opts.settings();
+      if (previous === undefined || !settings.server) return;
+      const id = this.opts.identity(settings);
+      const rolledBack = previous === id.version;
+      try {
+        const body = rolledBack
+          ? { kind: 'event' as const, type: eventType.updateComplete, result: eventResult.error, errorCode: errorCode.rollback, previousVersion: previous }
+          : { kind: 'event' as const, type: eventType.updateComplete, result: eventResult.successReboot, previousVersion: previous };
+        await this.send(settings.server, id, body, false);
+        this.setPref('previous-version', undefined);
+        this.opts.log?.(rolledBack ? `reported the rollback to ${id.version}` : `reported the update from ${previous} to ${id.version}`);
+      } catch (err) {
+        this.opts.log?.(`could not report this boot (${(err as Error).message}); the next check will`);
+      }
+    });
+    return this.reporting;
+  }
+
+  /**
+   * Finalize (locksmithd calls it with the reboot slot held): switch the boot flags to the staged
+   * update. First the update server is asked whether it still offers that version: a rollout halted
+   * since the download (another machine rolled back) or replaced by a newer version is dropped, not
+   * booted. A server that does not answer does not stop it: the payload was verified when staged.
+   * Finalizing a slot already finalized (the compatibility switch) succeeds.
+   */
+  async finalize(): Promise<void> {
+    const now = this.snapshot.currentOperation;
+    if (now !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') throw new Error(`nothing to finalize: the update engine is ${now}`);
+    const machine = this.opts.machine();
+    if (readStaged(this.opts.stateDir) === undefined && isFinalized(machineSlots(machine))) return;
+    const staged = this.snapshot.newVersion;
+    const settings = this.opts.settings();
+    if (settings.server) {
+      let answer;
+      try {
+        answer = parseResponse(await this.send(settings.server, this.opts.identity(settings), { kind: 'check', previousVersion: undefined, rolledBack: false }, false), settings.appId);
+      } catch (err) {
+        this.opts.log?.(`could not confirm ${staged} with the update server (${(err as Error).message}); finalizing the verified update`);
+      }
+      if (answer && (answer.kind === 'noupdate' || answer.version !== staged)) {
+        this.discard();
+        const why = answer.kind === 'noupdate' ? 'its rollout is halted or withdrawn' : `it offers ${answer.version} now`;
+        throw new Error(`the update server no longer offers ${staged} (${why}): not finalized, the staged update is dropped`);
+      }
+    }
+    await finalizeStaged(machine, this.opts.stateDir);
+    this.opts.log?.(`finalized ${staged}: the next boot tries it`);
   }
 
   /** ResetStatus: a no-op when IDLE; from NEED_REBOOT forgets the staged update (the flags stay); otherwise refused. */
@@ -238,7 +326,6 @@ export class UpdateAttempter extends EventEmitter {
     const now = this.snapshot.currentOperation;
     if (now === 'UPDATE_STATUS_IDLE') return;
     if (now !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') throw new Error(`ResetStatus is not allowed in ${now}`);
-    this.setPref('need-reboot', undefined);
-    this.set('UPDATE_STATUS_IDLE', { progress: 0, newVersion: '0.0.0', newSize: 0 });
+    this.discard();
   }
 }

@@ -127,6 +127,11 @@ function writeStaged(stateDir: string, s: Staged | undefined): void {
   renameSync(`${file}.tmp`, file);
 }
 
+/** Forgets what was staged. */
+export function clearStaged(stateDir: string): void {
+  writeStaged(stateDir, undefined);
+}
+
 /** Writes and verifies a payload into the passive slot and records it as staged. */
 export async function stage(m: Machine, stateDir: string, opts: Omit<ApplyOptions, 'disk' | 'target'>): Promise<ApplyResult & { slots: Slots }> {
   const slots = machineSlots(m);

@@ -60,7 +60,7 @@ export type RequestBody =
   /** An update check: ping, updatecheck, and the event for the previous boot. */
   | { kind: 'check'; previousVersion: string | undefined; rolledBack: boolean }
   | { kind: 'ping' }
-  | { kind: 'event'; type: number; result: number; errorCode?: number };
+  | { kind: 'event'; type: number; result: number; errorCode?: number; previousVersion?: string };
 
 /** Text for an XML attribute value. */
 export const xmlEscape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -82,7 +82,7 @@ export function buildRequest(id: Identity, body: RequestBody, interactive: boole
     inner = '    <ping active="1"></ping>\n';
   } else {
     const withCode = body.result !== eventResult.success && body.result !== eventResult.successReboot;
-    inner = `    <event${attrs([['eventtype', body.type], ['eventresult', body.result], ['errorcode', withCode ? (body.errorCode ?? errorCode.error) : undefined]])}></event>\n`;
+    inner = `    <event${attrs([['eventtype', body.type], ['eventresult', body.result], ['errorcode', withCode ? (body.errorCode ?? errorCode.error) : undefined], ['previousversion', body.previousVersion]])}></event>\n`;
   }
   const request = attrs([
     ['protocol', '3.0'],

@@ -32,7 +32,7 @@ export interface MachineRecord {
   /** The version last offered to it. */
   offered?: string;
   lastSeen: string;
-  events: { at: string; type: number; result: number; errorCode?: number; version: string }[];
+  events: { at: string; type: number; result: number; errorCode?: number; previousVersion?: string; version: string }[];
 }
 
 /** Compares dotted versions numerically (1002.1.0 > 1001.10.0 is false; 1001.10.0 > 1001.9.0). */
@@ -155,14 +155,23 @@ export class UpdateServer {
     const parts: string[] = [];
     for (const e of (app.event as Record<string, string>[] | undefined) ?? []) {
       this.counts.events++;
-      const ev = { at: now, type: Number(e.eventtype), result: Number(e.eventresult), ...(e.errorcode ? { errorCode: Number(e.errorcode) } : {}), version: record.version };
+      parts.push('<event status="ok"></event>');
+      // Every update check carries 3/2 with previousversion 0.0.0.0 when there is no update to report: not kept.
+      if (e.previousversion === '0.0.0.0') continue;
+      const ev = {
+        at: now,
+        type: Number(e.eventtype),
+        result: Number(e.eventresult),
+        ...(e.errorcode ? { errorCode: Number(e.errorcode) } : {}),
+        ...(e.previousversion ? { previousVersion: e.previousversion } : {}),
+        version: record.version,
+      };
       record.events.push(ev);
       if (this.opts.stateDir) appendFileSync(join(this.opts.stateDir, 'events.jsonl'), `${JSON.stringify({ machineId, track: record.track, ...ev })}\n`);
       if (ev.type === eventType.updateComplete && ev.result === eventResult.error && record.offered) {
         const why = ev.errorCode === 44 ? `machine ${machineId} rolled back to ${record.version}` : `machine ${machineId} reported error ${ev.errorCode ?? '?'}`;
         this.halt(record.track, record.offered, why);
       }
-      parts.push('<event status="ok"></event>');
     }
     if (app.ping !== undefined) parts.push('<ping status="ok"></ping>');
     if (app.updatecheck !== undefined) {

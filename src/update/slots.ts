@@ -108,3 +108,9 @@ export function isRollback(slots: Slots): boolean {
   const p = slots.passive.attributes;
   return attr.priority(p) > attr.priority(slots.active.attributes) && !attr.successful(p) && attr.tries(p) === 0;
 }
+
+/** Whether the passive slot is finalized and not yet booted: above the active one, with its try. */
+export function isFinalized(slots: Slots): boolean {
+  const p = slots.passive.attributes;
+  return attr.priority(p) > attr.priority(slots.active.attributes) && !attr.successful(p) && attr.tries(p) > 0;
+}

@@ -1,0 +1,2 @@
+#!/usr/bin/env node
+require('./load-bundle.js').run('update_engine');
