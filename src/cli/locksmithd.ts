@@ -64,14 +64,15 @@ export async function main(argv: string[]): Promise<number> {
     log((err as Error).message);
     return 1;
   }
-  let bus: MessageBus;
+  let bus: MessageBus | undefined;
   let systemd: Systemd | undefined;
   try {
     bus = await openBus(opts.bus);
     const sdAddress = opts.systemdBus ?? opts.bus;
     systemd = sdAddress === 'none' ? undefined : await systemdOn(sdAddress === opts.bus ? bus : await openBus(sdAddress));
   } catch (err) {
-    log(`cannot reach D-Bus: ${(err as Error).message}`);
+    log(`cannot reach ${bus ? 'systemd' : 'D-Bus'}: ${(err as Error).message}`);
+    bus?.disconnect(); // a connection left open would keep the process from exiting
     return 1;
   }
   let machineId: string;

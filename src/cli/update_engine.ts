@@ -90,14 +90,20 @@ export async function main(argv: string[]): Promise<number> {
     log(`cannot read a public key: ${(err as Error).message}`);
     return 2;
   }
-  let bus: MessageBus;
+  let bus: MessageBus | undefined;
+  let systemdBus: MessageBus | undefined;
   let systemd: Systemd | undefined;
   try {
     bus = await openBus(opts.bus);
     const sdAddress = opts.systemdBus ?? opts.bus;
-    systemd = sdAddress === 'none' ? undefined : await systemdOn(sdAddress === opts.bus ? bus : await openBus(sdAddress));
+    if (sdAddress !== 'none') {
+      systemdBus = sdAddress === opts.bus ? bus : await openBus(sdAddress);
+      systemd = await systemdOn(systemdBus);
+    }
   } catch (err) {
-    log(`cannot reach D-Bus: ${(err as Error).message}`);
+    log(`cannot reach ${bus ? 'systemd' : 'D-Bus'}: ${(err as Error).message}`);
+    bus?.disconnect();
+    systemdBus?.disconnect();
     return 1;
   }
   let daemon;
@@ -124,11 +130,12 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     log((err as Error).message);
     bus.disconnect();
+    systemdBus?.disconnect();
     return 1;
   }
   await untilStopped();
   await daemon.stop();
-  systemd?.close();
   bus.disconnect();
+  systemdBus?.disconnect();
   return 0;
 }

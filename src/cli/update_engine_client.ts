@@ -187,9 +187,12 @@ async function daemonAction(opts: Options, io: Io): Promise<number> {
  */
 async function updateAndWait(m: Manager, io: Io): Promise<number> {
   let failed = false;
+  let done = false;
   let settle: (code: number) => void = () => undefined;
   const outcome = new Promise<number>((r) => (settle = r));
   const seen = (s: StatusSnapshot) => {
+    if (done) return;
+    done = s.currentOperation === 'UPDATE_STATUS_UPDATED_NEED_REBOOT' || s.currentOperation === 'UPDATE_STATUS_IDLE';
     if (s.currentOperation === 'UPDATE_STATUS_REPORTING_ERROR_EVENT') failed = true;
     if (s.currentOperation === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
       io.stdout.write(`Update succeeded: ${s.newVersion} is staged; a reboot is needed.\n`);

@@ -83,7 +83,7 @@ async function runTty(args: string[]): Promise<{ code: number; stdout: string; s
 
   test('usage and environment errors', () => {
     const disk = diskCopy(f, 'usage');
-    expect(run([])).toMatchObject({ code: 2, stderr: 'update_engine_client: nothing to do: give one of --boot-next, --slots, --apply-payload, --finalize, --mark-successful\n' });
+    expect(run([])).toMatchObject({ code: 2, stderr: 'update_engine_client: nothing to do: give one of --check-for-update, --update, --status, --reset-status, --watch-for-updates, --boot-next, --slots, --apply-payload, --finalize, --mark-successful\n' });
     expect(run(['--slots', '--disk', disk, '--cmdline-file', '/dev/null'])).toMatchObject({ code: 1 });
     expect(run(['--slots', '--disk', disk, '--active', 'USR-C']).stderr).toBe('update_engine_client: neither USR partition is the running one (USR-C)\n');
     expect(run(['--apply-payload', 'x', '--disk', disk, '--active', 'USR-A', '--sha256', 'abc'])).toMatchObject({ code: 2, stderr: 'update_engine_client: --sha256 abc is neither 64 hex digits nor a base64 SHA-256\n' });
