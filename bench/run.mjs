@@ -6,6 +6,7 @@
 //   5. first boot from a stand-in EC2 metadata service: start to applied, and its split
 //   6. reboot coordination: 200 agents on 5 slots, ours against locksmith's algorithm (bench/locks.ts)
 //   7. applying an update payload of a 512 MiB USR image, against bzip2 | sha256sum | dd pipelines (bench/payload.ts)
+//   8. the update journey: 20 simulated machines, total_slots 3, publish to the last machine on the new version (bench/journey.ts)
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -209,5 +210,17 @@ if (spawnSync('bzip2', ['--help']).status === 0) {
   const r = spawnSync(process.execPath, [payload], { stdio: 'inherit' });
   if (r.status !== 0) throw new Error('the payload-apply benchmark failed');
 } else console.log('\n7. skipped: needs bzip2');
+
+// 8. The update journey of a fleet (bundled as 6 is; etcd3 and dbus-next stay in node_modules).
+// It runs the built programs (bin/ and dist/), and needs etcd, dbus-daemon and the image tools.
+const journeyTools = ['etcd', 'dbus-daemon', 'bzip2', 'mkfs.ext4', 'debugfs'];
+const missing = journeyTools.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
+if (missing.length === 0) {
+  const { buildSync } = await import('esbuild');
+  const journey = join(root, 'dist', 'bench-journey.cjs');
+  buildSync({ entryPoints: [join(root, 'bench/journey.ts')], outfile: journey, bundle: true, platform: 'node', format: 'cjs', external: ['etcd3', 'dbus-next'], logLevel: 'warning' });
+  const r = spawnSync(process.execPath, [journey], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('the update-journey benchmark failed');
+} else console.log(`\n8. skipped: needs ${missing.join(', ')}`);
 
 rmSync(work, { recursive: true, force: true });

@@ -65,7 +65,7 @@ export class UpdateServer {
   private readonly digests = new Map<string, { mtimeMs: number; sha1: Buffer }>();
   private server: Server | undefined;
   /** Counts of what was served, for tests and benchmarks. */
-  readonly counts = { checks: 0, events: 0, downloads: 0 };
+  readonly counts = { requests: 0, checks: 0, events: 0, downloads: 0 };
 
   constructor(private readonly opts: ServerOptions) {
     this.board = opts.board ?? 'amd64-usr';
@@ -248,6 +248,7 @@ export class UpdateServer {
       try {
         const body = Buffer.concat(chunks).toString('utf8');
         if (req.method === 'POST' && url.pathname.startsWith('/v1/update')) {
+          this.counts.requests++;
           res.writeHead(200, { 'content-type': 'text/xml' }).end(this.omaha(body, base));
         } else if (req.method === 'GET' && url.pathname === '/admin/status') {
           res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(this.status(), null, 2)}\n`);

@@ -11,8 +11,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { appendFileSync, copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import * as dbus from 'dbus-next';
 import { Etcd3 } from 'etcd3';
 import type { Watcher } from 'etcd3';
@@ -26,7 +26,13 @@ import { readGpt, sectorSize } from '../../src/update/gpt';
 import { startDbusDaemon, FakeSystemdManager } from './dbus';
 import type { DbusDaemon } from './dbus';
 
-const bins = join(__dirname, '../../bin');
+/** The project's bin/, found from here whether this runs from test/support or bundled into dist/. */
+function projectBins(): string {
+  let d = __dirname;
+  while (!existsSync(join(d, 'package.json')) && dirname(d) !== d) d = dirname(d);
+  return join(d, 'bin');
+}
+const bins = projectBins();
 
 export interface FleetOptions {
   /** Omaha endpoint, such as http://127.0.0.1:PORT/v1/update/. */
