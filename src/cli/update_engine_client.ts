@@ -38,6 +38,7 @@ import { connectSystemd, healthState, waitHealthy } from '../system/systemd';
 import { openBus } from '../system/dbus';
 import { busName, interfaceName, objectPath } from '../update/dbus-service';
 import type { StatusSnapshot } from '../update/attempter';
+import * as dbus from 'dbus-next';
 import type { MessageBus } from 'dbus-next';
 
 export interface Io {
@@ -132,20 +133,45 @@ interface Manager {
   AttemptUpdate(): Promise<void>;
   ResetStatus(): Promise<void>;
   GetStatus(): Promise<unknown[]>;
-  on(event: 'StatusUpdate', listener: (...v: unknown[]) => void): void;
+  /** Calls `listener` with each StatusUpdate's values from update_engine. */
+  onStatus(listener: (v: unknown[]) => void): Promise<void>;
 }
 
-/** update_engine's interface; waits up to `waitS` seconds for the daemon to appear on the bus, as the reference retries. */
+/** Errors that mean update_engine is not (yet) on the bus. */
+const notThere = ['org.freedesktop.DBus.Error.ServiceUnknown', 'org.freedesktop.DBus.Error.NameHasNoOwner'];
+
+/**
+ * update_engine's methods as plain calls, without introspection: the reference's bus policy lets the
+ * core user call AttemptUpdate, ResetStatus and GetStatus, and nothing else (introspection neither).
+ * Waits up to `waitS` seconds for the daemon to appear on the bus, as the reference retries.
+ */
 async function manager(bus: MessageBus, waitS: number): Promise<Manager> {
+  const call = async (member: string) => (await bus.call(new dbus.Message({ destination: busName, path: objectPath, interface: interfaceName, member })))?.body ?? [];
   const deadline = Date.now() + waitS * 1000;
   for (;;) {
     try {
-      return (await bus.getProxyObject(busName, objectPath)).getInterface(interfaceName) as unknown as Manager;
+      await call('GetStatus');
+      break;
     } catch (err) {
-      if (Date.now() >= deadline) throw new Error(`update_engine is not on the bus (${busName}): ${(err as Error).message}`);
+      const absent = err instanceof dbus.DBusError && notThere.includes(err.type);
+      if (!absent) throw err;
+      if (Date.now() >= deadline) throw new Error(`update_engine is not on the bus (${busName}): ${err.text ?? err.message}`);
       await new Promise((r) => setTimeout(r, Math.min(10_000, Math.max(100, deadline - Date.now()))));
     }
   }
+  return {
+    AttemptUpdate: async () => void (await call('AttemptUpdate')),
+    ResetStatus: async () => void (await call('ResetStatus')),
+    GetStatus: () => call('GetStatus'),
+    onStatus: async (listener) => {
+      bus.on('message', (msg: dbus.Message) => {
+        if (msg.type === dbus.MessageType.SIGNAL && msg.interface === interfaceName && msg.member === 'StatusUpdate') listener(msg.body as unknown[]);
+      });
+      await bus.call(
+        new dbus.Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'AddMatch', signature: 's', body: [`type='signal',sender='${busName}',interface='${interfaceName}',member='StatusUpdate'`] }),
+      );
+    },
+  };
 }
 
 /** The actions that ask the daemon over D-Bus. */
@@ -170,7 +196,7 @@ async function daemonAction(opts: Options, io: Io): Promise<number> {
       return 0;
     }
     if (opts.watchForUpdates) {
-      m.on('StatusUpdate', (...v) => io.stdout.write(`${statusText(snapshot(v), opts.format)}${opts.format === 'json' ? '' : '\n'}`));
+      await m.onStatus((v) => io.stdout.write(`${statusText(snapshot(v), opts.format)}${opts.format === 'json' ? '' : '\n'}`));
       await untilStopped();
       return 0;
     }
@@ -203,7 +229,7 @@ async function updateAndWait(m: Manager, io: Io): Promise<number> {
       settle(failed ? 1 : 0);
     }
   };
-  m.on('StatusUpdate', (...v) => seen(snapshot(v)));
+  await m.onStatus((v) => seen(snapshot(v)));
   const before = snapshot(await m.GetStatus());
   if (before.currentOperation === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
     seen(before);

@@ -7,7 +7,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeRelease } from '../../images/make';
@@ -161,6 +161,68 @@ const client = (bus: string, args: string[]) => run('update_engine_client', ['--
     expect(cgptFlags(m.disk, 4)).toEqual([2, 1, 0]);
     expect(cgptFlags(m.disk, 3)).toEqual([1, 0, 1]);
     await stopEngine(engine);
+  }, 60_000);
+
+  // The bus policy shipped in services/, on a dbus-daemon configured as a system bus is (default deny).
+  const asRoot = process.getuid?.() === 0;
+  (asRoot ? test : test.skip)('the system bus policy: root owns the name and calls everything; another user is refused', async () => {
+    const busDir = mkdtempSync(join(tmpdir(), 'bootsmith-sysbus-'));
+    chmodSync(busDir, 0o755); // the socket is for every user, as /run/dbus is
+    const socket = join(busDir, 'system_bus_socket');
+    const config = join(busDir, 'system.conf');
+    writeFileSync(
+      config,
+      `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=${socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>
+  <includedir>${join(root, 'services')}</includedir>
+</busconfig>
+`,
+    );
+    const sysbus = spawn('dbus-daemon', ['--config-file', config, '--nofork', '--print-address=1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const address = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        sysbus.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('\n')) resolve(out.split('\n')[0]!.trim());
+        });
+        sysbus.on('exit', (code) => reject(new Error(`dbus-daemon exited ${code}`)));
+      });
+      const m = updateMachine(dir, 'policy', url);
+      const engine = startEngine([...engineArgs(m).map((a) => (a === bus ? address : a)), '--systemd-bus', 'none']);
+      engines.push(engine);
+      await until(() => engine.log().includes('marked successful'), 10_000, 'the daemon on the system-like bus');
+      expect((await client(address, ['-status'])).stdout).toContain('CURRENT_OP=UPDATE_STATUS_IDLE');
+      // nobody (65534) is neither root nor core: every method is refused by the bus.
+      const denied = await new Promise<{ code: number; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [join(bins, 'update_engine_client.js'), '--bus', address, '-status', '--wait', '0'], { uid: 65534, gid: 65534, stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d));
+        child.on('exit', (code) => resolve({ code: code ?? -1, stderr }));
+      });
+      expect(denied.code).toBe(1);
+      expect(denied.stderr).toMatch(/Rejected send message|AccessDenied/);
+    } finally {
+      sysbus.kill();
+      rmSync(busDir, { recursive: true, force: true });
+    }
   }, 60_000);
 
   test('errors: no update_engine on the bus, a second daemon, no disk, usage', async () => {
