@@ -121,7 +121,7 @@ export class UpdateAttempter extends EventEmitter {
     // An update staged before a restart of the daemon, in this boot, still needs its reboot; a
     // marker from an earlier boot is stale (the reference keeps it on /run).
     const marker = this.marker();
-    if (marker && (!opts.bootId || marker.bootId === opts.bootId())) {
+    if (marker && (!opts.bootId || (marker.bootId ?? '') === opts.bootId())) {
       this.snapshot = { ...this.snapshot, currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: marker.version };
     } else if (marker) this.setPref('need-reboot', undefined);
   }

@@ -3,11 +3,13 @@
  * server records, the staged slot, a failed payload reported with its code, GROUP changes, and the
  * rollback report after a boot back into the old version.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeRelease } from '../../images/make';
+import { UpdateAttempter } from '../../src/update/attempter';
 import type { Status } from '../../src/update/attempter';
+import { machineIdentity, readEngineSettings } from '../../src/update/engine-config';
 import { UpdateServer } from '../../src/update/server';
 import { attempterFor, cgptFlags, keyPair, slotVersion, updateMachine, updateTools, usrSlot } from '../support/update';
 
@@ -109,5 +111,59 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     expect(server.halted.has('stable/1001.0.0')).toBe(true);
     expect(again.status().currentOperation).toBe('UPDATE_STATUS_IDLE'); // halted: noupdate
     server.resume('stable', '1001.0.0');
+  }, 60_000);
+
+  test('Finalize asks the server first: a version replaced since the download is dropped; a server that does not answer does not stop it', async () => {
+    const m = machine('five', 'replaced');
+    await makeRelease(join(dir, 'channels'), 'replaced', '1001.0.0', [key.privateKey], dir);
+    await m.attempter.check();
+    expect(m.attempter.status().currentOperation).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+    await makeRelease(join(dir, 'channels'), 'replaced', '1001.5.0', [key.privateKey], dir);
+    await expect(m.attempter.finalize()).rejects.toThrow('the update server no longer offers 1001.0.0 (it offers 1001.5.0 now): not finalized, the staged update is dropped');
+    expect(m.attempter.status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_IDLE', newVersion: '0.0.0' });
+    expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]);
+    expect(existsSync(join(m.root, 'var/lib/update_engine/staged.json'))).toBe(false);
+    // Nothing to report after the next boot: the machine did not update.
+    expect(existsSync(join(m.root, 'var/lib/update_engine/prefs/previous-version'))).toBe(false);
+    await expect(m.attempter.finalize()).rejects.toThrow('nothing to finalize: the update engine is UPDATE_STATUS_IDLE');
+
+    // Staged again (1001.5.0); then the server goes away: the verified update is finalized.
+    await m.attempter.check();
+    const logs: string[] = [];
+    const offline = new UpdateAttempter({
+      settings: () => ({ ...readEngineSettings(m.root), server: 'http://127.0.0.1:9/v1/update/' }),
+      identity: (s) => machineIdentity(s, { root: m.root, prefsDir: join(m.root, 'var/lib/update_engine/prefs'), bootIdFile: join(m.root, 'boot_id') }),
+      machine: () => ({ disk: m.disk, active: { label: 'USR-A' } }),
+      stateDir: join(m.root, 'var/lib/update_engine'),
+      prefsDir: join(m.root, 'var/lib/update_engine/prefs'),
+      publicKeys: [key.publicKey],
+      log: (l) => logs.push(l),
+    });
+    expect(offline.status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '1001.5.0' });
+    await offline.finalize();
+    expect(logs.join('\n')).toMatch(/could not confirm 1001\.5\.0 with the update server .*; finalizing the verified update/);
+    expect(cgptFlags(m.disk, 4)).toEqual([2, 1, 0]);
+    // Finalizing again (the compatibility switch did it already, then locksmithd asks) succeeds.
+    await expect(offline.finalize()).resolves.toBeUndefined();
+  }, 90_000);
+
+  test('a need-reboot marker from another boot is stale', async () => {
+    const m = machine('six');
+    const booted = (bootId: string) =>
+      new UpdateAttempter({
+        settings: () => readEngineSettings(m.root),
+        identity: (s) => machineIdentity(s, { root: m.root, prefsDir: join(m.root, 'var/lib/update_engine/prefs'), bootIdFile: join(m.root, 'boot_id') }),
+        machine: () => ({ disk: m.disk, active: { label: 'USR-A' } }),
+        stateDir: join(m.root, 'var/lib/update_engine'),
+        prefsDir: join(m.root, 'var/lib/update_engine/prefs'),
+        publicKeys: [key.publicKey],
+        bootId: () => bootId,
+      });
+    await booted('boot-1').check();
+    // The daemon restarted in the same boot: the update still needs its reboot.
+    expect(booted('boot-1').status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '1001.0.0' });
+    // After a reboot the marker is stale, and removed.
+    expect(booted('boot-2').status().currentOperation).toBe('UPDATE_STATUS_IDLE');
+    expect(existsSync(join(m.root, 'var/lib/update_engine/prefs/need-reboot'))).toBe(false);
   }, 60_000);
 });

@@ -12,7 +12,7 @@ interface World {
 }
 
 /** A world: `script` answers each port call in order (true/false, or an Error to throw). */
-function world(start: string, script: Partial<Record<'staged' | 'healthy' | 'acquire' | 'finalize' | 'holds' | 'release', Array<boolean | Error>>>, withLock = true): World {
+function world(start: string, script: Partial<Record<'staged' | 'healthy' | 'acquire' | 'finalize' | 'holds' | 'release' | 'settle', Array<boolean | Error>>>, withLock = true): World {
   let now = new Date(start).getTime();
   const events: string[] = [];
   const next = (name: keyof typeof script, fallback: boolean) => {
@@ -32,6 +32,7 @@ function world(start: string, script: Partial<Record<'staged' | 'healthy' | 'acq
     updateStaged: async () => next('staged', true),
     healthy: async () => next('healthy', true),
     finalize: async () => void next('finalize', true),
+    ...(script.settle ? { settleBoot: async () => void next('settle', true) } : {}),
     reboot: async () => void events.push(`reboot at ${new Date(now).toISOString()}`),
     ...(withLock
       ? {
@@ -62,6 +63,14 @@ test('etcd-lock after a boot: release once healthy, then wait for a slot with ba
     'acquire:false', 'sleep 5s', 'acquire:false', 'sleep 10s', 'acquire:true',
     'finalize:true', 'reboot at 2026-11-19T12:00:30.000Z',
   ]);
+});
+
+test('after a boot, the update engine marks and reports the boot before the slot goes back; a failure keeps the slot and retries', async () => {
+  const w = world('2026-11-19T12:00:00Z', { holds: [true], settle: [new Error('GPT write failed'), true], staged: [false] });
+  const stop = { stopped: false };
+  const done = runAgent(settings({ REBOOT_STRATEGY: 'etcd-lock' }), { ...w.ports, sleep: async (ms) => void (w.events.push(`sleep ${ms / 1000}s`), (stop.stopped = w.events.includes('staged:false'))) }, stop);
+  await done;
+  expect(w.events).toEqual(['holds:true', 'healthy:true', 'settle:error', 'sleep 5s', 'healthy:true', 'settle:true', 'release:true', 'staged:false', 'sleep 60s']);
 });
 
 test('an update outside the window waits for it', async () => {
