@@ -2,10 +2,11 @@
  * One update attempt as update_engine's UpdateAttempter runs it, as an explicit state machine:
  * IDLE → CHECKING_FOR_UPDATE → (IDLE: no update) | UPDATE_AVAILABLE → DOWNLOADING → VERIFYING →
  * FINALIZING → UPDATED_NEED_REBOOT; any failure → REPORTING_ERROR_EVENT → IDLE. Omaha events
- * go out as the reference sends them: the previous boot's outcome with the check (3/2, or 3/0
- * code 44 after a rollback), 13/1 when the download starts, 14/1 when it is done, 3/1 when staged,
- * 3/0 with the action code on failure. Settings are read anew for every check, so a changed GROUP
- * moves the machine to the other channel.
+ * go out as the reference sends them: the previous boot's outcome (3/2, or 3/0 code 44 after a
+ * rollback; as soon as the boot is marked good, else with the next check), 13/1 when the download
+ * starts, 14/1 when it is done, 3/1 when staged, 3/0 with the action code on failure. Finalize asks
+ * the server again before it switches the boot flags. Settings are read anew for every check, so a
+ * changed GROUP moves the machine to the other channel.
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -114,6 +115,8 @@ export interface CheckOutcome {
 export class UpdateAttempter extends EventEmitter {
   private snapshot: StatusSnapshot = { lastCheckedTime: 0, progress: 0, currentOperation: 'UPDATE_STATUS_IDLE', newVersion: '0.0.0', newSize: 0 };
   private readonly post: (url: string, body: string) => Promise<string>;
+  /** Boot reports, one after another. */
+  private reporting: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: AttempterOptions) {
     super();
@@ -258,8 +261,6 @@ export class UpdateAttempter extends EventEmitter {
     this.emit('failed', { code, message: err.message });
     return { result: 'failed', code, ...poll };
   }
-
-  private reporting: Promise<void> = Promise.resolve();
 
   /**
    * Tells the update server how the boot after an update went, at once (the reference waits for
