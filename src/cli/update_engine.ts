@@ -137,5 +137,12 @@ export async function main(argv: string[]): Promise<number> {
   await daemon.stop();
   bus.disconnect();
   systemdBus?.disconnect();
+  const op = daemon.attempter.status().currentOperation;
+  if (op !== 'UPDATE_STATUS_IDLE' && op !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
+    // An update being written is given up, as a crash would: its slot stays unbootable until a
+    // later attempt writes and verifies it in full.
+    log(`stopping in ${op}: the update in progress is abandoned`);
+    process.exit(0);
+  }
   return 0;
 }
