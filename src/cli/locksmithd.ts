@@ -7,14 +7,11 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import type { MessageBus } from 'dbus-next';
 import { rawSettings, settingsFrom } from '../lock/config';
 import type { Settings } from '../lock/config';
 import { startDaemon } from '../lock/daemon';
 import type { Daemon } from '../lock/daemon';
-import { openBus } from '../system/dbus';
-import { systemdOn } from '../system/systemd';
-import type { Systemd } from '../system/systemd';
+import { daemonBuses } from '../system/systemd';
 import { connectEtcd } from '../lock/etcd';
 import { files } from '../system/paths';
 import { version } from '../version';
@@ -64,17 +61,6 @@ export async function main(argv: string[]): Promise<number> {
     log((err as Error).message);
     return 1;
   }
-  let bus: MessageBus | undefined;
-  let systemd: Systemd | undefined;
-  try {
-    bus = await openBus(opts.bus);
-    const sdAddress = opts.systemdBus ?? opts.bus;
-    systemd = sdAddress === 'none' ? undefined : await systemdOn(sdAddress === opts.bus ? bus : await openBus(sdAddress));
-  } catch (err) {
-    log(`cannot reach ${bus ? 'systemd' : 'D-Bus'}: ${(err as Error).message}`);
-    bus?.disconnect(); // a connection left open would keep the process from exiting
-    return 1;
-  }
   let machineId: string;
   try {
     machineId = settings.machineId ?? readFileSync(opts.machineIdFile, 'utf8').trim();
@@ -82,6 +68,14 @@ export async function main(argv: string[]): Promise<number> {
     log(`cannot read this machine's id: ${(err as Error).message}`);
     return 1;
   }
+  let buses: Awaited<ReturnType<typeof daemonBuses>>;
+  try {
+    buses = await daemonBuses(opts.bus, opts.systemdBus);
+  } catch (err) {
+    log((err as Error).message);
+    return 1;
+  }
+  const { bus, systemd } = buses;
 
   let etcd: ReturnType<typeof connectEtcd> | undefined;
   let daemon: Daemon | undefined;
@@ -101,6 +95,8 @@ export async function main(argv: string[]): Promise<number> {
     await start(settings);
   } catch (err) {
     log((err as Error).message);
+    etcd?.close();
+    buses.close();
     return 1;
   }
   writeFileSync(opts.pidFile, `${process.pid}\n`);
@@ -109,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
     const stop = async () => {
       await daemon?.stop();
       etcd?.close();
-      bus.disconnect();
+      buses.close();
       rmSync(opts.pidFile, { force: true });
       resolve(0);
     };

@@ -7,6 +7,18 @@ export function collect(value: string, previous: string[] | undefined): string[]
   return [...(previous ?? []), value];
 }
 
+/** A mistake in how a program was called: exit code 2. */
+export class UsageError extends Error {}
+
+/** A flag's parser for a number of `unit` (whole numbers only unless `fractions`). */
+export function numberOf(flag: string, unit: string, fractions = false): (v: string) => number {
+  const pattern = fractions ? /^\d+(\.\d+)?$/ : /^\d+$/;
+  return (v) => {
+    if (!pattern.test(v)) throw new UsageError(`${flag} ${v} is not a number of ${unit}`);
+    return Number(v);
+  };
+}
+
 /** Parses argv; an exit code when commander is done (0 for --help and --version, 2 for usage errors), else undefined. */
 export function parseArgs(program: Command, argv: string[]): number | undefined {
   try {

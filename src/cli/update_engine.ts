@@ -10,14 +10,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import type { MessageBus } from 'dbus-next';
 import { startEngineDaemon } from '../update/daemon';
 import { defaultStateDir } from '../update/engine';
 import { defaultSchedule } from '../update/schedule';
-import { openBus } from '../system/dbus';
-import { systemdOn } from '../system/systemd';
-import type { Systemd } from '../system/systemd';
-import { collect, normalizeGoFlags, parseArgs, untilStopped } from './options';
+import { daemonBuses } from '../system/systemd';
+import { collect, normalizeGoFlags, numberOf, parseArgs, untilStopped } from './options';
 import { version } from '../version';
 
 /** The reference's key, used when no --public-key is given and it exists under --root. */
@@ -42,10 +39,7 @@ interface Options {
   bootIdFile?: string;
 }
 
-const seconds = (flag: string) => (v: string) => {
-  if (!/^\d+(\.\d+)?$/.test(v)) throw new Error(`${flag} ${v} is not a number of seconds`);
-  return Number(v);
-};
+const seconds = (flag: string) => numberOf(flag, 'seconds', true);
 
 const longFlags = ['root', 'bus', 'systemd-bus', 'disk', 'active', 'cmdline-file', 'state-dir', 'public-key', 'health-unit', 'health-timeout', 'finalize-after-staging', 'first-check', 'check-interval', 'check-fuzz', 'boot-id-file', 'help', 'version'];
 
@@ -90,28 +84,19 @@ export async function main(argv: string[]): Promise<number> {
     log(`cannot read a public key: ${(err as Error).message}`);
     return 2;
   }
-  let bus: MessageBus | undefined;
-  let systemdBus: MessageBus | undefined;
-  let systemd: Systemd | undefined;
+  let buses: Awaited<ReturnType<typeof daemonBuses>>;
   try {
-    bus = await openBus(opts.bus);
-    const sdAddress = opts.systemdBus ?? opts.bus;
-    if (sdAddress !== 'none') {
-      systemdBus = sdAddress === opts.bus ? bus : await openBus(sdAddress);
-      systemd = await systemdOn(systemdBus);
-    }
+    buses = await daemonBuses(opts.bus, opts.systemdBus);
   } catch (err) {
-    log(`cannot reach ${bus ? 'systemd' : 'D-Bus'}: ${(err as Error).message}`);
-    bus?.disconnect();
-    systemdBus?.disconnect();
+    log((err as Error).message);
     return 1;
   }
   let daemon;
   try {
     daemon = await startEngineDaemon({
       root: opts.root,
-      bus,
-      systemd,
+      bus: buses.bus,
+      systemd: buses.systemd,
       discovery: {
         ...(opts.disk ? { disk: opts.disk } : {}),
         ...(opts.active ? { active: opts.active } : {}),
@@ -129,14 +114,12 @@ export async function main(argv: string[]): Promise<number> {
     });
   } catch (err) {
     log((err as Error).message);
-    bus.disconnect();
-    systemdBus?.disconnect();
+    buses.close();
     return 1;
   }
   await untilStopped();
   await daemon.stop();
-  bus.disconnect();
-  systemdBus?.disconnect();
+  buses.close();
   const op = daemon.attempter.status().currentOperation;
   if (op !== 'UPDATE_STATUS_IDLE' && op !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
     // An update being written is given up, as a crash would: its slot stays unbootable until a

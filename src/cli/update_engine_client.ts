@@ -32,7 +32,7 @@ import type { Progress } from '../update/apply-payload';
 import { PayloadError } from '../update/payload-format';
 import { sourceFor } from '../update/payload-source';
 import { readFileSync } from 'node:fs';
-import { collect, normalizeGoFlags, parseArgs, untilStopped } from './options';
+import { collect, normalizeGoFlags, numberOf, parseArgs, untilStopped, UsageError } from './options';
 import { version } from '../version';
 import { connectSystemd, healthState, waitHealthy } from '../system/systemd';
 import { openBus } from '../system/dbus';
@@ -322,13 +322,6 @@ async function run(opts: Options, io: Io): Promise<number> {
   return 0;
 }
 
-class UsageError extends Error {}
-
-/** A flag's parser for a whole number of `unit`. */
-const wholeNumber = (flag: string, unit: string) => (v: string) => {
-  if (!/^\d+$/.test(v)) throw new UsageError(`${flag} ${v} is not a number of ${unit}`);
-  return Number(v);
-};
 
 /** The health gate before marking a boot good: systemd running (or the named units active), polled each second. */
 async function waitUntilHealthy(opts: Options, io: Io): Promise<void> {
@@ -355,7 +348,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--watch-for-updates', 'print each status update until stopped')
     .addOption(new Option('--format <format>', 'how to print the status').choices(['text', 'json']).default('text'))
     .option('--bus <address>', 'update_engine\'s bus: "system" or a D-Bus address', 'system')
-    .option('--wait <seconds>', 'how long to wait for update_engine to be on the bus', wholeNumber('--wait', 'seconds'), 40)
+    .option('--wait <seconds>', 'how long to wait for update_engine to be on the bus', numberOf('--wait', 'seconds'), 40)
     .option('--boot-next <disk>', 'pick the slot to boot as gptprio does, using up one try')
     .option('--slots', 'show the USR slots')
     .option('--apply-payload <file|url>', 'write and verify a payload into the passive slot')
@@ -365,12 +358,12 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--active <slot>', 'the running slot: USR-A, USR-B or a partition UUID (default: from the kernel command line or /usr)')
     .option('--public-key <pem>', 'a public key the payload signature may verify with (repeatable, for key rotation)', collect)
     .option('--sha256 <hash>', "the payload's SHA-256 as announced (hex or base64)")
-    .option('--size <bytes>', "the payload's size as announced", wholeNumber('--size', 'bytes'))
+    .option('--size <bytes>', "the payload's size as announced", numberOf('--size', 'bytes'))
     .option('--state-dir <dir>', 'where the staged update is recorded', defaultStateDir)
     .option('--cmdline-file <path>', 'the kernel command line to read usr= from', undefined)
     .option('--health-gate', 'with --mark-successful: first wait until systemd reports the system running')
     .option('--health-unit <unit>', 'with --mark-successful: first wait until this unit is active (repeatable; instead of the system state)', collect)
-    .option('--health-timeout <seconds>', 'how long the health gate waits', wholeNumber('--health-timeout', 'seconds'), 300)
+    .option('--health-timeout <seconds>', 'how long the health gate waits', numberOf('--health-timeout', 'seconds'), 300)
     .option('--systemd-bus <address>', "systemd's bus for the health gate: system or a D-Bus address", 'system')
     .addOption(new Option('--progress <mode>', 'progress display (default: bar on a terminal, else lines)').choices(['bar', 'lines', 'none']))
     .exitOverride()

@@ -3,8 +3,9 @@
  * and our Finalize), logind (Reboot), and systemd's state for the health gate.
  */
 import * as dbus from 'dbus-next';
+import { busName, interfaceName, objectPath } from '../update/dbus-service';
 
-export const updateEngine = { service: 'com.coreos.update1', path: '/com/coreos/update1', iface: 'com.coreos.update1.Manager' };
+export const updateEngine = { service: busName, path: objectPath, iface: interfaceName };
 export const logind = { service: 'org.freedesktop.login1', path: '/org/freedesktop/login1', iface: 'org.freedesktop.login1.Manager' };
 export const needReboot = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
 

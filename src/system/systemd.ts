@@ -158,3 +158,27 @@ export async function waitHealthy(systemd: Systemd, units: string[], timeoutMs: 
     await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 1000, Math.max(0, deadline - Date.now()))));
   }
 }
+
+/**
+ * A daemon's bus, and systemd for its health gate: on the same bus (the default), on another
+ * address, or none ("none": no gate). When a part cannot be reached, what was opened is closed
+ * again (an open connection would keep the process from exiting) and the error names the part.
+ */
+export async function daemonBuses(busAddress: string, systemdAddress = busAddress): Promise<{ bus: dbus.MessageBus; systemd: Systemd | undefined; close(): void }> {
+  const bus = await openBus(busAddress).catch((err: Error) => {
+    throw new Error(`cannot reach D-Bus: ${err.message}`);
+  });
+  if (systemdAddress === 'none') return { bus, systemd: undefined, close: () => bus.disconnect() };
+  let sdBus: dbus.MessageBus | undefined;
+  const close = () => {
+    bus.disconnect();
+    if (sdBus && sdBus !== bus) sdBus.disconnect();
+  };
+  try {
+    sdBus = systemdAddress === busAddress ? bus : await openBus(systemdAddress);
+    return { bus, systemd: await systemdOn(sdBus), close };
+  } catch (err) {
+    close();
+    throw new Error(`cannot reach systemd: ${(err as Error).message}`);
+  }
+}

@@ -278,10 +278,8 @@ export class UpdateAttempter extends EventEmitter {
       const id = this.opts.identity(settings);
       const rolledBack = previous === id.version;
       try {
-        const body = rolledBack
-          ? { kind: 'event' as const, type: eventType.updateComplete, result: eventResult.error, errorCode: errorCode.rollback, previousVersion: previous }
-          : { kind: 'event' as const, type: eventType.updateComplete, result: eventResult.successReboot, previousVersion: previous };
-        await this.send(settings.server, id, body, false);
+        const outcome = rolledBack ? { result: eventResult.error, errorCode: errorCode.rollback } : { result: eventResult.successReboot };
+        await this.send(settings.server, id, { kind: 'event', type: eventType.updateComplete, previousVersion: previous, ...outcome }, false);
         this.setPref('previous-version', undefined);
         this.opts.log?.(rolledBack ? `reported the rollback to ${id.version}` : `reported the update from ${previous} to ${id.version}`);
       } catch (err) {

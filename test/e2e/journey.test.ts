@@ -54,7 +54,7 @@ const runningFlags = (m: SimMachine) => cgptFlags(m.disk, m.boots.at(-1)!.slot =
       expect(cgptFlags(m.disk, 3)).toEqual([1, 0, 1]); // the old one stays bootable behind it
       // Download started and finished, staged, then the report from the new version after the reboot.
       expect(events(j, m)).toEqual(['13/1 1000.0.0', '14/1 1000.0.0', '3/1 1000.0.0', '3/2 1001.1.0']);
-      const status = m.client(['-status']);
+      const status = await m.client(['-status']);
       expect(status.code).toBe(0);
       expect(status.stdout).toMatch(/^LAST_CHECKED_TIME=\d+\nPROGRESS=0\.000000\nCURRENT_OP=UPDATE_STATUS_(IDLE|CHECKING_FOR_UPDATE)\nNEW_VERSION=0\.0\.0\nNEW_SIZE=0\n$/);
     }
@@ -73,7 +73,9 @@ const runningFlags = (m: SimMachine) => cgptFlags(m.disk, m.boots.at(-1)!.slot =
     const first = tried[0]!;
     // Settled: every machine back on 1001.1.0 and idle (the others dropped what they had staged), no slot held.
     const settled = async () =>
-      j.machines.every((m) => m.version === '1001.1.0' && m.client(['-status']).stdout.includes('CURRENT_OP=UPDATE_STATUS_IDLE')) && (await j.holders()).length === 0;
+      j.machines.every((m) => m.version === '1001.1.0') &&
+      (await Promise.all(j.machines.map((m) => m.client(['-status'])))).every((r) => r.stdout.includes('CURRENT_OP=UPDATE_STATUS_IDLE')) &&
+      (await j.holders()).length === 0;
     await until(settled, 60_000, 'every machine idle on 1001.1.0 and no slot held').catch((err: Error) => {
       throw new Error(`${err.message}\n${j.logs()}`);
     });
@@ -107,7 +109,7 @@ const runningFlags = (m: SimMachine) => cgptFlags(m.disk, m.boots.at(-1)!.slot =
     });
     expect(j.server.machines.get(mover.machineId)?.track).toBe('beta');
     expect(j.machines.filter((m) => m !== mover).map((m) => m.version)).toEqual(['1001.1.0', '1001.1.0']);
-    const json = mover.client(['-status', '--format', 'json']);
+    const json = await mover.client(['-status', '--format', 'json']);
     expect(JSON.parse(json.stdout)).toEqual({ lastCheckedTime: expect.any(Number), progress: 0, currentOperation: expect.stringMatching(/^UPDATE_STATUS_(IDLE|CHECKING_FOR_UPDATE)$/), newVersion: '0.0.0', newSize: 0 });
     expect(j.maxHolders()).toBe(1);
   }, 90_000);

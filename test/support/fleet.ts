@@ -209,10 +209,19 @@ export class SimMachine {
     this.dbusd?.stop();
   }
 
-  /** update_engine_client against this machine's update_engine. */
-  client(args: string[]): { code: number; stdout: string; stderr: string } {
-    const r = spawnSync(process.execPath, [join(bins, 'update_engine_client.js'), '--bus', this.address, '--wait', '5', ...args], { encoding: 'utf8' });
-    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  /**
+   * update_engine_client against this machine's update_engine. Not spawnSync: the stand-ins of
+   * every machine answer from this process, and must go on answering meanwhile.
+   */
+  client(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [join(bins, 'update_engine_client.js'), '--bus', this.address, '--wait', '5', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d));
+      child.stderr.on('data', (d: Buffer) => (stderr += d));
+      child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    });
   }
 
   journal(): string {
