@@ -5,8 +5,9 @@
  * go out as the reference sends them: the previous boot's outcome (3/2, or 3/0 code 44 after a
  * rollback; as soon as the boot is marked good, else with the next check), 13/1 when the download
  * starts, 14/1 when it is done, 3/1 when staged, 3/0 with the action code on failure. Finalize asks
- * the server again before it switches the boot flags. Settings are read anew for every check, so a
- * changed GROUP moves the machine to the other channel.
+ * the server again before it switches the boot flags. A rollback is only a boot of the old slot
+ * after a finalize (bootOutcome); a reboot before Finalize is none, and leaves the update staged.
+ * Settings are read anew for every check, so a changed GROUP moves the machine to the other channel.
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,12 +16,14 @@ import type { FetchError } from '../datasource/http';
 import { join } from 'node:path';
 import { PayloadError } from './payload-format';
 import { httpSource } from './payload-source';
-import { clearStaged, finalizeStaged, machineSlots, readStaged, stage } from './engine';
-import { isFinalized } from './slots';
-import type { Machine } from './engine';
+import { clearFinalized, clearStaged, finalizeStaged, machineSlots, readFinalized, readStaged, stage } from './engine';
+import type { Finalized, Machine, Staged } from './engine';
+import { attr } from './gpt';
+import { isFinalized, isRollback } from './slots';
+import type { Slots } from './slots';
 import type { EngineSettings } from './engine-config';
 import { buildRequest, errorCode, eventResult, eventType, OmahaError, parseResponse } from './omaha';
-import type { Identity, RequestBody } from './omaha';
+import type { Answer, Identity, RequestBody } from './omaha';
 
 export const statuses = [
   'UPDATE_STATUS_IDLE',
@@ -87,6 +90,61 @@ export async function postOmaha(url: string, body: string, timeoutMs = 30_000): 
   return result.body.toString('utf8');
 }
 
+/**
+ * What the boot after an update attempt is, from the version staged from (the previous-version
+ * pref), the version running, the finalize record and the GPT:
+ * - none: no update attempt to report;
+ * - updated: another version than the one updated from runs: 3/2;
+ * - rolled-back: the old version runs, Finalize switched the flags to the other slot, and that slot
+ *   used its try without being marked successful (the boot loader fell back): 3/0 code 44;
+ * - not-booted: the old version runs and the update has not been booted: never finalized (a reboot
+ *   or power loss before Finalize), a finalize that never reached the GPT, or its boot is still to
+ *   come (the daemon restarted after Finalize). Nothing to report; the update may still be staged.
+ */
+export type BootOutcome = 'none' | 'updated' | 'rolled-back' | 'not-booted';
+
+export function bootOutcome(previous: string | undefined, running: string, finalized: Finalized | undefined, slots: Slots | undefined): BootOutcome {
+  if (previous === undefined) return 'none';
+  if (previous !== running) return 'updated';
+  if (finalized && slots && finalized.uniqueGuid === slots.passive.uniqueGuid && isRollback(slots)) return 'rolled-back';
+  return 'not-booted';
+}
+
+/**
+ * Whether an update not yet booted can still be: the flags already point at the finalized slot (its
+ * boot is to come), or the passive slot holds what was staged and has not been made bootable since
+ * (staging leaves it at priority 0, no tries, not successful, and anything that writes it again
+ * forgets the staged record first). Finalize hashes the slot again before it switches the flags, so
+ * a slot changed behind our back is never finalized.
+ */
+export function stillStaged(staged: Staged | undefined, finalized: Finalized | undefined, slots: Slots): boolean {
+  const p = slots.passive;
+  if (finalized && finalized.uniqueGuid === p.uniqueGuid && isFinalized(slots)) return true;
+  const untouched = attr.priority(p.attributes) === 0 && attr.tries(p.attributes) === 0 && !attr.successful(p.attributes);
+  return staged !== undefined && staged.uniqueGuid === p.uniqueGuid && untouched;
+}
+
+/**
+ * Finalize's confirmation: the server's answer to one more check, or the error instead of one.
+ * Only the same version offered again confirms. No answer at all (the request failed before any
+ * HTTP response: network, timeout) leaves the verified update to finalize. Anything else refuses:
+ * noupdate, another version, an app or updatecheck status other than ok (a halted rollout,
+ * Nebraska's error-updatesDisabled), an HTTP error status, an empty or unreadable response.
+ */
+export type Confirmation = { kind: 'confirmed' } | { kind: 'unanswered'; why: string } | { kind: 'refused'; why: string };
+
+export function confirmation(staged: string, reply: { answer: Answer } | { error: Error }): Confirmation {
+  if ('error' in reply) {
+    const e = reply.error;
+    if (e instanceof OmahaError && e.code === errorCode.omahaRequestError) return { kind: 'unanswered', why: e.message };
+    return { kind: 'refused', why: e instanceof OmahaError ? `${e.message} (code ${e.code})` : e.message };
+  }
+  const a = reply.answer;
+  if (a.kind === 'noupdate') return { kind: 'refused', why: 'its rollout is halted or withdrawn' };
+  if (a.version !== staged) return { kind: 'refused', why: `it offers ${a.version || 'an update without a version'} now` };
+  return { kind: 'confirmed' };
+}
+
 export interface AttempterOptions {
   /** Read for every check. */
   settings: () => EngineSettings;
@@ -121,12 +179,70 @@ export class UpdateAttempter extends EventEmitter {
   constructor(private readonly opts: AttempterOptions) {
     super();
     this.post = opts.post ?? ((url, body) => postOmaha(url, body));
-    // An update staged before a restart of the daemon, in this boot, still needs its reboot; a
-    // marker from an earlier boot is stale (the reference keeps it on /run).
+    this.resume();
+  }
+
+  /**
+   * At start: an update staged before a restart of the daemon, in this boot, still needs its
+   * reboot. After a reboot the marker is from another boot: a reboot (or power loss) before the
+   * update was booted leaves it staged when the slot still holds it (stillStaged), and
+   * UPDATED_NEED_REBOOT again; otherwise it is forgotten. A booted update (new version, or a
+   * rollback) keeps previous-version and the finalize record until its boot is reported.
+   */
+  private resume(): void {
     const marker = this.marker();
-    if (marker && (!opts.bootId || (marker.bootId ?? '') === opts.bootId())) {
-      this.snapshot = { ...this.snapshot, currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: marker.version };
-    } else if (marker) this.setPref('need-reboot', undefined);
+    if (!marker) return;
+    const needReboot = (version: string) => (this.snapshot = { ...this.snapshot, currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: version });
+    const bootId = this.opts.bootId?.();
+    if (bootId === undefined || (marker.bootId ?? '') === bootId) return void needReboot(marker.version);
+    let slots: Slots;
+    let running: string;
+    try {
+      slots = machineSlots(this.opts.machine());
+      running = this.opts.identity(this.opts.settings()).version;
+    } catch (err) {
+      // Nothing is decided without the disk and the version: the next start looks again.
+      this.opts.log?.(`cannot tell whether ${marker.version} is still staged: ${(err as Error).message}`);
+      return;
+    }
+    const staged = readStaged(this.opts.stateDir);
+    const finalized = readFinalized(this.opts.stateDir);
+    const outcome = bootOutcome(this.pref('previous-version'), running, finalized, slots);
+    if (outcome === 'not-booted' && stillStaged(staged, finalized, slots)) {
+      this.setPref('need-reboot', `${marker.version}\n${bootId}`);
+      this.opts.log?.(`${marker.version} is still staged in ${slots.passive.name} (not booted yet); a reboot is needed`);
+      return void needReboot(marker.version);
+    }
+    this.setPref('need-reboot', undefined);
+    if (outcome === 'not-booted') {
+      // Staged but no longer intact in the slot: nothing to finalize, nothing to report later.
+      this.opts.log?.(`${marker.version} is no longer staged in ${slots.passive.name}: it is forgotten; the next check downloads it again if it is offered`);
+      this.setPref('previous-version', undefined);
+      clearStaged(this.opts.stateDir);
+      clearFinalized(this.opts.stateDir);
+    }
+  }
+
+  /**
+   * How this boot relates to the last update attempt; a disk that cannot be read tells nothing
+   * (no rollback is reported on a guess).
+   */
+  private outcome(running: string): BootOutcome {
+    const previous = this.pref('previous-version');
+    if (previous === undefined || previous !== running) return bootOutcome(previous, running, undefined, undefined);
+    let slots: Slots | undefined;
+    try {
+      slots = machineSlots(this.opts.machine());
+    } catch (err) {
+      this.opts.log?.(`cannot read the boot flags: ${(err as Error).message}`);
+    }
+    return bootOutcome(previous, running, readFinalized(this.opts.stateDir), slots);
+  }
+
+  /** The boot was reported: previous-version and the finalize record have done their job. */
+  private reported(): void {
+    this.setPref('previous-version', undefined);
+    clearFinalized(this.opts.stateDir);
   }
 
   status(): StatusSnapshot {
@@ -167,6 +283,7 @@ export class UpdateAttempter extends EventEmitter {
     this.setPref('need-reboot', undefined);
     this.setPref('previous-version', undefined);
     clearStaged(this.opts.stateDir);
+    clearFinalized(this.opts.stateDir);
     this.set('UPDATE_STATUS_IDLE', { progress: 0, newVersion: '0.0.0', newSize: 0 });
   }
 
@@ -201,11 +318,13 @@ export class UpdateAttempter extends EventEmitter {
     }
     if (now !== 'UPDATE_STATUS_IDLE') return { result: 'skipped' };
     this.set('UPDATE_STATUS_CHECKING_FOR_UPDATE', { lastCheckedTime: Math.floor(Date.now() / 1000), progress: 0 });
-    const previous = this.pref('previous-version');
+    // The previous boot's event rides on the check (3/2 with 0.0.0.0 when there is nothing to report).
+    const outcome = this.outcome(id.version);
+    const report = outcome === 'updated' || outcome === 'rolled-back';
     let answer;
     try {
-      answer = parseResponse(await this.send(settings.server, id, { kind: 'check', previousVersion: previous, rolledBack: previous !== undefined && previous === id.version }, interactive), settings.appId);
-      this.setPref('previous-version', undefined);
+      answer = parseResponse(await this.send(settings.server, id, { kind: 'check', previousVersion: report ? this.pref('previous-version') : undefined, rolledBack: outcome === 'rolled-back' }, interactive), settings.appId);
+      if (report) this.reported();
     } catch (err) {
       return this.fail(settings.server, id, err instanceof OmahaError ? err.code : errorCode.omahaRequestError, err as Error);
     }
@@ -276,11 +395,13 @@ export class UpdateAttempter extends EventEmitter {
       const settings = this.opts.settings();
       if (previous === undefined || !settings.server) return;
       const id = this.opts.identity(settings);
-      const rolledBack = previous === id.version;
+      const how = this.outcome(id.version);
+      if (how !== 'updated' && how !== 'rolled-back') return; // not booted yet: nothing happened to report
+      const rolledBack = how === 'rolled-back';
       try {
         const outcome = rolledBack ? { result: eventResult.error, errorCode: errorCode.rollback } : { result: eventResult.successReboot };
         await this.send(settings.server, id, { kind: 'event', type: eventType.updateComplete, previousVersion: previous, ...outcome }, false);
-        this.setPref('previous-version', undefined);
+        this.reported();
         this.opts.log?.(rolledBack ? `reported the rollback to ${id.version}` : `reported the update from ${previous} to ${id.version}`);
       } catch (err) {
         this.opts.log?.(`could not report this boot (${(err as Error).message}); the next check will`);
@@ -291,10 +412,11 @@ export class UpdateAttempter extends EventEmitter {
 
   /**
    * Finalize (locksmithd calls it with the reboot slot held): switch the boot flags to the staged
-   * update. First the update server is asked whether it still offers that version: a rollout halted
-   * since the download (another machine rolled back) or replaced by a newer version is dropped, not
-   * booted. A server that does not answer does not stop it: the payload was verified when staged.
-   * Finalizing a slot already finalized (the compatibility switch) succeeds.
+   * update. First the update server is asked whether it still offers that version (see
+   * confirmation): any answer but that version drops the staged update (a rollout halted since the
+   * download, another machine rolled back, a newer version), unbooted. Only a server that does not
+   * answer at all does not stop it: the payload was verified when staged, and finalizeStaged hashes
+   * the slot again. Finalizing a slot already finalized (the compatibility switch) succeeds.
    */
   async finalize(): Promise<void> {
     const now = this.snapshot.currentOperation;
@@ -304,16 +426,17 @@ export class UpdateAttempter extends EventEmitter {
     const staged = this.snapshot.newVersion;
     const settings = this.opts.settings();
     if (settings.server) {
-      let answer;
+      let reply: { answer: Answer } | { error: Error };
       try {
-        answer = parseResponse(await this.send(settings.server, this.opts.identity(settings), { kind: 'check', previousVersion: undefined, rolledBack: false }, false), settings.appId);
+        reply = { answer: parseResponse(await this.send(settings.server, this.opts.identity(settings), { kind: 'check', previousVersion: undefined, rolledBack: false }, false), settings.appId) };
       } catch (err) {
-        this.opts.log?.(`could not confirm ${staged} with the update server (${(err as Error).message}); finalizing the verified update`);
+        reply = { error: err as Error };
       }
-      if (answer && (answer.kind === 'noupdate' || answer.version !== staged)) {
+      const c = confirmation(staged, reply);
+      if (c.kind === 'unanswered') this.opts.log?.(`could not confirm ${staged} with the update server (${c.why}); finalizing the verified update`);
+      if (c.kind === 'refused') {
         this.discard();
-        const why = answer.kind === 'noupdate' ? 'its rollout is halted or withdrawn' : `it offers ${answer.version} now`;
-        throw new Error(`the update server no longer offers ${staged} (${why}): not finalized, the staged update is dropped`);
+        throw new Error(`the update server no longer offers ${staged} (${c.why}): not finalized, the staged update is dropped`);
       }
     }
     await finalizeStaged(machine, this.opts.stateDir);

@@ -3,7 +3,7 @@
  * slot are running, staging a payload into the passive slot (with a record of what was verified),
  * finalizing a staged slot, and marking the booted slot good after a healthy boot.
  */
-import { closeSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { applyPayload, hashSlot } from './apply-payload';
 import type { ApplyOptions, ApplyResult } from './apply-payload';
@@ -151,8 +151,61 @@ export async function stage(m: Machine, stateDir: string, opts: Omit<ApplyOption
 }
 
 /**
+ * The record that Finalize switched (or was about to switch) the boot flags to a slot. It is what
+ * tells a rollback (the old slot runs after a finalize) from a reboot or power loss before
+ * Finalize (the old slot runs, nothing was ever switched): only the first is reported as one.
+ */
+export interface Finalized {
+  partition: number;
+  uniqueGuid: string;
+  label: string;
+  imageSha256: string;
+  finalizedAt: string;
+}
+
+const finalizedFile = (stateDir: string) => join(stateDir, 'finalized.json');
+
+export function readFinalized(stateDir: string): Finalized | undefined {
+  try {
+    return JSON.parse(readFileSync(finalizedFile(stateDir), 'utf8')) as Finalized;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Forgets the finalize record, once the boot after it has been reported (or nothing was finalized). */
+export function clearFinalized(stateDir: string): void {
+  rmSync(finalizedFile(stateDir), { force: true });
+}
+
+/**
+ * Writes `text` to `file` so that it survives a power loss right after: a temp file, fsync, rename,
+ * then fsync of the directory (the rename is only durable once the directory is).
+ */
+function writeDurably(file: string, text: string): void {
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.tmp`;
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  const dir = openSync(dirname(file), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}
+
+/**
  * Switches the boot flags to the staged slot, after checking it still holds what was verified.
- * Refuses when nothing is staged in the passive slot.
+ * Refuses when nothing is staged in the passive slot. The finalize record is on disk before the
+ * flags change: after any crash, flags switched imply the record (the record without switched
+ * flags is a finalize that never happened, which the boot after tells from the GPT).
  */
 export async function finalizeStaged(m: Machine, stateDir: string): Promise<Slots> {
   const slots = machineSlots(m);
@@ -170,6 +223,8 @@ export async function finalizeStaged(m: Machine, stateDir: string): Promise<Slot
   if (hash.toString('hex') !== staged.imageSha256) {
     throw new Error(`${slots.passive.name} changed since it was staged (SHA-256 ${hash.toString('hex')}, staged ${staged.imageSha256}): not finalized`);
   }
+  const record: Finalized = { partition: slots.passive.number, uniqueGuid: slots.passive.uniqueGuid, label: slots.passive.name, imageSha256: staged.imageSha256, finalizedAt: new Date().toISOString() };
+  writeDurably(finalizedFile(stateDir), `${JSON.stringify(record, null, 2)}\n`);
   finalize(m.disk, slots);
   writeStaged(stateDir, undefined);
   return machineSlots(m);

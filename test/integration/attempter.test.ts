@@ -3,14 +3,18 @@
  * server records, the staged slot, a failed payload reported with its code, GROUP changes, and the
  * rollback report after a boot back into the old version.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeRelease } from '../../images/make';
-import { UpdateAttempter } from '../../src/update/attempter';
+import { postOmaha, UpdateAttempter } from '../../src/update/attempter';
 import type { Status } from '../../src/update/attempter';
+import { readStaged } from '../../src/update/engine';
 import { machineIdentity, readEngineSettings } from '../../src/update/engine-config';
+import { errorCode, OmahaError } from '../../src/update/omaha';
 import { UpdateServer } from '../../src/update/server';
+import { bootNext } from '../../src/update/slots';
 import { attempterFor, cgptFlags, keyPair, slotVersion, updateMachine, updateTools, usrSlot } from '../support/update';
 
 if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => undefined);
@@ -43,6 +47,38 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     return { ...m, attempter, seen };
   }
   const attempter = (m: { root: string; disk: string }) => attempterFor(m.root, m.disk, [key.publicKey]);
+
+  interface Booted {
+    bootId: string;
+    active?: string;
+    post?: (url: string, body: string) => Promise<string>;
+    logs?: string[];
+  }
+  /** The attempter of a daemon started in boot `bootId` of `m`, on the slot `active` (USR-A unless said). */
+  const daemonAt = (m: { root: string; disk: string }, b: Booted) => {
+    const prefsDir = join(m.root, 'var/lib/update_engine/prefs');
+    return new UpdateAttempter({
+      settings: () => readEngineSettings(m.root),
+      identity: (s) => machineIdentity(s, { root: m.root, prefsDir, bootIdFile: join(m.root, 'boot_id') }),
+      machine: () => ({ disk: m.disk, active: { label: b.active ?? 'USR-A' } }),
+      stateDir: join(m.root, 'var/lib/update_engine'),
+      prefsDir,
+      publicKeys: [key.publicKey],
+      bootId: () => b.bootId,
+      ...(b.post ? { post: b.post } : {}),
+      log: (l) => b.logs?.push(l),
+    });
+  };
+  /** A reboot: gptprio picks the slot (using up a try), and the root's release shows that slot's version. */
+  const reboot = (m: { root: string; disk: string }) => {
+    const choice = bootNext(m.disk);
+    const version = slotVersion(m.disk, usrSlot(m.disk, choice.label as 'USR-A' | 'USR-B'), m.root);
+    writeFileSync(join(m.root, 'usr/share/coreos/release'), `COREOS_RELEASE_VERSION=${version}\nCOREOS_RELEASE_BOARD=amd64-usr\n`);
+    return { active: choice.label, version };
+  };
+  /** The Omaha events the server recorded for a machine, as "type/result[/code] version". */
+  const events = (m: { machineId: string }) => (server.machines.get(m.machineId)?.events ?? []).map((e) => `${e.type}/${e.result}${e.errorCode !== undefined ? `/${e.errorCode}` : ''} ${e.version}`);
+  const stateFile = (m: { root: string }, f: string) => join(m.root, 'var/lib/update_engine', f);
 
   test('an update: statuses in order, events 13/1, 14/1, 3/1 at the server, USR-B staged', async () => {
     const m = machine('one');
@@ -99,18 +135,76 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     expect(() => restarted.resetStatus()).not.toThrow();
   }, 60_000);
 
-  test('after a boot back into the old version, the next check reports the rollback (3/0, code 44)', async () => {
+  test('a reboot before Finalize is no rollback: nothing is reported, the update stays staged, Finalize then boots it and 3/2 follows', async () => {
     const m = machine('four');
-    await m.attempter.check();
-    // The machine rebooted, the new slot failed, and it came back on 1000.0.0: a fresh daemon.
-    rmSync(join(m.root, 'var/lib/update_engine/prefs/need-reboot'));
-    const again = attempter(m);
-    await again.check();
-    const record = server.machines.get(m.machineId)!;
-    expect(record.events.find((e) => e.errorCode === 44)).toMatchObject({ type: 3, result: 0 });
+    await daemonAt(m, { bootId: 'boot-1' }).check();
+    expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]);
+    // A reboot (or power loss) before locksmithd asked for Finalize: the boot loader picks USR-A again.
+    expect(reboot(m)).toEqual({ active: 'USR-A', version: '1000.0.0' });
+    const logs: string[] = [];
+    const after = daemonAt(m, { bootId: 'boot-2', logs });
+    expect(after.status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '1001.0.0' });
+    expect(logs.join('\n')).toMatch(/1001\.0\.0 is still staged in USR-B \(not booted yet\); a reboot is needed/);
+    await after.reportBoot(); // as when the boot is marked good
+    await after.check(); // NEED_REBOOT: a ping only
+    expect(events(m)).toEqual(['13/1 1000.0.0', '14/1 1000.0.0', '3/1 1000.0.0']);
+    expect(server.halted.has('stable/1001.0.0')).toBe(false);
+    // The update is still there to finalize, and after its boot the update is reported.
+    await after.finalize();
+    expect(cgptFlags(m.disk, 4)).toEqual([2, 1, 0]);
+    expect(reboot(m)).toEqual({ active: 'USR-B', version: '1001.0.0' });
+    const updated = daemonAt(m, { bootId: 'boot-3', active: 'USR-B' });
+    expect(updated.status().currentOperation).toBe('UPDATE_STATUS_IDLE');
+    await updated.reportBoot();
+    expect(events(m)).toEqual(['13/1 1000.0.0', '14/1 1000.0.0', '3/1 1000.0.0', '3/2 1001.0.0']);
+    expect(existsSync(stateFile(m, 'prefs/previous-version'))).toBe(false);
+    expect(existsSync(stateFile(m, 'finalized.json'))).toBe(false);
+  }, 60_000);
+
+  test('a boot of the old slot after a finalize is a rollback: 3/0 code 44, and the rollout halts; a daemon restart before the reboot reports nothing', async () => {
+    const m = machine('rollback');
+    const first = daemonAt(m, { bootId: 'boot-1' });
+    await first.check();
+    await first.finalize();
+    expect(cgptFlags(m.disk, 4)).toEqual([2, 1, 0]);
+    // Finalize recorded what it switched, on disk, before the flags.
+    expect(JSON.parse(readFileSync(stateFile(m, 'finalized.json'), 'utf8'))).toMatchObject({ label: 'USR-B', uniqueGuid: usrSlot(m.disk, 'USR-B').uniqueGuid });
+    // update_engine restarts in the same boot: still waiting for the reboot, not a rollback.
+    const restarted = daemonAt(m, { bootId: 'boot-1' });
+    expect(restarted.status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '1001.0.0' });
+    await restarted.reportBoot();
+    expect(events(m)).toEqual(['13/1 1000.0.0', '14/1 1000.0.0', '3/1 1000.0.0']);
+    // The new slot boots once and is never marked good; the next boot falls back to USR-A.
+    expect(reboot(m)).toEqual({ active: 'USR-B', version: '1001.0.0' });
+    expect(reboot(m)).toEqual({ active: 'USR-A', version: '1000.0.0' });
+    const back = daemonAt(m, { bootId: 'boot-3' });
+    expect(back.status().currentOperation).toBe('UPDATE_STATUS_IDLE');
+    await back.reportBoot();
+    expect(events(m)).toEqual(['13/1 1000.0.0', '14/1 1000.0.0', '3/1 1000.0.0', '3/0/44 1000.0.0']);
     expect(server.halted.has('stable/1001.0.0')).toBe(true);
-    expect(again.status().currentOperation).toBe('UPDATE_STATUS_IDLE'); // halted: noupdate
+    // Reported once: the next check does not repeat it.
+    expect(existsSync(stateFile(m, 'prefs/previous-version'))).toBe(false);
+    expect(existsSync(stateFile(m, 'finalized.json'))).toBe(false);
+    await back.check();
+    expect(events(m).filter((e) => e.startsWith('3/0/44'))).toHaveLength(1);
+    expect(back.status().currentOperation).toBe('UPDATE_STATUS_IDLE'); // halted: noupdate
     server.resume('stable', '1001.0.0');
+  }, 60_000);
+
+  test('a Finalize cut short before the flags switched (power loss): the boot after is no rollback, and the update is still staged', async () => {
+    const m = machine('cut');
+    await daemonAt(m, { bootId: 'boot-1' }).check();
+    // As finalizeStaged leaves the disk when the power goes between its record and the GPT write.
+    const staged = readStaged(stateFile(m, ''))!;
+    writeFileSync(stateFile(m, 'finalized.json'), JSON.stringify({ partition: staged.partition, uniqueGuid: staged.uniqueGuid, label: staged.label, imageSha256: staged.imageSha256, finalizedAt: new Date().toISOString() }));
+    expect(reboot(m).active).toBe('USR-A');
+    const after = daemonAt(m, { bootId: 'boot-2' });
+    expect(after.status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '1001.0.0' });
+    await after.reportBoot();
+    await after.check();
+    expect(events(m)).toEqual(['13/1 1000.0.0', '14/1 1000.0.0', '3/1 1000.0.0']);
+    await after.finalize();
+    expect(cgptFlags(m.disk, 4)).toEqual([2, 1, 0]);
   }, 60_000);
 
   test('Finalize asks the server first: a version replaced since the download is dropped; a server that does not answer does not stop it', async () => {
@@ -147,23 +241,61 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     await expect(offline.finalize()).resolves.toBeUndefined();
   }, 90_000);
 
-  test('a need-reboot marker from another boot is stale', async () => {
+  test('a need-reboot marker from another boot: the update stays staged only while its slot is untouched; otherwise it is forgotten, not reported', async () => {
     const m = machine('six');
-    const booted = (bootId: string) =>
-      new UpdateAttempter({
-        settings: () => readEngineSettings(m.root),
-        identity: (s) => machineIdentity(s, { root: m.root, prefsDir: join(m.root, 'var/lib/update_engine/prefs'), bootIdFile: join(m.root, 'boot_id') }),
-        machine: () => ({ disk: m.disk, active: { label: 'USR-A' } }),
-        stateDir: join(m.root, 'var/lib/update_engine'),
-        prefsDir: join(m.root, 'var/lib/update_engine/prefs'),
-        publicKeys: [key.publicKey],
-        bootId: () => bootId,
-      });
-    await booted('boot-1').check();
+    await daemonAt(m, { bootId: 'boot-1' }).check();
     // The daemon restarted in the same boot: the update still needs its reboot.
-    expect(booted('boot-1').status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '1001.0.0' });
-    // After a reboot the marker is stale, and removed.
-    expect(booted('boot-2').status().currentOperation).toBe('UPDATE_STATUS_IDLE');
-    expect(existsSync(join(m.root, 'var/lib/update_engine/prefs/need-reboot'))).toBe(false);
+    expect(daemonAt(m, { bootId: 'boot-1' }).status()).toMatchObject({ currentOperation: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', newVersion: '1001.0.0' });
+    // After a reboot, with USR-B made bootable behind update_engine's back: not what was staged.
+    reboot(m);
+    spawnSync('cgpt', ['add', '-i', '4', '-P', '1', '-S', '1', m.disk]);
+    const logs: string[] = [];
+    const after = daemonAt(m, { bootId: 'boot-2', logs });
+    expect(after.status().currentOperation).toBe('UPDATE_STATUS_IDLE');
+    expect(logs.join('\n')).toMatch(/1001\.0\.0 is no longer staged in USR-B: it is forgotten/);
+    for (const f of ['prefs/need-reboot', 'prefs/previous-version', 'staged.json']) expect(existsSync(stateFile(m, f))).toBe(false);
+    await after.reportBoot();
+    expect(events(m)).toEqual(['13/1 1000.0.0', '14/1 1000.0.0', '3/1 1000.0.0']);
+    await expect(after.finalize()).rejects.toThrow('nothing to finalize: the update engine is UPDATE_STATUS_IDLE');
+    expect(cgptFlags(m.disk, 4)).toEqual([1, 0, 1]);
   }, 60_000);
+
+  test("Finalize's confirmation, one answer at a time: only the same version finalizes; only no answer at all falls back to the verified update", async () => {
+    const m = machine('confirm');
+    await daemonAt(m, { bootId: 'boot-1' }).check();
+    const real = (url: string, body: string) => postOmaha(url, body);
+    const answer = (xml: string) => async () => xml;
+    const failing = (err: Error) => async () => Promise.reject(err);
+    const refusal = (appStatus: string, checkStatus: string) => answer(`<response protocol="3.0" server="nebraska"><daystart elapsed_seconds="0"></daystart><app appid="{e96281a6-d1af-4bde-9a0a-97b76e56dc57}" status="${appStatus}"><updatecheck status="${checkStatus}"></updatecheck></app></response>`);
+    const offered = async (url: string, body: string) => (await postOmaha(url, body)).replace(/<manifest version="[^"]*"/, '<manifest version="1001.5.0"');
+    const cases: [string, (url: string, body: string) => Promise<string>, boolean][] = [
+      ['the same version offered', real, true],
+      ['noupdate', refusal('ok', 'noupdate'), false],
+      ['another version', offered, false],
+      ["Nebraska's error-updatesDisabled", refusal('error-updatesDisabled', 'error-internal'), false],
+      ['error-maxConcurrentUpdatesLimitReached', refusal('error-maxConcurrentUpdatesLimitReached', 'error-internal'), false],
+      ['updatecheck error-internal', refusal('ok', 'error-internal'), false],
+      ['an HTTP error status', failing(new OmahaError(errorCode.httpBase + 503, 'HTTP 503')), false],
+      ['an empty response', answer(''), false],
+      ['not XML', answer('<html><body>captive portal'), false],
+      ['no answer at all', failing(new OmahaError(errorCode.omahaRequestError, 'connect ECONNREFUSED 127.0.0.1:9')), true],
+    ];
+    for (const [what, post, finalizes] of cases) {
+      // Each answer on its own copy of the machine, as staged.
+      const copy = { root: join(dir, `confirm-${cases.findIndex((c) => c[0] === what)}`), disk: '' };
+      expect(spawnSync('cp', ['-a', '--sparse=always', m.root, copy.root]).status).toBe(0);
+      copy.disk = join(copy.root, 'disk.img');
+      const logs: string[] = [];
+      const a = daemonAt(copy, { bootId: 'boot-1', post, logs });
+      expect(a.status().currentOperation).toBe('UPDATE_STATUS_UPDATED_NEED_REBOOT');
+      const result = await a.finalize().then(
+        () => 'finalized',
+        (err: Error) => err.message,
+      );
+      const seen = { what, result, flags: cgptFlags(copy.disk, 4), status: a.status().currentOperation, staged: existsSync(stateFile(copy, 'staged.json')) };
+      if (finalizes) expect(seen).toEqual({ what, result: 'finalized', flags: [2, 1, 0], status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT', staged: false });
+      else expect(seen).toEqual({ what, result: expect.stringMatching(/^the update server no longer offers 1001\.0\.0 \(.+\): not finalized, the staged update is dropped$/), flags: [0, 0, 0], status: 'UPDATE_STATUS_IDLE', staged: false });
+      expect(existsSync(stateFile(copy, 'finalized.json'))).toBe(finalizes);
+    }
+  }, 90_000);
 });
