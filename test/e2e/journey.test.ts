@@ -41,8 +41,10 @@ const runningFlags = (m: SimMachine) => cgptFlags(m.disk, m.boots.at(-1)!.slot =
   test('a new stable version: every machine stages it, reboots one at a time, comes back on it, marks it good, gives back the slot', async () => {
     for (const m of j.machines) expect(m.boots).toEqual([expect.objectContaining({ slot: 'USR-A', version: '1000.0.0' })]);
     await j.publish('stable', '1001.1.0');
-    const allOn = async () => j.machines.every((m) => m.version === '1001.1.0') && (await j.holders()).length === 0 && j.machines.every((m) => runningFlags(m)[2] === 1);
-    await until(allOn, 90_000, 'every machine on 1001.1.0, marked good, no slot held').catch((err: Error) => {
+    // Waits on every condition asserted below, the server's record of the boot included.
+    const allOn = async () =>
+      j.machines.every((m) => m.version === '1001.1.0' && runningFlags(m)[2] === 1 && events(j, m).includes('3/2 1001.1.0')) && (await j.holders()).length === 0;
+    await until(allOn, 90_000, 'every machine on 1001.1.0, marked good and reported, no slot held').catch((err: Error) => {
       throw new Error(`${err.message}\n${j.logs()}`);
     });
     // One reboot each, never two machines holding the lock: the semaphore never had two holders.
@@ -79,6 +81,16 @@ const runningFlags = (m: SimMachine) => cgptFlags(m.disk, m.boots.at(-1)!.slot =
     await until(settled, 60_000, 'every machine idle on 1001.1.0 and no slot held').catch((err: Error) => {
       throw new Error(`${err.message}\n${j.logs()}`);
     });
+    // The daemons log on their own time (update_engine after its health gate, locksmithd after
+    // Finalize's error): wait for what is asserted below rather than count on its order.
+    const others = j.machines.filter((x) => x !== first);
+    const written = () =>
+      events(j, first).includes('3/0/44 1001.1.0') &&
+      /this boot is a rollback: USR-A was finalized but did not boot successfully; running USR-B/.test(first.journal()) &&
+      others.every((m) => /the update server no longer offers 1001\.2\.0 \(its rollout is halted or withdrawn\): not finalized/.test(m.journal()));
+    await until(written, 60_000, 'the rollback reported and logged, and the others\' Finalize refused').catch((err: Error) => {
+      throw new Error(`${err.message}\n${j.logs()}`);
+    });
     // The first machine: 1001.2.0 on USR-A for its one try, then back to USR-B with 1001.1.0.
     expect(first.boots.slice(2).map((b) => `${b.slot} ${b.version}`)).toEqual(['USR-A 1001.2.0', 'USR-B 1001.1.0']);
     expect(cgptFlags(first.disk, 3)).toEqual([3, 0, 0]); // the broken slot: never marked, no tries: never picked again
@@ -87,7 +99,7 @@ const runningFlags = (m: SimMachine) => cgptFlags(m.disk, m.boots.at(-1)!.slot =
     expect(first.journal()).toMatch(/not healthy after 4 s on the trial boot of USR-A \(system degraded\): rebooting to roll back to USR-B/);
     expect(first.journal()).toMatch(/this boot is a rollback: USR-A was finalized but did not boot successfully; running USR-B/);
     // The others staged it too, but their Finalize asked the server first and found it halted.
-    for (const m of j.machines.filter((x) => x !== first)) {
+    for (const m of others) {
       expect(m.boots).toHaveLength(2);
       expect(m.journal()).toMatch(/the update server no longer offers 1001\.2\.0 \(its rollout is halted or withdrawn\): not finalized/);
       expect(cgptFlags(m.disk, 4)).toEqual([2, 0, 1]);

@@ -23,11 +23,11 @@ function run(args: string[]): { code: number; stdout: string; stderr: string } {
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** In-process, with a terminal-like stderr, to see the progress bar. */
-async function runTty(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** In-process, with a terminal-like stderr, to see the progress bar; `onStderr` sees each write as it happens. */
+async function runTty(args: string[], onStderr: (text: string) => void = () => undefined): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
-  const code = await main(args, { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s), isTTY: true, columns: 100 } });
+  const code = await main(args, { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => ((stderr += s), onStderr(s)), isTTY: true, columns: 100 } });
   return { code, stdout, stderr };
 }
 
@@ -115,8 +115,11 @@ async function runTty(args: string[]): Promise<{ code: number; stdout: string; s
     const disk = diskCopy(f, 'gate');
     spawnSync('cgpt', ['add', '-i', '3', '-S', '0', '-T', '1', disk]);
     fake.manager.state = 'starting';
-    setTimeout(() => (fake.manager.state = 'running'), 1500);
-    const r = await runTty(['--mark-successful', '--health-gate', '--systemd-bus', daemon.address, '--disk', disk, '--active', 'USR-A']);
+    // The system comes up once the client is waiting for it (not after a fixed time: a loaded
+    // machine may take longer than that to get the client there).
+    const r = await runTty(['--mark-successful', '--health-gate', '--systemd-bus', daemon.address, '--disk', disk, '--active', 'USR-A'], (text) => {
+      if (text.startsWith('waiting for the system')) fake.manager.state = 'running';
+    });
     expect(r).toMatchObject({ code: 0, stderr: 'waiting for the system to be healthy (up to 300 s)\n' });
     expect(cgptFlags(disk, 3)).toEqual([1, 0, 1]);
   }, 30_000);

@@ -6,6 +6,7 @@
  * and the daemon goes on; the compatibility switch finalizes right after staging.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import * as dbus from 'dbus-next';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,6 +58,31 @@ function run(program: string, args: string[]): Promise<{ code: number; stdout: s
 
 const client = (bus: string, args: string[]) => run('update_engine_client', ['--bus', bus, ...args]);
 
+/**
+ * How many match rules on the bus at `address` select update_engine's StatusUpdate signal (the bus
+ * daemon's Debug.Stats interface): a watcher is in place once its rule is.
+ */
+async function statusWatchers(address: string): Promise<number> {
+  const bus = dbus.sessionBus({ busAddress: address });
+  try {
+    const reply = await bus.call(new dbus.Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus.Debug.Stats', member: 'GetAllMatchRules' }));
+    const rules = reply?.body[0] as Record<string, string[]>;
+    return Object.values(rules).flat().filter((r) => r.includes("member='StatusUpdate'")).length;
+  } finally {
+    bus.disconnect();
+  }
+}
+
+/** Calls a method of update_engine's Manager on the bus at `address`, and waits for its reply. */
+async function callEngine(address: string, member: string): Promise<void> {
+  const bus = dbus.sessionBus({ busAddress: address });
+  try {
+    await bus.call(new dbus.Message({ destination: 'com.coreos.update1', path: '/com/coreos/update1', interface: 'com.coreos.update1.Manager', member }));
+  } finally {
+    bus.disconnect();
+  }
+}
+
 (ready ? describe : describe.skip)('update_engine and update_engine_client over D-Bus', () => {
   let dir: string;
   let server: UpdateServer;
@@ -99,16 +125,17 @@ const client = (bus: string, args: string[]) => run('update_engine_client', ['--
     const m = updateMachine(dir, 'one', url);
     const engine = startEngine(engineArgs(m));
     engines.push(engine);
-    await until(() => engine.log().includes('USR-A was already marked successful'), 10_000, 'the daemon to settle the boot');
-    expect(engine.log()).toMatch(/version 1000\.0\.0 on USR-A, channel stable, server http:\/\/127\.0\.0\.1:\d+\/v1\/update\//);
+    const started = /version 1000\.0\.0 on USR-A, channel stable, server http:\/\/127\.0\.0\.1:\d+\/v1\/update\//;
+    await until(() => started.test(engine.log()) && engine.log().includes('USR-A was already marked successful'), 10_000, 'the daemon to start and settle the boot');
 
     expect(await client(bus, ['-status'])).toEqual({ code: 0, stderr: '', stdout: 'LAST_CHECKED_TIME=0\nPROGRESS=0.000000\nCURRENT_OP=UPDATE_STATUS_IDLE\nNEW_VERSION=0.0.0\nNEW_SIZE=0\n' });
 
     // The watch prints every StatusUpdate, as JSON lines here; -update waits for the outcome.
+    const watchersBefore = await statusWatchers(bus);
     const watch = spawn(process.execPath, [join(bins, 'update_engine_client.js'), '--bus', bus, '-watch_for_updates', '--format', 'json'], { stdio: ['ignore', 'pipe', 'ignore'] });
     let watched = '';
     watch.stdout.on('data', (d: Buffer) => (watched += d));
-    await new Promise((r) => setTimeout(r, 1000)); // the watch's match is in place
+    await until(async () => (await statusWatchers(bus)) > watchersBefore, 10_000, 'the watch to subscribe to StatusUpdate');
     const update = await client(bus, ['-update']);
     expect(update).toMatchObject({ code: 0, stdout: 'Update succeeded: 1001.0.0 is staged; a reboot is needed.\n' });
     await until(() => watched.includes('UPDATE_STATUS_UPDATED_NEED_REBOOT'), 5000, 'the watch to see the update staged');
@@ -140,7 +167,8 @@ const client = (bus: string, args: string[]) => run('update_engine_client', ['--
     const failed = await client(bus, ['-update']);
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/the update failed/);
-    expect(engine.log()).toMatch(/update failed \(code 10\): .*SHA-256/);
+    // The daemon's log comes through its own pipe, in its own time.
+    await until(() => /update failed \(code 10\): .*SHA-256/.test(engine.log()), 10_000, 'the daemon to log the failure');
     expect(server.halted.has('stable/1002.0.0')).toBe(true);
     expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]);
     expect((await client(bus, ['-status'])).stdout).toContain('CURRENT_OP=UPDATE_STATUS_IDLE');
@@ -151,6 +179,29 @@ const client = (bus: string, args: string[]) => run('update_engine_client', ['--
     expect(engine.child.exitCode).toBe(null);
     await stopEngine(engine);
   }, 90_000);
+
+  test('a reboot with an update staged, before Finalize: no rollback reported, still staged after the boot, and Finalize then switches to it', async () => {
+    const m = updateMachine(dir, 'power', url);
+    const before = startEngine(engineArgs(m));
+    engines.push(before);
+    await until(() => before.log().includes('USR-A was already marked successful'), 10_000, 'the daemon to settle the boot');
+    expect(await client(bus, ['-update'])).toMatchObject({ code: 0, stdout: 'Update succeeded: 1001.0.0 is staged; a reboot is needed.\n' });
+    await stopEngine(before);
+    // The machine goes down before locksmithd asked for Finalize, and boots USR-A again.
+    writeFileSync(join(m.root, 'boot_id'), '0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0\n');
+    const after = startEngine(engineArgs(m));
+    engines.push(after);
+    await until(() => after.log().includes('1001.0.0 is still staged in USR-B') && after.log().includes('USR-A was already marked successful'), 10_000, 'the daemon to settle the boot');
+    // MarkSuccessful returns once this boot's report is done (it is what locksmithd waits for).
+    await callEngine(bus, 'MarkSuccessful');
+    const events = (server.machines.get(m.machineId)?.events ?? []).map((e) => `${e.type}/${e.result}${e.errorCode !== undefined ? `/${e.errorCode}` : ''}`);
+    expect(events).toEqual(['13/1', '14/1', '3/1']);
+    expect(server.halted.has('stable/1001.0.0')).toBe(false);
+    expect((await client(bus, ['-status'])).stdout).toContain('CURRENT_OP=UPDATE_STATUS_UPDATED_NEED_REBOOT\nNEW_VERSION=1001.0.0\n');
+    await callEngine(bus, 'Finalize');
+    expect(cgptFlags(m.disk, 4)).toEqual([2, 1, 0]);
+    await stopEngine(after);
+  }, 60_000);
 
   test('--finalize-after-staging switches the boot flags at once, and a later Finalize succeeds', async () => {
     const m = updateMachine(dir, 'compat', url);
