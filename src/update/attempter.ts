@@ -326,6 +326,14 @@ export class UpdateAttempter extends EventEmitter {
       answer = parseResponse(await this.send(settings.server, id, { kind: 'check', previousVersion: report ? this.pref('previous-version') : undefined, rolledBack: outcome === 'rolled-back' }, interactive), settings.appId);
       if (report) this.reported();
     } catch (err) {
+      if (err instanceof OmahaError && err.refusal !== undefined) {
+        // A refusal (a halted group: Nebraska's error-updatesDisabled) offers no update; an error
+        // event for it would count against a rollout this machine has no part in.
+        if (report) this.reported();
+        this.opts.log?.(`the update server offers no update (${err.refusal})`);
+        this.set('UPDATE_STATUS_IDLE');
+        return { result: 'noupdate' };
+      }
       return this.fail(settings.server, id, err instanceof OmahaError ? err.code : errorCode.omahaRequestError, err as Error);
     }
     const poll = answer.pollInterval !== undefined ? { pollInterval: answer.pollInterval } : {};

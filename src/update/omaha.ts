@@ -125,11 +125,16 @@ export type Answer =
       disablePayloadBackoff: boolean;
     };
 
-/** An answer that is not what update_engine accepts, with the action code it reports. */
+/**
+ * An answer that is not what update_engine accepts, with the action code it reports. `refusal` is
+ * the app or updatecheck status when the server answered but refused (error-updatesDisabled, ...):
+ * no update is offered, and nothing is wrong with the machine or an update.
+ */
 export class OmahaError extends Error {
   constructor(
     readonly code: number,
     message: string,
+    readonly refusal?: string,
   ) {
     super(message);
     this.name = 'OmahaError';
@@ -176,14 +181,14 @@ export function parseResponse(xml: string, appId = coreosAppId): Answer {
   } catch (err) {
     throw new OmahaError(errorCode.xmlParseError, `the update server's response is not XML: ${(err as Error).message}`);
   }
-  const invalid = (why: string) => new OmahaError(errorCode.omahaResponseInvalid, `invalid update response: ${why}`);
+  const invalid = (why: string, refusal?: string) => new OmahaError(errorCode.omahaResponseInvalid, `invalid update response: ${why}`, refusal);
   const response = child(doc, 'response');
   if (!response) throw invalid('no <response>');
   const apps = list(response, 'app');
   const app = apps.find((a) => str(a, 'appid')?.toLowerCase() === appId.toLowerCase()) ?? apps[0];
   if (!app) throw invalid('no <app>');
   const appStatus = str(app, 'status');
-  if (appStatus && appStatus !== 'ok') throw invalid(`the app's status is ${appStatus}`);
+  if (appStatus && appStatus !== 'ok') throw invalid(`the app's status is ${appStatus}`, appStatus);
   const check = child(app, 'updatecheck');
   const status = str(check, 'status');
   if (!check || !status) throw invalid('no <updatecheck status=...>');
@@ -191,7 +196,7 @@ export function parseResponse(xml: string, appId = coreosAppId): Answer {
   const pollInterval = pollText && /^\d+$/.test(pollText) ? Number(pollText) : undefined;
   const poll = pollInterval !== undefined ? { pollInterval } : {};
   if (status === 'noupdate') return { kind: 'noupdate', ...poll };
-  if (status !== 'ok') throw invalid(`updatecheck status ${status}`);
+  if (status !== 'ok') throw invalid(`updatecheck status ${status}`, status);
   const manifest = child(check, 'manifest');
   if (!manifest) throw invalid('no <manifest>');
   const codebases = list(child(check, 'urls'), 'url')

@@ -260,6 +260,24 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     expect(cgptFlags(m.disk, 4)).toEqual([1, 0, 1]);
   }, 60_000);
 
+  test("a check answered with a refusal (Nebraska's error-updatesDisabled) is no update: back to IDLE, no error event", async () => {
+    const m = machine('refused');
+    const sent: string[] = [];
+    const a = daemonAt(m, {
+      bootId: 'boot-1',
+      post: async (_url, body) => {
+        sent.push(body);
+        return '<response protocol="3.0" server="nebraska"><daystart elapsed_seconds="0"></daystart><app appid="{e96281a6-d1af-4bde-9a0a-97b76e56dc57}" status="error-updatesDisabled"><updatecheck status="error-internal"></updatecheck></app></response>';
+      },
+    });
+    const seen: Status[] = [];
+    a.on('status', (s: { currentOperation: Status }) => seen.push(s.currentOperation));
+    await expect(a.check()).resolves.toEqual({ result: 'noupdate' });
+    expect(seen).toEqual(['UPDATE_STATUS_CHECKING_FOR_UPDATE', 'UPDATE_STATUS_IDLE']);
+    expect(sent).toHaveLength(1); // the check only: no 3/0 event
+    expect(sent[0]).toContain('<updatecheck></updatecheck>');
+  }, 30_000);
+
   test("Finalize's confirmation, one answer at a time: only the same version finalizes; only no answer at all falls back to the verified update", async () => {
     const m = machine('confirm');
     await daemonAt(m, { bootId: 'boot-1' }).check();

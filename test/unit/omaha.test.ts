@@ -101,3 +101,26 @@ test.each([
   expect((err as OmahaError).code).toBe(code);
   expect((err as Error).message).toMatch(message);
 });
+
+/** The error parseResponse throws for `xml`. */
+const rejection = (xml: string): OmahaError => {
+  try {
+    parseResponse(xml);
+  } catch (e) {
+    return e as OmahaError;
+  }
+  throw new Error('accepted');
+};
+
+test.each([
+  ['<response><app appid="x" status="error-updatesDisabled"><updatecheck status="error-internal"/></app></response>', 'error-updatesDisabled'],
+  ['<response><app appid="x" status="restricted"><updatecheck status="ok"/></app></response>', 'restricted'],
+  ['<response><app status="ok"><updatecheck status="error-internal"/></app></response>', 'error-internal'],
+  ['<response><app status="ok"><updatecheck status="error-osnotsupported"/></app></response>', 'error-osnotsupported'],
+])('a refusal (a status other than ok or noupdate) is told apart from a broken answer: %#', (xml, status) => {
+  expect(rejection(xml)).toMatchObject({ code: errorCode.omahaResponseInvalid, refusal: status });
+});
+
+test.each(['', '<html/>', '<response><app status="ok"><updatecheck status="ok"></response>', nebraska.replace(/<urls>[\s\S]*<\/urls>/, '')])('a broken answer is no refusal: %#', (xml) => {
+  expect(rejection(xml).refusal).toBeUndefined();
+});
