@@ -146,7 +146,7 @@ export class Executor {
   }
 
   private async act(action: Action, result: ActionResult): Promise<Outcome> {
-    const { dryRun, systemd, root } = this.options;
+    const { dryRun, systemd } = this.options;
     switch (action.kind) {
       case 'hostname': {
         if (currentHostname() === action.hostname) return 'unchanged';
@@ -155,7 +155,7 @@ export class Executor {
       }
       case 'user':
         if (dryRun) return userChanges(this.fs, action.user).length > 0 ? 'changed' : 'unchanged';
-        return applyUser(this.fs, root, action.user);
+        return applyUser(this.fs, action.user);
       case 'ssh-keys':
         if (dryRun) {
           if (!readPasswd(this.fs).some((u) => u.name === action.user)) {
@@ -193,6 +193,8 @@ export class Executor {
           if (!dryRun) this.fs.symlink(action.path, '/dev/null');
           return 'changed';
         }
+        // Masked as systemd sees it: a link to /dev/null (the link itself), or an empty file or a
+        // device where the path leads inside the root.
         const st = this.fs.stat(action.path);
         const masked = this.fs.readLink(action.path) === '/dev/null' || (st?.isFile() === true && st.size === 0) || st?.isCharacterDevice() === true;
         if (!masked) return 'unchanged';
@@ -266,7 +268,7 @@ export class Executor {
     const { system } = this.options.unitDirs;
     for (const d of [dir, system.persistent, system.runtime, ...unitSearchPath]) {
       const p = posix.join(d, unit);
-      if (this.fs.stat(p)?.isFile() || (this.fs.stat(p)?.isSymbolicLink() && this.fs.read(p))) return p;
+      if (this.fs.stat(p)?.isFile()) return p; // a linked unit file counts where its link leads inside the root
     }
     return undefined;
   }
@@ -276,7 +278,7 @@ export class Executor {
     const name = `${files.scripts}/${createHash('sha256').update(content).digest('hex').slice(0, 16)}`;
     if (this.options.dryRun) return 'changed';
     this.fs.writeAtomic(name, content, { mode: 0o700, ...this.ownIds() });
-    const argv = this.options.root === '/' ? [name] : [commands.chroot, this.options.root, name];
+    const argv = this.fs.root === '/' ? [name] : [commands.chroot, this.fs.root, name];
     try {
       const out = execFileSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
       result.detail = out.trim() || undefined;

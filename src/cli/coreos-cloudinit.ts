@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { normalizeGoFlags, parseArgs } from './options';
+import { normalizeGoFlags, parseArgs, rootDir } from './options';
 import type { Severity } from '../report/diagnostic';
 import { formatGithub, formatJson, formatText, formats } from '../report/format';
 import type { FileReport, Format } from '../report/format';
@@ -88,7 +88,7 @@ function program(io: Io): Command {
     .addOption(new Option('--format <format>', 'report format').choices(formats).default('text'))
     .option('--strict', 'warnings fail validation too')
     .option('--max-size <bytes>', 'largest user data accepted, before and after gunzip', parseSize, defaultValidateOptions.maxSize)
-    .option('--root <dir>', 'apply under this directory instead of /', '/')
+    .option('--root <dir>', 'apply under this directory instead of /', rootDir, '/')
     .option('--dry-run', 'print what applying would change, and change nothing')
     .option('--systemd-bus <address>', 'systemd\'s D-Bus: "system", an address such as unix:path=/run/user/0/bus, or "none" (default: system for /, none with --root)')
     .option('--unit-dir <dir>', 'where persistent units go', unitDirs.system.persistent)

@@ -10,7 +10,7 @@ import { liveness, parseDuration } from '../lock/presence';
 import { Semaphore, defaultGroup } from '../lock/semaphore';
 import { readStrategy, writeStrategy, strategies } from '../lock/strategy-file';
 import { version } from '../version';
-import { addEtcdOptions, collect } from './options';
+import { addEtcdOptions, collect, rootDir } from './options';
 import { logindReboot, sendNeedReboot } from '../lock/dbus-ports';
 import { openBus } from '../system/dbus';
 import type { MessageBus } from 'dbus-next';
@@ -95,7 +95,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--group <name>', `the lock group (default "${defaultGroup}")`)
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .option('--machine-id-file <file>', 'where this machine\'s id is read', '/etc/machine-id')
-    .option('--root <dir>', 'the root whose /etc/coreos/update.conf set-strategy and get-strategy use', '/')
+    .option('--root <dir>', 'the root whose /etc/coreos/update.conf set-strategy and get-strategy use', rootDir, '/')
     .option('--pid-file <file>', 'locksmithd\'s pid file, to tell it to reload', '/run/locksmithd.pid')
     .option('--bus <address>', 'the bus of logind and update_engine: "system" or a D-Bus address', 'system')
     .exitOverride()

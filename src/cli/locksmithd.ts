@@ -5,7 +5,6 @@
  * environment (LOCKSMITHD_*, REBOOT_*). SIGTERM stops it; SIGHUP reloads the settings.
  */
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command } from 'commander';
 import { rawSettings, settingsFrom } from '../lock/config';
 import type { Settings } from '../lock/config';
@@ -14,8 +13,9 @@ import type { Daemon } from '../lock/daemon';
 import { daemonBuses } from '../system/systemd';
 import { connectEtcd } from '../lock/etcd';
 import { files } from '../system/paths';
+import { RootedFs } from '../system/rooted-fs';
 import { version } from '../version';
-import { parseArgs } from './options';
+import { parseArgs, rootDir } from './options';
 
 interface Options {
   root: string;
@@ -28,14 +28,10 @@ interface Options {
 
 const log = (m: string) => process.stderr.write(`locksmithd: ${m}\n`);
 
+/** The settings from the root's update.conf files (read inside the root: a link there cannot reach a host file), then the environment. */
 function loadSettings(root: string, overrides: Record<string, string>): Settings {
-  const texts = [files.updateConfDefaults, files.updateConf].map((f) => {
-    try {
-      return readFileSync(join(root, f), 'utf8');
-    } catch {
-      return '';
-    }
-  });
+  const fs = new RootedFs(root);
+  const texts = [files.updateConfDefaults, files.updateConf].map((f) => fs.read(f)?.toString('utf8') ?? '');
   return settingsFrom(rawSettings(texts, { ...process.env, ...overrides }));
 }
 
@@ -43,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('locksmithd')
     .description('Reboot the machine for a staged update when the strategy, window and fleet lock allow')
     .version(`locksmithd ${version}`, '--version', 'print the version and exit')
-    .option('--root <dir>', 'the root whose update.conf files are read', '/')
+    .option('--root <dir>', 'the root whose update.conf files are read', rootDir, '/')
     .option('--bus <address>', 'the bus of update_engine and logind: "system" or a D-Bus address', 'system')
     .option('--systemd-bus <address>', 'systemd\'s bus for the health gate: "system", an address, or "none" (default: --bus)')
     .option('--machine-id-file <file>', 'this machine\'s id, the holder id in the semaphore', '/etc/machine-id')

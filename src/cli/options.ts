@@ -1,6 +1,7 @@
 /** Option helpers the programs share. */
-import { CommanderError } from 'commander';
+import { CommanderError, InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
+import { absoluteRoot } from '../system/rooted-fs';
 
 /** Repeatable options: each use adds to the list (not variadic: that would swallow a subcommand's name). */
 export function collect(value: string, previous: string[] | undefined): string[] {
@@ -72,4 +73,13 @@ export function untilStopped(): Promise<void> {
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+}
+
+/**
+ * `--root`'s parser, for every program that takes one: the directory as an absolute path, resolved
+ * once here where it is taken in, so no later step (shadow's useradd, chroot) sees a relative one.
+ */
+export function rootDir(value: string): string {
+  if (value === '') throw new InvalidArgumentError('want a directory');
+  return absoluteRoot(value);
 }

@@ -7,14 +7,14 @@
  * Finalize, MarkSuccessful). locksmithd finalizes and reboots; --finalize-after-staging switches the
  * boot flags right after staging, for reboot managers that do not call Finalize. SIGTERM stops it.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { startEngineDaemon } from '../update/daemon';
 import { defaultStateDir } from '../update/engine';
 import { defaultSchedule } from '../update/schedule';
 import { daemonBuses } from '../system/systemd';
-import { collect, normalizeGoFlags, numberOf, parseArgs, untilStopped } from './options';
+import { RootedFs } from '../system/rooted-fs';
+import { collect, normalizeGoFlags, numberOf, parseArgs, rootDir, untilStopped } from './options';
 import { version } from '../version';
 
 /** The reference's key, used when no --public-key is given and it exists under --root. */
@@ -47,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('update_engine')
     .description('keep this machine on its update channel: check, download and verify updates, mark good boots')
     .version(version)
-    .option('--root <dir>', 'the root whose update.conf, release and machine-id are read', '/')
+    .option('--root <dir>', 'the root whose update.conf, release and machine-id are read', rootDir, '/')
     .option('--bus <address>', 'the bus to offer com.coreos.update1 on, and logind\'s: "system" or a D-Bus address', 'system')
     .option('--systemd-bus <address>', 'systemd\'s bus for the health gate: "system", an address, or "none" (default: --bus)')
     .option('--disk <path>', 'the disk holding USR-A and USR-B (default: the one /usr or usr=PARTUUID= is on)')
@@ -77,9 +77,10 @@ export async function main(argv: string[]): Promise<number> {
 
   let publicKeys: string[];
   try {
-    const keyFiles = opts.publicKey ?? (existsSync(join(opts.root, defaultKey)) ? [join(opts.root, defaultKey)] : []);
-    publicKeys = keyFiles.map((f) => readFileSync(f, 'utf8'));
-    if (publicKeys.length === 0) log(`no payload key (${join(opts.root, defaultKey)} is missing): payload signatures are not checked`);
+    // --public-key names host files; the default key is the root's, read inside it.
+    const rootKey = opts.publicKey ? undefined : new RootedFs(opts.root).read(defaultKey);
+    publicKeys = opts.publicKey ? opts.publicKey.map((f) => readFileSync(f, 'utf8')) : rootKey ? [rootKey.toString('utf8')] : [];
+    if (publicKeys.length === 0) log(`no payload key (${defaultKey} under ${opts.root} is missing): payload signatures are not checked`);
   } catch (err) {
     log(`cannot read a public key: ${(err as Error).message}`);
     return 2;

@@ -115,8 +115,9 @@ function run(command: string, args: string[], input?: string): void {
   }
 }
 
-function rootArgs(root: string): string[] {
-  return root === '/' ? [] : ['--root', root];
+/** shadow's `--root` for the root of `fs`: always absolute (useradd refuses a relative one). */
+function rootArgs(fs: RootedFs): string[] {
+  return fs.root === '/' ? [] : ['--root', fs.root];
 }
 
 /** What bringing a user to its settings takes, one line a change; empty when it is already so. */
@@ -138,13 +139,13 @@ export function userChanges(fs: RootedFs, user: User): string[] {
  * Creates the user with useradd, or, when it exists, brings its password and supplementary groups
  * up to date (chpasswd -e, gpasswd -a). Other settings of an existing user are left alone.
  */
-export function applyUser(fs: RootedFs, root: string, user: User): Outcome {
+export function applyUser(fs: RootedFs, user: User): Outcome {
   const changes = userChanges(fs, user);
   if (changes.length === 0) return 'unchanged';
   clearStaleShadowLocks(fs);
   const existing = readPasswd(fs).some((u) => u.name === user.name);
   if (!existing) {
-    const args = [...rootArgs(root), '--password', user.passwd ?? '*'];
+    const args = [...rootArgs(fs), '--password', user.passwd ?? '*'];
     if (user.gecos !== undefined) args.push('--comment', user.gecos);
     if (user.homedir !== undefined) args.push('--home-dir', user.homedir);
     args.push(user.noCreateHome ? '--no-create-home' : '--create-home');
@@ -160,11 +161,11 @@ export function applyUser(fs: RootedFs, root: string, user: User): Outcome {
   const entry = readPasswd(fs).find((u) => u.name === user.name)!;
   if (!user.noCreateHome && entry.home && !fs.stat(entry.home)) fs.ensureDir(entry.home, { mode: 0o755, uid: entry.uid, gid: entry.gid });
   if (user.passwd && shadowHash(fs, user.name) !== user.passwd) {
-    run(commands.chpasswd, [...rootArgs(root), '-e'], `${user.name}:${user.passwd}\n`);
+    run(commands.chpasswd, [...rootArgs(fs), '-e'], `${user.name}:${user.passwd}\n`);
   }
   const groups = readGroups(fs);
   for (const g of user.groups) {
-    if (!isMember(fs, groups, g, user.name)) run(commands.gpasswd, [...rootArgs(root), '-a', user.name, g]);
+    if (!isMember(fs, groups, g, user.name)) run(commands.gpasswd, [...rootArgs(fs), '-a', user.name, g]);
   }
   return 'changed';
 }

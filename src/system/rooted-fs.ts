@@ -1,7 +1,20 @@
 /**
- * Files under a root directory (`--root`, or `/`), as the apply engine changes them: paths are
- * resolved the way a chroot would see them and may not climb out of the root through a symlink;
- * files are replaced atomically with owner and mode set before any content is visible.
+ * Files under a root directory (`--root`, or `/`), as the apply engine and the daemons see them:
+ * the one place where a path under the root becomes a host path. Every component of a path, the
+ * last included, is resolved the way a chroot would see it: an absolute symlink target is taken
+ * inside the root, and a relative one that climbs above the root is refused. So a hostile image
+ * (`etc/coreos/update.conf -> /root/secret`) can never make us read or write a host file. Files
+ * are replaced atomically with owner and mode set before any content is visible.
+ *
+ * Operations say which way they treat a symlink at the last component: reads and writes of
+ * content act on what it points to (inside the root); {@link RootedFs.lstat},
+ * {@link RootedFs.readLink}, {@link RootedFs.symlink} and {@link RootedFs.remove} act on the link
+ * itself (mask and enable links).
+ *
+ * Between resolving and acting, a final component that has become a symlink is not followed
+ * (O_NOFOLLOW, or a rename onto the name). A parent directory swapped for a symlink in that window
+ * would still be followed by the kernel: Node has no openat2(RESOLVE_IN_ROOT). An image at rest is
+ * not changing under us, so that window is left open.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -9,6 +22,7 @@ import * as path from 'node:path';
 /** What an operation did: changed the file system, or found it already as wanted. */
 export type Outcome = 'changed' | 'unchanged';
 
+/** A path that cannot be used under the root: not absolute, `..`, a symlink out, a loop, a wrong type. */
 export class PathError extends Error {}
 
 export interface FileAttributes {
@@ -18,35 +32,56 @@ export interface FileAttributes {
   gid: number;
 }
 
+/**
+ * How a path's last component is resolved: `follow: true` resolves a symlink there too (to act on
+ * what it points to); `follow: false` leaves it (to act on the link itself).
+ */
+export interface Resolution {
+  follow: boolean;
+}
+
+const follow: Resolution = { follow: true };
+const noFollow: Resolution = { follow: false };
+
+/** As Linux's MAXSYMLINKS: more links than this on one path is a loop. */
 const maxLinks = 40;
 
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = fs.constants;
+
+/**
+ * A `--root` value as an absolute path, resolved once where the root is taken in: shadow's tools
+ * refuse a relative `--root`, and a path relative to the working directory would change meaning
+ * if anything changed that directory.
+ */
+export function absoluteRoot(dir: string): string {
+  if (dir === '') throw new PathError('the root is an empty path');
+  return path.resolve(dir);
+}
+
 export class RootedFs {
-  /** The root as an absolute host path, without a trailing slash (empty for `/`). */
+  /** The root as an absolute host path (`/` for the host itself): what shadow's `--root` and chroot get. */
+  readonly root: string;
+  /** The root as a prefix for in-root paths: without a trailing slash, empty for `/`. */
   private readonly base: string;
 
   constructor(root: string) {
-    this.base = path.resolve(root) === '/' ? '' : path.resolve(root);
-  }
-
-  /** The host path of an in-root path whose parents are all resolved (see {@link resolve}). */
-  hostPath(inRoot: string): string {
-    return this.base + inRoot;
+    this.root = absoluteRoot(root);
+    this.base = this.root === '/' ? '' : this.root;
   }
 
   /**
-   * Resolves an absolute in-root path, following symlinks in its parent directories as a chroot
-   * would (absolute targets are taken inside the root). The last component is not followed.
-   * Throws PathError when a relative symlink climbs above the root, or the path is not absolute.
+   * Resolves an absolute in-root path to the in-root path it means, following symlinks as a chroot
+   * would: an absolute target starts again at the root, a relative one from the link's directory.
+   * The last component is followed too when `follow` is set; a dangling link resolves to where its
+   * target would be, inside the root. Throws PathError when the path is not absolute, has a `..`
+   * component, leads above the root through a relative symlink, or meets more than 40 symlinks.
    */
-  resolve(target: string): string {
+  resolve(target: string, how: Resolution): string {
     if (!path.posix.isAbsolute(target)) throw new PathError(`${target} is not an absolute path`);
     if (target.split('/').includes('..')) throw new PathError(`${target} has a ".." component; write the path it means`);
-    const parts = path.posix.normalize(target).split('/').filter(Boolean);
-    const last = parts.pop();
-    if (last === undefined) return '/';
+    const pending = components(target);
     let dir = '/';
     let hops = 0;
-    const pending = [...parts];
     while (pending.length > 0) {
       const part = pending.shift()!;
       if (part === '..') {
@@ -55,67 +90,52 @@ export class RootedFs {
         continue;
       }
       const next = path.posix.join(dir, part);
-      let link: string | undefined;
-      try {
-        if (fs.lstatSync(this.hostPath(next)).isSymbolicLink()) link = fs.readlinkSync(this.hostPath(next));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
+      const link = pending.length > 0 || how.follow ? this.linkTarget(next) : undefined;
       if (link === undefined) {
         dir = next;
         continue;
       }
       if (++hops > maxLinks) throw new PathError(`${target}: too many levels of symbolic links`);
       if (link.startsWith('/')) dir = '/';
-      pending.unshift(...link.split('/').filter((p) => p && p !== '.'));
+      pending.unshift(...components(link));
     }
-    return path.posix.join(dir, last);
+    return dir;
   }
 
-  /** File attributes and type of an in-root path (not following a final symlink), or undefined. */
+  /** File attributes and type of what an in-root path leads to (a final symlink followed inside the root), or undefined. */
   stat(inRoot: string): fs.Stats | undefined {
-    try {
-      return fs.lstatSync(this.hostPath(this.resolve(inRoot)));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
-      throw err;
-    }
+    return this.lstatResolved(this.resolve(inRoot, follow));
   }
 
-  read(inRoot: string): Buffer | undefined {
-    try {
-      return fs.readFileSync(this.hostPath(this.resolve(inRoot)));
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-      throw err;
-    }
-  }
-
-  /** Creates missing parent directories of an in-root path with mode 0755. */
-  makeParents(inRoot: string): Outcome {
-    const dir = path.posix.dirname(this.resolve(inRoot));
-    const host = this.hostPath(this.resolve(dir === '/' ? '/' : dir));
-    if (fs.existsSync(host)) return 'unchanged';
-    fs.mkdirSync(host, { recursive: true, mode: 0o755 });
-    return 'changed';
+  /** File attributes and type of an in-root path itself (a final symlink is reported as one), or undefined. */
+  lstat(inRoot: string): fs.Stats | undefined {
+    return this.lstatResolved(this.resolve(inRoot, noFollow));
   }
 
   /**
-   * Makes the file at `inRoot` hold `content` with `attrs`: unchanged when it already does;
-   * otherwise written to a temporary file in the same directory, created 0600, chowned and
-   * chmodded before the content goes in, synced, and renamed over the target. A secret never
-   * sits in a file others can read, and a reader sees the old file or the new one, never a part.
+   * The content of the regular file an in-root path leads to, or undefined when there is none.
+   * Anything else there (a directory, a FIFO, a device) is refused rather than read: a FIFO would
+   * block, a device would never end.
+   */
+  read(inRoot: string): Buffer | undefined {
+    return this.readResolved(this.resolve(inRoot, follow), inRoot);
+  }
+
+  /**
+   * Makes the file an in-root path leads to hold `content` with `attrs`: unchanged when it already
+   * does; otherwise written to a temporary file in the same directory, created 0600, chowned and
+   * chmodded before the content goes in, synced, and renamed over the target. A secret never sits
+   * in a file others can read, and a reader sees the old file or the new one, never a part.
    */
   writeAtomic(inRoot: string, content: Buffer, attrs: FileAttributes): Outcome {
-    if (!this.differs(inRoot, content, attrs)) return 'unchanged';
-    const resolved = this.resolve(inRoot);
-    const host = this.hostPath(resolved);
+    const resolved = this.resolve(inRoot, follow);
+    if (!this.differsResolved(resolved, inRoot, content, attrs)) return 'unchanged';
+    const host = this.host(resolved);
     this.makeParents(resolved);
     // One fixed name per target: a run killed mid-write leaves it behind, and the next run replaces it.
-    const temp = path.join(path.dirname(host), `.${path.basename(host)}.bootsmith-tmp`);
+    const temp = tempName(host);
     fs.rmSync(temp, { force: true });
-    const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    const fd = fs.openSync(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     try {
       fs.fchownSync(fd, attrs.uid, attrs.gid);
       fs.fchmodSync(fd, attrs.mode);
@@ -128,35 +148,26 @@ export class RootedFs {
       throw err;
     }
     fs.closeSync(fd);
+    // rename replaces the name itself: a symlink put there since resolving is replaced, not followed.
     fs.renameSync(temp, host);
     syncDirectory(path.dirname(host));
     return 'changed';
   }
 
-  /** Whether the file at `inRoot` is not yet a regular file with this content and these attributes. */
+  /** Whether the file an in-root path leads to is not yet a regular file with this content and these attributes. */
   differs(inRoot: string, content: Buffer, attrs: FileAttributes): boolean {
-    const resolved = this.resolve(inRoot);
-    const current = this.stat(resolved);
-    if (current?.isDirectory()) throw new PathError(`${inRoot} is a directory`);
-    return !(
-      current?.isFile() &&
-      (current.mode & 0o7777) === attrs.mode &&
-      current.uid === attrs.uid &&
-      current.gid === attrs.gid &&
-      current.size === content.length &&
-      fs.readFileSync(this.hostPath(resolved)).equals(content)
-    );
+    return this.differsResolved(this.resolve(inRoot, follow), inRoot, content, attrs);
   }
 
-  /** Makes `inRoot` a symlink to `target` (replacing a file or another link there). */
+  /** Makes an in-root path itself a symlink to `target` (replacing a file or another link there, never following it). */
   symlink(inRoot: string, target: string): Outcome {
-    const resolved = this.resolve(inRoot);
-    const host = this.hostPath(resolved);
-    const current = this.stat(resolved);
+    const resolved = this.resolve(inRoot, noFollow);
+    const host = this.host(resolved);
+    const current = this.lstatResolved(resolved);
     if (current?.isSymbolicLink() && fs.readlinkSync(host) === target) return 'unchanged';
     if (current?.isDirectory()) throw new PathError(`${inRoot} is a directory`);
     this.makeParents(resolved);
-    const temp = path.join(path.dirname(host), `.${path.basename(host)}.bootsmith-tmp`);
+    const temp = tempName(host);
     fs.rmSync(temp, { force: true });
     fs.symlinkSync(target, temp);
     fs.renameSync(temp, host);
@@ -164,45 +175,136 @@ export class RootedFs {
     return 'changed';
   }
 
-  /** Makes `inRoot` a directory with exactly `attrs` (parents are made 0755). */
+  /** Makes the directory an in-root path leads to exist with exactly `attrs` (parents are made 0755). */
   ensureDir(inRoot: string, attrs: FileAttributes): Outcome {
-    const resolved = this.resolve(inRoot);
-    const host = this.hostPath(resolved);
-    const current = this.stat(resolved);
+    const resolved = this.resolve(inRoot, follow);
+    const host = this.host(resolved);
+    const current = this.lstatResolved(resolved);
     if (current && !current.isDirectory()) throw new PathError(`${inRoot} exists and is not a directory`);
     if (current && (current.mode & 0o7777) === attrs.mode && current.uid === attrs.uid && current.gid === attrs.gid) return 'unchanged';
     if (!current) {
       this.makeParents(resolved);
       fs.mkdirSync(host, { mode: 0o700 });
     }
-    fs.chownSync(host, attrs.uid, attrs.gid);
-    fs.chmodSync(host, attrs.mode);
+    // Through a descriptor opened without following: a symlink put there since is refused, not chowned.
+    const fd = openNoFollow(host, O_RDONLY | O_DIRECTORY, inRoot);
+    try {
+      fs.fchownSync(fd, attrs.uid, attrs.gid);
+      fs.fchmodSync(fd, attrs.mode);
+    } finally {
+      fs.closeSync(fd);
+    }
     return 'changed';
   }
 
-  /** The names in a directory, sorted; empty when it does not exist. */
+  /** The names in the directory an in-root path leads to, sorted; empty when it does not exist. */
   list(inRoot: string): string[] {
     try {
-      return fs.readdirSync(this.hostPath(this.resolve(inRoot))).sort();
+      return fs.readdirSync(this.host(this.resolve(inRoot, follow))).sort();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
   }
 
-  /** Removes a file or link; unchanged when there is none. */
+  /** Removes the file or link at an in-root path itself (a link's target stays); unchanged when there is none. */
   remove(inRoot: string): Outcome {
-    const resolved = this.resolve(inRoot);
-    if (!this.stat(resolved)) return 'unchanged';
-    fs.rmSync(this.hostPath(resolved));
+    const resolved = this.resolve(inRoot, noFollow);
+    if (!this.lstatResolved(resolved)) return 'unchanged';
+    fs.unlinkSync(this.host(resolved));
     return 'changed';
   }
 
-  /** The target of a symlink, or undefined when the path is not a symlink. */
+  /** The target of the symlink at an in-root path itself, or undefined when it is not a symlink. */
   readLink(inRoot: string): string | undefined {
-    const st = this.stat(inRoot);
-    return st?.isSymbolicLink() ? fs.readlinkSync(this.hostPath(this.resolve(inRoot))) : undefined;
+    const resolved = this.resolve(inRoot, noFollow);
+    return this.lstatResolved(resolved)?.isSymbolicLink() ? fs.readlinkSync(this.host(resolved)) : undefined;
   }
+
+  /** The host path of a resolved in-root path. Private: a host path is only ever made from a resolved one. */
+  private host(resolved: string): string {
+    return this.base + resolved;
+  }
+
+  /** The target of the symlink at a resolved in-root path, or undefined when there is none (or nothing). */
+  private linkTarget(resolved: string): string | undefined {
+    try {
+      return fs.lstatSync(this.host(resolved)).isSymbolicLink() ? fs.readlinkSync(this.host(resolved)) : undefined;
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  private lstatResolved(resolved: string): fs.Stats | undefined {
+    try {
+      return fs.lstatSync(this.host(resolved));
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  private readResolved(resolved: string, inRoot: string): Buffer | undefined {
+    let fd: number;
+    try {
+      // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+      fd = openNoFollow(this.host(resolved), O_RDONLY | O_NONBLOCK, inRoot);
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (st.isDirectory()) throw new PathError(`${inRoot} is a directory`);
+      if (!st.isFile()) throw new PathError(`${inRoot} is not a regular file`);
+      return fs.readFileSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  private differsResolved(resolved: string, inRoot: string, content: Buffer, attrs: FileAttributes): boolean {
+    const current = this.lstatResolved(resolved);
+    if (current?.isDirectory()) throw new PathError(`${inRoot} is a directory`);
+    return !(
+      current?.isFile() &&
+      (current.mode & 0o7777) === attrs.mode &&
+      current.uid === attrs.uid &&
+      current.gid === attrs.gid &&
+      current.size === content.length &&
+      this.readResolved(resolved, inRoot)?.equals(content)
+    );
+  }
+
+  /** Creates the missing parent directories of a resolved in-root path, mode 0755. */
+  private makeParents(resolved: string): void {
+    fs.mkdirSync(this.host(path.posix.dirname(resolved)), { recursive: true, mode: 0o755 });
+  }
+}
+
+/** The components of a path or a link target, without empty and `.` ones (`..` stays: it means something). */
+function components(p: string): string[] {
+  return p.split('/').filter((c) => c !== '' && c !== '.');
+}
+
+function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** Opens a host path without following a final symlink: one there now was put there after resolving. */
+function openNoFollow(host: string, flags: number, inRoot: string): number {
+  try {
+    return fs.openSync(host, flags | O_NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new PathError(`${inRoot} became a symlink while in use`);
+    throw err;
+  }
+}
+
+function tempName(host: string): string {
+  return path.join(path.dirname(host), `.${path.basename(host)}.bootsmith-tmp`);
 }
 
 function syncDirectory(dir: string): void {

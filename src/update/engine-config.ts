@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { machine as unameMachine } from 'node:os';
 import { join } from 'node:path';
 import { parseEnvFile } from '../system/env-file';
+import { RootedFs } from '../system/rooted-fs';
 import { coreosAppId } from './omaha';
 import type { Identity } from './omaha';
 
@@ -37,6 +38,7 @@ export interface EngineSettings {
   machineAlias: string | undefined;
 }
 
+/** A host file that is ours (the prefs directory, the kernel's boot id), not the root's. */
 function read(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');
@@ -45,9 +47,18 @@ function read(path: string): string | undefined {
   }
 }
 
-/** The settings under `root` (`/` on a machine). Missing files are fine; a missing version is an error. */
+/** A file under the root, read inside it: a link in the image cannot reach a host file. */
+function readUnder(fs: RootedFs, inRoot: string): string | undefined {
+  return fs.read(inRoot)?.toString('utf8');
+}
+
+/**
+ * The settings under `root` (`/` on a machine). Missing files are fine; a missing version is an
+ * error, and so is a file there that is not a regular file.
+ */
 export function readEngineSettings(root = '/'): EngineSettings {
-  const tiers = configFiles.map((f) => parseEnvFile(read(join(root, f)) ?? ''));
+  const fs = new RootedFs(root);
+  const tiers = configFiles.map((f) => parseEnvFile(readUnder(fs, f) ?? ''));
   const get = (...keys: string[]) => {
     for (const tier of tiers) for (const k of keys) {
       const v = tier.get(k);
@@ -58,7 +69,7 @@ export function readEngineSettings(root = '/'): EngineSettings {
   const version = get('COREOS_RELEASE_VERSION', 'FLATCAR_RELEASE_VERSION');
   if (!version) throw new Error(`no COREOS_RELEASE_VERSION in ${configFiles.filter((f) => f.endsWith('release')).join(' or ')} under ${root}`);
   const serverText = get('SERVER') ?? defaultServer;
-  const oem = parseEnvFile(read(join(root, '/etc/oem-release')) ?? read(join(root, '/usr/share/oem/oem-release')) ?? '');
+  const oem = parseEnvFile(readUnder(fs, '/etc/oem-release') ?? readUnder(fs, '/usr/share/oem/oem-release') ?? '');
   return {
     group: get('GROUP') ?? 'stable',
     server: /^https?:\/\//i.test(serverText) ? serverText : undefined,
@@ -79,9 +90,9 @@ export interface IdentitySources {
 
 /** The Omaha identity: settings, /etc/machine-id, the kernel's boot id, and the aleph version (recorded on first use). */
 export function machineIdentity(s: EngineSettings, src: IdentitySources): Identity {
-  const root = src.root ?? '/';
-  const machineId = (read(join(root, '/etc/machine-id')) ?? '').trim();
-  if (!/^[0-9a-f]{32}$/.test(machineId)) throw new Error(`${join(root, '/etc/machine-id')} does not hold a machine id`);
+  const fs = new RootedFs(src.root ?? '/');
+  const machineId = (readUnder(fs, '/etc/machine-id') ?? '').trim();
+  if (!/^[0-9a-f]{32}$/.test(machineId)) throw new Error(`/etc/machine-id under ${fs.root} does not hold a machine id`);
   const bootId = (read(src.bootIdFile ?? '/proc/sys/kernel/random/boot_id') ?? '').trim();
   const alephFile = join(src.prefsDir, 'aleph-version');
   let alephVersion = read(alephFile)?.trim();

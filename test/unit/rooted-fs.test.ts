@@ -1,11 +1,17 @@
-/** Atomic writes: owner and mode are set before any content goes in, and a reader sees old or new. */
+/**
+ * The root's file system: atomic writes (owner and mode set before any content goes in, a reader
+ * sees old or new), and confinement (every component of a path, the last included, resolved inside
+ * the root; operations on a link itself act on the link).
+ */
 import * as fs from 'node:fs';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { RootedFs } from '../../src/system/rooted-fs';
+import { basename, dirname, join } from 'node:path';
+import { absoluteRoot, PathError, RootedFs } from '../../src/system/rooted-fs';
 
 const me = { uid: process.getuid!(), gid: process.getgid!() };
+const asRoot = process.getuid?.() === 0;
 // The module object itself: the `import * as` namespace has fixed properties.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const realFs = require('node:fs') as typeof fs;
@@ -42,8 +48,194 @@ test('paths resolve as in a chroot', () => {
   fs.symlinkSync('real', join(root, 'rel'));
   fs.symlinkSync('../..', join(root, 'real/up'));
   const rfs = new RootedFs(root);
-  expect(rfs.resolve('/abs/f')).toBe('/real/f');
-  expect(rfs.resolve('/rel/f')).toBe('/real/f');
-  expect(() => rfs.resolve('/real/up/f')).toThrow('leads out of the root');
-  expect(() => rfs.resolve('relative')).toThrow('not an absolute path');
+  expect(rfs.resolve('/abs/f', { follow: true })).toBe('/real/f');
+  expect(rfs.resolve('/rel/f', { follow: true })).toBe('/real/f');
+  expect(() => rfs.resolve('/real/up/f', { follow: true })).toThrow('leads out of the root');
+  expect(() => rfs.resolve('relative', { follow: true })).toThrow('not an absolute path');
+});
+
+/** A root, and beside it (outside) a 0600 host file holding a secret, as an attacker would link to. */
+function rootAndSecret() {
+  const root = mkdtempSync(join(tmpdir(), 'bootsmith-fs-'));
+  mkdirSync(join(root, 'etc'));
+  const secret = join(mkdtempSync(join(tmpdir(), 'bootsmith-host-')), 'secret');
+  writeFileSync(secret, 'HOST-SECRET\n', { mode: 0o600 });
+  return { root, secret, rfs: new RootedFs(root) };
+}
+
+const me600 = { mode: 0o600, ...me };
+
+describe('the last component is resolved inside the root too', () => {
+  test('an absolute final link is taken inside the root: read, stat, write act on the in-root target', () => {
+    const { root, secret, rfs } = rootAndSecret();
+    symlinkSync(secret, join(root, 'etc/conf'));
+    expect(rfs.resolve('/etc/conf', { follow: true })).toBe(secret);
+    expect(rfs.resolve('/etc/conf', { follow: false })).toBe('/etc/conf');
+    expect(rfs.read('/etc/conf')).toBeUndefined(); // nothing at ROOT/<secret path>
+    expect(rfs.stat('/etc/conf')).toBeUndefined();
+    expect(rfs.lstat('/etc/conf')?.isSymbolicLink()).toBe(true);
+    mkdirSync(join(root, dirname(secret)), { recursive: true });
+    writeFileSync(join(root, secret), 'in the image\n');
+    expect(rfs.read('/etc/conf')?.toString()).toBe('in the image\n');
+    expect(rfs.writeAtomic('/etc/conf', Buffer.from('new\n'), me600)).toBe('changed');
+    expect(readFileSync(join(root, secret), 'utf8')).toBe('new\n');
+    expect(readlinkSync(join(root, 'etc/conf'))).toBe(secret); // the link stays; its in-root target changed
+    expect(readFileSync(secret, 'utf8')).toBe('HOST-SECRET\n');
+  });
+
+  test('a relative final link that climbs above the root is refused for every use but the link itself', () => {
+    const { root, secret, rfs } = rootAndSecret();
+    const climb = `../../../../../../../../..${secret}`;
+    symlinkSync(climb, join(root, 'etc/conf'));
+    expect(() => rfs.resolve('/etc/conf', { follow: true })).toThrow(PathError);
+    expect(() => rfs.read('/etc/conf')).toThrow('/etc/conf leads out of the root through a symlink');
+    expect(() => rfs.stat('/etc/conf')).toThrow(PathError);
+    expect(() => rfs.writeAtomic('/etc/conf', Buffer.from('x'), me600)).toThrow(PathError);
+    expect(() => rfs.ensureDir('/etc/conf', me600)).toThrow(PathError);
+    expect(() => rfs.list('/etc/conf')).toThrow(PathError);
+    expect(rfs.readLink('/etc/conf')).toBe(climb);
+    expect(readFileSync(secret, 'utf8')).toBe('HOST-SECRET\n');
+    // One that climbs but stays inside is fine.
+    symlinkSync('../data/f', join(root, 'etc/inside'));
+    expect(rfs.resolve('/etc/inside', { follow: true })).toBe('/data/f');
+  });
+
+  test('link chains, absolute and relative, are followed inside the root', () => {
+    const { root, secret, rfs } = rootAndSecret();
+    mkdirSync(join(root, 'real'));
+    writeFileSync(join(root, 'real/file'), 'end of the chain');
+    symlinkSync('b', join(root, 'etc/a'));
+    symlinkSync('/etc/c', join(root, 'etc/b'));
+    symlinkSync('../lnk/file', join(root, 'etc/c'));
+    symlinkSync('/real', join(root, 'lnk'));
+    expect(rfs.resolve('/etc/a', { follow: true })).toBe('/real/file');
+    expect(rfs.read('/etc/a')?.toString()).toBe('end of the chain');
+    // A chain whose last hop names a host file ends inside the root.
+    symlinkSync('/etc/e', join(root, 'etc/d'));
+    symlinkSync(secret, join(root, 'etc/e'));
+    expect(rfs.resolve('/etc/d', { follow: true })).toBe(secret);
+    expect(rfs.read('/etc/d')).toBeUndefined();
+  });
+
+  test('loops are refused, not followed forever', () => {
+    const { root, rfs } = rootAndSecret();
+    symlinkSync('/etc/passwd', join(root, 'etc/passwd')); // absolute to itself: inside the root, a loop
+    symlinkSync('y', join(root, 'etc/x'));
+    symlinkSync('/etc/x', join(root, 'etc/y'));
+    for (const p of ['/etc/passwd', '/etc/x', '/etc/x/below']) {
+      expect(() => rfs.resolve(p, { follow: true })).toThrow(`${p}: too many levels of symbolic links`);
+    }
+    expect(() => rfs.read('/etc/passwd')).toThrow(PathError);
+    expect(rfs.readLink('/etc/passwd')).toBe('/etc/passwd');
+  });
+
+  test('a dangling final link acts on its in-root target: absolute, relative, through a missing directory', () => {
+    const { root, rfs } = rootAndSecret();
+    const nowhere = `/nonexistent-${basename(root)}`;
+    symlinkSync(nowhere, join(root, 'etc/hosts'));
+    symlinkSync('gone/deeper', join(root, 'etc/rel'));
+    expect(rfs.read('/etc/hosts')).toBeUndefined();
+    expect(rfs.writeAtomic('/etc/hosts', Buffer.from('127.0.0.1 h\n'), me600)).toBe('changed');
+    expect(readFileSync(join(root, nowhere), 'utf8')).toBe('127.0.0.1 h\n');
+    expect(existsSync(nowhere)).toBe(false);
+    expect(rfs.writeAtomic('/etc/rel', Buffer.from('r'), me600)).toBe('changed');
+    expect(readFileSync(join(root, 'etc/gone/deeper'), 'utf8')).toBe('r');
+    symlinkSync('/made/here', join(root, 'etc/dangling-dir'));
+    expect(rfs.ensureDir('/etc/dangling-dir', { ...me600, mode: 0o700 })).toBe('changed');
+    expect(statSync(join(root, 'made/here')).isDirectory()).toBe(true);
+  });
+
+  test('a final link to a host directory: ensureDir and list act inside the root; the host directory is untouched', () => {
+    const { root, secret, rfs } = rootAndSecret();
+    const hostDir = dirname(secret);
+    chmodSync(hostDir, 0o755);
+    symlinkSync(hostDir, join(root, 'etc/d'));
+    expect(rfs.list('/etc/d')).toEqual([]);
+    expect(rfs.ensureDir('/etc/d', { ...me600, mode: 0o711 })).toBe('changed');
+    expect(lstatSync(join(root, hostDir)).mode & 0o777).toBe(0o711);
+    expect(lstatSync(hostDir).mode & 0o777).toBe(0o755);
+    expect(rfs.list('/etc/d')).toEqual([]);
+  });
+
+  test('link operations act on the link itself: readLink, symlink, remove, lstat', () => {
+    const { root, secret, rfs } = rootAndSecret();
+    symlinkSync(secret, join(root, 'etc/m.service'));
+    expect(rfs.readLink('/etc/m.service')).toBe(secret);
+    expect(rfs.symlink('/etc/m.service', '/dev/null')).toBe('changed');
+    expect(readlinkSync(join(root, 'etc/m.service'))).toBe('/dev/null');
+    expect(rfs.symlink('/etc/m.service', '/dev/null')).toBe('unchanged');
+    expect(rfs.remove('/etc/m.service')).toBe('changed');
+    expect(existsSync(join(root, 'etc/m.service'))).toBe(false);
+    expect(readFileSync(secret, 'utf8')).toBe('HOST-SECRET\n');
+    expect(existsSync('/dev/null')).toBe(true);
+    // A link inside a linked directory: the parent is resolved, the link is not.
+    mkdirSync(join(root, 'real'));
+    symlinkSync('/real', join(root, 'etc/wants'));
+    expect(rfs.symlink('/etc/wants/a.service', '/usr/lib/systemd/system/a.service')).toBe('changed');
+    expect(readlinkSync(join(root, 'real/a.service'))).toBe('/usr/lib/systemd/system/a.service');
+  });
+
+  test('a FIFO, a device or a directory is refused as a file, without blocking', () => {
+    const { root, rfs } = rootAndSecret();
+    execFileSync('mkfifo', [join(root, 'etc/fifo')]);
+    symlinkSync('/etc/fifo', join(root, 'etc/to-fifo'));
+    expect(() => rfs.read('/etc/fifo')).toThrow('/etc/fifo is not a regular file');
+    expect(() => rfs.read('/etc/to-fifo')).toThrow('/etc/to-fifo is not a regular file');
+    expect(() => rfs.read('/etc')).toThrow('/etc is a directory');
+    if (asRoot) {
+      execFileSync('mknod', [join(root, 'etc/zero'), 'c', '1', '5']);
+      expect(() => rfs.read('/etc/zero')).toThrow('/etc/zero is not a regular file');
+    }
+  });
+
+  test('a final component swapped for a host link after resolving is not followed (O_NOFOLLOW, rename)', () => {
+    const { root, secret, rfs } = rootAndSecret();
+    writeFileSync(join(root, 'etc/conf'), 'mine');
+    mkdirSync(join(root, 'etc/dir'));
+    // The attacker's move, made between resolving (these paths have no links: each is itself) and acting.
+    const swap = jest.spyOn(rfs, 'resolve').mockImplementation((p) => {
+      fs.rmSync(join(root, p), { recursive: true, force: true });
+      symlinkSync(secret, join(root, p));
+      return p;
+    });
+    expect(() => rfs.read('/etc/conf')).toThrow('/etc/conf became a symlink while in use');
+    expect(rfs.writeAtomic('/etc/conf', Buffer.from('written'), me600)).toBe('changed');
+    expect(lstatSync(join(root, 'etc/conf')).isFile()).toBe(true); // the link was replaced, not followed
+    expect(() => rfs.ensureDir('/etc/dir', { ...me600, mode: 0o700 })).toThrow(PathError);
+    swap.mockRestore();
+    expect(readFileSync(secret, 'utf8')).toBe('HOST-SECRET\n');
+    expect(lstatSync(secret).mode & 0o777).toBe(0o600);
+  });
+});
+
+test('a relative root is made absolute once, where it is taken in', () => {
+  const parent = mkdtempSync(join(tmpdir(), 'bootsmith-fs-'));
+  const cwd = process.cwd();
+  try {
+    process.chdir(parent);
+    expect(absoluteRoot('img')).toBe(join(parent, 'img'));
+    expect(new RootedFs('./img/').root).toBe(join(parent, 'img'));
+    expect(new RootedFs('/').root).toBe('/');
+  } finally {
+    process.chdir(cwd);
+  }
+  expect(() => absoluteRoot('')).toThrow(PathError);
+});
+
+/**
+ * Structural: a new call site cannot build a host path from a root by hand. Host paths under a
+ * root are made in one place, RootedFs; anything else that joins a root with a path is a bypass.
+ */
+test('no module but system/rooted-fs.ts makes a host path from a root', () => {
+  const src = join(__dirname, '../../src');
+  const files = execFileSync('find', [src, '-name', '*.ts'], { encoding: 'utf8' }).trim().split('\n');
+  const joinsRoot = /\b(join|resolve)\(\s*[\w.]*\broot\b\s*,|\$\{[\w.]*\broot\b\}\/|\b[\w.]*\broot\s*\+\s*['`"\w]/i;
+  // The update server's root is its channel tree, served over HTTP, not a machine root.
+  const allowed = new Set(['system/rooted-fs.ts', 'update/server.ts']);
+  const offenders = files
+    .filter((f) => !allowed.has(f.slice(src.length + 1)))
+    .flatMap((f) => readFileSync(f, 'utf8').split('\n').map((line, i) => ({ f, line, i })))
+    .filter(({ line }) => joinsRoot.test(line))
+    .map(({ f, line, i }) => `${f.slice(src.length + 1)}:${i + 1}: ${line.trim()}`);
+  expect(offenders).toEqual([]);
 });
