@@ -55,7 +55,9 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const groups = o.group ?? env('GROUPS')?.split(',');
-  const server = createServer(fleetLockHandler(client, { log, ...(groups ? { groups } : {}) }));
+  // A request (headers and its body of at most 64 KiB) must arrive within 10 s: a client that
+  // drips bytes does not hold a connection open for Node's default 5 minutes.
+  const server = createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, fleetLockHandler(client, { log, ...(groups ? { groups } : {}) }));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen.port, listen.host, resolve);

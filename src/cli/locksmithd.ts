@@ -28,6 +28,21 @@ interface Options {
 
 const log = (m: string) => process.stderr.write(`locksmithd: ${m}\n`);
 
+/**
+ * The last line of defence: the agent never rejects and every detached promise has its catch, so
+ * these only fire on a bug. A rejection is logged and the daemon goes on (the agent's loop does not
+ * depend on the promise that failed); an exception leaves the process in an unknown state, so it
+ * is logged and the process exits for systemd to restart it: the slot stays held, and the agent's
+ * start finds out why it holds it (see agent.ts, transitions.started).
+ */
+function guardProcess(): void {
+  process.on('unhandledRejection', (err) => log(`bug: unhandled rejection: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
+  process.on('uncaughtException', (err) => {
+    log(`bug: uncaught exception, exiting: ${err.stack ?? err.message}`);
+    process.exit(70);
+  });
+}
+
 /** The settings from the root's update.conf files (read inside the root: a link there cannot reach a host file), then the environment. */
 function loadSettings(root: string, overrides: Record<string, string>): Settings {
   const fs = new RootedFs(root);
@@ -48,6 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride();
   const exit = parseArgs(program, argv);
   if (exit !== undefined) return exit;
+  guardProcess();
   const opts = program.opts<Options>();
   const overrides: Record<string, string> = opts.reclaimStaleAfter ? { LOCKSMITHD_RECLAIM_STALE_AFTER: opts.reclaimStaleAfter } : {};
   let settings: Settings;
@@ -80,12 +96,15 @@ export async function main(argv: string[]): Promise<number> {
     etcd?.close();
     etcd = s.strategy.kind === 'etcd-lock' ? connectEtcd(s.strategy.etcd) : undefined;
     daemon = await startDaemon(s, { bus, systemd, etcd, machineId, log });
-    void daemon.done.then((state) => {
-      if (state.name === 'rebooting') {
-        rebooting = true;
-        log('reboot requested; waiting for the machine to go down');
-      }
-    });
+    void daemon.done.then(
+      (state) => {
+        if (state.name === 'reboot-requested') {
+          rebooting = true;
+          log('reboot requested; waiting for the machine to go down');
+        }
+      },
+      (err: Error) => log(`bug: the agent failed: ${err.message}`),
+    );
   };
   try {
     await start(settings);
@@ -95,18 +114,28 @@ export async function main(argv: string[]): Promise<number> {
     buses.close();
     return 1;
   }
-  writeFileSync(opts.pidFile, `${process.pid}\n`);
-
-  return new Promise<number>((resolve) => {
-    const stop = async () => {
-      await daemon?.stop();
+  const shutDown = async () => {
+    await daemon?.stop().catch((err: Error) => log(`stopping: ${err.message}`));
+    try {
       etcd?.close();
       buses.close();
       rmSync(opts.pidFile, { force: true });
-      resolve(0);
-    };
-    process.once('SIGTERM', () => void stop());
-    process.once('SIGINT', () => void stop());
+    } catch (err) {
+      log(`stopping: ${(err as Error).message}`);
+    }
+  };
+  try {
+    writeFileSync(opts.pidFile, `${process.pid}\n`);
+  } catch (err) {
+    log(`cannot write the pid file: ${(err as Error).message}`);
+    await shutDown();
+    return 1;
+  }
+
+  return new Promise<number>((resolve) => {
+    const stop = () => void shutDown().then(() => resolve(0));
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
     process.on('SIGHUP', () => {
       if (rebooting) return log('not reloading: a reboot is under way');
       void (async () => {
@@ -118,9 +147,9 @@ export async function main(argv: string[]): Promise<number> {
           return;
         }
         log('reloading the settings');
-        await daemon?.stop();
+        await daemon?.stop().catch(() => undefined);
         await start(next).catch((err: Error) => log(`reload failed: ${err.message}`));
-      })();
+      })().catch((err: Error) => log(`reload failed: ${err.message}`));
     });
   });
 }

@@ -6,14 +6,15 @@
  */
 import type { MessageBus } from 'dbus-next';
 import type { Etcd3, Lease, Watcher } from 'etcd3';
-import { runAgent } from './agent';
-import type { Ports, State } from './agent';
+import * as dbus from 'dbus-next';
+import { FinalizeRefused, runAgent } from './agent';
+import type { AgentOptions, Ports, State } from './agent';
 import type { Settings } from './config';
-import { logindReboot, needReboot, updateEngineClient } from './dbus-ports';
+import { logindReboot, needReboot, updateEngineClient, updateEngineError } from './dbus-ports';
 import { isHealthy } from '../system/systemd';
 import type { Systemd } from '../system/systemd';
 import { liveness, reportAlive } from './presence';
-import { Semaphore } from './semaphore';
+import { Semaphore, checkHolderId, parseSemaphoreValue } from './semaphore';
 
 /** Time for the agent; tests give one that jumps instead of waiting. */
 export interface Clock {
@@ -44,10 +45,12 @@ export interface DaemonDeps {
   machineId: string;
   clock?: Clock;
   log(message: string): void;
+  /** Port time limits (tests shorten them). */
+  agent?: Pick<AgentOptions, 'timeouts'>;
 }
 
 export interface Daemon {
-  /** Resolves with the final state: `rebooting` once a reboot was requested. */
+  /** Resolves with the final state: `reboot-requested` once logind accepted the reboot. Never rejects. */
   done: Promise<State>;
   stop(): Promise<void>;
 }
@@ -85,9 +88,12 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
   let watcher: Watcher | undefined;
   let alive: NodeJS.Timeout | undefined;
   let lockPort: Ports['lock'];
+  let stopped = false;
+  let stopWatching = () => undefined as void;
   const strategy = settings.strategy;
   if (strategy.kind === 'etcd-lock') {
     if (!deps.etcd) throw new Error('the etcd-lock strategy needs etcd');
+    checkHolderId(deps.machineId); // an id the semaphore cannot hold is a configuration error, found now
     const etcd = deps.etcd;
     const semaphore = new Semaphore(etcd, strategy.group);
     lockPort = {
@@ -119,32 +125,40 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
         deps.log(`could not report this machine alive to etcd: ${(err as Error).message}`);
       }
     };
-    await say();
+    // Neither waits for etcd: the agent starts at once and finds out for itself, with time limits.
+    void say();
     alive = setInterval(() => void say(), aliveEvery);
-    try {
-      watcher = await etcd.watch().key(semaphore.key).create();
-      // The event carries the new value: wake only when a slot is free, after a random pause so
-      // the waiters of a fleet do not all race for it at once.
-      // A later event showing the slots full again cancels a pending wake: someone took the slot.
-      let pending: NodeJS.Timeout | undefined;
-      watcher.on('put', (kv) => {
-        try {
-          const v = JSON.parse(kv.value.toString()) as { total_slots?: number; holders?: unknown[] };
-          if ((v.holders?.length ?? 0) >= (v.total_slots ?? 1)) {
-            clearTimeout(pending);
-            pending = undefined;
-            return;
-          }
-        } catch {
-          // unreadable: let the agent look for itself
+    // The event carries the new value: wake only when a slot is free, after a random pause so the
+    // waiters of a fleet do not all race for it at once. A later event showing the slots full
+    // again cancels a pending wake: someone took the slot. A corrupt value wakes the agent, whose
+    // own read then fails closed and says why.
+    let pending: NodeJS.Timeout | undefined;
+    const onPut = (kv: { value: Buffer }) => {
+      try {
+        const v = parseSemaphoreValue(kv.value, semaphore.key);
+        if (v.holders.length >= v.total_slots) {
+          clearTimeout(pending);
+          pending = undefined;
+          return;
         }
-        if (!pending) pending = setTimeout(() => ((pending = undefined), wake()), Math.random() * wakeJitterMs);
-      });
-      watcher.on('delete', wake);
-      watcher.on('error', () => undefined);
-    } catch (err) {
-      deps.log(`cannot watch the semaphore (${(err as Error).message}); retrying on a timer instead`);
-    }
+      } catch {
+        // corrupt: let the agent look for itself
+      }
+      if (!pending) pending = setTimeout(() => ((pending = undefined), wake()), Math.random() * wakeJitterMs);
+    };
+    void etcd
+      .watch()
+      .key(semaphore.key)
+      .create()
+      .then((w) => {
+        watcher = w;
+        w.on('put', onPut);
+        w.on('delete', wake);
+        w.on('error', () => undefined);
+        if (stopped) void w.cancel().catch(() => undefined);
+      })
+      .catch((err: Error) => deps.log(`cannot watch the semaphore (${err.message}); retrying on a timer instead`));
+    stopWatching = () => clearTimeout(pending);
   }
 
   const stopFlag = { stopped: false };
@@ -154,19 +168,29 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     log: deps.log,
     updateStaged: async () => (await engine.currentOperation()) === needReboot,
     healthy: async () => !deps.systemd || (await isHealthy(deps.systemd, settings.healthUnits)),
-    finalize: () => engine.finalize(),
+    finalize: () =>
+      engine.finalize().catch((err: unknown) => {
+        // Only update_engine's own error answer means "not switched"; no answer leaves it unknown.
+        if (err instanceof dbus.DBusError && (err.type === updateEngineError || err.type === 'org.freedesktop.DBus.Error.UnknownMethod')) {
+          throw new FinalizeRefused(err.text || err.type, { cause: err });
+        }
+        throw err;
+      }),
     settleBoot: () => engine.markSuccessful(),
     reboot: () => logindReboot(deps.bus),
     ...(lockPort ? { lock: lockPort } : {}),
   };
-  const done = runAgent(settings, ports, stopFlag);
-  const cleanup = async () => {
+  const done = runAgent(settings, ports, stopFlag, deps.agent ?? {});
+  const cleanup = () => {
+    stopped = true;
     if (alive) clearInterval(alive);
-    await watcher?.cancel().catch(() => undefined);
+    stopWatching();
+    // Not awaited: with etcd unreachable these may not settle, and nothing waits on them.
+    void watcher?.cancel().catch(() => undefined);
     // The lease is left to expire (not revoked): a reboot should not look like a clean stop.
     lease?.release();
   };
-  void done.finally(cleanup);
+  void done.finally(cleanup).catch((err: Error) => deps.log(`stopping: ${err.message}`));
   return {
     done,
     stop: async () => {

@@ -8,10 +8,11 @@ import { busName, interfaceName, objectPath } from '../update/dbus-service';
 export const updateEngine = { service: busName, path: objectPath, iface: interfaceName };
 export const logind = { service: 'org.freedesktop.login1', path: '/org/freedesktop/login1', iface: 'org.freedesktop.login1.Manager' };
 export const needReboot = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+/** The error update_engine answers a failed call with (update/dbus-service's errorName). */
+export const updateEngineError = 'com.coreos.update1.Error';
 
 interface UpdateEngineInterface extends dbus.ClientInterface {
   GetStatus(): Promise<[unknown, number, string, string, unknown]>;
-  Finalize(): Promise<void>;
 }
 
 export interface UpdateEngineClient {
@@ -19,6 +20,7 @@ export interface UpdateEngineClient {
   currentOperation(): Promise<string>;
   /** Called with each StatusUpdate's current operation. */
   onStatus(listener: (operation: string) => void): void;
+  /** Called without introspection, so an engine without Finalize answers UnknownMethod. */
   finalize(): Promise<void>;
   /**
    * Asks update_engine to mark this boot good and report it before the reboot slot is given back.
@@ -58,7 +60,7 @@ export async function updateEngineClient(bus: dbus.MessageBus): Promise<UpdateEn
   return {
     currentOperation: async () => String((await (await get()).GetStatus())[2]),
     onStatus: (l) => void listeners.push(l),
-    finalize: async () => (await get()).Finalize(),
+    finalize: async () => void (await bus.call(new dbus.Message({ destination: updateEngine.service, path: updateEngine.path, interface: updateEngine.iface, member: 'Finalize' }))),
     markSuccessful: async () => {
       try {
         await bus.call(new dbus.Message({ destination: updateEngine.service, path: updateEngine.path, interface: updateEngine.iface, member: 'MarkSuccessful' }));

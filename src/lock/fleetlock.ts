@@ -3,11 +3,12 @@
  * takes a slot (recursively), POST /v1/steady-state gives it back if held. Requests carry the
  * header `fleet-lock-protocol: true` and `{"client_params":{"group":..., "id":...}}`; success is
  * 200 with no body; failures are JSON `{"kind", "value"}` with a 4xx or 5xx status. Slots are those
- * of the etcd semaphore, shared with locksmithctl and locksmithd.
+ * of the etcd semaphore, shared with locksmithctl and locksmithd. A corrupt semaphore value is a 500
+ * naming the key and the fault, for every request on that group: no slot is granted on it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Etcd3 } from 'etcd3';
-import { Semaphore, SemaphoreError, groupPattern } from './semaphore';
+import { Semaphore, SemaphoreError, checkHolderId, groupPattern } from './semaphore';
 
 interface Failure {
   status: number;
@@ -47,7 +48,12 @@ async function clientParams(req: IncomingMessage): Promise<{ group: string; id: 
   const id = params?.id;
   if (typeof group !== 'string' || group === '') throw fail(400, 'invalid_client_identity', 'empty client group');
   if (typeof id !== 'string' || id === '') throw fail(400, 'invalid_client_identity', 'empty client ID');
-  if (!groupPattern.test(group)) throw fail(400, 'invalid_client_identity', `invalid group "${group}": want ^[a-zA-Z0-9.-]+$`);
+  if (!groupPattern.test(group)) throw fail(400, 'invalid_client_identity', `invalid group "${group.slice(0, 64)}": want ^[a-zA-Z0-9.-]+$`);
+  try {
+    checkHolderId(id);
+  } catch (err) {
+    throw fail(400, 'invalid_client_identity', (err as Error).message);
+  }
   return { group, id };
 }
 

@@ -22,14 +22,29 @@ export function seenKey(group: string, id: string): string {
   return `${groupPrefix(group)}/seen/${id}`;
 }
 
-export async function liveness(client: Etcd3, group: string, ids: string[]): Promise<Liveness[]> {
-  return Promise.all(
-    ids.map(async (id) => {
-      const [alive, seen] = await Promise.all([client.get(presenceKey(group, id)).exists(), client.get(seenKey(group, id)).string()]);
-      const date = seen ? new Date(seen) : undefined;
-      return { id, alive, lastSeen: date && !Number.isNaN(date.getTime()) ? date : undefined };
-    }),
-  );
+/** Etcd reads in flight at once for `liveness`: each may return a value as large as etcd allows. */
+const concurrentReads = 8;
+
+/** Longest last-seen value read as a time (an ISO date is 24 characters); longer ones are unreadable. */
+const maxSeenBytes = 64;
+
+/**
+ * Signs of life of `ids` (a validated semaphore's holders, so at most semaphoreLimits.maxSlots):
+ * a few reads at a time, so memory stays small whatever the values hold.
+ */
+export async function liveness(client: Etcd3, group: string, ids: readonly string[]): Promise<Liveness[]> {
+  const out: Liveness[] = new Array(ids.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < ids.length; i = next++) {
+      const id = ids[i]!;
+      const [alive, seen] = await Promise.all([client.get(presenceKey(group, id)).exists(), client.get(seenKey(group, id)).buffer()]);
+      const date = seen && seen.length <= maxSeenBytes ? new Date(seen.toString('utf8')) : undefined;
+      out[i] = { id, alive, lastSeen: date && !Number.isNaN(date.getTime()) ? date : undefined };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrentReads, ids.length) }, worker));
+  return out;
 }
 
 /** Records that `id` is alive now: a presence key on `leaseId`, and the time. */

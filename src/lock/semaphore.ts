@@ -9,14 +9,38 @@
  */
 import type { Etcd3 } from 'etcd3';
 
+/**
+ * A semaphore value as read from etcd and validated (see parseSemaphoreValue): every reader gets
+ * this type, never the raw JSON.
+ */
 export interface SemaphoreValue {
+  /** Slots: 0..semaphoreLimits.maxSlots. */
   total_slots: number;
-  /** Holder ids, sorted. */
+  /** Holder ids, sorted, distinct, each matching holderIdPattern; at most semaphoreLimits.maxSlots. */
   holders: string[];
 }
 
+/**
+ * What a semaphore value may hold. The value comes from etcd, which any client with write access
+ * can fill with anything; these bounds keep every reader's time and memory small whatever it holds.
+ */
+export const semaphoreLimits = {
+  /** Largest value read, in bytes: maxSlots holders of the longest id fit with room to spare. */
+  maxValueBytes: 256 * 1024,
+  /** Most slots, and most holders (a lowered total_slots may leave more holders than slots). */
+  maxSlots: 1000,
+  /** Longest holder id, in characters (machine ids are 32). */
+  maxIdLength: 128,
+} as const;
+
+/**
+ * Holder ids: machine ids (32 hex digits), FleetLock client ids, host-like names. Printable and
+ * free of spaces, so `status` can print them as they are.
+ */
+export const holderIdPattern = new RegExp(`^[A-Za-z0-9._:@-]{1,${semaphoreLimits.maxIdLength}}$`);
+
 /** Names the FleetLock protocol allows for groups. */
-export const groupPattern = /^[a-zA-Z0-9.-]+$/;
+export const groupPattern = /^[a-zA-Z0-9.-]{1,253}$/;
 
 export const defaultGroup = 'default';
 
@@ -32,7 +56,7 @@ export function groupPrefix(group: string): string {
 /** Failures a caller branches on; `kind` is FleetLock's low-cardinality error kind. */
 export class SemaphoreError extends Error {
   constructor(
-    readonly kind: 'failed_lock_semaphore_full' | 'not_a_holder' | 'semaphore_conflict' | 'corrupt_semaphore' | 'invalid_group',
+    readonly kind: 'failed_lock_semaphore_full' | 'not_a_holder' | 'semaphore_conflict' | 'corrupt_semaphore' | 'invalid_group' | 'invalid_holder',
     message: string,
   ) {
     super(message);
@@ -78,7 +102,7 @@ export class Semaphore {
       kv = (await this.client.get(this.key).exec()).kvs[0];
       if (!kv) throw new SemaphoreError('corrupt_semaphore', `${this.key} vanished while being read`);
     }
-    return { value: parse(kv.value.toString('utf8'), this.key), version: kv.version };
+    return { value: parseSemaphoreValue(kv.value, this.key), version: kv.version };
   }
 
   /**
@@ -100,7 +124,8 @@ export class Semaphore {
   }
 
   /** Takes a slot for `id`. Already a holder: success without a write. No slot free: SemaphoreError full. */
-  lock(id: string): Promise<'acquired' | 'already held'> {
+  async lock(id: string): Promise<'acquired' | 'already held'> {
+    checkHolderId(id);
     return this.update((v) => {
       if (v.holders.includes(id)) return { result: 'already held' as const };
       if (v.holders.length >= v.total_slots) {
@@ -111,7 +136,8 @@ export class Semaphore {
   }
 
   /** Gives back `id`'s slot; an error when `id` holds none. */
-  unlock(id: string): Promise<void> {
+  async unlock(id: string): Promise<void> {
+    checkHolderId(id);
     return this.update((v) => {
       if (!v.holders.includes(id)) throw new SemaphoreError('not_a_holder', `${id} does not hold a slot`);
       return { next: { ...v, holders: v.holders.filter((h) => h !== id) }, result: undefined };
@@ -124,23 +150,55 @@ export class Semaphore {
   }
 
   /** Sets the number of slots; holders stay (there may be more than slots until some unlock). */
-  setMax(max: number): Promise<{ old: number; max: number }> {
-    if (!Number.isSafeInteger(max) || max < 0) throw new SemaphoreError('corrupt_semaphore', `invalid number of slots: ${max}`);
+  async setMax(max: number): Promise<{ old: number; max: number }> {
+    if (!Number.isSafeInteger(max) || max < 0 || max > semaphoreLimits.maxSlots) {
+      throw new SemaphoreError('corrupt_semaphore', `invalid number of slots: ${max} (want 0 to ${semaphoreLimits.maxSlots})`);
+    }
     return this.update((v) => ({ next: v.total_slots === max ? undefined : { ...v, total_slots: max }, result: { old: v.total_slots, max } }));
   }
 }
 
-function parse(text: string, key: string): SemaphoreValue {
+/** Refuses an id that the semaphore could not hold (it would make the value corrupt). */
+export function checkHolderId(id: string): void {
+  if (!holderIdPattern.test(id)) {
+    throw new SemaphoreError('invalid_holder', `invalid holder id ${JSON.stringify(id.slice(0, semaphoreLimits.maxIdLength + 1))}: use 1 to ${semaphoreLimits.maxIdLength} letters, digits, ".", "_", ":", "@" or "-"`);
+  }
+}
+
+/**
+ * The one parser of a semaphore value from etcd. Size is checked before the text is parsed, the
+ * holder count before the holders are looked at, so a hostile value costs at most
+ * semaphoreLimits.maxValueBytes of parsing. Anything but a well-formed value is a
+ * SemaphoreError corrupt_semaphore naming `key` and what is wrong: no holder is dropped or
+ * guessed, so a caller never grants a slot on a value it did not fully understand.
+ * `holders: null` (locksmith's fresh value) is no holders; unsorted holders are sorted.
+ */
+export function parseSemaphoreValue(raw: Buffer | string, key: string): SemaphoreValue {
+  const corrupt = (what: string) => new SemaphoreError('corrupt_semaphore', `${key} is corrupt: ${what}`);
+  const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
+  if (size > semaphoreLimits.maxValueBytes) throw corrupt(`the value is ${size} bytes, more than the ${semaphoreLimits.maxValueBytes} a semaphore may hold`);
+  const text = typeof raw === 'string' ? raw : raw.toString('utf8');
   let v: unknown;
   try {
     v = JSON.parse(text);
   } catch (err) {
-    throw new SemaphoreError('corrupt_semaphore', `${key} does not hold JSON: ${(err as Error).message}`);
+    throw corrupt(`not JSON (${(err as Error).message})`);
   }
-  const o = v as Partial<SemaphoreValue>;
-  if (typeof o !== 'object' || o === null || !Number.isSafeInteger(o.total_slots) || !(o.holders === null || Array.isArray(o.holders))) {
-    throw new SemaphoreError('corrupt_semaphore', `${key} is not a semaphore: ${text.slice(0, 200)}`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw corrupt('not a JSON object');
+  const o = v as { total_slots?: unknown; holders?: unknown };
+  const slots = o.total_slots;
+  if (typeof slots !== 'number' || !Number.isSafeInteger(slots) || slots < 0 || slots > semaphoreLimits.maxSlots) {
+    throw corrupt(`total_slots is ${JSON.stringify(slots)?.slice(0, 40) ?? 'missing'}, want an integer from 0 to ${semaphoreLimits.maxSlots}`);
   }
-  const holders = (o.holders ?? []).filter((h): h is string => typeof h === 'string');
-  return { total_slots: o.total_slots!, holders: [...holders].sort() };
+  if (o.holders !== null && !Array.isArray(o.holders)) throw corrupt(`holders is ${o.holders === undefined ? 'missing' : 'not a list'}`);
+  const list: unknown[] = o.holders ?? [];
+  if (list.length > semaphoreLimits.maxSlots) throw corrupt(`${list.length} holders, more than the ${semaphoreLimits.maxSlots} allowed`);
+  const seen = new Set<string>();
+  list.forEach((h, i) => {
+    if (typeof h !== 'string') throw corrupt(`holder ${i} is ${h === null ? 'null' : typeof h}, not a string`);
+    if (!holderIdPattern.test(h)) throw corrupt(`holder ${i} ${JSON.stringify(h.slice(0, 40))}${h.length > 40 ? '...' : ''} is not a valid id`);
+    if (seen.has(h)) throw corrupt(`holder ${JSON.stringify(h)} is listed twice`);
+    seen.add(h);
+  });
+  return { total_slots: slots, holders: [...seen].sort() };
 }

@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
 
 const bins = join(__dirname, '../../bin');
@@ -73,6 +74,8 @@ function freePort(): Promise<number> {
     ['no protocol header', {}, { group: 'default', id: 'x' }, 400, 'invalid_client_identity'],
     ['empty id', { 'fleet-lock-protocol': 'true' }, { group: 'default', id: '' }, 400, 'invalid_client_identity'],
     ['bad group', { 'fleet-lock-protocol': 'true' }, { group: 'a/b', id: 'x' }, 400, 'invalid_client_identity'],
+    ['an id no semaphore may hold', { 'fleet-lock-protocol': 'true' }, { group: 'default', id: 'x'.repeat(129) }, 400, 'invalid_client_identity'],
+    ['an id with a newline', { 'fleet-lock-protocol': 'true' }, { group: 'default', id: 'a\nb' }, 400, 'invalid_client_identity'],
   ])('%s is refused', async (_name, headers, params, status, kind) => {
     const r = await fetch(`${base}/v1/pre-reboot`, { method: 'POST', headers, body: JSON.stringify({ client_params: params }) });
     expect(r.status).toBe(status);
@@ -84,5 +87,27 @@ function freePort(): Promise<number> {
     expect((await fetch(`${base}/v2/anything`, { method: 'POST' })).status).toBe(404);
     const bad = await fetch(`${base}/v1/pre-reboot`, { method: 'POST', headers: { 'fleet-lock-protocol': 'true' }, body: '{not json' });
     expect([bad.status, ((await bad.json()) as { kind: string }).kind]).toEqual([400, 'invalid_client_identity']);
+  });
+
+  test.each([
+    ['non-string holders', JSON.stringify({ total_slots: 3, holders: [1, { id: 'x' }, null] }), /is corrupt: holder 0 is number, not a string/],
+    ['a duplicate holder', JSON.stringify({ total_slots: 3, holders: ['zincati-9', 'zincati-9'] }), /is corrupt: holder "zincati-9" is listed twice/],
+    ['100,000 holders', JSON.stringify({ total_slots: 1, holders: Array.from({ length: 100_000 }, (_, i) => `m${i}`) }), /is corrupt: the value is \d+ bytes/],
+  ])('a semaphore with %s: every request fails closed, naming the key; nothing is granted', async (name, value, why) => {
+    const group = `corrupt-${name.replace(/[^a-z0-9]+/gi, '-')}`;
+    const key = `com.coreos.airlock/groups/${group}/v1/semaphore`;
+    const client = new Etcd3({ hosts: etcd.endpoints });
+    try {
+      await client.put(key).value(value);
+      for (const path of ['/v1/pre-reboot', '/v1/steady-state']) {
+        const r = await zincati(path, group, 'zincati-9');
+        const body = (await r.json()) as { kind: string; value: string };
+        expect([r.status, body.kind]).toEqual([500, path === '/v1/pre-reboot' ? 'failed_lock' : 'failed_unlock']);
+        expect(body.value).toMatch(new RegExp(`^${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} ${why.source}`));
+      }
+      expect(await client.get(key).string()).toBe(value);
+    } finally {
+      client.close();
+    }
   });
 });

@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { serveStandIns, startDbusDaemon } from '../support/dbus';
+import { serveLogind, serveStandIns, startDbusDaemon } from '../support/dbus';
 import type { DbusDaemon } from '../support/dbus';
 
 const bins = join(__dirname, '../../bin');
@@ -91,6 +91,25 @@ function ctl(args: string[]): Promise<{ status: number | null; stdout: string; s
     expect(r.stdout).toMatch(/^Strategy: reboot\nTold locksmithd \(pid \d+\) to reload\n$/);
     await until(() => logind.reboots.length === 1, 5_000);
     expect(log()).toContain('reloading the settings');
+    bus.disconnect();
+  }, 30_000);
+
+  test('logind absent: the program stays up, logs the failed reboot request, and reboots once logind appears', async () => {
+    writeFileSync(join(root, 'etc/coreos/update.conf'), 'REBOOT_STRATEGY=reboot\n');
+    const { engine, bus } = await serveStandIns(dbusd.address, false);
+    engine.operation = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+    const log = startDaemon();
+    let exited: number | null | undefined;
+    daemon!.on('exit', (code) => (exited = code));
+    await until(() => log().includes('requesting the reboot failed'));
+    expect(engine.finalized).toHaveLength(1);
+    expect(exited).toBeUndefined();
+    const logind = await serveLogind(bus);
+    // The first retry comes 5 s after the failure.
+    await until(() => logind.reboots.length === 1, 15_000);
+    expect(log()).toContain('reboot requested; waiting for the machine to go down');
+    expect(log()).not.toContain('bug:');
+    expect(exited).toBeUndefined();
     bus.disconnect();
   }, 30_000);
 });

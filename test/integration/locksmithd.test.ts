@@ -13,13 +13,21 @@ import { startDaemon } from '../../src/lock/daemon';
 import type { Clock } from '../../src/lock/daemon';
 import { Semaphore } from '../../src/lock/semaphore';
 import { presenceKey, seenKey } from '../../src/lock/presence';
-import { serveFakeSystemd, startDbusDaemon, serveStandIns } from '../support/dbus';
+import { serveFakeSystemd, serveLogind, startDbusDaemon, serveStandIns } from '../support/dbus';
 import type { DbusDaemon } from '../support/dbus';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
 
 const haveDbus = spawnSync('dbus-daemon', ['--version']).status === 0;
 const run = haveEtcd && haveDbus;
 if (!run) test.skip('locksmithd tests need etcd and dbus-daemon; CI installs them', () => undefined);
+
+/** Resolves once `check` holds (looked at every 20 ms), or rejects after `ms`. */
+async function until(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  for (const deadline = Date.now() + ms; !(await check()); ) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 /** A clock that starts at `iso`; a wait passes (in a few real ms) unless woken first. */
 function testClock(iso: string): Clock & { jumps: number[] } {
@@ -80,7 +88,7 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     expect(logind.reboots).toEqual([]); // nothing staged yet
     engine.operation = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
     engine.announce();
-    expect((await first.done).name).toBe('rebooting');
+    expect((await first.done).name).toBe('reboot-requested');
     expect(logind.reboots).toEqual([false]);
     expect(engine.finalized.map((t) => new Date(t).toISOString())).toEqual(['2026-11-19T23:00:00.000Z']);
     expect((await semaphore.read()).value.holders).toEqual(['machine-a']);
@@ -121,7 +129,7 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     const bus = await openBus(daemon.address);
     const logs: string[] = [];
     const d = await startDaemon(settings, { bus, systemd: undefined, etcd: client, machineId: 'machine-c', log: (m) => logs.push(m) });
-    expect((await d.done).name).toBe('rebooting');
+    expect((await d.done).name).toBe('reboot-requested');
     expect(logind.reboots).toEqual([false]);
     expect((await semaphore.read()).value.holders).toEqual(['live-machine', 'machine-c']);
     expect(logs.filter((l) => l.startsWith('reclaimed'))).toEqual([expect.stringMatching(/^reclaimed the reboot slot of dead-machine: silent since /)]);
@@ -145,10 +153,77 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     expect(logind.reboots).toEqual([]);
     const freed = Date.now();
     await semaphore.unlock('someone-else');
-    expect((await d.done).name).toBe('rebooting');
+    expect((await d.done).name).toBe('reboot-requested');
     expect(Date.now() - freed).toBeLessThan(3_000);
     expect((await semaphore.read()).value.holders).toEqual(['machine-b']);
     await semaphore.unlock('machine-b');
+    bus.disconnect();
+    serviceBus.disconnect();
+  }, 30_000);
+
+  test('logind absent from the bus: the daemon stays up, logs each failed request, keeps the slot with the flags switched, and reboots once logind appears', async () => {
+    const { engine, bus: serviceBus } = await serveStandIns(daemon.address, false);
+    engine.operation = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+    const settings = settingsFrom(rawSettings([], { REBOOT_STRATEGY: 'etcd-lock', LOCKSMITHD_ENDPOINT: etcd.endpoints[0]!, LOCKSMITHD_GROUP: 'no-logind' }));
+    const semaphore = new Semaphore(client, 'no-logind');
+    const bus = await openBus(daemon.address);
+    const logs: string[] = [];
+    const d = await startDaemon(settings, { bus, systemd: undefined, etcd: client, machineId: 'machine-d', clock: testClock('2026-11-19T12:00:00Z'), log: (m) => logs.push(m) });
+    let settled = false;
+    void d.done.finally(() => (settled = true));
+    const failures = () => logs.filter((l) => l.startsWith('requesting the reboot failed')).length;
+    await until(() => failures() >= 3);
+    expect(logs.find((l) => l.startsWith('requesting the reboot failed'))).toMatch(/org\.freedesktop\.login1|ServiceUnknown|not provided/);
+    expect(settled).toBe(false);
+    expect(engine.finalized).toHaveLength(1);
+    expect((await semaphore.read()).value.holders).toEqual(['machine-d']);
+
+    const logind = await serveLogind(serviceBus);
+    expect((await d.done).name).toBe('reboot-requested');
+    expect(logind.reboots).toEqual([false]);
+    expect(engine.finalized).toHaveLength(1); // finalized once; only the reboot was asked again
+    expect((await semaphore.read()).value.holders).toEqual(['machine-d']); // held through the reboot
+    await semaphore.unlock('machine-d');
+    bus.disconnect();
+    serviceBus.disconnect();
+  }, 30_000);
+
+  test('a corrupt semaphore fails closed: no slot, no finalize, no reboot; the error names the key', async () => {
+    const { engine, logind, bus: serviceBus } = await serveStandIns(daemon.address);
+    engine.operation = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+    const semaphore = new Semaphore(client, 'corrupt');
+    const value = JSON.stringify({ total_slots: 2, holders: [7, null] });
+    await client.put(semaphore.key).value(value);
+    const settings = settingsFrom(rawSettings([], { REBOOT_STRATEGY: 'etcd-lock', LOCKSMITHD_ENDPOINT: etcd.endpoints[0]!, LOCKSMITHD_GROUP: 'corrupt' }));
+    const bus = await openBus(daemon.address);
+    const logs: string[] = [];
+    const d = await startDaemon(settings, { bus, systemd: undefined, etcd: client, machineId: 'machine-e', clock: testClock('2026-11-19T12:00:00Z'), log: (m) => logs.push(m) });
+    await until(() => logs.filter((l) => l.includes(`${semaphore.key} is corrupt: holder 0 is number`)).length >= 3);
+    expect(engine.finalized).toEqual([]);
+    expect(logind.reboots).toEqual([]);
+    expect(await client.get(semaphore.key).string()).toBe(value);
+    await d.stop();
+    bus.disconnect();
+    serviceBus.disconnect();
+  }, 30_000);
+
+  test('Finalize without an answer: the slot stays held and Finalize is asked again until the engine answers', async () => {
+    const { engine, logind, bus: serviceBus } = await serveStandIns(daemon.address);
+    engine.operation = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+    engine.hangFinalize = true;
+    const settings = settingsFrom(rawSettings([], { REBOOT_STRATEGY: 'etcd-lock', LOCKSMITHD_ENDPOINT: etcd.endpoints[0]!, LOCKSMITHD_GROUP: 'no-reply' }));
+    const semaphore = new Semaphore(client, 'no-reply');
+    const bus = await openBus(daemon.address);
+    const logs: string[] = [];
+    const d = await startDaemon(settings, { bus, systemd: undefined, etcd: client, machineId: 'machine-f', clock: testClock('2026-11-19T12:00:00Z'), log: (m) => logs.push(m), agent: { timeouts: { finalizeMs: 200 } } });
+    await until(() => logs.filter((l) => l.startsWith('finalizing got no answer')).length >= 2);
+    expect((await semaphore.read()).value.holders).toEqual(['machine-f']);
+    expect(logind.reboots).toEqual([]);
+    engine.hangFinalize = false;
+    expect((await d.done).name).toBe('reboot-requested');
+    expect(logind.reboots).toEqual([false]);
+    expect((await semaphore.read()).value.holders).toEqual(['machine-f']);
+    await semaphore.unlock('machine-f');
     bus.disconnect();
     serviceBus.disconnect();
   }, 30_000);

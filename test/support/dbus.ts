@@ -30,6 +30,8 @@ export class FakeUpdateEngine extends dbus.interface.Interface {
   finalized: number[] = [];
   /** When set, Finalize fails with this message. */
   failFinalize: string | undefined;
+  /** When set, Finalize never answers (as a reply lost on the way). */
+  hangFinalize = false;
   /** Called on Finalize, with the time it happened (the test's clock). */
   onFinalize: () => number = () => Date.now();
 
@@ -37,7 +39,8 @@ export class FakeUpdateEngine extends dbus.interface.Interface {
     return [BigInt(0), 0, this.operation, '', BigInt(0)];
   }
 
-  Finalize(): void {
+  Finalize(): void | Promise<void> {
+    if (this.hangFinalize) return new Promise(() => undefined);
     if (this.failFinalize) throw new dbus.DBusError('com.coreos.update1.Error', this.failFinalize);
     this.finalized.push(this.onFinalize());
   }
@@ -63,17 +66,23 @@ export class FakeLogind extends dbus.interface.Interface {
 }
 FakeLogind.configureMembers({ methods: { Reboot: { inSignature: 'b', outSignature: '' } } });
 
-/** Puts both stand-ins on the bus at `address`; returns them and the bus connection. */
-export async function serveStandIns(address: string): Promise<{ engine: FakeUpdateEngine; logind: FakeLogind; bus: dbus.MessageBus }> {
+/** Puts both stand-ins on the bus at `address` (logind only if `withLogind`); returns them and the bus connection. */
+export async function serveStandIns(address: string, withLogind = true): Promise<{ engine: FakeUpdateEngine; logind: FakeLogind; bus: dbus.MessageBus }> {
   dbus.setBigIntCompat(true);
   const bus = dbus.sessionBus({ busAddress: address });
   const engine = new FakeUpdateEngine('com.coreos.update1.Manager');
-  const logind = new FakeLogind('org.freedesktop.login1.Manager');
   await bus.requestName('com.coreos.update1', 0);
-  await bus.requestName('org.freedesktop.login1', 0);
   bus.export('/com/coreos/update1', engine);
-  bus.export('/org/freedesktop/login1', logind);
+  const logind = withLogind ? (await serveLogind(bus)) : new FakeLogind('org.freedesktop.login1.Manager');
   return { engine, logind, bus };
+}
+
+/** Puts a stand-in logind on `bus` (for a test where it appears late). */
+export async function serveLogind(bus: dbus.MessageBus): Promise<FakeLogind> {
+  const logind = new FakeLogind('org.freedesktop.login1.Manager');
+  await bus.requestName('org.freedesktop.login1', 0);
+  bus.export('/org/freedesktop/login1', logind);
+  return logind;
 }
 
 /**
