@@ -19,7 +19,7 @@ import { httpSource } from './payload-source';
 import { clearFinalized, clearStaged, finalizeStaged, machineSlots, readFinalized, readStaged, stage } from './engine';
 import type { Finalized, Machine, Staged } from './engine';
 import { attr } from './gpt';
-import { isFinalized, isRollback } from './slots';
+import { isFinalized, isRollback, markUnbootable } from './slots';
 import type { Slots } from './slots';
 import type { EngineSettings } from './engine-config';
 import { buildRequest, errorCode, eventResult, eventType, OmahaError, parseResponse } from './omaha';
@@ -424,13 +424,35 @@ export class UpdateAttempter extends EventEmitter {
    * confirmation): any answer but that version drops the staged update (a rollout halted since the
    * download, another machine rolled back, a newer version), unbooted. Only a server that does not
    * answer at all does not stop it: the payload was verified when staged, and finalizeStaged hashes
-   * the slot again. Finalizing a slot already finalized (the compatibility switch) succeeds.
+   * the slot again.
+   *
+   * locksmithd's promise rests on this: Finalize succeeds whenever the flags point at the unbooted
+   * slot (whatever the status: a retry after a lost reply, the compatibility switch), and refuses
+   * only when they do not. So a failure after the flags switched is a success too.
    */
   async finalize(): Promise<void> {
+    if (this.flagsSwitched()) return;
+    try {
+      await this.finalizeStaged();
+    } catch (err) {
+      if (this.flagsSwitched()) return;
+      throw err;
+    }
+  }
+
+  /** Whether the boot flags point at the passive slot, not yet booted; a disk that cannot be read says no. */
+  private flagsSwitched(): boolean {
+    try {
+      return isFinalized(machineSlots(this.opts.machine()));
+    } catch {
+      return false;
+    }
+  }
+
+  private async finalizeStaged(): Promise<void> {
     const now = this.snapshot.currentOperation;
     if (now !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') throw new Error(`nothing to finalize: the update engine is ${now}`);
     const machine = this.opts.machine();
-    if (readStaged(this.opts.stateDir) === undefined && isFinalized(machineSlots(machine))) return;
     const staged = this.snapshot.newVersion;
     const settings = this.opts.settings();
     if (settings.server) {
@@ -451,11 +473,22 @@ export class UpdateAttempter extends EventEmitter {
     this.opts.log?.(`finalized ${staged}: the next boot tries it`);
   }
 
-  /** ResetStatus: a no-op when IDLE; from NEED_REBOOT forgets the staged update (the flags stay); otherwise refused. */
+  /**
+   * ResetStatus: a no-op when IDLE; from NEED_REBOOT forgets the staged update and, when it was
+   * already finalized, switches the flags back (the passive slot made unbootable), as AOSP's
+   * update_engine makes the current slot active again: an IDLE engine never leaves the flags
+   * pointing at an update it no longer knows. Otherwise refused.
+   */
   resetStatus(): void {
     const now = this.snapshot.currentOperation;
     if (now === 'UPDATE_STATUS_IDLE') return;
     if (now !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') throw new Error(`ResetStatus is not allowed in ${now}`);
+    const machine = this.opts.machine();
+    const slots = machineSlots(machine);
+    if (isFinalized(slots)) {
+      markUnbootable(machine.disk, slots.passive);
+      this.opts.log?.(`reset: the boot flags point at ${slots.active.name} again`);
+    }
     this.discard();
   }
 }

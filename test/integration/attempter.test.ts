@@ -241,6 +241,25 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     await expect(offline.finalize()).resolves.toBeUndefined();
   }, 90_000);
 
+  test('Finalize succeeds whenever the flags point at the unbooted slot, whatever the status; ResetStatus after a finalize switches them back', async () => {
+    const m = machine('five-b');
+    await m.attempter.check();
+    await m.attempter.finalize();
+    expect(cgptFlags(m.disk, 4)).toEqual([2, 1, 0]);
+    // locksmithd lost the reply and asks again: the flags are switched, so it is a success.
+    await expect(m.attempter.finalize()).resolves.toBeUndefined();
+    // An operator's ResetStatus: the engine forgets the update, and the flags go back to USR-A, so
+    // locksmithd's next Finalize is refused with nothing switched (it may give its slot back).
+    m.attempter.resetStatus();
+    expect(m.attempter.status().currentOperation).toBe('UPDATE_STATUS_IDLE');
+    expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]);
+    expect(bootNext(m.disk).label).toBe('USR-A');
+    await expect(m.attempter.finalize()).rejects.toThrow('nothing to finalize: the update engine is UPDATE_STATUS_IDLE');
+    // Flags switched by hand while the engine is IDLE: Finalize confirms them rather than refusing.
+    spawnSync('cgpt', ['add', '-i', '4', '-P', '2', '-T', '1', '-S', '0', m.disk]);
+    await expect(m.attempter.finalize()).resolves.toBeUndefined();
+  }, 90_000);
+
   test('a need-reboot marker from another boot: the update stays staged only while its slot is untouched; otherwise it is forgotten, not reported', async () => {
     const m = machine('six');
     await daemonAt(m, { bootId: 'boot-1' }).check();
