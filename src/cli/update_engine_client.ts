@@ -7,7 +7,7 @@
  *   --update              check now and wait for the outcome: 0 once an update is staged (reboot
  *                         needed) or when there is none, 1 when the update failed
  *   --status              LAST_CHECKED_TIME=, PROGRESS=, CURRENT_OP=, NEW_VERSION=, NEW_SIZE=
- *   --reset-status        forget a staged update (the boot flags stay as they are)
+ *   --reset-status        forget a staged update (a finalized one: the boot flags go back to the running slot)
  *   --watch-for-updates   print every StatusUpdate until stopped
  *   --format json         the status as JSON (one object per line when watching)
  *
@@ -344,7 +344,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--check-for-update', 'ask update_engine to check for an update now, and return')
     .option('--update', 'check for an update now and wait until it is staged (0), there is none (0) or it failed (1)')
     .option('--status', "update_engine's status as KEY=value lines")
-    .option('--reset-status', 'forget a staged update (the boot flags stay)')
+    .option('--reset-status', 'forget a staged update (a finalized one: the boot flags go back to the running slot)')
     .option('--watch-for-updates', 'print each status update until stopped')
     .addOption(new Option('--format <format>', 'how to print the status').choices(['text', 'json']).default('text'))
     .option('--bus <address>', 'update_engine\'s bus: "system" or a D-Bus address', 'system')
