@@ -1,11 +1,15 @@
 /** Datasources against loopback stand-ins for EC2's IMDS and OpenStack's metadata service. */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ec2Source } from '../../src/datasource/ec2';
-import { backoff, defaultRetryPolicy, fetchWithRetry } from '../../src/datasource/http';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { backoff, defaultRetryPolicy, fetchWithRetry, maxBody } from '../../src/datasource/http';
+import { postOmaha } from '../../src/update/attempter';
 import type { RetryPolicy } from '../../src/datasource/http';
 import { configDriveSource, openstackMetadata, openstackSource } from '../../src/datasource/openstack';
 import { firstAnswer } from '../../src/datasource/select';
@@ -128,6 +132,69 @@ describe('HTTP retries', () => {
 
   test('an unreachable service is retried until the deadline', async () => {
     await expect(fetchWithRetry({ url: 'http://127.0.0.1:9/' }, { ...fast, deadlineMs: 300 })).rejects.toThrow(/ECONNREFUSED.*gave up/);
+  });
+
+  // Issue 12: a 5 s --http-deadline took 122 s against a body sent a byte a second. A 2 s bound
+  // (more than the drip's 1 s between bytes, so an idle timeout never fires): 60 s before the fix.
+  test('the deadline bounds the whole fetch, a body that drips a byte a second included', async () => {
+    const s = await serve({ imds: 'v1', userData: 'x' });
+    s.alwaysFail.set('2009-04-04/user-data', 'drip'); // 60 bytes: a minute if waited for
+    const started = Date.now();
+    await expect(fetchWithRetry({ url: `${s.url}2009-04-04/user-data` }, { ...defaultRetryPolicy, deadlineMs: 2_000 })).rejects.toThrow(/no complete answer within \d+ ms/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  test('one request is bounded by its timeout by the clock, not by idleness: Omaha requests too', async () => {
+    const s = await serve({ imds: 'v1', userData: 'x' });
+    s.alwaysFail.set('2009-04-04/user-data', 'drip'); // (any path that answers 200 drips)
+    const started = Date.now();
+    await expect(postOmaha(`${s.url}2009-04-04/user-data`, '<request/>', 2_000)).rejects.toThrow(/no complete answer within 2000 ms/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  test('coreos-cloudinit --http-deadline bounds a dripping --from-url', async () => {
+    const s = await serve({ imds: 'v1', userData: 'x' });
+    s.alwaysFail.set('2009-04-04/user-data', 'drip');
+    const started = Date.now();
+    // (execFile, not spawnSync: the stand-in serves from this process)
+    const r = await promisify(execFile)(process.execPath, [join(__dirname, '../../bin/coreos-cloudinit.js'), '--validate', '--from-url', `${s.url}2009-04-04/user-data`, '--http-deadline', '2000']).catch((e: { code: number; stderr: string }) => e);
+    expect(r).toMatchObject({ code: 1, stderr: expect.stringMatching(/no complete answer within/) });
+    expect(s.requests.length).toBeGreaterThan(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  describe('a body over 16 MiB is refused at once, not retried', () => {
+    let server: http.Server;
+    let url: string;
+    let requests = 0;
+    beforeAll(async () => {
+      server = http.createServer((req, res) => {
+        requests++;
+        if (req.url === '/declared') {
+          res.writeHead(200, { 'content-length': String(maxBody + 1) });
+          res.write('x'); // and then nothing: only the header says how big
+          return;
+        }
+        res.writeHead(200); // chunked, no length: 1 MiB chunks until the client hangs up
+        const chunk = Buffer.alloc(1024 * 1024);
+        const more = () => {
+          while (!res.destroyed && res.write(chunk));
+          if (!res.destroyed) res.once('drain', more);
+        };
+        more();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    });
+    afterAll(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    test.each(['declared', 'chunked'])('%s', async (path) => {
+      requests = 0;
+      await expect(fetchWithRetry({ url: `${url}/${path}` }, defaultRetryPolicy)).rejects.toMatchObject({ retryable: false, message: expect.stringMatching(/16777216/) });
+      expect(requests).toBe(1);
+    });
   });
 
   test('backoff doubles up to its cap, with full jitter', () => {
