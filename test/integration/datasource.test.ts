@@ -351,12 +351,144 @@ const haveGenisoimage = spawnSync('genisoimage', ['-version']).status === 0;
             await configDriveSource(file).fetch();
           } catch (err) {
             expect(err).toBeInstanceOf(Error);
+            // Our messages: the image's (ImageError), the label, the JSON files' or their values'; never a RangeError's.
+            expect((err as Error).message).toMatch(/^(config drive image: |\S+ is labelled |meta_data\.json |network_data\.json |openstack config drive: )/);
           }
         }),
         { numRuns: 300 },
       );
       expect(Date.now() - started).toBeLessThan(30_000);
     }
+  });
+
+  // Issue 12: a crafted directory extent took 30 s; corrupt records gave raw RangeError text.
+  describe('crafted images cost milliseconds and give our message', () => {
+    const pvd = 16 * 2048;
+    /** The records of the directory at `offset`: where each is, its name, extent and size. */
+    const records = (img: Buffer, offset: number) => {
+      const out: Array<{ at: number; name: string; extent: number; size: number }> = [];
+      for (let at = offset; img[at]! > 0; at += img[at]!) {
+        out.push({ at, name: img.toString('latin1', at + 33, at + 33 + img[at + 32]!), extent: img.readUInt32LE(at + 2), size: img.readUInt32LE(at + 10) });
+      }
+      return out;
+    };
+    /** A Rock Ridge image (no Joliet tree to fall back to), patched by `patch`, written to a file. */
+    const crafted = (name: string, patch: (img: Buffer, root: { extent: number; size: number }) => Buffer, args = ['-r', '-V', 'config-2']) => {
+      const img = readFileSync(image(`${name}-base.iso`, args));
+      const root = { extent: img.readUInt32LE(pvd + 156 + 2), size: img.readUInt32LE(pvd + 156 + 10) };
+      const file = join(dir, `${name}.iso`);
+      writeFileSync(file, patch(img, root));
+      return file;
+    };
+    const timed = async (file: string) => {
+      const started = Date.now();
+      const outcome: { ok?: unknown; error?: string } = await configDriveSource(file).fetch().then(
+        (v) => ({ ok: v }),
+        (err: Error) => ({ error: err.message }),
+      );
+      return { ...outcome, ms: Date.now() - started };
+    };
+
+    test('a 40 MiB root directory of one-byte records is refused at once', async () => {
+      const file = crafted('huge-dir', (img) => {
+        const extra = 40 * 1024 * 1024;
+        const at = img.length / 2048;
+        const out = Buffer.concat([img, Buffer.alloc(extra, 1)]);
+        out.writeUInt32LE(out.length / 2048, pvd + 80); // the volume covers the extra bytes
+        out.writeUInt32LE(at, pvd + 156 + 2);
+        out.writeUInt32LE(extra, pvd + 156 + 10);
+        return out;
+      });
+      const got = await timed(file);
+      expect(got.error).toMatch(/^config drive image: directory record at offset \d+: length 1 does not hold|^config drive image: the directory at offset \d+ is 41943040 bytes, more than/);
+      expect(got.ms).toBeLessThan(1_000);
+    });
+
+    test('a record pointing outside the image', async () => {
+      const file = crafted('outside', (img, root) => {
+        const entry = records(img, root.extent * 2048).find((r) => r.name.startsWith('OPENSTAC'))!;
+        img.writeUInt32LE(0x00ffffff, entry.at + 2);
+        return img;
+      });
+      expect(await timed(file)).toMatchObject({ error: expect.stringMatching(/^config drive image: directory record at offset \d+: extent beyond the image/) });
+    });
+
+    test('a directory whose extent is larger than the image', async () => {
+      const file = crafted('long-extent', (img, root) => {
+        const entry = records(img, root.extent * 2048).find((r) => r.name.startsWith('OPENSTAC'))!;
+        img.writeUInt32LE(0xfffff800, entry.at + 10);
+        return img;
+      });
+      expect(await timed(file)).toMatchObject({ error: expect.stringMatching(/^config drive image: directory record at offset \d+: extent beyond the image/) });
+    });
+
+    test('a directory that points back at the root (a loop) is walked once per path component', async () => {
+      const file = crafted('loop', (img, root) => {
+        const entry = records(img, root.extent * 2048).find((r) => r.name.startsWith('OPENSTAC'))!;
+        img.writeUInt32LE(root.extent, entry.at + 2);
+        img.writeUInt32LE(root.size, entry.at + 10);
+        return img;
+      });
+      const got = await timed(file);
+      expect(got).toMatchObject({ ok: undefined });
+      expect(got.ms).toBeLessThan(1_000);
+    });
+
+    test('a record too short for its name, and a Joliet name of odd length: our message, not a RangeError', async () => {
+      const short = crafted('short', (img, root) => {
+        const entry = records(img, root.extent * 2048).find((r) => r.name.startsWith('OPENSTAC'))!;
+        img[entry.at + 32] = 200; // a 200-byte name in a record of under 255 bytes
+        return img;
+      });
+      expect(await timed(short)).toMatchObject({ error: expect.stringMatching(/^config drive image: directory record at offset \d+: length \d+ does not hold its 200-byte name/) });
+      const odd = crafted('odd-joliet', (img) => {
+        // The Joliet root's first entry after . and ..: make its name length odd.
+        let svd = pvd + 2048;
+        while (img[svd] !== 2) svd += 2048;
+        const rootExtent = img.readUInt32LE(svd + 156 + 2);
+        const entry = records(img, rootExtent * 2048)[2]!;
+        img[entry.at + 32] = img[entry.at + 32]! - 1;
+        return img;
+      }, ['-J', '-V', 'config-2']);
+      const got = await timed(odd);
+      expect(got.error).toMatch(/^config drive image: directory record at offset \d+: a Joliet name of an odd length/);
+      expect(got.error).not.toMatch(/RangeError|ERR_|16-bits/);
+    });
+  });
+
+  (spawnSync('mkfs.vfat', ['--help']).status !== null ? test : test.skip)('FAT: a cluster beyond the image, and a directory chain that loops: our message, at once', async () => {
+    const base = join(dir, 'crafted-fat.img');
+    spawnSync('truncate', ['-s', '2048K', base]);
+    spawnSync('mkfs.vfat', ['-F', '12', '-n', 'config-2', base]);
+    spawnSync('mcopy', ['-s', '-i', base, join(tree, 'openstack'), '::/']);
+    const img = readFileSync(base);
+    // FAT12 geometry from the boot sector: the root directory follows the FATs.
+    const bps = img.readUInt16LE(11);
+    const rootAt = (img.readUInt16LE(14) + img[16]! * img.readUInt16LE(22)) * bps;
+    let entry = rootAt;
+    while (!img.toString('latin1', entry, entry + 8).startsWith('OPENST') || img[entry + 11] !== 0x10) {
+      entry += 32;
+      if (entry > rootAt + 16 * 32) throw new Error('no openstack directory in the root');
+    }
+    const cluster = img.readUInt16LE(entry + 26);
+    const patched = (name: string, patch: (b: Buffer) => void) => {
+      const b = Buffer.from(img);
+      patch(b);
+      writeFileSync(join(dir, name), b);
+      return join(dir, name);
+    };
+    const beyond = patched('fat-beyond.img', (b) => b.writeUInt16LE(0xff0, entry + 26));
+    await expect(configDriveSource(beyond).fetch()).rejects.toThrow(/^config drive image: cluster 4080 is beyond the last cluster/);
+    // The directory's cluster chain points back at itself in the FAT (12-bit entries).
+    const loop = patched('fat-loop.img', (b) => {
+      const fat = img.readUInt16LE(14) * bps;
+      const at = fat + Math.floor(cluster * 1.5);
+      const pair = b.readUInt16LE(at);
+      b.writeUInt16LE(cluster % 2 === 0 ? (pair & 0xf000) | cluster : (pair & 0x000f) | (cluster << 4), at);
+    });
+    const started = Date.now();
+    await expect(configDriveSource(loop).fetch()).rejects.toThrow(/^config drive image: the FAT has a loop in a cluster chain/);
+    expect(Date.now() - started).toBeLessThan(1_000);
   });
 
   test('an image with another label is not a config drive', async () => {
