@@ -1,7 +1,7 @@
 /** Datasources against loopback stand-ins for EC2's IMDS and OpenStack's metadata service. */
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -232,6 +232,17 @@ describe('OpenStack', () => {
     writeFileSync(join(dir, 'openstack/latest/user_data'), '#cloud-config\nhostname: cd\n');
     expect(await configDriveSource(dir).fetch()).toMatchObject({ source: 'configdrive', metadata: { instanceId: openstack.metaData.uuid, sshPublicKeys: [key] } });
     expect(await configDriveSource(join(dir, 'nothing')).fetch()).toBeUndefined();
+  });
+
+  test('a config drive directory: a file over 16 MiB or a FIFO is refused before it is read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootsmith-cd-'));
+    mkdirSync(join(dir, 'openstack/latest'), { recursive: true });
+    writeFileSync(join(dir, 'openstack/latest/meta_data.json'), JSON.stringify(openstack.metaData));
+    spawnSync('truncate', ['-s', '1G', join(dir, 'openstack/latest/user_data')]);
+    await expect(configDriveSource(dir).fetch()).rejects.toThrow(/^openstack config drive: openstack\/latest\/user_data is 1073741824 bytes, more than the 16777216 accepted$/);
+    rmSync(join(dir, 'openstack/latest/user_data'));
+    expect(spawnSync('mkfifo', [join(dir, 'openstack/latest/user_data')]).status).toBe(0); // no writer: reading it would wait for ever
+    await expect(configDriveSource(dir).fetch()).rejects.toThrow(/user_data is not a regular file/);
   });
 });
 
