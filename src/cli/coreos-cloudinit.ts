@@ -266,7 +266,7 @@ function fetchFromDatasources(opts: Options): Promise<Fetched> {
 /** Validates user data from a datasource, warning about metadata variables that would be empty. */
 async function validateFromDatasources(opts: Options, io: Io, failsOn: (s: Severity) => boolean): Promise<number> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { variableValues } = require('../cloudconfig/substitute') as typeof import('../cloudconfig/substitute');
+  const { substitute, variableValues } = require('../cloudconfig/substitute') as typeof import('../cloudconfig/substitute');
   let fetched: Fetched;
   let variables: ReturnType<typeof variableValues>;
   try {
@@ -278,6 +278,12 @@ async function validateFromDatasources(opts: Options, io: Io, failsOn: (s: Sever
   }
   const report = validateUserData(fetched.userData ?? Buffer.alloc(0), { maxSize: opts.maxSize, variables });
   const reports: FileReport[] = [{ file: fetched.source, kind: report.kind, text: report.text, diagnostics: report.diagnostics }];
+  // As applying would: the text with the metadata's values in is checked too, and its errors shown against it.
+  if (report.kind === 'cloud-config' && report.text.includes('$') && !report.diagnostics.some((d) => d.severity === 'error')) {
+    const after = validateUserData(Buffer.from(substitute(report.text, variables)), { maxSize: opts.maxSize });
+    const errors = after.diagnostics.filter((d) => d.severity === 'error');
+    if (errors.length > 0) reports.push({ file: `${fetched.source} (after substituting the metadata variables)`, kind: after.kind, text: after.text, diagnostics: errors });
+  }
   writeReports(reports, opts, io, failsOn);
   return reports.some((r) => r.diagnostics.some((d) => failsOn(d.severity))) ? 1 : 0;
 }

@@ -156,6 +156,17 @@ async function cliWithEnv(args: string[], env: Record<string, string>) {
     expect(snapshot(root)).toEqual(before);
   });
 
+  test('--validate from a datasource reports the errors of the substituted text too', async () => {
+    const drive = configDrive({
+      'meta_data.json': JSON.stringify({ uuid: 'cd-1' }),
+      'network_data.json': JSON.stringify({ networks: [{ type: 'ipv6', ip_address: 'fd00::' }] }),
+      user_data: '#cloud-config\ncoreos:\n  etcd2:\n    name: $private_ipv6\n',
+    });
+    const r = await cli(['--validate', '--from-configdrive', drive]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^configdrive \(after substituting the metadata variables\):4:\d+: error: .*\[yaml-syntax\]$/m);
+  });
+
   test('an environment address that is not one is an error, and nothing is applied', async () => {
     const root = makeRoot();
     const before = snapshot(root);
