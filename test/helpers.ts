@@ -11,3 +11,17 @@ export function check(body: string, raw = false): Diagnostic[] {
 export function codes(body: string, raw = false): string[] {
   return check(body, raw).map((d) => `${d.code}@${d.line}:${d.column}`);
 }
+
+/**
+ * The shared corpus of real user data (`shared/corpus/validate` beside the checkout): the nearest
+ * such directory above the tests, so a git worktree deeper in the tree finds it too.
+ */
+export function corpusDir(): string {
+  const { existsSync } = require('node:fs') as typeof import('node:fs');
+  const { dirname, join } = require('node:path') as typeof import('node:path');
+  for (let dir = __dirname; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'shared/corpus/validate');
+    if (existsSync(candidate)) return candidate;
+    if (dirname(dir) === dir) return join(__dirname, '../../shared/corpus/validate');
+  }
+}

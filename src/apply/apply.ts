@@ -43,7 +43,10 @@ export interface ApplyOptions {
 export const defaultApplyOptions: ApplyOptions = { root: '/', dryRun: false, systemdBus: undefined, unitDirs: defaultUnitDirs, sshKeyName: 'coreos-cloudinit' };
 
 export interface ApplyReport {
+  /** The validation that decided: of the user data as fetched, or of its substituted text when that has the errors. */
   validation: ValidationReport;
+  /** The report is of the text after the metadata variables were substituted (its positions are in that text). */
+  substituted: boolean;
   /** False when validation found errors, so nothing was applied. */
   applied: boolean;
   results: ActionResult[];
@@ -127,11 +130,17 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
   const values = variableValues(fetched.metadata, options.env ?? {});
   const limits = options.maxSize === undefined ? {} : { maxSize: options.maxSize };
   const validation = validateUserData(bytes, { ...limits, variables: values });
-  if (validation.diagnostics.some((d) => d.severity === 'error')) {
-    return { validation, applied: false, results: [], timings: { validateMs: performance.now() - started, applyMs: 0 } };
+  const hasErrors = (r: ValidationReport) => r.diagnostics.some((d) => d.severity === 'error');
+  if (hasErrors(validation)) {
+    return { validation, substituted: false, applied: false, results: [], timings: { validateMs: performance.now() - started, applyMs: 0 } };
   }
   if (!statSync(options.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--root ${options.root} is not a directory`);
+  // What is applied is the substituted text, so it is validated again, and its errors stop the
+  // apply just as the original's do (an address can still make the YAML wrong: `key: fd00::`).
   const substituted = validation.text.includes('$') ? validateUserData(Buffer.from(substitute(validation.text, values)), limits) : validation;
+  if (substituted !== validation && hasErrors(substituted)) {
+    return { validation: substituted, substituted: true, applied: false, results: [], timings: { validateMs: performance.now() - started, applyMs: 0 } };
+  }
   const fromCloud = fetched.source !== 'file';
   const validated = performance.now();
   const instance = fromCloud ? instanceResult(options.root, fetched) : undefined;
@@ -142,7 +151,7 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
   try {
     const executor = new Executor({ root: options.root, dryRun: options.dryRun, systemd, unitDirs: options.unitDirs, newInstance: instance?.outcome === 'changed' });
     const results = [...(instance ? [instance] : []), ...(await executor.run(actions))];
-    return { validation, applied: true, results, timings: { validateMs: validated - started, applyMs: performance.now() - validated } };
+    return { validation, substituted: false, applied: true, results, timings: { validateMs: validated - started, applyMs: performance.now() - validated } };
   } finally {
     systemd?.close();
   }

@@ -242,8 +242,13 @@ export class Executor {
     throw new Error(`${command} ${unit}: job ${r.result}, unit is ${r.after}`);
   }
 
-  /** Creates the links `systemctl enable` would, from the unit's [Install] section. */
-  private enableOffline(unit: string, dir: string, result: ActionResult): Outcome {
+  /**
+   * Creates the links `systemctl enable` would, from the unit's [Install] section, and enables its
+   * Also= units. `visited` holds the units already enabled in this walk: Also= may name a unit
+   * that names this one again (or itself), and each is enabled once.
+   */
+  private enableOffline(unit: string, dir: string, result: ActionResult, visited = new Set<string>()): Outcome {
+    visited.add(unit);
     const unitPath = this.findUnit(unit, dir);
     if (!unitPath) throw new Error(`no unit file for ${unit} in ${[dir, ...unitSearchPath].join(', ')}`);
     const install = parseInstall(this.fs.read(unitPath)!.toString('utf8'));
@@ -259,7 +264,8 @@ export class Executor {
       if (!this.options.dryRun) this.fs.symlink(link, target);
     }
     for (const also of install.also) {
-      if (this.findUnit(also, dir) && this.enableOffline(also, dir, { subject: '', origin: '', outcome: 'unchanged' }) === 'changed') changed = true;
+      if (visited.has(also)) continue;
+      if (this.findUnit(also, dir) && this.enableOffline(also, dir, { subject: '', origin: '', outcome: 'unchanged' }, visited) === 'changed') changed = true;
     }
     return changed ? 'changed' : 'unchanged';
   }

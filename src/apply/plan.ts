@@ -4,6 +4,8 @@
  * and changes nothing, so `--dry-run` and re-runs come for free.
  */
 import type { CloudConfig, Environment, Unit, UnitCommand, User } from '../cloudconfig/config';
+import { dropInNameProblem } from '../cloudconfig/rules/units';
+import { hostnameProblem } from '../cloudconfig/values';
 import { unitDirs, files } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
 
@@ -92,11 +94,35 @@ function generatedUnits(config: CloudConfig): Unit[] {
   return out;
 }
 
+/** A plan that would break what validation promises (a multi-line /etc/hostname, a drop-in outside its directory). */
+export class PlanError extends Error {}
+
+/**
+ * The second guard behind validation: the hostname is written as one line of /etc/hostname and
+ * /etc/hosts, so anything but a host name (a newline above all) would add lines. Validation
+ * reports it (hostname-syntax) and metadata is parsed at the datasource; this holds whatever the
+ * caller passes.
+ */
+function checkedHostname(hostname: string): string {
+  const problem = hostnameProblem(hostname);
+  if (problem) throw new PlanError(`hostname ${JSON.stringify(hostname)} is not a host name (${problem}): /etc/hostname and /etc/hosts are not written`);
+  return hostname;
+}
+
+/** The same guard for drop-in names, which are joined to the unit's NAME.d path. */
+function checkedDropIn(unit: string, name: string): string {
+  const problem = dropInNameProblem(name);
+  if (problem) throw new PlanError(`${unit}: drop-in ${JSON.stringify(name)} ${problem}`);
+  return name;
+}
+
+/** Plans the actions; throws a PlanError when the config breaks an invariant validation reports (see checkedHostname). */
 export function plan(config: CloudConfig, options: PlanOptions = defaultPlanOptions): Action[] {
   const actions: Action[] = [];
-  if (config.hostname) {
-    if (options.live) actions.push({ kind: 'hostname', origin: 'hostname', hostname: config.hostname });
-    actions.push({ kind: 'file', origin: 'hostname', path: files.hostname, content: Buffer.from(`${config.hostname}\n`), mode: 0o644, owner: undefined });
+  const hostname = config.hostname ? checkedHostname(config.hostname) : undefined;
+  if (hostname) {
+    if (options.live) actions.push({ kind: 'hostname', origin: 'hostname', hostname });
+    actions.push({ kind: 'file', origin: 'hostname', path: files.hostname, content: Buffer.from(`${hostname}\n`), mode: 0o644, owner: undefined });
   }
   for (const user of config.users) actions.push({ kind: 'user', origin: user.origin, user });
   if (config.sshAuthorizedKeys.length > 0) {
@@ -116,8 +142,8 @@ export function plan(config: CloudConfig, options: PlanOptions = defaultPlanOpti
     actions.push({ kind: 'file', origin: 'coreos.oem', path: files.oemRelease, content: Buffer.from(content), mode: 0o644, owner: undefined });
   }
   if (config.update.length > 0) actions.push({ kind: 'update-conf', origin: 'coreos.update', settings: config.update });
-  if (config.manageEtcHosts === 'localhost' && config.hostname) {
-    const h = config.hostname;
+  if (config.manageEtcHosts === 'localhost' && hostname) {
+    const h = hostname;
     actions.push({ kind: 'file', origin: 'manage_etc_hosts', path: files.hosts, content: Buffer.from(`127.0.0.1 ${h} localhost\n::1 ${h} localhost\n`), mode: 0o644, owner: undefined });
   }
   if (config.flannel.length > 0) {
@@ -142,7 +168,7 @@ export function plan(config: CloudConfig, options: PlanOptions = defaultPlanOpti
         actions.push({ kind: 'mask', origin: unit.origin, unit: unit.name, path: unitPath, runtime: true, mask: false });
       }
       for (const d of unit.dropIns) {
-        actions.push({ kind: 'file', origin: unit.origin, path: `${unitPath}.d/${d.name}`, content: Buffer.from(d.content), mode: 0o644, owner: undefined });
+        actions.push({ kind: 'file', origin: unit.origin, path: `${unitPath}.d/${checkedDropIn(unit.name, d.name)}`, content: Buffer.from(d.content), mode: 0o644, owner: undefined });
       }
     }
     if (net) {

@@ -198,14 +198,22 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
     return 1;
   }
-  const fileReport: FileReport = { file: name, kind: report.validation.kind, text: report.validation.text, diagnostics: report.validation.diagnostics };
-  io.stdout.write(formatText([fileReport], io.stdout.isTTY === true));
-  if (!report.applied) {
-    io.stdout.write('not applied: the user data has errors\n');
-    return 1;
-  }
+  if (!writeValidation(name, report, io)) return 1;
   io.stdout.write(formatResults(report.results, opts.dryRun === true));
   return report.results.some((r) => r.outcome === 'failed') ? 1 : 0;
+}
+
+/**
+ * Prints the validation an apply made; false (and says so) when it stopped the apply. Errors
+ * found only once the metadata variables were substituted are shown against that text.
+ */
+function writeValidation(name: string, report: { validation: Omit<FileReport, 'file'>; substituted: boolean; applied: boolean }, io: Io): boolean {
+  const file = report.substituted ? `${name} (after substituting the metadata variables)` : name;
+  const { kind, text, diagnostics } = report.validation;
+  io.stdout.write(formatText([{ file, kind, text, diagnostics }], io.stdout.isTTY === true));
+  if (report.applied) return true;
+  io.stdout.write(report.substituted ? 'not applied: the user data has errors once the metadata variables are substituted\n' : 'not applied: the user data has errors\n');
+  return false;
 }
 
 /** --install-units: the boot units into the root, enabled. */
@@ -258,16 +266,24 @@ function fetchFromDatasources(opts: Options): Promise<Fetched> {
 /** Validates user data from a datasource, warning about metadata variables that would be empty. */
 async function validateFromDatasources(opts: Options, io: Io, failsOn: (s: Severity) => boolean): Promise<number> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { variableValues } = require('../cloudconfig/substitute') as typeof import('../cloudconfig/substitute');
+  const { substitute, variableValues } = require('../cloudconfig/substitute') as typeof import('../cloudconfig/substitute');
   let fetched: Fetched;
+  let variables: ReturnType<typeof variableValues>;
   try {
     fetched = await fetchFromDatasources(opts);
+    variables = variableValues(fetched.metadata, process.env);
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
     return 1;
   }
-  const report = validateUserData(fetched.userData ?? Buffer.alloc(0), { maxSize: opts.maxSize, variables: variableValues(fetched.metadata, process.env) });
+  const report = validateUserData(fetched.userData ?? Buffer.alloc(0), { maxSize: opts.maxSize, variables });
   const reports: FileReport[] = [{ file: fetched.source, kind: report.kind, text: report.text, diagnostics: report.diagnostics }];
+  // As applying would: the text with the metadata's values in is checked too, and its errors shown against it.
+  if (report.kind === 'cloud-config' && report.text.includes('$') && !report.diagnostics.some((d) => d.severity === 'error')) {
+    const after = validateUserData(Buffer.from(substitute(report.text, variables)), { maxSize: opts.maxSize });
+    const errors = after.diagnostics.filter((d) => d.severity === 'error');
+    if (errors.length > 0) reports.push({ file: `${fetched.source} (after substituting the metadata variables)`, kind: after.kind, text: after.text, diagnostics: errors });
+  }
   writeReports(reports, opts, io, failsOn);
   return reports.some((r) => r.diagnostics.some((d) => failsOn(d.severity))) ? 1 : 0;
 }
@@ -290,12 +306,7 @@ async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
     const fetchMs = performance.now() - fetchStarted;
     io.stdout.write(`user data from ${fetched.source}${fetched.userData ? '' : ' (none)'}\n`);
     const report = await applyFetched(fetched, applyOptions(opts));
-    const fileReport: FileReport = { file: fetched.source, kind: report.validation.kind, text: report.validation.text, diagnostics: report.validation.diagnostics };
-    io.stdout.write(formatText([fileReport], io.stdout.isTTY === true));
-    if (!report.applied) {
-      io.stdout.write('not applied: the user data has errors\n');
-      return 1;
-    }
+    if (!writeValidation(fetched.source, report, io)) return 1;
     io.stdout.write(formatResults(report.results, opts.dryRun === true));
     if (opts.timings) {
       const t = report.timings;

@@ -9,6 +9,7 @@ import { defaultParseLimits, parseYaml } from './parse-yaml';
 import type { ParseLimits } from './parse-yaml';
 import { checkEtcd } from './rules/etcd';
 import { checkFiles } from './rules/files';
+import { checkHostname } from './rules/hostname';
 import { checkUnits } from './rules/units';
 import { checkUsers } from './rules/users';
 import { checkVariables } from './rules/variables';
@@ -76,7 +77,7 @@ function checkCloudConfig(root: YNode, text: string): Finding[] {
       },
     ];
   }
-  return checkSchema(root).concat(checkFiles(root), checkUsers(root), checkUnits(root, text), checkEtcd(root));
+  return checkSchema(root).concat(checkHostname(root), checkFiles(root), checkUsers(root), checkUnits(root, text), checkEtcd(root));
 }
 
 function place(findings: Finding[], text: string): Diagnostic[] {

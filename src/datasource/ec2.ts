@@ -6,11 +6,16 @@
  */
 import { FetchError, fetchWithRetry } from './http';
 import type { HttpResult, RetryPolicy } from './http';
-import type { Datasource, Metadata } from './types';
+import { hostnameValue, instanceIdValue, ipAddressValue, sshPublicKeyValue } from './metadata-values';
+import type { Datasource, Metadata, SshPublicKey } from './types';
 
 const version = '2009-04-04';
 /** Session token lifetime asked for, in seconds (6 hours, as cloud-init and Ignition ask). */
 const tokenTtl = '21600';
+/** How errors name this source. */
+const where = 'ec2 metadata service';
+/** Most public keys read: each is a request, and the list is the service's to make as long as it likes. */
+export const maxPublicKeys = 100;
 
 class Imds {
   /** undefined: not asked yet; null: IMDSv1 (no token). */
@@ -55,15 +60,16 @@ class Imds {
 }
 
 /** The keys under meta-data/public-keys/: lines `0=name`, each read from `public-keys/0/openssh-key`. */
-async function publicKeys(imds: Imds): Promise<string[]> {
+async function publicKeys(imds: Imds): Promise<SshPublicKey[]> {
   const list = await imds.text('public-keys/');
   if (!list) return [];
-  const keys: string[] = [];
-  for (const line of list.split('\n')) {
-    const index = line.split('=', 1)[0]!.trim();
-    if (!/^\d+$/.test(index)) continue;
-    const key = await imds.text(`public-keys/${index}/openssh-key`);
-    if (key) keys.push(key);
+  const keys: SshPublicKey[] = [];
+  const indexes = list.split('\n').map((line) => line.split('=', 1)[0]!.trim()).filter((index) => /^\d+$/.test(index));
+  if (indexes.length > maxPublicKeys) throw new Error(`${where}: meta-data/public-keys/ lists ${indexes.length} keys, more than ${maxPublicKeys}`);
+  for (const index of indexes) {
+    const path = `public-keys/${index}/openssh-key`;
+    const key = await imds.text(path);
+    if (key) keys.push(sshPublicKeyValue(where, `meta-data/${path}`, key));
   }
   return keys;
 }
@@ -75,19 +81,28 @@ export function ec2Source(base: string, policy: RetryPolicy): Datasource {
     async fetch() {
       const imds = new Imds(root, policy);
       const userData = await imds.get(`${version}/user-data`);
-      const ipv6 = await imds.text('ipv6');
       const metadata: Metadata = { sshPublicKeys: await publicKeys(imds) };
-      const set = (key: keyof Omit<Metadata, 'sshPublicKeys'>, value: string | undefined) => {
-        if (value !== undefined) metadata[key] = value;
+      // Each value is parsed into its type here, or the fetch fails naming it (metadata-values.ts).
+      const read = async <T>(path: string, parse: (field: string, text: string) => T): Promise<T | undefined> => {
+        const text = await imds.text(path);
+        return text === undefined ? undefined : parse(`meta-data/${path}`, text);
       };
-      set('instanceId', await imds.text('instance-id'));
+      const ipv4 = (field: string, text: string) => ipAddressValue(where, field, text, 4);
+      const instanceId = await read('instance-id', (f, t) => instanceIdValue(where, f, t));
       // "hostname" can list several names; the first is the machine's.
-      set('hostname', (await imds.text('hostname'))?.split(/\s+/)[0]);
-      set('privateIpv4', await imds.text('local-ipv4'));
-      set('publicIpv4', await imds.text('public-ipv4'));
+      const hostname = await read('hostname', (f, t) => hostnameValue(where, f, t.split(/\s+/)[0]!));
+      const privateIpv4 = await read('local-ipv4', ipv4);
+      const publicIpv4 = await read('public-ipv4', ipv4);
       // EC2 IPv6 addresses are global: the instance's one address serves as private and public.
-      set('privateIpv6', ipv6);
-      set('publicIpv6', ipv6);
+      const ipv6 = await read('ipv6', (f, t) => ipAddressValue(where, f, t, 6));
+      if (instanceId !== undefined) metadata.instanceId = instanceId;
+      if (hostname !== undefined) metadata.hostname = hostname;
+      if (privateIpv4 !== undefined) metadata.privateIpv4 = privateIpv4;
+      if (publicIpv4 !== undefined) metadata.publicIpv4 = publicIpv4;
+      if (ipv6 !== undefined) {
+        metadata.privateIpv6 = ipv6;
+        metadata.publicIpv6 = ipv6;
+      }
       return { source: 'ec2', userData: userData.kind === 'ok' && userData.body.length > 0 ? userData.body : undefined, metadata };
     },
   };

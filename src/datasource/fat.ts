@@ -1,9 +1,13 @@
 /**
  * Reading files from a FAT12/16/32 image (a vfat config drive) without mounting it: the volume
  * label, and files by path, with long (VFAT) names.
+ *
+ * The image is outside us: cluster numbers are checked against the cluster count, chains for
+ * loops and length (a directory at most maxDirectory bytes, a file at most maxImageRead), so a
+ * crafted image costs milliseconds and gives an ImageError.
  */
 import { closeSync, openSync } from 'node:fs';
-import { findEntry, maxImageRead, readAt } from './image-file';
+import { findEntry, ImageError, maxDirectory, maxImageRead, readAt, readingImage } from './image-file';
 import type { Volume } from './image-file';
 
 interface Geometry {
@@ -15,6 +19,8 @@ interface Geometry {
   rootRegion?: { offset: number; size: number };
   rootCluster: number;
   dataOffset: number;
+  /** Data clusters: valid cluster numbers are 2 to clusters + 1. */
+  clusters: number;
   bootLabel: string;
 }
 
@@ -34,11 +40,12 @@ function geometry(boot: Buffer): Geometry {
   const total = boot.readUInt16LE(19) || boot.readUInt32LE(32);
   const fatSectors = boot.readUInt16LE(22) || boot.readUInt32LE(36);
   if (boot.readUInt16LE(510) !== 0xaa55 || ![512, 1024, 2048, 4096].includes(bytesPerSector) || sectorsPerCluster === 0 || fats === 0) {
-    throw new Error('not a FAT image (no valid boot sector)');
+    throw new ImageError('not a FAT image (no valid boot sector)');
   }
   const rootSectors = Math.ceil((rootEntries * 32) / bytesPerSector);
   const dataSector = reserved + fats * fatSectors + rootSectors;
   const clusters = Math.floor((total - dataSector) / sectorsPerCluster);
+  if (reserved === 0 || fatSectors === 0 || clusters < 1) throw new ImageError('not a FAT image (its boot sector gives no data clusters)');
   const fatBits = clusters < 4085 ? 12 : clusters < 65525 ? 16 : 32;
   const labelAt = fatBits === 32 ? 71 : 43;
   const signatureAt = fatBits === 32 ? 66 : 38;
@@ -50,6 +57,7 @@ function geometry(boot: Buffer): Geometry {
     ...(fatBits === 32 ? {} : { rootRegion: { offset: (reserved + fats * fatSectors) * bytesPerSector, size: rootSectors * bytesPerSector } }),
     rootCluster: fatBits === 32 ? boot.readUInt32LE(44) : 0,
     dataOffset: dataSector * bytesPerSector,
+    clusters,
     bootLabel: boot[signatureAt] === 0x29 ? boot.toString('latin1', labelAt, labelAt + 11).trim() : '',
   };
 }
@@ -69,25 +77,26 @@ class FatImage {
     return cluster % 2 === 0 ? pair & 0xfff : pair >> 4;
   }
 
-  /** The bytes of a cluster chain (up to `limit` bytes). */
-  chain(first: number, limit = Infinity): Buffer {
+  /** The bytes of a cluster chain (up to `limit` bytes); an ImageError past `max` bytes. */
+  chain(first: number, limit = Infinity, max = maxImageRead): Buffer {
     const end = this.g.fatBits === 32 ? 0x0ffffff8 : this.g.fatBits === 16 ? 0xfff8 : 0xff8;
     const parts: Buffer[] = [];
     let size = 0;
     const seen = new Set<number>();
     for (let c = first; c >= 2 && c < end && size < limit; c = this.next(c)) {
-      if (seen.has(c)) throw new Error('the FAT has a loop in a cluster chain');
+      if (c > this.g.clusters + 1) throw new ImageError(`cluster ${c} is beyond the last cluster (${this.g.clusters + 1})`);
+      if (seen.has(c)) throw new ImageError('the FAT has a loop in a cluster chain');
       seen.add(c);
       parts.push(readAt(this.fd, this.g.dataOffset + (c - 2) * this.g.bytesPerCluster, this.g.bytesPerCluster));
       size += this.g.bytesPerCluster;
-      if (size > maxImageRead) throw new Error('a cluster chain longer than any config drive file: corrupt image');
+      if (size > max) throw new ImageError(`a cluster chain longer than ${max} bytes: corrupt`);
     }
     return Buffer.concat(parts).subarray(0, Math.min(size, limit));
   }
 
   rootBytes(): Buffer {
     const r = this.g.rootRegion;
-    return r ? readAt(this.fd, r.offset, r.size) : this.chain(this.g.rootCluster);
+    return r ? readAt(this.fd, r.offset, r.size) : this.chain(this.g.rootCluster, Infinity, maxDirectory);
   }
 
   /** Directory entries with their long names; also the volume label entry, if any. */
@@ -133,21 +142,25 @@ class FatImage {
 export function withFatImage<T>(path: string, use: (fat: Volume) => T): T {
   const fd = openSync(path, 'r');
   try {
-    const image = new FatImage(fd);
-    const root = image.entries(image.rootBytes());
+    const { image, root } = readingImage('FAT', () => {
+      const image = new FatImage(fd);
+      return { image, root: image.entries(image.rootBytes()) };
+    });
     return use({
       label: root.label ?? image.g.bootLabel,
       read(file) {
-        let entries = root.entries;
-        const parts = file.split('/').filter(Boolean);
-        for (const [i, part] of parts.entries()) {
-          const entry = findEntry(entries, part);
-          if (!entry) return undefined;
-          if (i === parts.length - 1) return entry.directory ? undefined : entry.size === 0 ? Buffer.alloc(0) : image.chain(entry.cluster, entry.size);
-          if (!entry.directory) return undefined;
-          entries = image.entries(image.chain(entry.cluster)).entries;
-        }
-        return undefined;
+        return readingImage('FAT', () => {
+          let entries = root.entries;
+          const parts = file.split('/').filter(Boolean);
+          for (const [i, part] of parts.entries()) {
+            const entry = findEntry(entries, part);
+            if (!entry) return undefined;
+            if (i === parts.length - 1) return entry.directory ? undefined : entry.size === 0 ? Buffer.alloc(0) : image.chain(entry.cluster, entry.size);
+            if (!entry.directory) return undefined;
+            entries = image.entries(image.chain(entry.cluster, Infinity, maxDirectory)).entries;
+          }
+          return undefined;
+        });
       },
     });
   } finally {

@@ -1,6 +1,7 @@
 /**
  * HTTP for datasources: a per-request timeout, bounded retries with exponential backoff and full
- * jitter, and a total deadline. Every answer is one of: the body, "not found" (404: no user data),
+ * jitter, and a total deadline. Both are wall-clock bounds on everything, the body included, and
+ * a body is capped in size: time and memory never depend on what the peer sends. Every answer is one of: the body, "not found" (404: no user data),
  * or an error that says whether it was worth retrying (5xx, reset, timeout, truncated body) or
  * final (other 4xx).
  */
@@ -33,9 +34,14 @@ export class FetchError extends Error {
 }
 
 /** Largest body accepted, so a hostile server cannot fill memory. 16 MiB. */
-const maxBody = 16 * 1024 * 1024;
+export const maxBody = 16 * 1024 * 1024;
 
-/** One request, no retry. */
+/**
+ * One request, no retry. `timeoutMs` bounds the whole exchange by the clock, from connecting to
+ * the body's last byte: a socket idle timeout would not, since a server that sends a byte a
+ * second is never idle. The body is capped at maxBody (refused at once when Content-Length says
+ * more). Omaha requests (update/attempter.ts) come through here too, so they get the same bounds.
+ */
 export function request(req: HttpRequest, timeoutMs: number): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     let url: URL;
@@ -49,39 +55,56 @@ export function request(req: HttpRequest, timeoutMs: number): Promise<HttpResult
       reject(new FetchError(`${req.url}: only http and https URLs are fetched`, false));
       return;
     }
+    // The first outcome wins: a timeout, an oversized body or the end; later events are ignored.
+    let settled = false;
+    const fail = (err: FetchError) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+      r.destroy();
+    };
+    const succeed = (result: HttpResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(result);
+    };
     const client = url.protocol === 'https:' ? https : http;
     const r = client.request(url, { method: req.method ?? 'GET', headers: req.headers ?? {} }, (res) => {
       const status = res.statusCode ?? 0;
+      const declared = Number(res.headers['content-length'] ?? 0);
+      if (declared > maxBody) {
+        fail(new FetchError(`${req.url}: body of ${declared} bytes, more than the ${maxBody} accepted`, false, status));
+        return;
+      }
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > maxBody) {
-          r.destroy(new FetchError(`${req.url}: body larger than ${maxBody} bytes`, false));
-          return;
-        }
-        chunks.push(chunk);
+        if (size > maxBody) fail(new FetchError(`${req.url}: body larger than ${maxBody} bytes`, false, status));
+        else chunks.push(chunk);
       });
       // An error while the body streams in is the connection closing early: a truncated body.
-      res.on('error', (err) => reject(new FetchError(`${req.url}: the connection closed before the whole body arrived (${err.message})`, true, status)));
+      res.on('error', (err) => fail(new FetchError(`${req.url}: the connection closed before the whole body arrived (${err.message})`, true, status)));
       res.on('end', () => {
         if (!res.complete) {
-          reject(new FetchError(`${req.url}: the connection closed before the whole body arrived`, true, status));
+          fail(new FetchError(`${req.url}: the connection closed before the whole body arrived`, true, status));
           return;
         }
         const body = Buffer.concat(chunks);
         const expected = res.headers['content-length'];
         if (expected !== undefined && Number(expected) !== body.length) {
-          reject(new FetchError(`${req.url}: got ${body.length} of ${expected} bytes`, true, status));
+          fail(new FetchError(`${req.url}: got ${body.length} of ${expected} bytes`, true, status));
           return;
         }
-        if (status === 404) resolve({ kind: 'not-found' });
-        else if (status >= 200 && status < 300) resolve({ kind: 'ok', status, body, headers: res.headers });
-        else reject(new FetchError(`${req.url}: HTTP ${status}`, status >= 500 || status === 429, status));
+        if (status === 404) succeed({ kind: 'not-found' });
+        else if (status >= 200 && status < 300) succeed({ kind: 'ok', status, body, headers: res.headers });
+        else fail(new FetchError(`${req.url}: HTTP ${status}`, status >= 500 || status === 429, status));
       });
     });
-    r.setTimeout(timeoutMs, () => r.destroy(new FetchError(`${req.url}: no answer within ${timeoutMs} ms`, true)));
-    r.on('error', (err) => reject(err instanceof FetchError ? err : new FetchError(`${req.url}: ${err.message}`, true)));
+    const timer = setTimeout(() => fail(new FetchError(`${req.url}: no complete answer within ${timeoutMs} ms`, true)), timeoutMs);
+    r.on('error', (err) => fail(err instanceof FetchError ? err : new FetchError(`${req.url}: ${err.message}`, true)));
     r.end(req.body);
   });
 }

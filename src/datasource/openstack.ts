@@ -2,12 +2,14 @@
  * OpenStack: the metadata service (openstack/latest/meta_data.json, user_data, network_data.json)
  * and config drives, which hold the same files under openstack/latest/.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { looksLikeFat, withFatImage } from './fat';
 import { withIsoImage } from './iso9660';
 import { join } from 'node:path';
 import { fetchWithRetry } from './http';
 import type { RetryPolicy } from './http';
+import { hostnameValue, instanceIdValue, ipAddressValue, sshPublicKeyValue } from './metadata-values';
 import type { Datasource, Fetched, Metadata } from './types';
 
 interface OpenstackFiles {
@@ -26,28 +28,41 @@ function parseJson(bytes: Buffer, what: string): Record<string, unknown> {
   throw new Error(`${what} is not a JSON object`);
 }
 
-/** Metadata from meta_data.json (uuid, hostname, public_keys) and network_data.json (addresses). */
+/** How errors name each source: "openstack config drive: network_data.json networks[0].ip_address: ...". */
+const sourceNames: Record<string, string> = { openstack: 'openstack metadata service', configdrive: 'openstack config drive' };
+
+/**
+ * Metadata from meta_data.json (uuid, hostname, public_keys) and network_data.json (addresses),
+ * each value parsed into its type or refused naming the file and field (metadata-values.ts).
+ */
 export function openstackMetadata(files: OpenstackFiles, source: string): Fetched {
+  const where = sourceNames[source] ?? source;
   const meta = parseJson(files.metaData, 'meta_data.json');
   const metadata: Metadata = { sshPublicKeys: [] };
-  if (typeof meta.uuid === 'string') metadata.instanceId = meta.uuid;
-  if (typeof meta.hostname === 'string' && meta.hostname) metadata.hostname = meta.hostname;
+  if (typeof meta.uuid === 'string' && meta.uuid) metadata.instanceId = instanceIdValue(where, 'meta_data.json uuid', meta.uuid);
+  if (typeof meta.hostname === 'string' && meta.hostname) metadata.hostname = hostnameValue(where, 'meta_data.json hostname', meta.hostname);
   const keys = meta.public_keys;
   if (keys && typeof keys === 'object') {
     for (const name of Object.keys(keys).sort()) {
       const key = (keys as Record<string, unknown>)[name];
-      if (typeof key === 'string' && key.trim()) metadata.sshPublicKeys.push(key.trim());
+      if (typeof key === 'string' && key.trim()) metadata.sshPublicKeys.push(sshPublicKeyValue(where, `meta_data.json public_keys.${name}`, key.trim()));
     }
   }
   if (files.networkData) {
     const net = parseJson(files.networkData, 'network_data.json');
-    for (const n of Array.isArray(net.networks) ? (net.networks as Array<Record<string, unknown>>) : []) {
-      const ip = typeof n.ip_address === 'string' ? n.ip_address : undefined;
-      if (!ip) continue;
-      const v6 = String(n.type ?? '').includes('ipv6') || ip.includes(':');
-      if (v6 && metadata.privateIpv6 === undefined) metadata.privateIpv6 = ip;
-      if (!v6 && metadata.privateIpv4 === undefined) metadata.privateIpv4 = ip;
-    }
+    const networks = Array.isArray(net.networks) ? (net.networks as unknown[]) : [];
+    networks.forEach((n, i) => {
+      if (typeof n !== 'object' || n === null) return;
+      const { ip_address: text, type } = n as Record<string, unknown>;
+      if (text === undefined || text === null || text === '') return; // a DHCP network names no address
+      const field = `network_data.json networks[${i}].ip_address`;
+      if (typeof text !== 'string') throw new Error(`${where}: ${field}: not an IP address: a ${typeof text}`);
+      // The type says the family ("ipv4", "ipv6", "ipv6_slaac" ...); the address must agree with it.
+      const family = String(type ?? '').includes('ipv6') || text.includes(':') ? 6 : 4;
+      const ip = ipAddressValue(where, field, text, family);
+      if (family === 6 && metadata.privateIpv6 === undefined) metadata.privateIpv6 = ip;
+      if (family === 4 && metadata.privateIpv4 === undefined) metadata.privateIpv4 = ip;
+    });
   }
   return { source, userData: files.userData && files.userData.length > 0 ? files.userData : undefined, metadata };
 }
@@ -69,6 +84,35 @@ export function openstackSource(base: string, policy: RetryPolicy): Datasource {
   };
 }
 
+/** Largest file read from a config drive directory, as from a metadata service (http.ts): 16 MiB. */
+export const maxConfigDriveFile = 16 * 1024 * 1024;
+
+/**
+ * A regular file of a mounted config drive, or undefined when it is missing. The drive is outside
+ * us: a FIFO or device there (which could block or stream for ever) and a file over
+ * maxConfigDriveFile are refused before any byte is read.
+ */
+async function readDriveFile(path: string, name: string): Promise<Buffer | undefined> {
+  let handle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new Error(`openstack config drive: ${name} is not a regular file`);
+    if (st.size > maxConfigDriveFile) throw new Error(`openstack config drive: ${name} is ${st.size} bytes, more than the ${maxConfigDriveFile} accepted`);
+    const buf = Buffer.alloc(st.size);
+    let done = 0;
+    for (let n = -1; n !== 0 && done < st.size; done += n) n = (await handle.read(buf, done, st.size - done, done)).bytesRead;
+    return buf.subarray(0, done);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** The labels a config drive has (Nova writes config-2; some tools upper-case it). */
 const configDriveLabels = ['config-2', 'CONFIG-2'];
 
@@ -88,12 +132,7 @@ export function configDriveSource(path: string): Datasource {
         return volume.read(`openstack/latest/${name}`);
       });
     }
-    try {
-      return await readFile(join(path, 'openstack/latest', name));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
+    return readDriveFile(join(path, 'openstack/latest', name), `openstack/latest/${name}`);
   };
   return {
     name: 'configdrive',

@@ -1,16 +1,29 @@
 /** What a datasource gives: user data (or none) and the machine's metadata. */
+import type { Hostname, IpAddress } from '../cloudconfig/values';
 
-/** Metadata a cloud tells the machine about itself; every field is optional. */
+declare const brand: unique symbol;
+
+/** An instance id: 1 to 255 characters, no whitespace or control characters (it is printed and kept). */
+export type InstanceId = string & { readonly [brand]: 'instance-id' };
+
+/** One OpenSSH public key line, as sshd reads it: a single line, checked like ssh_authorized_keys. */
+export type SshPublicKey = string & { readonly [brand]: 'ssh-public-key' };
+
+/**
+ * Metadata a cloud tells the machine about itself; every field is optional. Fields hold parsed
+ * values only (see metadata-values.ts): metadata is data, never text to splice, so a value that
+ * does not parse is refused at the datasource, with the source and field named.
+ */
 export interface Metadata {
   /** The cloud's id for this instance; a change means a new machine. */
-  instanceId?: string;
-  hostname?: string;
-  privateIpv4?: string;
-  publicIpv4?: string;
-  privateIpv6?: string;
-  publicIpv6?: string;
+  instanceId?: InstanceId;
+  hostname?: Hostname;
+  privateIpv4?: IpAddress;
+  publicIpv4?: IpAddress;
+  privateIpv6?: IpAddress;
+  publicIpv6?: IpAddress;
   /** OpenSSH public key lines, added to user core like ssh_authorized_keys. */
-  sshPublicKeys: string[];
+  sshPublicKeys: SshPublicKey[];
 }
 
 export interface Fetched {

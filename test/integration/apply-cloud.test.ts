@@ -1,6 +1,7 @@
 /** coreos-cloudinit fetching from a stand-in EC2 metadata service and applying into a temp root. */
 import { execFile } from 'node:child_process';
-import { lstatSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FakeMetadata } from '../support/fake-metadata';
@@ -90,5 +91,110 @@ async function cli(args: string[]) {
     server.ec2.metaData = { 'local-ipv4': '10.0.0.5' };
     const r = await cli(['--validate', '--from-ec2-metadata', server.url]);
     expect(r.stdout).toMatch(/^ec2:11:15: warning: \$public_ipv4 has no value in the metadata \(nor in COREOS_PUBLIC_IPV4\): it becomes empty \[empty-variable\]$/m);
+  });
+});
+
+/** A config drive directory: openstack/latest/ with the files given. */
+function configDrive(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'bootsmith-cd-'));
+  mkdirSync(join(dir, 'openstack/latest'), { recursive: true });
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, 'openstack/latest', name), text);
+  return dir;
+}
+
+async function cliWithEnv(args: string[], env: Record<string, string>) {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
+    return { status: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { status: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+(asRoot ? describe : describe.skip)('nothing from the metadata becomes user data (issue 12)', () => {
+  const usesAddress = '#cloud-config\ncoreos:\n  etcd2:\n    advertise_client_urls: "http://$private_ipv6:2379"\n';
+
+  test('an ip_address that carries YAML is refused, naming the source and field; nothing is written', async () => {
+    const drive = configDrive({
+      'meta_data.json': JSON.stringify({ uuid: 'cd-1', hostname: 'node-1' }),
+      'network_data.json': JSON.stringify({ networks: [{ type: 'ipv6', ip_address: '1.2.3.4"\nwrite_files:\n  - path: /etc/injected\n    content: pwned\n#' }] }),
+      user_data: usesAddress,
+    });
+    const root = makeRoot();
+    const before = snapshot(root);
+    const r = await cli(['--from-configdrive', drive, '--root', root]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^coreos-cloudinit: no datasource answered \(configdrive: openstack config drive: network_data\.json networks\[0\]\.ip_address: not an IP address: "1\.2\.3\.4\\"\\nwrite_files/);
+    expect(existsSync(join(root, 'etc/injected'))).toBe(false);
+    expect(snapshot(root)).toEqual(before);
+  });
+
+  test('a valid address is substituted', async () => {
+    const drive = configDrive({
+      'meta_data.json': JSON.stringify({ uuid: 'cd-1', hostname: 'node-1' }),
+      'network_data.json': JSON.stringify({ networks: [{ type: 'ipv6', ip_address: 'fd00::5' }] }),
+      user_data: usesAddress,
+    });
+    const root = makeRoot();
+    const r = await cli(['--from-configdrive', drive, '--root', root]);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(readFileSync(join(root, 'run/systemd/system/etcd2.service.d/20-cloudinit.conf'), 'utf8')).toBe('[Service]\nEnvironment="ETCD_ADVERTISE_CLIENT_URLS=http://fd00::5:2379"\n');
+    expect(readFileSync(join(root, 'etc/hostname'), 'utf8')).toBe('node-1\n');
+  });
+
+  test('user data whose substituted text has errors is not applied', async () => {
+    const root = makeRoot();
+    const before = snapshot(root);
+    const file = join(mkdtempSync(join(tmpdir(), 'bootsmith-ud-')), 'user-data');
+    writeFileSync(file, '#cloud-config\nwrite_files:\n  - path: /etc/applied\n    content: "yes"\ncoreos:\n  etcd2:\n    name: $private_ipv6\n');
+    // fd00:: is an address, but spliced after "name: " it ends in a colon: YAML that means something else.
+    const r = await cliWithEnv(['--from-file', file, '--root', root], { COREOS_PRIVATE_IPV6: 'fd00::' });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/\/user-data \(after substituting the metadata variables\):7:\d+: error: .*\[yaml-syntax\]$/m);
+    expect(r.stdout).toMatch(/not applied: the user data has errors once the metadata variables are substituted\n$/);
+    expect(snapshot(root)).toEqual(before);
+  });
+
+  test('--validate from a datasource reports the errors of the substituted text too', async () => {
+    const drive = configDrive({
+      'meta_data.json': JSON.stringify({ uuid: 'cd-1' }),
+      'network_data.json': JSON.stringify({ networks: [{ type: 'ipv6', ip_address: 'fd00::' }] }),
+      user_data: '#cloud-config\ncoreos:\n  etcd2:\n    name: $private_ipv6\n',
+    });
+    const r = await cli(['--validate', '--from-configdrive', drive]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^configdrive \(after substituting the metadata variables\):4:\d+: error: .*\[yaml-syntax\]$/m);
+  });
+
+  test('an environment address that is not one is an error, and nothing is applied', async () => {
+    const root = makeRoot();
+    const before = snapshot(root);
+    const file = join(mkdtempSync(join(tmpdir(), 'bootsmith-ud-')), 'user-data');
+    writeFileSync(file, '#cloud-config\nwrite_files:\n  - path: /etc/addr\n    content: "$private_ipv4"\n');
+    const r = await cliWithEnv(['--from-file', file, '--root', root], { COREOS_PRIVATE_IPV4: '10.0.0.1"\nwrite_files: []\n#' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^coreos-cloudinit: COREOS_PRIVATE_IPV4=.* is not an IPv4 address\n$/);
+    expect(snapshot(root)).toEqual(before);
+  });
+});
+
+(asRoot ? describe : describe.skip)('Also= (issue 12)', () => {
+  const unit = (name: string, also: string, enable: boolean) =>
+    `    - name: ${name}\n${enable ? '      enable: true\n' : ''}      content: |\n        [Service]\n        ExecStart=/bin/true\n        [Install]\n        WantedBy=multi-user.target\n        Also=${also}\n`;
+
+  test('cycles are followed once each: a and b name each other, c names itself', async () => {
+    const root = makeRoot();
+    const file = join(mkdtempSync(join(tmpdir(), 'bootsmith-ud-')), 'user-data');
+    writeFileSync(file, `#cloud-config\ncoreos:\n  units:\n${unit('a.service', 'b.service', true)}${unit('b.service', 'a.service', false)}${unit('c.service', 'c.service', true)}`);
+    const r = await cli(['--from-file', file, '--root', root]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).not.toMatch(/call stack/);
+    expect(r.status).toBe(0);
+    for (const name of ['a', 'b', 'c']) {
+      expect(readlinkSync(join(root, `etc/systemd/system/multi-user.target.wants/${name}.service`))).toBe(`/etc/systemd/system/${name}.service`);
+    }
+    const again = await cli(['--from-file', file, '--root', root]);
+    expect([again.status, again.stdout]).toEqual([0, expect.stringMatching(/^0 changed, /m)]);
   });
 });

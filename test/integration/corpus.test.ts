@@ -5,8 +5,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { validateUserData } from '../../src/cloudconfig/validate';
+import { corpusDir } from '../helpers';
 
-const corpus = join(__dirname, '../../../shared/corpus/validate');
+const corpus = corpusDir();
 const samples = readdirSync(corpus)
   .filter((f) => f.endsWith('.yaml'))
   .map((f) => f.replace(/\.yaml$/, ''));

