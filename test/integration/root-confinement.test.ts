@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { instanceIdValue, ipAddressValue } from '../../src/datasource/metadata-values';
 import { applyFetched, applyUserData } from '../../src/apply/apply';
 import { readStrategy, writeStrategy } from '../../src/lock/strategy-file';
 import { machineIdentity, readEngineSettings } from '../../src/update/engine-config';
@@ -103,7 +104,7 @@ describeAsRoot('each kind of file under the root stays inside it', () => {
     const root = makeRoot();
     const secret = hostSecret();
     link(root, 'etc/environment', secret.path);
-    const { results } = await applyFetched({ source: 'ec2', userData: undefined, metadata: { instanceId: 'i-1', privateIpv4: '10.0.0.5', sshPublicKeys: [] } }, { root });
+    const { results } = await applyFetched({ source: 'ec2', userData: undefined, metadata: { instanceId: instanceIdValue('test', 'instance-id', 'i-1'), privateIpv4: ipAddressValue('test', 'local-ipv4', '10.0.0.5', 4), sshPublicKeys: [] } }, { root });
     expect(results.find((r) => r.subject === 'file /etc/environment')).toMatchObject({ outcome: 'changed' });
     expect(readFileSync(join(root, secret.path), 'utf8')).toBe('COREOS_PRIVATE_IPV4=10.0.0.5\n');
     expect(allContent(root)).not.toContain('do-not-copy');

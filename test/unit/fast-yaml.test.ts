@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { parseFast } from '../../src/cloudconfig/fast-yaml';
 import { parseFully } from '../../src/cloudconfig/parse-yaml';
+import { corpusDir } from '../helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { generateLargeConfig } = require('../../bench/generate-large.cjs') as { generateLargeConfig(scale: number): string };
 
-const corpus = join(__dirname, '../../../shared/corpus/validate');
+const corpus = corpusDir();
 const examples = join(__dirname, '../../examples');
 const samples = [
   ...readdirSync(corpus).filter((f) => f.endsWith('.yaml')).map((f) => [f, readFileSync(join(corpus, f), 'utf8')] as const),
