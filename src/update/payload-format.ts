@@ -104,6 +104,13 @@ export interface Manifest {
 
 /** A payload that is not what it claims, with the check that found it. */
 export class PayloadError extends Error {
+  /**
+   * Whether the passive slot had been marked unbootable to be written when this was found. False:
+   * the failure came before the first write, and the slot, its flags and the staged record are as
+   * they were.
+   */
+  slotTouched = false;
+
   constructor(
     readonly check: string,
     message: string,
