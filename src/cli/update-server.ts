@@ -1,14 +1,36 @@
 /**
  * bootsmith-update-server: Omaha for a channel tree as `npm run images` lays it out, for labs,
  * tests and air-gapped fleets. Machines point SERVER= at http://HOST:PORT/v1/update/.
- * GET /admin/status shows channels, halted versions and machines; POST
- * /admin/resume?channel=C&version=V resumes a halted rollout. SIGTERM stops it.
+ * The admin endpoints (GET /admin/status: channels, halted versions, failure counts, machines;
+ * POST /admin/resume?channel=C&version=V: resume a halted rollout) need --admin-token-file and
+ * `Authorization: Bearer TOKEN`; without a token file they are off. SIGTERM stops it.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { UpdateServer } from '../update/server';
-import { parseArgs, parseListen, untilStopped } from './options';
+import { defaultServerLimits, UpdateServer } from '../update/server';
+import { numberOf, parseArgs, parseListen, untilStopped, UsageError } from './options';
 import { version } from '../version';
+
+/** The shortest admin token accepted: a guessable one would hand the rollout to anyone. */
+const minTokenLength = 16;
+
+const limitsHelp = `
+Limits (what a client can make the server hold or spend):
+  request body          ${defaultServerLimits.maxBodyBytes} bytes; larger: 413, not read
+  attribute value       ${defaultServerLimits.maxAttributeLength} characters (appid, machineid, version, track, events'); else error-invalidRequest, nothing kept
+  events per request    ${defaultServerLimits.maxEventsPerRequest} read, the rest ignored
+  events per machine    ${defaultServerLimits.maxEventsPerMachine} kept in memory, the newest
+  machines              ${defaultServerLimits.maxMachines} kept in memory (--max-machines); past it the one seen longest ago is forgotten
+  events.jsonl          ${defaultServerLimits.maxEventLogBytes} bytes, then moved to events.jsonl.1
+  request time          ${defaultServerLimits.requestTimeoutMs / 1000} s for headers and body
+  connections           ${defaultServerLimits.maxConnections} at once
+
+Admin API: /admin/status and /admin/resume answer only "Authorization: Bearer TOKEN" with the
+token in --admin-token-file (at least ${minTokenLength} characters; 401 without it, 403 when wrong).
+Without --admin-token-file they are off (403). Machine ids are served by /admin/status only.
+A version is halted when a machine it was offered to, not yet running it, reports a verification
+or install error or a rollback; other errors (a download cut short) are counted in /admin/status.
+`;
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('bootsmith-update-server')
@@ -18,10 +40,20 @@ export async function main(argv: string[]): Promise<number> {
     .option('--listen <host:port>', 'where to listen', '127.0.0.1:8080')
     .option('--board <board>', 'the board directory of each channel', 'amd64-usr')
     .option('--state-dir <dir>', 'where events (events.jsonl) and halted versions are kept')
+    .option('--admin-token-file <file>', 'a file holding the admin token; without it the admin endpoints are off')
+    .option('--max-machines <n>', 'machines kept in memory', numberOf('--max-machines', 'machines'), defaultServerLimits.maxMachines)
+    .addHelpText('after', limitsHelp)
     .exitOverride();
-  const done = parseArgs(program, argv);
+  let done: number | undefined;
+  try {
+    done = parseArgs(program, argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`bootsmith-update-server: ${err.message}\n`);
+    return 2;
+  }
   if (done !== undefined) return done;
-  const opts = program.opts<{ tree: string; listen: string; board: string; stateDir?: string }>();
+  const opts = program.opts<{ tree: string; listen: string; board: string; stateDir?: string; adminTokenFile?: string; maxMachines: number }>();
   const listen = parseListen(opts.listen);
   if (!listen) {
     process.stderr.write(`bootsmith-update-server: --listen ${opts.listen} is not HOST:PORT\n`);
@@ -31,8 +63,28 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`bootsmith-update-server: the channel tree ${opts.tree} does not exist (npm run images builds one)\n`);
     return 2;
   }
+  let adminToken: string | undefined;
+  if (opts.adminTokenFile) {
+    try {
+      adminToken = readFileSync(opts.adminTokenFile, 'utf8').trim();
+    } catch (err) {
+      process.stderr.write(`bootsmith-update-server: cannot read the admin token: ${(err as Error).message}\n`);
+      return 2;
+    }
+    if (adminToken.length < minTokenLength || /\s/.test(adminToken)) {
+      process.stderr.write(`bootsmith-update-server: the admin token in ${opts.adminTokenFile} must be at least ${minTokenLength} characters without spaces\n`);
+      return 2;
+    }
+  }
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const server = new UpdateServer({ tree: opts.tree, board: opts.board, ...(opts.stateDir ? { stateDir: opts.stateDir } : {}), log });
+  const server = new UpdateServer({
+    tree: opts.tree,
+    board: opts.board,
+    ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
+    ...(adminToken !== undefined ? { adminToken } : {}),
+    limits: { maxMachines: opts.maxMachines },
+    log,
+  });
   let url: string;
   try {
     url = await server.listen(listen.port, listen.host);
@@ -40,7 +92,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`bootsmith-update-server: cannot listen on ${opts.listen}: ${(err as Error).message}\n`);
     return 1;
   }
-  log(`serving ${opts.tree} at ${url}/v1/update/`);
+  log(`serving ${opts.tree} at ${url}/v1/update/ (admin API ${adminToken !== undefined ? 'on, with a token' : 'off: no --admin-token-file'})`);
   await untilStopped();
   await server.close();
   return 0;

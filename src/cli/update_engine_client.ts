@@ -304,7 +304,9 @@ async function run(opts: Options, io: Io): Promise<number> {
     } catch (err) {
       progress.done();
       if (err instanceof PayloadError) {
-        io.stderr.write(`update_engine_client: payload rejected (${err.check} check): ${err.message}; ${machineSlots(machine).passive.name} is marked unbootable\n`);
+        const slot = machineSlots(machine).passive.name;
+        const after = err.slotTouched ? `${slot} is marked unbootable` : `nothing was written: ${slot}, the boot flags and the staged update are as they were`;
+        io.stderr.write(`update_engine_client: payload rejected (${err.check} check): ${err.message}; ${after}\n`);
         return 1;
       }
       throw err;

@@ -1,10 +1,12 @@
 /**
- * Applying a full CrAU payload to the passive USR slot: the slot is made unbootable first, the
- * payload streams in once (hashed as it passes), bzip2 chunks decompress in parallel, each lands on
- * its extents; then three checks: the whole payload's SHA-256 against the announced one, the RSA
- * signature against the configured keys, and the written slot against new_partition_info. Any
- * failure leaves the slot unbootable and the active slot's flags untouched, and says which check
- * failed.
+ * Applying a full CrAU payload to the passive USR slot: the source opens and the header and
+ * manifest are read and checked first, and only then, right before the first write, is the slot
+ * made unbootable; the payload streams in once (hashed as it passes), bzip2 chunks decompress in
+ * parallel within a bounded window, each lands on its extents; then three checks: the whole
+ * payload's SHA-256 against the announced one, the RSA signature against the configured keys, and
+ * the written slot against new_partition_info. A failure before the first write changes nothing;
+ * one after it leaves the slot unbootable. The active slot's flags are never touched, and the
+ * error says which check failed.
  */
 import { createHash, createPublicKey, publicDecrypt, constants as cryptoConstants } from 'node:crypto';
 import type { Hash, KeyObject } from 'node:crypto';
@@ -51,6 +53,11 @@ export interface ApplyOptions {
   /** The payload's size as announced; a larger payload is refused. */
   size?: number;
   onProgress?: (p: Progress) => void;
+  /**
+   * Called once the slot is marked unbootable, before its first byte is written: what recorded
+   * the slot's old content (the staged record) is void from here on, and not before.
+   */
+  onWriteStart?: () => void;
   pool?: Bzip2Pool;
   resumePolicy?: RetryPolicy;
 }
@@ -96,8 +103,30 @@ function loadKeys(pems: string[]): KeyObject[] {
   });
 }
 
-/** Checks the manifest against the slot before anything is written; the image size. */
-function checkManifest(m: Manifest, target: GptEntry): number {
+/**
+ * The most one operation may write: 16 MiB. Flatcar's full payloads cut the image into 1 MiB
+ * chunks; the cap is what keeps an operation's data and output in memory bounded, whatever a
+ * manifest says.
+ */
+export const maxOperationBytes = 16 << 20;
+/** The most a Signatures message may take: a handful of RSA-4096 signatures need 3 KiB. */
+export const maxSignaturesBytes = 64 << 10;
+/** The most `n` bytes grow to under bzip2 (its manual: 1% and 600 bytes at worst). */
+const bzip2Bound = (n: number) => n + Math.ceil(n / 100) + 600;
+
+/** What the manifest says, checked against the slot before anything is written. */
+interface Checked {
+  imageSize: number;
+  /** Where the payload ends by its manifest, from the start of the blob area. */
+  blobEnd: number;
+}
+
+/**
+ * Checks the manifest against the slot before anything is written: each operation's destination
+ * inside the slot and at most maxOperationBytes, its data no more than its destination can hold
+ * (REPLACE: the blocks; REPLACE_BZ: bzip2's worst case for them), read front to back.
+ */
+function checkManifest(m: Manifest, target: GptEntry): Checked {
   if (m.blockSize !== 4096) throw new PayloadError('manifest', `block size ${m.blockSize} is not supported (only 4096)`);
   const info = m.newPartitionInfo;
   if (!info || info.size === 0 || info.hash.length !== 32) throw new PayloadError('manifest', 'the manifest has no new_partition_info with a size and a SHA-256');
@@ -117,8 +146,16 @@ function checkManifest(m: Manifest, target: GptEntry): number {
         throw new PayloadError('size', `${name} writes blocks ${e.startBlock}-${e.startBlock + e.numBlocks - 1n}, beyond the ${slotBlocks} blocks of ${target.name}`);
       }
     }
+    const capacity = op.dstExtents.reduce((n, e) => n + Number(e.numBlocks) * m.blockSize, 0);
+    if (capacity > maxOperationBytes) throw new PayloadError('manifest', `${name} writes ${capacity} bytes; one operation may write at most ${maxOperationBytes}`);
+    const most = op.type === opType.REPLACE ? capacity : bzip2Bound(capacity);
+    if (op.dataLength > most) throw new PayloadError('manifest', `${name}: its ${op.dataLength} bytes of data are more than its ${capacity / m.blockSize} blocks can hold`);
   }
-  return info.size;
+  if (m.signaturesOffset !== undefined && m.signaturesSize) {
+    if (m.signaturesSize > maxSignaturesBytes) throw new PayloadError('manifest', `the signatures take ${m.signaturesSize} bytes, more than the ${maxSignaturesBytes} allowed`);
+    end = m.signaturesOffset + m.signaturesSize;
+  }
+  return { imageSize: info.size, blobEnd: end };
 }
 
 /** Writes `data` over the extents, zero-padding the last block. */
@@ -157,32 +194,44 @@ export async function hashSlot(fd: number, slotStart: number, size: number): Pro
   return hash.digest();
 }
 
+/** Payload bytes (operation data and their output) in flight to bzip2 and the disk, per core. */
+const windowPerCore = 24 << 20;
+
 export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
   const started = performance.now();
   const keys = loadKeys(opts.publicKeys ?? []);
   const pool = opts.pool ?? new Bzip2Pool();
   const { target } = opts;
-  // First of all: the slot about to be overwritten must not be booted, whatever happens next.
-  markUnbootable(opts.disk, target);
-
   const fileHash: Hash = createHash('sha256');
   const reader = new PayloadReader(opts.source, (chunk) => fileHash.update(chunk), opts.resumePolicy);
-  const fd = openSync(opts.disk, 'r+');
   const inFlight = new Set<Promise<unknown>>();
   let failure: unknown;
+  let fd: number | undefined;
+  let marked = false;
   try {
+    if (opts.size !== undefined) reader.limitTo(opts.size, 'announced');
+    // The source opens, the header and the manifest check out, before the slot is touched: a typo,
+    // a refused URL or a wrong file changes nothing on the disk.
     const manifestLength = parseHeader(await reader.read(headerSize, 'the header'));
     const manifest = decodeManifest(await reader.read(manifestLength, 'the manifest'));
-    const imageSize = checkManifest(manifest, target);
-    const total = reader.size;
-    if (opts.size !== undefined && total !== undefined && total > opts.size) {
-      throw new PayloadError('size', `the payload is ${total} bytes, more than the ${opts.size} announced`);
-    }
+    const { imageSize, blobEnd } = checkManifest(manifest, target);
     const blobStart = headerSize + manifestLength;
-    if (total !== undefined && manifest.signaturesOffset !== undefined && manifest.signaturesSize) {
-      const end = blobStart + manifest.signaturesOffset + manifest.signaturesSize;
-      if (total !== end) throw new PayloadError('size', `the payload is ${total} bytes but its manifest accounts for ${end}`);
+    const end = blobStart + blobEnd;
+    if (opts.size !== undefined && end !== opts.size) {
+      throw new PayloadError('size', `its manifest accounts for ${end} bytes, ${end > opts.size ? 'more' : 'fewer'} than the ${opts.size} announced`);
     }
+    const total = reader.size;
+    if (total !== undefined && manifest.signaturesOffset !== undefined && manifest.signaturesSize && total !== end) {
+      throw new PayloadError('size', `the payload is ${total} bytes but its manifest accounts for ${end}`);
+    }
+    reader.limitTo(end, 'manifest');
+
+    // First of the writes: the slot about to be overwritten must not be booted, whatever happens next.
+    markUnbootable(opts.disk, target);
+    marked = true;
+    opts.onWriteStart?.();
+    fd = openSync(opts.disk, 'r+');
+    const disk = fd;
     const bs = manifest.blockSize;
     const slotStart = Number(target.firstLba) * sectorSize;
     let written = 0;
@@ -194,54 +243,66 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
       opts.onProgress({ bytes: reader.position, total: total ?? opts.size, fraction: toWrite > 0 ? written / toWrite : 1, rate: seconds > 0 ? reader.position / seconds : 0, written });
     };
     const capacityOf = (op: Operation) => op.dstExtents.reduce((n, e) => n + Number(e.numBlocks) * bs, 0);
+    type Item = { op: Operation; data: Buffer; name: string };
+    // Memory: what is read ahead waits for bzip2 and the disk within a window of bytes (each
+    // operation's data and its output), so it stays bounded whatever the payload's operations are.
+    const window = pool.size * windowPerCore;
+    let inFlightBytes = 0;
+    const bytesOf = (items: Item[]) => items.reduce((n, b) => n + b.data.length + capacityOf(b.op), 0);
     /** Decompresses (REPLACE_BZ, several to one bzip2) and writes a run of operations, in the background. */
-    const dispatch = (batch: { op: Operation; data: Buffer; name: string }[]) => {
+    const dispatch = (items: Item[]) => {
+      const bytes = bytesOf(items);
+      inFlightBytes += bytes;
       const work = (async () => {
-        let outs = batch.map((b) => b.data);
-        if (batch[0]!.op.type === opType.REPLACE_BZ) {
+        let outs = items.map((b) => b.data);
+        if (items[0]!.op.type === opType.REPLACE_BZ) {
           try {
-            outs = await pool.decompressBatch(batch.map((b) => ({ data: b.data, capacity: capacityOf(b.op), minimum: capacityOf(b.op) - bs + 1 })));
+            outs = await pool.decompressBatch(items.map((b) => ({ data: b.data, capacity: capacityOf(b.op), minimum: capacityOf(b.op) - bs + 1 })));
           } catch (err) {
-            throw new PayloadError('operation', `${batch[(err as { chunk?: number }).chunk ?? 0]!.name}: ${(err as Error).message}`);
+            throw new PayloadError('operation', `${items[(err as { chunk?: number }).chunk ?? 0]!.name}: ${(err as Error).message}`);
           }
         }
-        for (const [j, b] of batch.entries()) {
-          const n = await writeExtents(fd, slotStart, bs, b.op, outs[j]!, b.name);
+        for (const [j, b] of items.entries()) {
+          const n = await writeExtents(disk, slotStart, bs, b.op, outs[j]!, b.name);
           written += n; // not `written += await ...`: that would add to a value read before the await
           report();
         }
       })();
       const tracked: Promise<unknown> = work.then(
-        () => inFlight.delete(tracked),
+        () => {
+          inFlight.delete(tracked);
+          inFlightBytes -= bytes;
+        },
         (err: unknown) => {
           failure ??= err;
           inFlight.delete(tracked);
+          inFlightBytes -= bytes;
         },
       );
       inFlight.add(tracked);
     };
     // A process per batch of chunks, not per chunk: starting one costs a fork of this process.
     const batchSize = 8;
-    const maxInFlight = pool.size * 2;
-    let batch: { op: Operation; data: Buffer; name: string }[] = [];
+    const batchBytes = windowPerCore / 2;
+    let batch: Item[] = [];
     const flush = async () => {
       if (batch.length === 0) return;
       dispatch(batch);
       batch = [];
-      while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+      while (inFlight.size > 0 && inFlightBytes >= window) await Promise.race(inFlight);
     };
     for (const [i, op] of manifest.operations.entries()) {
       if (failure) break;
       const name = `operation ${i} (${opNames[op.type]}, payload bytes ${blobStart + op.dataOffset}-${blobStart + op.dataOffset + op.dataLength - 1})`;
       const gap = blobStart + op.dataOffset - reader.position;
-      if (gap > 0) await reader.read(gap, `the data before ${name}`);
+      if (gap > 0) await reader.skip(gap, `the data before ${name}`);
       const data = await reader.read(op.dataLength, name);
       if (op.dataSha256 && !createHash('sha256').update(data).digest().equals(op.dataSha256)) {
         throw new PayloadError('operation-hash', `${name}: its data does not match its SHA-256`);
       }
       if (batch.length > 0 && batch[0]!.op.type !== op.type) await flush();
       batch.push({ op, data, name });
-      if (op.type === opType.REPLACE || batch.length >= batchSize) await flush();
+      if (op.type === opType.REPLACE || batch.length >= batchSize || bytesOf(batch) >= batchBytes) await flush();
     }
     if (!failure) await flush();
     await Promise.all(inFlight);
@@ -252,7 +313,7 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
     let signedDigest: Buffer | undefined;
     if (manifest.signaturesOffset !== undefined && manifest.signaturesSize) {
       const gap = blobStart + manifest.signaturesOffset - reader.position;
-      if (gap > 0) await reader.read(gap, 'the data before the signatures');
+      if (gap > 0) await reader.skip(gap, 'the data before the signatures');
       signedDigest = fileHash.copy().digest();
       signatures = decodeSignatures(await reader.read(manifest.signaturesSize, 'the signatures'));
     }
@@ -260,7 +321,7 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
       throw new PayloadError('size', `more data follows byte ${reader.position}, where the payload ends by its manifest`);
     }
     try {
-      await fdatasync(fd);
+      await fdatasync(disk);
     } catch (err) {
       throw new PayloadError('write', `flushing ${target.name}: ${(err as Error).message}`);
     }
@@ -281,7 +342,7 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
       }
     }
     const info = manifest.newPartitionInfo!;
-    const slotHash = await hashSlot(fd, slotStart, imageSize);
+    const slotHash = await hashSlot(disk, slotStart, imageSize);
     if (!slotHash.equals(info.hash)) {
       throw new PayloadError('partition-hash', `${target.name} as written hashes to ${slotHash.toString('hex')}, not new_partition_info's ${info.hash.toString('hex')}`);
     }
@@ -298,15 +359,19 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
     };
   } catch (err) {
     failure ??= err;
+    reader.close();
+    if (!marked) throw failure; // nothing was written: the slot, its flags and the staged record are as they were
     // No write may land after the slot is declared failed.
     await Promise.allSettled(inFlight);
+    if (failure instanceof PayloadError) failure.slotTouched = true;
     try {
       markUnbootable(opts.disk, target);
     } catch (err) {
-      throw new PayloadError('gpt', `${(failure as Error).message}; then marking ${target.name} unbootable failed: ${(err as Error).message}`);
+      throw Object.assign(new PayloadError('gpt', `${(failure as Error).message}; then marking ${target.name} unbootable failed: ${(err as Error).message}`), { slotTouched: true });
     }
     throw failure;
   } finally {
-    closeSync(fd);
+    reader.close();
+    if (fd !== undefined) closeSync(fd);
   }
 }

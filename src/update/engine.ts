@@ -135,8 +135,9 @@ export function clearStaged(stateDir: string): void {
 /** Writes and verifies a payload into the passive slot and records it as staged. */
 export async function stage(m: Machine, stateDir: string, opts: Omit<ApplyOptions, 'disk' | 'target'>): Promise<ApplyResult & { slots: Slots }> {
   const slots = machineSlots(m);
-  writeStaged(stateDir, undefined); // whatever was staged is about to be overwritten
-  const result = await applyPayload({ ...opts, disk: m.disk, target: slots.passive });
+  // What was staged stays recorded until the slot is really about to be overwritten: a payload
+  // refused before its first write (a typo, a refused URL, a bad header) leaves it as it was.
+  const result = await applyPayload({ ...opts, disk: m.disk, target: slots.passive, onWriteStart: () => writeStaged(stateDir, undefined) });
   writeStaged(stateDir, {
     disk: m.disk,
     partition: slots.passive.number,

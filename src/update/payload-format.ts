@@ -104,6 +104,13 @@ export interface Manifest {
 
 /** A payload that is not what it claims, with the check that found it. */
 export class PayloadError extends Error {
+  /**
+   * Whether the passive slot had been marked unbootable to be written when this was found. False:
+   * the failure came before the first write, and the slot, its flags and the staged record are as
+   * they were.
+   */
+  slotTouched = false;
+
   constructor(
     readonly check: string,
     message: string,
@@ -143,6 +150,13 @@ function operation(o: RawOp): Operation {
   };
 }
 
+/**
+ * The most a manifest may take: 1 MiB. A full payload of a 1 GiB USR image in 1 MiB chunks has a
+ * manifest of about 60 KiB (500 KiB in 128 KiB chunks); decoding costs about 150 bytes of memory
+ * per manifest byte at worst (a manifest of empty operations), so this bounds it near 150 MB.
+ */
+export const maxManifestBytes = 1 << 20;
+
 /** The manifest length from the first 20 bytes, or why they are not a CrAU v1 header. */
 export function parseHeader(head: Buffer): number {
   if (head.length < headerSize) throw new PayloadError('header', `the payload is ${head.length} bytes, shorter than its 20-byte header`);
@@ -150,7 +164,8 @@ export function parseHeader(head: Buffer): number {
   const version = head.readBigUInt64BE(4);
   if (version !== 1n) throw new PayloadError('header', `payload format version ${version} is not supported (only 1)`);
   const length = head.readBigUInt64BE(12);
-  if (length === 0n || length > 64n << 20n) throw new PayloadError('header', `implausible manifest length ${length}`);
+  if (length === 0n) throw new PayloadError('header', `implausible manifest length ${length}`);
+  if (length > BigInt(maxManifestBytes)) throw new PayloadError('header', `the manifest is ${length} bytes, more than the ${maxManifestBytes} allowed`);
   return Number(length);
 }
 

@@ -1,7 +1,8 @@
 /**
  * Where a payload's bytes come from: a file, or HTTP(S) streamed and resumed with a Range request
- * where the connection dropped. `PayloadReader` hands out exact byte counts and feeds every byte
- * to the hashes as it passes.
+ * where the connection dropped or stalled. `PayloadReader` hands out exact byte counts, feeds every
+ * byte to the hashes as it passes, and bounds what a server can make it take: never more bytes
+ * than announced, never longer than the policy's deadline.
  */
 import { createReadStream, statSync } from 'node:fs';
 import * as http from 'node:http';
@@ -15,8 +16,11 @@ export interface PayloadSource {
   name: string;
   /** Whether a failed read may be resumed where it stopped. */
   resumable: boolean;
-  /** The bytes from `offset` on, and the whole payload's size when known. */
-  open(offset: number): Promise<{ size?: number; chunks: AsyncIterable<Buffer> }>;
+  /**
+   * The bytes from `offset` on, and the whole payload's size when known. `signal` aborts the
+   * request and its stream: the reader uses it for stalls, its deadline and when it is done.
+   */
+  open(offset: number, signal: AbortSignal): Promise<{ size?: number; chunks: AsyncIterable<Buffer> }>;
 }
 
 const chunkSize = 1 << 20;
@@ -25,22 +29,27 @@ export function fileSource(path: string): PayloadSource {
   return {
     name: path,
     resumable: false,
-    async open(offset) {
+    async open(offset, signal) {
       const size = statSync(path).size;
-      return { size, chunks: createReadStream(path, { start: offset, highWaterMark: chunkSize }) };
+      return { size, chunks: createReadStream(path, { start: offset, highWaterMark: chunkSize, signal }) };
     },
   };
 }
 
+/** Connection errors that say nothing listens at the URL: a download that never began is not retried for them. */
+const unreachable = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_NONAME']);
+
 /** GET `url` from `offset`: a 206 must start there; a server that ignores Range (200) is skipped ahead. */
-function get(url: URL, offset: number, idleMs: number): Promise<{ size?: number; chunks: AsyncIterable<Buffer> }> {
+function get(url: URL, offset: number, signal: AbortSignal): Promise<{ size?: number; chunks: AsyncIterable<Buffer> }> {
   return new Promise((resolve, reject) => {
     const client = url.protocol === 'https:' ? https : http;
     const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
-    const req = client.get(url, { headers }, (res) => {
+    // A connection of its own (no agent): a payload is one long response, and an abort after it is
+    // complete must not reach a socket the agent's pool has handed on.
+    const req = client.get(url, { headers, signal, agent: false }, (res) => {
       const status = res.statusCode ?? 0;
       if (status !== 200 && status !== 206) {
-        res.resume();
+        res.destroy();
         reject(new FetchError(`${url.href}: HTTP ${status}`, status >= 500 || status === 429, status));
         return;
       }
@@ -71,29 +80,45 @@ function get(url: URL, offset: number, idleMs: number): Promise<{ size?: number;
       }
       resolve({ ...(size !== undefined ? { size } : {}), chunks: chunks() });
     });
-    req.setTimeout(idleMs, () => req.destroy(new FetchError(`${url.href}: no data for ${idleMs} ms`, true)));
-    req.on('error', (err) => reject(err instanceof FetchError ? err : new FetchError(`${url.href}: ${err.message}`, true)));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (err instanceof FetchError) reject(err);
+      // Nothing listens there: a typo in the URL, not a server restarting mid-download.
+      else reject(new FetchError(`${url.href}: ${err.message}`, !(offset === 0 && unreachable.has(err.code ?? ''))));
+    });
   });
 }
 
-export function httpSource(href: string, idleMs = 30_000): PayloadSource {
+export function httpSource(href: string): PayloadSource {
   const url = new URL(href);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`${href}: only http and https URLs are fetched`);
-  return { name: href, resumable: true, open: (offset) => get(url, offset, idleMs) };
+  return { name: href, resumable: true, open: (offset, signal) => get(url, offset, signal) };
 }
 
 export function sourceFor(where: string): PayloadSource {
   return /^https?:\/\//i.test(where) ? httpSource(where) : fileSource(where);
 }
 
-export const defaultResumePolicy: RetryPolicy = { attempts: 8, backoffMs: 500, maxBackoffMs: 10_000, timeoutMs: 30_000, deadlineMs: 10 * 60_000 };
+/**
+ * How a download is resumed and bounded: `timeoutMs` is the stall timeout (no byte for that long:
+ * the request is dropped and resumed), `attempts` the most tries in a row without a byte,
+ * `deadlineMs` the whole download's bound, resumes and backoff included. Default: a 30 s stall
+ * timeout, 8 tries, backoff from 0.5 s up to 10 s, and 60 minutes in all (a 1 GiB payload at
+ * 0.3 MB/s).
+ */
+/** What limits a reader: the size the update server announced, or the end the manifest gives. */
+export type Bound = 'announced' | 'manifest';
+
+export const defaultResumePolicy: RetryPolicy = { attempts: 8, backoffMs: 500, maxBackoffMs: 10_000, timeoutMs: 30_000, deadlineMs: 60 * 60_000 };
 
 /**
- * Exact reads over a source. A resumable source that fails mid-way is reopened from the first byte
- * not yet received, with backoff, up to the policy's attempts in a row.
+ * Exact reads over a source. A resumable source that fails or stalls mid-way is reopened from the
+ * first byte not yet received, with backoff, up to the policy's attempts in a row and within its
+ * deadline. No more bytes are taken than `limit` (the announced size, then the end the manifest
+ * gives): a source that sends more is refused at the chunk that passes it, so neither memory nor
+ * time depends on what the server sends.
  */
 export class PayloadReader {
-  /** Bytes handed out so far. */
+  /** Bytes handed out (read or skipped) so far. */
   position = 0;
   /** Total size, once the source says it. */
   size: number | undefined;
@@ -101,8 +126,12 @@ export class PayloadReader {
   resumes = 0;
   private received = 0;
   private iterator: AsyncIterator<Buffer> | undefined;
+  private controller: AbortController | undefined;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  private deadline: number | undefined;
+  private limit = Number.POSITIVE_INFINITY;
+  private bound: Bound = 'announced';
 
   constructor(
     private readonly source: PayloadSource,
@@ -110,48 +139,123 @@ export class PayloadReader {
     private readonly policy: RetryPolicy = defaultResumePolicy,
   ) {}
 
+  /** At most `bytes` are accepted from now on: the announced size, then where the manifest says the payload ends. */
+  limitTo(bytes: number, bound: Bound): void {
+    if (bytes >= this.limit) return;
+    this.limit = bytes;
+    this.bound = bound;
+    if (this.received > bytes) throw this.pastLimit();
+    if (this.size !== undefined && this.size > bytes) throw this.tooLarge(this.size);
+  }
+
+  private pastLimit(): PayloadError {
+    return new PayloadError('size', `more data follows byte ${this.limit}, where the payload ends by ${this.bound === 'announced' ? 'its announced size' : 'its manifest'}`);
+  }
+
+  private tooLarge(size: number): PayloadError {
+    return new PayloadError('size', `the payload is ${size} bytes, more than the ${this.limit} ${this.bound === 'announced' ? 'announced' : 'its manifest accounts for'}`);
+  }
+
+  /** Drops the current request and stream, if any. */
+  private drop(): void {
+    this.controller?.abort();
+    this.controller = undefined;
+    this.iterator = undefined;
+  }
+
+  /** Stops reading: the request is dropped, so a server still sending costs nothing more. */
+  close(): void {
+    this.drop();
+  }
+
+  /** `p`, unless no byte comes within the stall timeout or the deadline passes first: then the request is dropped. */
+  private async timed<T>(p: Promise<T>): Promise<T> {
+    const left = this.deadline! - Date.now();
+    const stall = Math.min(this.policy.timeoutMs, left);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.drop();
+        reject(
+          stall < this.policy.timeoutMs
+            ? new PayloadError('download', `reading ${this.source.name}: not done within ${this.policy.deadlineMs / 1000} s (byte ${this.received} reached)`)
+            : new FetchError(`${this.source.name}: no data for ${stall} ms`, true),
+        );
+      }, Math.max(0, stall));
+    });
+    try {
+      return await Promise.race([p, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private async next(): Promise<Buffer | undefined> {
+    this.deadline ??= Date.now() + this.policy.deadlineMs;
     let failures = 0;
     for (;;) {
       try {
         if (!this.iterator) {
-          const opened = await this.source.open(this.received);
+          this.controller = new AbortController();
+          const opened = await this.timed(this.source.open(this.received, this.controller.signal));
+          if (opened.size !== undefined && opened.size > this.limit) throw this.tooLarge(opened.size);
           this.size ??= opened.size;
           this.iterator = opened.chunks[Symbol.asyncIterator]();
         }
-        const r = await this.iterator.next();
+        const r = await this.timed(this.iterator.next());
         if (r.done) return undefined;
+        if (this.received + r.value.length > this.limit) throw this.pastLimit();
         this.received += r.value.length;
         return r.value;
       } catch (err) {
-        this.iterator = undefined;
-        const retryable = this.source.resumable && (!(err instanceof FetchError) || err.retryable);
+        this.drop();
+        if (err instanceof PayloadError) throw err;
         failures++;
-        if (!retryable || failures >= this.policy.attempts) {
+        const retryable = this.source.resumable && (!(err instanceof FetchError) || err.retryable);
+        const wait = backoff(failures, this.policy);
+        if (!retryable || failures >= this.policy.attempts || Date.now() + wait >= this.deadline) {
           throw new PayloadError('download', `reading ${this.source.name} at byte ${this.received}: ${(err as Error).message}${failures > 1 ? ` (after ${failures} tries)` : ''}`);
         }
         this.resumes++;
-        await new Promise((r) => setTimeout(r, backoff(failures, this.policy)));
+        await new Promise((r) => setTimeout(r, wait));
       }
     }
   }
 
-  /** Exactly `n` bytes, or a 'truncated' error naming what was asked for. */
-  async read(n: number, what: string): Promise<Buffer> {
-    while (this.pendingBytes < n) {
+  /** The next at most `max` bytes held or received, taken off the front. */
+  private async take(max: number, what: string, wanted: number, from: number): Promise<Buffer> {
+    if (this.pendingBytes === 0) {
       const chunk = await this.next();
-      if (!chunk) throw new PayloadError('truncated', `the payload ends at byte ${this.position + this.pendingBytes}, inside ${what} (bytes ${this.position}-${this.position + n - 1})`);
+      if (!chunk) throw new PayloadError('truncated', `the payload ends at byte ${this.position}, inside ${what} (bytes ${from}-${from + wanted - 1})`);
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
     }
-    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    const out = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.pending = rest.length > 0 ? [rest] : [];
-    this.pendingBytes = rest.length;
-    this.position += n;
+    const head = this.pending[0]!;
+    const out = head.length <= max ? head : head.subarray(0, max);
+    if (out === head) this.pending.shift();
+    else this.pending[0] = head.subarray(max);
+    this.pendingBytes -= out.length;
+    this.position += out.length;
     this.onBytes(out);
     return out;
+  }
+
+  /** Exactly `n` bytes, or a 'truncated' error naming what was asked for. */
+  async read(n: number, what: string): Promise<Buffer> {
+    const from = this.position;
+    const parts: Buffer[] = [];
+    for (let got = 0; got < n; ) {
+      const part = await this.take(n - got, what, n, from);
+      parts.push(part);
+      got += part.length;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+  }
+
+  /** Passes over `n` bytes (hashing them) without keeping them: a gap costs no memory, however long. */
+  async skip(n: number, what: string): Promise<void> {
+    const from = this.position;
+    for (let got = 0; got < n; ) got += (await this.take(n - got, what, n, from)).length;
   }
 
   /** Whether anything follows the bytes read so far. */

@@ -4,11 +4,13 @@
  * errors and exit codes.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/update_engine_client';
-import { cgptFlags, diskCopy, fixture, sgdiskVerify, updateTools } from '../support/update';
+import { cgptFlags, diskCopy, fixture, sgdiskVerify, sha256, updateTools } from '../support/update';
 import type { Fixture } from '../support/update';
 import { serveFakeSystemd, startDbusDaemon } from '../support/dbus';
 import type { DbusDaemon } from '../support/dbus';
@@ -79,6 +81,54 @@ async function runTty(args: string[], onStderr: (text: string) => void = () => u
     expect(r.stderr).toMatch(/^progress .*\nupdate_engine_client: payload rejected \(signature check\): none of the payload's 1 signature\(s\) verifies with any of the 1 configured key\(s\); USR-B is marked unbootable\n$/s);
     expect(cgptFlags(disk, 4)).toEqual([0, 0, 0]);
     expect(cgptFlags(disk, 3)).toEqual([1, 0, 1]);
+  }, 60_000);
+
+  test('a payload that fails before its first write (missing file, refused URL, bad header) changes no flag, no byte and no staged record', async () => {
+    const p = f.payloads['1001.0.0']!;
+    // A port nothing listens on.
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const notPayload = join(f.dir, 'index.html');
+    writeFileSync(notPayload, '<html>Service unavailable, try again later</html>\n');
+    const sources: [string, RegExp][] = [
+      [join(f.dir, 'typo.gz'), /payload rejected \(download check\): reading .*typo\.gz at byte 0: ENOENT/],
+      [`http://127.0.0.1:${port}/update.gz`, /payload rejected \(download check\): reading http:\/\/127\.0\.0\.1:\d+\/update\.gz at byte 0: .*ECONNREFUSED/],
+      [notPayload, /payload rejected \(header check\): not an update payload: it starts with "<htm"/],
+    ];
+    /** Everything a failed apply could have changed: the disk's bytes, both slots' flags, the state directory. */
+    const snapshot = (disk: string, state: string) => ({
+      disk: sha256(readFileSync(disk)),
+      flags: [cgptFlags(disk, 3), cgptFlags(disk, 4)],
+      state: Object.fromEntries(readdirSync(state).map((n) => [n, readFileSync(join(state, n), 'utf8')])),
+    });
+
+    // Staged, not yet finalized: the record of what USR-B holds stays, and finalizing still works after.
+    const staged = diskCopy(f, 'prewrite-staged');
+    const stagedState = join(f.dir, 'state-prewrite-staged');
+    const common = (disk: string, state: string) => ['--disk', disk, '--active', 'USR-A', '--state-dir', state, '--public-key', f.publicKeyFiles[0]!, '--progress', 'none'];
+    expect(run(['--apply-payload', p.path, ...common(staged, stagedState)]).code).toBe(0);
+    // Finalized, as after --finalize with the reboot slot held: USR-B must stay the next boot.
+    const finalized = diskCopy(f, 'prewrite-finalized');
+    const finalizedState = join(f.dir, 'state-prewrite-finalized');
+    expect(run(['--apply-payload', p.path, ...common(finalized, finalizedState)]).code).toBe(0);
+    expect(run(['--finalize', '--disk', finalized, '--active', 'USR-A', '--state-dir', finalizedState]).code).toBe(0);
+    expect(cgptFlags(finalized, 4)).toEqual([2, 1, 0]);
+
+    for (const [disk, state] of [[staged, stagedState], [finalized, finalizedState]] as const) {
+      const before = snapshot(disk, state);
+      for (const [source, message] of sources) {
+        const r = run(['--apply-payload', source, ...common(disk, state)]);
+        expect([source, r.code]).toEqual([source, 1]);
+        expect(r.stderr).toMatch(message);
+        expect(r.stderr).toMatch(/; nothing was written: USR-B, the boot flags and the staged update are as they were\n$/);
+        expect(snapshot(disk, state)).toEqual(before);
+      }
+    }
+    expect(cgptFlags(finalized, 4)).toEqual([2, 1, 0]);
+    expect(run(['--finalize', '--disk', staged, '--active', 'USR-A', '--state-dir', stagedState])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^finalized: the next boot tries USR-B\n/) });
+    expect(sgdiskVerify(staged)).toContain('No problems found');
   }, 60_000);
 
   test('usage and environment errors', () => {

@@ -124,32 +124,37 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
     expect(r.warnings).toEqual(['no public key is configured: the payload signature was not checked']);
   }, 60_000);
 
-  describe('faults: the slot is left unbootable, USR-A untouched, the table sound, nothing staged', () => {
-    const cases: [string, () => Promise<{ path: string; opts?: { sha256?: Buffer; size?: number; keys?: string[] } }>, string, RegExp][] = [
-      ['truncated in the header', async () => cut(10), 'truncated', /the payload ends at byte 10, inside the header/],
-      ['truncated in the manifest', async () => cut(headerSize + 30), 'truncated', /inside the manifest/],
+  describe('faults: found before the first write, nothing changes; after it, the slot is left unbootable and nothing staged; USR-A untouched, the table sound', () => {
+    type When = 'before the first write' | 'after writing';
+    const before: When = 'before the first write';
+    const after: When = 'after writing';
+    const cases: [string, () => Promise<{ path: string; opts?: { sha256?: Buffer; size?: number; keys?: string[] } }>, string, RegExp, When][] = [
+      ['truncated in the header', async () => cut(10), 'truncated', /the payload ends at byte 10, inside the header/, before],
+      ['truncated in the manifest', async () => cut(headerSize + 30), 'truncated', /inside the manifest/, before],
       // A file's size is known: shorter than its manifest says is refused before anything is written.
-      ['truncated in the data', async () => cut(Math.floor(good.size / 2)), 'size', /the payload is \d+ bytes but its manifest accounts for \d+/],
-      ['truncated in the signatures', async () => cut(good.size - 10), 'size', /the payload is \d+ bytes but its manifest accounts for \d+/],
-      ['a gzip file, not a payload', async () => write('gzip.gz', Buffer.from('1f8b0800000000000003', 'hex')), 'truncated', /the payload ends at byte 10, inside the header/],
-      ['not a payload', async () => write('text.gz', Buffer.from('<html>Service unavailable, try again later</html>')), 'header', /not an update payload: it starts with "<htm"/],
-      ['a byte of operation data flipped', async () => flip(Math.floor(good.size / 3)), 'operation-hash', /does not match its SHA-256/],
-      ['a byte of the signature flipped', async () => flip(good.size - 20), 'signature', /none of the payload's 1 signature/],
-      ['signed with another key', async () => ({ path: await resign([keyOther()]) }), 'signature', /none of the payload's 1 signature\(s\) verifies with any of the 1/],
-      ['a wrong announced SHA-256', async () => ({ path: good.path, opts: { sha256: Buffer.alloc(32, 7) } }), 'payload-hash', /not the announced 0707/],
-      ['larger than announced', async () => ({ path: good.path, opts: { size: good.size - 1 } }), 'size', /more than the \d+ announced/],
-      ['data after the signatures', async () => write('trailing.gz', Buffer.concat([readFileSync(good.path), Buffer.from('extra')])), 'size', /the payload is \d+ bytes but its manifest accounts for \d+/],
+      ['truncated in the data', async () => cut(Math.floor(good.size / 2)), 'size', /the payload is \d+ bytes but its manifest accounts for \d+/, before],
+      ['truncated in the signatures', async () => cut(good.size - 10), 'size', /the payload is \d+ bytes but its manifest accounts for \d+/, before],
+      ['a gzip file, not a payload', async () => write('gzip.gz', Buffer.from('1f8b0800000000000003', 'hex')), 'truncated', /the payload ends at byte 10, inside the header/, before],
+      ['not a payload', async () => write('text.gz', Buffer.from('<html>Service unavailable, try again later</html>')), 'header', /not an update payload: it starts with "<htm"/, before],
+      ['a byte of operation data flipped', async () => flip(Math.floor(good.size / 3)), 'operation-hash', /does not match its SHA-256/, after],
+      ['a byte of the signature flipped', async () => flip(good.size - 20), 'signature', /none of the payload's 1 signature/, after],
+      ['signed with another key', async () => ({ path: await resign([keyOther()]) }), 'signature', /none of the payload's 1 signature\(s\) verifies with any of the 1/, after],
+      ['a wrong announced SHA-256', async () => ({ path: good.path, opts: { sha256: Buffer.alloc(32, 7) } }), 'payload-hash', /not the announced 0707/, after],
+      ['larger than announced', async () => ({ path: good.path, opts: { size: good.size - 1 } }), 'size', /more than the \d+ announced/, before],
+      ['data after the signatures', async () => write('trailing.gz', Buffer.concat([readFileSync(good.path), Buffer.from('extra')])), 'size', /the payload is \d+ bytes but its manifest accounts for \d+/, before],
       [
         'a manifest whose partition hash does not match the data (validly signed)',
         async () => ({ path: rewrite((m) => (m.newPartitionInfo!.hash = Buffer.alloc(32, 1))) }),
         'partition-hash',
         /USR-B as written hashes to [0-9a-f]{64}, not new_partition_info's 0101/,
+        after,
       ],
       [
         'an operation writing beyond the slot',
         async () => ({ path: rewrite((m) => (m.operations[0]!.dstExtents[0]!.startBlock = 8191n)) }),
         'size',
         /beyond the 8192 blocks of USR-B/,
+        before,
       ],
       ['bzip2 data corrupted in operation 5, with no per-operation hashes', async () => {
         const p = rewrite((m) => m.operations.forEach((op) => delete op.dataSha256));
@@ -158,8 +163,8 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
         const op5 = decodeManifest(b.subarray(headerSize, headerSize + m)).operations[5]!;
         b[headerSize + m + op5.dataOffset + 200] = b[headerSize + m + op5.dataOffset + 200]! ^ 0xff;
         return write('bz-corrupt.gz', b);
-      }, 'operation', /^operation 5 \(REPLACE_BZ, payload bytes \d+-\d+\): bzip2: .*(CRC|data integrity|corrupt)/i],
-      ['an unsigned payload when keys are configured', async () => ({ path: await unsigned() }), 'signature', /the payload is not signed/],
+      }, 'operation', /^operation 5 \(REPLACE_BZ, payload bytes \d+-\d+\): bzip2: .*(CRC|data integrity|corrupt)/i, after],
+      ['an unsigned payload when keys are configured', async () => ({ path: await unsigned() }), 'signature', /the payload is not signed/, after],
     ];
 
     let n = 0;
@@ -187,12 +192,14 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
     };
     const unsigned = async () => makePayload(f.images['1001.0.0']!, join(f.dir, 'unsigned.gz'), []).then((m) => m.path);
 
-    test.each(cases)('%s', async (_name, make, check, message) => {
+    test.each(cases)('%s', async (_name, make, check, message, when) => {
       const disk = diskCopy(f, `fault-${n++}`);
       const state = join(f.dir, `state-fault-${n}`);
-      // A previous update staged, so a failed one must also drop that record.
+      // A previous update staged: a failure after the first write must drop that record, one before must keep it.
       await stage(machine(disk), state, { source: fileSource(good.path), publicKeys: [f.keys[0]!.publicKey] });
-      const before = readFileSync(disk).subarray(0, 1 << 20);
+      const staged = readStaged(state);
+      const diskBefore = readFileSync(disk);
+      const head = diskBefore.subarray(0, 1 << 20);
       const { path, opts } = await make();
       const err = await stage(machine(disk), state, {
         source: fileSource(path),
@@ -206,15 +213,21 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
       expect(err).toBeInstanceOf(PayloadError);
       expect((err as PayloadError).check).toBe(check);
       expect((err as PayloadError).message).toMatch(message);
+      expect((err as PayloadError).slotTouched).toBe(when === after);
       expect(cgptFlags(disk, 4)).toEqual([0, 0, 0]);
       expect(cgptFlags(disk, 3)).toEqual([1, 0, 1]);
       expect(sgdiskVerify(disk)).toContain('No problems found');
       expect(bestSlot(readGpt(disk).entries)!.name).toBe('USR-A');
+      if (when === before) {
+        expect(sha256(readFileSync(disk))).toBe(sha256(diskBefore));
+        expect(readStaged(state)).toEqual(staged);
+        return;
+      }
       expect(readStaged(state)).toBeUndefined();
       // Nothing else in the first MiB (MBR, the other entries, the gap before EFI-SYSTEM) changed.
-      const after = readFileSync(disk).subarray(0, 1 << 20);
-      expect(sha256(after.subarray(0, 512))).toBe(sha256(before.subarray(0, 512)));
-      expect(sha256(after.subarray(2 * 512 + 128 * 4))).toBe(sha256(before.subarray(2 * 512 + 128 * 4)));
+      const tail = readFileSync(disk).subarray(0, 1 << 20);
+      expect(sha256(tail.subarray(0, 512))).toBe(sha256(head.subarray(0, 512)));
+      expect(sha256(tail.subarray(2 * 512 + 128 * 4))).toBe(sha256(head.subarray(2 * 512 + 128 * 4)));
     }, 60_000);
   });
 
