@@ -3,7 +3,7 @@
  * slot are running, staging a payload into the passive slot (with a record of what was verified),
  * finalizing a staged slot, and marking the booted slot good after a healthy boot.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { applyPayload, hashSlot } from './apply-payload';
 import type { ApplyOptions, ApplyResult } from './apply-payload';
@@ -109,22 +109,48 @@ export interface Staged {
 const stagedFile = (stateDir: string) => join(stateDir, 'staged.json');
 
 export function readStaged(stateDir: string): Staged | undefined {
+  return readRecord<Staged>(stagedFile(stateDir));
+}
+
+function writeStaged(stateDir: string, s: Staged | undefined): void {
+  writeRecord(stagedFile(stateDir), s);
+}
+
+/** A record of the state dir (written by writeRecord), or undefined when there is none or it is unreadable. */
+function readRecord<T>(file: string): T | undefined {
   try {
-    return JSON.parse(readFileSync(stagedFile(stateDir), 'utf8')) as Staged;
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
   } catch {
     return undefined;
   }
 }
 
-function writeStaged(stateDir: string, s: Staged | undefined): void {
-  const file = stagedFile(stateDir);
-  if (!s) {
+/**
+ * Writes a record as JSON so that it survives a power loss right after: a temp file, fsync,
+ * rename, then fsync of the directory (the rename is only durable once the directory is).
+ * Undefined removes it.
+ */
+function writeRecord(file: string, value: object | undefined): void {
+  if (!value) {
     rmSync(file, { force: true });
     return;
   }
-  mkdirSync(stateDir, { recursive: true });
-  writeFileSync(`${file}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
-  renameSync(`${file}.tmp`, file);
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.tmp`;
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  const dir = openSync(dirname(file), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }
 
 /** Forgets what was staged. */
@@ -167,39 +193,12 @@ export interface Finalized {
 const finalizedFile = (stateDir: string) => join(stateDir, 'finalized.json');
 
 export function readFinalized(stateDir: string): Finalized | undefined {
-  try {
-    return JSON.parse(readFileSync(finalizedFile(stateDir), 'utf8')) as Finalized;
-  } catch {
-    return undefined;
-  }
+  return readRecord<Finalized>(finalizedFile(stateDir));
 }
 
 /** Forgets the finalize record, once the boot after it has been reported (or nothing was finalized). */
 export function clearFinalized(stateDir: string): void {
-  rmSync(finalizedFile(stateDir), { force: true });
-}
-
-/**
- * Writes `text` to `file` so that it survives a power loss right after: a temp file, fsync, rename,
- * then fsync of the directory (the rename is only durable once the directory is).
- */
-function writeDurably(file: string, text: string): void {
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp`;
-  const fd = openSync(tmp, 'w', 0o644);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
-  const dir = openSync(dirname(file), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  writeRecord(finalizedFile(stateDir), undefined);
 }
 
 /**
@@ -225,7 +224,7 @@ export async function finalizeStaged(m: Machine, stateDir: string): Promise<Slot
     throw new Error(`${slots.passive.name} changed since it was staged (SHA-256 ${hash.toString('hex')}, staged ${staged.imageSha256}): not finalized`);
   }
   const record: Finalized = { partition: slots.passive.number, uniqueGuid: slots.passive.uniqueGuid, label: slots.passive.name, imageSha256: staged.imageSha256, finalizedAt: new Date().toISOString() };
-  writeDurably(finalizedFile(stateDir), `${JSON.stringify(record, null, 2)}\n`);
+  writeRecord(finalizedFile(stateDir), record);
   finalize(m.disk, slots);
   writeStaged(stateDir, undefined);
   return machineSlots(m);
