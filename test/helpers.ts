@@ -1,4 +1,6 @@
 /** Shared test helpers. */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { validateUserData } from '../src/cloudconfig/validate';
 import type { Diagnostic } from '../src/report/diagnostic';
 
@@ -13,15 +15,18 @@ export function codes(body: string, raw = false): string[] {
 }
 
 /**
- * The shared corpus of real user data (`shared/corpus/validate` beside the checkout): the nearest
- * such directory above the tests, so a git worktree deeper in the tree finds it too.
+ * A path in the project's shared/ folder (beside the checkout): the nearest `shared/<sub>` above
+ * the tests, so a git worktree or a clone deeper in the tree finds it too.
  */
-export function corpusDir(): string {
-  const { existsSync } = require('node:fs') as typeof import('node:fs');
-  const { dirname, join } = require('node:path') as typeof import('node:path');
+export function sharedPath(sub: string): string {
   for (let dir = __dirname; ; dir = dirname(dir)) {
-    const candidate = join(dir, 'shared/corpus/validate');
+    const candidate = join(dir, 'shared', sub);
     if (existsSync(candidate)) return candidate;
-    if (dirname(dir) === dir) return join(__dirname, '../../shared/corpus/validate');
+    if (dirname(dir) === dir) return join(__dirname, '../../shared', sub);
   }
+}
+
+/** The shared corpus of real user data, with the reference's findings. */
+export function corpusDir(): string {
+  return sharedPath('corpus/validate');
 }

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { resolve, rootSchema, typesOf } from '../../src/cloudconfig/schema';
 import type { Schema } from '../../src/cloudconfig/schema';
 import { validateUserData } from '../../src/cloudconfig/validate';
+import { sharedPath } from '../helpers';
 
-const keysTable = readFileSync(join(__dirname, '../../../shared/reference/coreos-cloudinit-keys.md'), 'utf8');
+const keysTable = readFileSync(sharedPath('reference/coreos-cloudinit-keys.md'), 'utf8');
 
 /** Where each section of the reference table lives in the schema. */
 const sectionSchemas: Record<string, Schema> = {
