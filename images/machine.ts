@@ -167,8 +167,15 @@ function prepareRoot(tree: string): void {
   writeFileSync(join(tree, 'etc/hosts'), '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n');
   writeFileSync(join(tree, 'etc/fstab'), '# / and /usr are mounted by the initrd from the kernel command line (root=, mount.usr=)\n');
   const passwd = readFileSync(join(tree, 'etc/passwd'), 'utf8');
+  const group = readFileSync(join(tree, 'etc/group'), 'utf8');
+  // CoreOS's baselayout: core (500:500), etcd (232:232) and the docker group (233), which user data
+  // names in owners and groups.
+  if (!/^etcd:/m.test(group)) run('groupadd', ['--root', tree, '--system', '--gid', '232', 'etcd'], 'the etcd group');
+  if (!/^etcd:/m.test(passwd)) run('useradd', ['--root', tree, '--system', '--uid', '232', '--gid', '232', '--no-create-home', '--home-dir', '/var/lib/etcd', '--shell', '/usr/sbin/nologin', 'etcd'], 'the etcd user');
+  if (!/^docker:/m.test(group)) run('groupadd', ['--root', tree, '--gid', '233', 'docker'], 'the docker group');
+  if (!/^core:/m.test(group)) run('groupadd', ['--root', tree, '--gid', '500', 'core'], 'the core group');
   if (!/^core:/m.test(passwd)) {
-    run('useradd', ['--root', tree, '--uid', '500', '--user-group', '--create-home', '--shell', '/bin/bash', '--comment', 'CoreOS Admin', '--groups', 'systemd-journal', 'core'], 'the core user');
+    run('useradd', ['--root', tree, '--uid', '500', '--gid', '500', '--create-home', '--shell', '/bin/bash', '--comment', 'CoreOS Admin', '--groups', 'systemd-journal,docker', 'core'], 'the core user');
   }
 }
 

@@ -278,6 +278,7 @@ export function makeConfigDrive(dir: string, o: Pick<MachineOptions, 'userData' 
 }
 
 export interface Stat {
+  /** Permission bits only (debugfs shows no file type in Mode:), e.g. 0o640. */
   mode: number;
   uid: number;
   gid: number;
