@@ -19,6 +19,7 @@ import { usrTypeGuid } from '../src/update/slots';
 import { makePayload } from '../src/update/make-payload';
 import type { MadePayload } from '../src/update/make-payload';
 import { parseArgs } from '../src/cli/options';
+import { buildMachine } from './machine';
 
 const mib = 1 << 20;
 
@@ -205,8 +206,9 @@ export async function makeAll(out: string, log: (s: string) => void = () => unde
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'machine') return machineMain(argv.slice(1));
   const program = new Command('make-images')
-    .description('build the development disk, USR images, signed payloads and channel tree')
+    .description('build the development disk, USR images, signed payloads and channel tree ("machine": the bootable machine image instead)')
     .argument('[out]', 'output directory', 'images/out')
     .exitOverride();
   const done = parseArgs(program, argv);
@@ -214,5 +216,18 @@ export async function main(argv: string[]): Promise<number> {
   const out = resolve(program.args[0] ?? 'images/out');
   if (existsSync(join(out, 'channels'))) rmSync(join(out, 'channels'), { recursive: true, force: true });
   await makeAll(out, (s) => process.stdout.write(`${s}\n`));
+  return 0;
+}
+
+/** `make-images machine [OUT]`: the bootable machine image (images/machine.ts), as root. */
+function machineMain(argv: string[]): number {
+  const program = new Command('make-images machine')
+    .description('build the bootable machine image: disk.raw, vmlinuz, initrd.img, boot.json, update-key.pem, update-key.pub.pem, channels/ (as root; the Debian part is cached under $XDG_CACHE_HOME/bootsmith)')
+    .argument('[out]', 'output directory', 'images/out/machine')
+    .exitOverride();
+  const done = parseArgs(program, argv);
+  if (done !== undefined) return done;
+  const image = buildMachine({ out: resolve(program.args[0] ?? 'images/out/machine'), log: (s) => process.stdout.write(`${s}\n`) });
+  process.stdout.write(`machine image ${image.version} in ${image.dir}\n`);
   return 0;
 }

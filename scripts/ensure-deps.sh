@@ -14,17 +14,31 @@ declare -A packages=(
   [/usr/bin/etcd]=etcd-server [/usr/bin/dbus-daemon]=dbus-daemon [/usr/bin/openssl]=openssl
   [/usr/sbin/sgdisk]=gdisk [/usr/bin/cgpt]=cgpt [/usr/bin/bzip2]=bzip2 [/usr/sbin/mkfs.ext4]=e2fsprogs
   [/usr/sbin/debugfs]=e2fsprogs [/usr/bin/truncate]=coreutils
+  [/usr/bin/nc]=netcat-openbsd
+)
+# The machine tests (test/machine): building the image and booting it. Installed without their
+# recommendations (qemu-system-x86 would bring a GUI, firmware and more that a serial console
+# does not need).
+declare -A lean=(
+  [/usr/bin/mmdebstrap]=mmdebstrap [/usr/bin/qemu-system-x86_64]=qemu-system-x86
 )
 missing=()
 for cmd in "${!packages[@]}"; do
   [ -x "$cmd" ] || missing+=("${packages[$cmd]}")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+missing_lean=()
+for cmd in "${!lean[@]}"; do
+  [ -x "$cmd" ] || missing_lean+=("${lean[$cmd]}")
+done
+if [ $((${#missing[@]} + ${#missing_lean[@]})) -gt 0 ]; then
+  if [ ${#missing[@]} -gt 0 ]; then mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u); fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "ensure-deps: installing Debian packages: ${missing[*]}" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    echo "ensure-deps: installing Debian packages: ${missing[*]} ${missing_lean[*]}" >&2
+    apt-get update -qq
+    if [ ${#missing[@]} -gt 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; fi
+    if [ ${#missing_lean[@]} -gt 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_lean[@]}" >/dev/null; fi
   else
+    missing+=("${missing_lean[@]}")
     echo "ensure-deps: missing Debian packages: ${missing[*]} (as root: apt-get install ${missing[*]}); the tests that need them are skipped" >&2
   fi
 fi

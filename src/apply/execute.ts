@@ -239,6 +239,10 @@ export class Executor {
     if (this.options.dryRun) return 'changed';
     const r = await systemd.run(command, unit);
     if (r.result === 'done') return 'changed';
+    if (r.result === 'queued') {
+      result.detail = 'queued: the unit is ordered after this one and runs once it finishes';
+      return 'changed';
+    }
     throw new Error(`${command} ${unit}: job ${r.result}, unit is ${r.after}`);
   }
 

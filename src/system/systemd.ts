@@ -7,7 +7,12 @@ import * as dbus from 'dbus-next';
 import type { UnitCommand } from '../cloudconfig/config';
 import { openBus } from './dbus';
 
-/** What a unit command came to: the job's result (`done`, `failed`, `canceled`, ...) or `unchanged`. */
+/**
+ * What a unit command came to: the job's result (`done`, `failed`, `canceled`, ...), `timeout`, or
+ * `queued` when the unit is ordered after the unit this process runs in (coreos-cloudinit's boot
+ * units are Before= etcd2, locksmithd, update-engine ...): that job cannot finish until this
+ * process exits, so waiting for it would only wait out the timeout.
+ */
 export interface CommandResult {
   result: string;
   /** The unit's ActiveState before and after. */
@@ -51,6 +56,7 @@ interface ManagerInterface extends dbus.ClientInterface {
   UnmaskUnitFiles(files: string[], runtime: boolean): Promise<unknown[]>;
   LoadUnit(name: string): Promise<string>;
   GetUnitFileState(name: string): Promise<string>;
+  GetUnitByPID(pid: number): Promise<string>;
 }
 
 /** Connects to systemd at `address`: `system` for the system bus, or a D-Bus address such as `unix:path=/run/user/0/bus`. */
@@ -111,6 +117,26 @@ export async function systemdOn(bus: dbus.MessageBus): Promise<Systemd> {
     const props = unitObj.getInterface('org.freedesktop.DBus.Properties') as PropertiesInterface;
     return String((await props.Get('org.freedesktop.systemd1.Unit', 'ActiveState')).value);
   };
+  const unitProperty = async (unitPath: string, name: string): Promise<unknown> => {
+    const unitObj = await bus.getProxyObject('org.freedesktop.systemd1', unitPath);
+    const props = unitObj.getInterface('org.freedesktop.DBus.Properties') as PropertiesInterface;
+    return (await props.Get('org.freedesktop.systemd1.Unit', name)).value;
+  };
+  // The unit this process runs in, if this manager runs it (a boot unit); looked up once.
+  let ownUnit: Promise<string | undefined> | undefined;
+  const self = () =>
+    (ownUnit ??= manager
+      .GetUnitByPID(process.pid)
+      .then((path) => unitProperty(path, 'Id'))
+      .then((id) => (typeof id === 'string' ? id : undefined))
+      .catch(() => undefined));
+  /** Whether `unit` starts only after this process's unit is done (After= on it, as Before= in ours makes). */
+  const orderedAfterSelf = async (unit: string): Promise<boolean> => {
+    const mine = await self();
+    if (!mine || mine === unit) return false;
+    const after = await unitProperty(await manager.LoadUnit(unit), 'After');
+    return Array.isArray(after) && after.includes(mine);
+  };
   const managerProps = obj.getInterface('org.freedesktop.DBus.Properties') as PropertiesInterface;
   return {
     reload: () => manager.Reload(),
@@ -125,6 +151,7 @@ export async function systemdOn(bus: dbus.MessageBus): Promise<Systemd> {
       const before = await activeState(unit);
       const call = (manager as unknown as Record<string, (name: string, mode: string) => Promise<string>>)[methods[command]]!;
       const job = await call.call(manager, unit, 'replace');
+      if (await orderedAfterSelf(unit)) return { result: 'queued', before, after: await activeState(unit) };
       const result = await waitFor(job);
       return { result, before, after: await activeState(unit) };
     },

@@ -103,3 +103,45 @@ describeWithSystemd('units over D-Bus', () => {
     expect(second).not.toMatch(/reload systemd/);
   });
 });
+
+// Found on a real machine (test/machine): coreos-cloudinit runs in a boot unit ordered Before=
+// etcd2, locksmithd and update-engine, so a job it queues for one of those cannot finish before
+// it exits. Waiting for that job deadlocked until the 90 s job timeout, once per such unit.
+describeWithSystemd('a unit command from inside a boot unit', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bootsmith-systemd-order-'));
+  const file = join(dir, 'later.yaml');
+  writeFileSync(
+    file,
+    '#cloud-config\ncoreos:\n  units:\n    - name: later.service\n      command: start\n      content: |\n        [Service]\n        ExecStart=/bin/sleep 300\n',
+  );
+  const applier = [
+    '[Unit]',
+    'Before=later.service',
+    '[Service]',
+    'Type=oneshot',
+    'RemainAfterExit=yes',
+    `ExecStart=/bin/sh -c '${process.execPath} ${root}/bin/coreos-cloudinit.js --from-file ${file} --systemd-bus "$SYSTEMD_BUS" --unit-dir /etc/systemd/user --runtime-unit-dir /run/systemd/user > ${dir}/report.txt 2>&1'`,
+  ].join('\n');
+  let run: ReturnType<typeof inNamespace>;
+  let seconds: number;
+
+  beforeAll(() => {
+    writeFileSync(join(dir, 'applier.service'), `${applier}\n`);
+    const t = Date.now();
+    run = inNamespace(
+      `cp ${dir}/applier.service /etc/systemd/user/ && systemctl --user set-environment SYSTEMD_BUS="$SYSTEMD_BUS" && systemctl --user daemon-reload && ` +
+        'systemctl --user start applier.service && for _ in $(seq 1 100); do [ "$(systemctl --user is-active later.service)" = active ] && break; sleep 0.1; done; ' +
+        'systemctl --user show -p ActiveState applier.service later.service',
+    );
+    seconds = (Date.now() - t) / 1000;
+  }, 150_000);
+
+  test('queues the job of a unit ordered after it instead of waiting it out, and the unit starts after', () => {
+    const report = require('node:fs').readFileSync(join(dir, 'report.txt'), 'utf8') as string;
+    expect(run.status).toBe(0);
+    expect(report).toMatch(/^changed\s+start later\.service.*queued/m);
+    expect(report).toMatch(/0 failed/);
+    expect(run.stdout).toBe('ActiveState=active\n\nActiveState=active\n');
+    expect(seconds).toBeLessThan(60);
+  });
+});

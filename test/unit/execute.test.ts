@@ -54,3 +54,14 @@ test('a changed file makes restart run, after one reload', async () => {
   const unitFile: Action = { kind: 'file', origin: 'u', path: '/etc/systemd/system/a.service', content: Buffer.from('[Service]\n'), mode: 0o644, owner: undefined };
   expect((await run(false, [unitFile])).calls).toEqual(['reload', 'restart a.service', 'start c.service']);
 });
+
+test('a job queued behind the applying unit (ordered after it) is a change, with the reason, not a failure', async () => {
+  const systemd = recordingSystemd({});
+  systemd.run = async (command, unit) => {
+    systemd.calls.push(`${command} ${unit}`);
+    return { result: 'queued', before: 'inactive', after: 'inactive' };
+  };
+  const root = mkdtempSync(join(tmpdir(), 'bootsmith-exec-'));
+  const [result] = await new Executor({ root, dryRun: false, systemd, unitDirs, newInstance: true }).run([{ kind: 'unit-command', origin: 'u', unit: 'etcd2.service', command: 'start' }]);
+  expect(result).toMatchObject({ outcome: 'changed', subject: 'start etcd2.service', detail: expect.stringMatching(/^queued/) });
+});

@@ -1,0 +1,333 @@
+/**
+ * The bootable machine image (`npm run images -- machine`): Debian's systemd, D-Bus and kernel
+ * (images/rootfs.ts, cached), the build machine's node, and bootsmith's programs and units in /usr,
+ * laid out as CoreOS lays a disk out: a GPT with EFI-SYSTEM (1), USR-A (3), USR-B (4), OEM (6) and
+ * ROOT (9), /usr on USR-A (read-only, version N), everything else on ROOT. The file systems are
+ * made by `mkfs.ext4 -d` from directories and copied into the disk with dd: no loop devices, no
+ * mounts. Beside the disk: the kernel, the dracut initrd (systemd mounts `root=PARTLABEL=ROOT` and
+ * `mount.usr=PARTUUID=...`), boot.json with the kernel command line, and the development key pair
+ * whose public half the image trusts for payloads.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { attr, createGpt, sectorSize } from '../src/update/gpt';
+import { layout, makeKeyPair } from './make';
+import { cacheDir, ensureRootfs } from './rootfs';
+
+const mib = 1 << 20;
+
+/** Version N, the one USR-A holds. */
+export const machineVersion = '2000.0.0';
+
+/** The programs /usr/bin links to (bin/ of the package, run by the copied node). */
+export const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'update_engine', 'update_engine_client'];
+
+/** Partition sizes in MiB. USR as Flatcar's (1 GiB); ROOT grows on a real disk, here it is fixed. */
+export const sizes = { efi: 64, usr: 1024, oem: 64, root: 1024 };
+
+/**
+ * The kernel command line without /usr: the serial console, ROOT by label (read-write), and how
+ * /usr is mounted; `usr` is the /usr part with the slot's partition UUID left as `{partuuid}`.
+ */
+export const bootConfig = {
+  cmdline: 'console=ttyS0,115200 root=PARTLABEL=ROOT rootfstype=ext4 rw mount.usrfstype=ext4 mount.usrflags=ro',
+  usr: 'mount.usr=PARTUUID={partuuid}',
+};
+
+export interface MachineImage {
+  dir: string;
+  disk: string;
+  vmlinuz: string;
+  initrd: string;
+  bootJson: string;
+  privateKey: string;
+  publicKey: string;
+  channels: string;
+  version: string;
+  /** Partition unique GUIDs (upper case, as in the table). */
+  partitions: Record<'efi' | 'usrA' | 'usrB' | 'oem' | 'root', string>;
+  timings: Record<string, number>;
+}
+
+function run(cmd: string, args: string[], what: string): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * mib });
+  if (r.error) throw new Error(`cannot run ${cmd} (${what}): ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${what}): ${r.stderr.trim() || r.stdout.trim()}`);
+  return r.stdout;
+}
+
+/** The package's root: where bin/, dist/, schemas/, units/ and services/ are. */
+export function packageRoot(from = __dirname): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'units/user-config.target')) && existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`bootsmith's package root is not above ${from}`);
+  }
+}
+
+/**
+ * The packages a bundle still loads from node_modules (esbuild leaves etcd3 external: it reads its
+ * .proto files beside its code), with everything they depend on, found as Node finds them.
+ */
+function runtimeModules(pkg: string, names: string[]): string[] {
+  const top = join(pkg, 'node_modules');
+  const found = new Set<string>();
+  const visit = (name: string, from: string) => {
+    for (let dir = from; ; dir = dirname(dir)) {
+      const candidate = join(dir, 'node_modules', name);
+      if (existsSync(join(candidate, 'package.json'))) {
+        if (found.has(candidate)) return;
+        found.add(candidate);
+        const meta = JSON.parse(readFileSync(join(candidate, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+        for (const dep of Object.keys(meta.dependencies ?? {})) visit(dep, candidate);
+        return;
+      }
+      if (dir === pkg || dirname(dir) === dir) throw new Error(`${name} (needed at run time) is not in ${top}`);
+    }
+  };
+  for (const n of names) visit(n, pkg);
+  return [...found].map((d) => d.slice(pkg.length + 1));
+}
+
+/** bootsmith into /usr/lib/bootsmith, its programs linked from /usr/bin, node in /usr/bin. */
+function installBootsmith(tree: string, pkg: string, nodeBinary: string): void {
+  if (!existsSync(join(pkg, 'dist/coreos-cloudinit.js'))) throw new Error(`${pkg}/dist is not built: run "node scripts/build.mjs" first`);
+  const lib = join(tree, 'usr/lib/bootsmith');
+  mkdirSync(lib, { recursive: true });
+  for (const d of ['bin', 'dist', 'schemas', 'units', 'services']) cpSync(join(pkg, d), join(lib, d), { recursive: true, dereference: true });
+  copyFileSync(join(pkg, 'package.json'), join(lib, 'package.json'));
+  for (const m of runtimeModules(pkg, ['etcd3'])) {
+    cpSync(join(pkg, m), join(lib, m), { recursive: true, dereference: true, filter: (src) => !src.slice(join(pkg, m).length).includes('/node_modules/') });
+  }
+  copyFileSync(nodeBinary, join(tree, 'usr/bin/node'));
+  chmodSync(join(tree, 'usr/bin/node'), 0o755);
+  for (const p of programs) {
+    chmodSync(join(lib, 'bin', `${p}.js`), 0o755);
+    rmSync(join(tree, 'usr/bin', p), { force: true });
+    symlinkSync(`../lib/bootsmith/bin/${p}.js`, join(tree, 'usr/bin', p));
+  }
+}
+
+/**
+ * Units as a CoreOS image has them: in /usr/lib/systemd/system, enabled by links in /usr (so user
+ * data can mask them in /etc): user-config.target (coreos-cloudinit's boot units), update-engine
+ * and locksmithd; the bus policy; networkd with DHCP.
+ */
+function installUnits(tree: string, pkg: string): void {
+  const system = join(tree, 'usr/lib/systemd/system');
+  const units = join(pkg, 'units');
+  for (const name of readdirSync(units)) {
+    writeFileSync(join(system, name), readFileSync(join(units, name), 'utf8').replace(/@COREOS_CLOUDINIT@/g, '/usr/bin/coreos-cloudinit'));
+  }
+  for (const name of ['update-engine.service', 'locksmithd.service']) copyFileSync(join(pkg, 'services', name), join(system, name));
+  mkdirSync(join(tree, 'usr/share/dbus-1/system.d'), { recursive: true });
+  copyFileSync(join(pkg, 'services/com.coreos.update1.conf'), join(tree, 'usr/share/dbus-1/system.d/com.coreos.update1.conf'));
+  const here = join(pkg, 'images/machine');
+  mkdirSync(join(tree, 'usr/lib/systemd/network'), { recursive: true });
+  copyFileSync(join(here, 'zz-default.network'), join(tree, 'usr/lib/systemd/network/zz-default.network'));
+  const want = (target: string, unit: string) => {
+    const dir = join(system, `${target}.wants`);
+    mkdirSync(dir, { recursive: true });
+    rmSync(join(dir, unit), { force: true });
+    symlinkSync(`../${unit}`, join(dir, unit));
+  };
+  want('multi-user.target', 'user-config.target');
+  want('multi-user.target', 'update-engine.service');
+  want('multi-user.target', 'locksmithd.service');
+  want('multi-user.target', 'systemd-networkd.service');
+  want('sockets.target', 'systemd-networkd.socket');
+  want('network-online.target', 'systemd-networkd-wait-online.service');
+}
+
+/** Version N's identity in /usr, the update settings' defaults, and the payload key. */
+function installRelease(tree: string, version: string, publicKey: string): void {
+  mkdirSync(join(tree, 'usr/share/coreos'), { recursive: true });
+  writeFileSync(join(tree, 'usr/share/coreos/release'), `COREOS_RELEASE_VERSION=${version}\nCOREOS_RELEASE_BOARD=amd64-usr\nCOREOS_RELEASE_APPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\n`);
+  // No update server until user data names one; the channel is stable.
+  writeFileSync(join(tree, 'usr/share/coreos/update.conf'), 'GROUP=stable\nSERVER=disabled\nREBOOT_STRATEGY=off\n');
+  rmSync(join(tree, 'usr/lib/os-release'), { force: true });
+  writeFileSync(
+    join(tree, 'usr/lib/os-release'),
+    `NAME="Bootsmith Machine"\nID=bootsmith\nID_LIKE=debian\nVERSION=${version}\nVERSION_ID=${version}\nBUILD_ID=${version}\nPRETTY_NAME="Bootsmith Machine ${version}"\n`,
+  );
+  mkdirSync(join(tree, 'usr/share/update_engine'), { recursive: true });
+  writeFileSync(join(tree, 'usr/share/update_engine/update-payload-key.pub.pem'), publicKey);
+}
+
+/**
+ * What ROOT starts with: an empty machine id (systemd makes one on first boot, and treats the boot
+ * as the first), no host name (user data or DHCP gives one), the core user as CoreOS has it.
+ */
+function prepareRoot(tree: string): void {
+  writeFileSync(join(tree, 'etc/machine-id'), '');
+  chmodSync(join(tree, 'etc/machine-id'), 0o444);
+  rmSync(join(tree, 'var/lib/dbus/machine-id'), { force: true });
+  for (const f of ['etc/hostname', 'etc/resolv.conf', 'vmlinuz', 'vmlinuz.old', 'initrd.img', 'initrd.img.old']) rmSync(join(tree, f), { force: true });
+  writeFileSync(join(tree, 'etc/hosts'), '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n');
+  writeFileSync(join(tree, 'etc/fstab'), '# / and /usr are mounted by the initrd from the kernel command line (root=, mount.usr=)\n');
+  const passwd = readFileSync(join(tree, 'etc/passwd'), 'utf8');
+  const group = readFileSync(join(tree, 'etc/group'), 'utf8');
+  // CoreOS's baselayout: core (500:500), etcd (232:232) and the docker group (233), which user data
+  // names in owners and groups.
+  if (!/^etcd:/m.test(group)) run('groupadd', ['--root', tree, '--system', '--gid', '232', 'etcd'], 'the etcd group');
+  if (!/^etcd:/m.test(passwd)) run('useradd', ['--root', tree, '--system', '--uid', '232', '--gid', '232', '--no-create-home', '--home-dir', '/var/lib/etcd', '--shell', '/usr/sbin/nologin', 'etcd'], 'the etcd user');
+  if (!/^docker:/m.test(group)) run('groupadd', ['--root', tree, '--gid', '233', 'docker'], 'the docker group');
+  if (!/^core:/m.test(group)) run('groupadd', ['--root', tree, '--gid', '500', 'core'], 'the core group');
+  if (!/^core:/m.test(passwd)) {
+    run('useradd', ['--root', tree, '--uid', '500', '--gid', '500', '--create-home', '--shell', '/bin/bash', '--comment', 'CoreOS Admin', '--groups', 'systemd-journal,docker', 'core'], 'the core user');
+  }
+}
+
+/** An ext4 image of `sizeMiB` holding `dir` (owners, modes, links as they are there). */
+function mkfs(image: string, dir: string, label: string, sizeMiB: number): void {
+  rmSync(image, { force: true });
+  run('mkfs.ext4', ['-q', '-F', '-L', label, '-U', randomUUID(), '-E', 'root_owner=0:0', '-d', dir, image, `${sizeMiB}M`], `the ${label} file system`);
+}
+
+/** dd, as the image is laid out: `image` at `offset` bytes into `disk`, holes kept. */
+function ddInto(disk: string, image: string, offset: number): void {
+  run('dd', [`if=${image}`, `of=${disk}`, 'bs=1M', `seek=${offset}`, 'oflag=seek_bytes', 'conv=notrunc,sparse', 'status=none'], `copying ${image} in`);
+}
+
+/** A directory's size in MiB, as du counts it. */
+function sizeMiB(dir: string): number {
+  return Math.ceil(Number(run('du', ['-s', '--block-size=1M', dir], 'sizing').split('\t')[0]));
+}
+
+export interface BuildOptions {
+  /** Where the outputs go; default images/out/machine. */
+  out: string;
+  version: string;
+  log: (s: string) => void;
+  nodeBinary: string;
+}
+
+export function buildMachine(options: Partial<BuildOptions> = {}): MachineImage {
+  const pkg = packageRoot();
+  const out = resolve(options.out ?? join(pkg, 'images/out/machine'));
+  const version = options.version ?? machineVersion;
+  const log = options.log ?? (() => undefined);
+  const timings: Record<string, number> = {};
+  let t = Date.now();
+  const lap = (name: string) => {
+    const now = Date.now();
+    timings[name] = (now - t) / 1000;
+    log(`${name.padEnd(14)} ${timings[name]!.toFixed(1)} s`);
+    t = now;
+  };
+
+  const rootfs = ensureRootfs(log);
+  lap(rootfs.built ? 'rootfs (built)' : 'rootfs (cache)');
+
+  mkdirSync(cacheDir(), { recursive: true });
+  const work = mkdtempSync(join(cacheDir(), 'machine-'));
+  try {
+    const tree = join(work, 'root');
+    run('cp', ['-a', '--reflink=auto', rootfs.dir, tree], 'copying the cached root file system');
+    lap('copy');
+
+    mkdirSync(out, { recursive: true });
+    const keys = makeKeyPair(out, 'update-key');
+    installBootsmith(tree, pkg, options.nodeBinary ?? process.execPath);
+    installUnits(tree, pkg);
+    installRelease(tree, version, keys.publicKey);
+    prepareRoot(tree);
+    const kver = rootfs.kernelVersion;
+    copyFileSync(join(tree, 'boot', `vmlinuz-${kver}`), join(work, 'vmlinuz'));
+    copyFileSync(join(tree, 'boot', `initrd.img-${kver}`), join(work, 'initrd.img'));
+    for (const f of readdirSync(join(tree, 'boot'))) rmSync(join(tree, 'boot', f), { recursive: true, force: true });
+    // /usr goes to USR-A; ROOT keeps an empty /usr to mount it on.
+    const usrTree = join(work, 'usr');
+    renameSync(join(tree, 'usr'), usrTree);
+    mkdirSync(join(tree, 'usr'));
+    chmodSync(join(tree, 'usr'), 0o755);
+    lap('install');
+
+    const usrUsed = sizeMiB(usrTree);
+    const rootUsed = sizeMiB(tree);
+    if (usrUsed > sizes.usr * 0.9) throw new Error(`/usr holds ${usrUsed} MiB, too much for USR-A (${sizes.usr} MiB)`);
+    if (rootUsed > sizes.root * 0.5) throw new Error(`ROOT holds ${rootUsed} MiB, too much for ${sizes.root} MiB`);
+    mkfs(join(work, 'usr.img'), usrTree, 'USR-A', sizes.usr);
+    mkfs(join(work, 'root.img'), tree, 'ROOT', sizes.root);
+    const emptyDir = join(work, 'empty');
+    mkdirSync(emptyDir);
+    mkfs(join(work, 'oem.img'), emptyDir, 'OEM', sizes.oem);
+    // The ESP is FAT as on any EFI machine (systemd's gpt-auto mounts it on /boot); empty, as the
+    // harness boots the kernel directly.
+    run('mkfs.vfat', ['-F', '32', '-n', 'EFI-SYSTEM', '-C', join(work, 'efi.img'), String(sizes.efi * 1024)], 'the EFI-SYSTEM file system');
+    lap('mkfs');
+
+    // Made beside its final place (the cache may be another file system) and renamed in last.
+    const disk = join(out, 'disk.raw.tmp');
+    const order: [keyof MachineImage['partitions'], typeof layout.efi, number, string | undefined][] = [
+      ['efi', layout.efi, sizes.efi, join(work, 'efi.img')],
+      ['usrA', layout.usrA, sizes.usr, join(work, 'usr.img')],
+      ['usrB', layout.usrB, sizes.usr, undefined],
+      ['oem', layout.oem, sizes.oem, join(work, 'oem.img')],
+      ['root', layout.root, sizes.root, join(work, 'root.img')],
+    ];
+    const total = (1 + order.reduce((n, [, , s]) => n + s, 0) + 1) * mib;
+    closeSync(openSync(disk, 'w'));
+    run('truncate', ['-s', String(total), disk], 'the disk');
+    let lba = BigInt(mib / sectorSize);
+    const partitions = {} as MachineImage['partitions'];
+    const entries = order.map(([key, p, s, image]) => {
+      const firstLba = lba;
+      lba += BigInt((s * mib) / sectorSize);
+      const uniqueGuid = randomUUID().toUpperCase();
+      partitions[key] = uniqueGuid;
+      return {
+        image,
+        entry: {
+          number: p.number,
+          typeGuid: p.type,
+          uniqueGuid,
+          name: p.name,
+          firstLba,
+          lastLba: lba - 1n,
+          // USR-A is installed and good; USR-B waits for an update.
+          attributes: key === 'usrA' ? attr.with(0n, { priority: 1, tries: 0, successful: true }) : 0n,
+        },
+      };
+    });
+    createGpt(disk, randomUUID().toUpperCase(), entries.map((e) => e.entry));
+    for (const { image, entry } of entries) if (image) ddInto(disk, image, Number(entry.firstLba) * sectorSize);
+    lap('disk');
+
+    // Into place: the disk last, so a half-made output never looks whole.
+    const outputs = { vmlinuz: join(out, 'vmlinuz'), initrd: join(out, 'initrd.img'), disk: join(out, 'disk.raw'), bootJson: join(out, 'boot.json') };
+    copyFileSync(join(work, 'vmlinuz'), outputs.vmlinuz);
+    copyFileSync(join(work, 'initrd.img'), outputs.initrd);
+    writeFileSync(outputs.bootJson, `${JSON.stringify(bootConfig, null, 2)}\n`);
+    const channels = join(out, 'channels');
+    mkdirSync(channels, { recursive: true });
+    writeFileSync(join(out, 'image.json'), `${JSON.stringify({ version, kernel: kver, rootfs: rootfs.dir, partitions }, null, 2)}\n`);
+    rmSync(outputs.disk, { force: true });
+    renameSync(disk, outputs.disk);
+    lap('outputs');
+    return {
+      dir: out,
+      ...outputs,
+      privateKey: keys.privatePath,
+      publicKey: keys.publicPath,
+      channels,
+      version,
+      partitions,
+      timings,
+    };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+    rmSync(join(out, 'disk.raw.tmp'), { force: true });
+  }
+}
+
+/** The image in `dir` as built, if it is there. */
+export function readMachineImage(dir: string): { version: string; partitions: MachineImage['partitions'] } | undefined {
+  try {
+    if (!statSync(join(dir, 'disk.raw')).isFile()) return undefined;
+    return JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as { version: string; partitions: MachineImage['partitions'] };
+  } catch {
+    return undefined;
+  }
+}
