@@ -34,6 +34,7 @@ function loadBundle(name) {
     cachedData = undefined;
   }
   mapStackTraces(file);
+  reportCrashes(name);
   const script = new vm.Script(wrapperHead + source + wrapperTail, { filename: file, lineOffset: -1, cachedData });
   const mod = { exports: {} };
   const req = Module.createRequire(file);
@@ -91,6 +92,20 @@ function sourceMapOf(file) {
     sourceMaps.set(file, map);
   }
   return map ?? undefined;
+}
+
+/**
+ * An exception nothing caught (or a rejection nothing handled) is a defect: NAME: and the trace, exit
+ * 70, as run() reports a failed main. Node's own report would first print the bundle's source line,
+ * kilobytes of minified code. A program that installs its own handler (locksmithd) reports it itself.
+ */
+function reportCrashes(name) {
+  if (process.listenerCount('uncaughtException') > 0) return;
+  process.on('uncaughtException', (err) => {
+    if (process.listenerCount('uncaughtException') > 1) return;
+    process.stderr.write(`${name}: ${err && err.stack ? err.stack : err}\n`);
+    process.exit(70);
+  });
 }
 
 /** Runs `main(argv)` of dist/NAME.js (argv: the command line's arguments) and sets the exit code it returns. */
