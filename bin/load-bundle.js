@@ -46,13 +46,17 @@ function loadBundle(name) {
   return mod.exports;
 }
 
-/** The bundles whose frames are mapped: file -> its source map; undefined until needed, null when it has none. */
-const sourceMaps = new Map();
+/**
+ * The bundles whose frames are mapped, by file name: a frame of code that came from the code cache
+ * names the bundle where the cache was made (the build tree), not where it runs.
+ * NAME.js -> { file: where it runs, map: its source map, undefined until needed, null when none }.
+ */
+const bundles = new Map();
 
 /** Makes stack traces show the source positions of `file`'s frames (Error.prepareStackTrace, as Node's own mapping does). */
 function mapStackTraces(file) {
-  if (sourceMaps.size === 0) Error.prepareStackTrace = formatStack;
-  if (!sourceMaps.has(file)) sourceMaps.set(file, undefined);
+  if (bundles.size === 0) Error.prepareStackTrace = formatStack;
+  if (!bundles.has(path.basename(file))) bundles.set(path.basename(file), { file, map: undefined });
 }
 
 /** V8's stack format, with each frame in a bundle at its source position. */
@@ -69,29 +73,29 @@ function formatStack(error, frames) {
 function formatFrame(frame) {
   const text = String(frame);
   try {
-    const file = frame.getFileName();
+    const frameFile = frame.getFileName();
     const line = frame.getLineNumber();
     const column = frame.getColumnNumber();
-    if (!sourceMaps.has(file) || !line || !column) return text;
-    const entry = sourceMapOf(file)?.findEntry(line - 1, column - 1);
-    if (!entry?.originalSource) return text;
+    const bundle = frameFile && path.basename(path.dirname(frameFile)) === 'dist' ? bundles.get(path.basename(frameFile)) : undefined;
+    if (!bundle || !line || !column) return text;
+    const at = `${frameFile}:${line}:${column}`;
+    const entry = sourceMapOf(bundle)?.findEntry(line - 1, column - 1);
+    if (!entry?.originalSource) return text.replace(at, `${bundle.file}:${line}:${column}`);
     const source = entry.originalSource.startsWith('file:')
       ? url.fileURLToPath(entry.originalSource)
-      : path.resolve(path.dirname(file), entry.originalSource);
-    return text.replace(`${file}:${line}:${column}`, `${source}:${entry.originalLine + 1}:${entry.originalColumn + 1}`);
+      : path.resolve(path.dirname(bundle.file), entry.originalSource);
+    return text.replace(at, `${source}:${entry.originalLine + 1}:${entry.originalColumn + 1}`);
   } catch {
     return text; // a trace as V8 gives it is better than none
   }
 }
 
-function sourceMapOf(file) {
-  let map = sourceMaps.get(file);
-  if (map === undefined) {
-    const mapFile = `${file}.map`;
-    map = fs.existsSync(mapFile) ? new Module.SourceMap(JSON.parse(fs.readFileSync(mapFile, 'utf8'))) : null;
-    sourceMaps.set(file, map);
+function sourceMapOf(bundle) {
+  if (bundle.map === undefined) {
+    const mapFile = `${bundle.file}.map`;
+    bundle.map = fs.existsSync(mapFile) ? new Module.SourceMap(JSON.parse(fs.readFileSync(mapFile, 'utf8'))) : null;
   }
-  return map ?? undefined;
+  return bundle.map ?? undefined;
 }
 
 /**
