@@ -9,6 +9,7 @@
  * installing a tarball does not follow a lock file), so this needs the npm registry.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import type { SpawnSyncOptions } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -60,6 +61,19 @@ test('npm pack builds in prepack, quietly, and makes the tarball', () => {
   expect(packed.stderr).toBe(''); // the build prints nothing when it works
   expect(packed.status).toBe(0);
   expect(packed.stdout).toBe(`bootsmith-${pkg.version}.tgz\n`);
+});
+
+test('npm test\'s set-up prints nothing when there is nothing to install', () => {
+  // Only when node_modules was installed from this lock file: otherwise ensure-deps would run npm
+  // ci, into the checkout's node_modules.
+  const stamp = join(copy, 'node_modules/.bootsmith-lock.sha256');
+  const lock = createHash('sha256').update(readFileSync(join(copy, 'package-lock.json'))).digest('hex');
+  if (!existsSync(stamp) || readFileSync(stamp, 'utf8').trim() !== lock) return;
+  const r = sh('bash', ['scripts/ensure-deps.sh'], { cwd: copy });
+  expect(r.status).toBe(0);
+  expect(r.stdout).toBe('');
+  // Not as root, missing Debian packages are named (the tests that need them are skipped).
+  if (process.getuid?.() === 0 || !r.stderr.includes('missing Debian packages')) expect(r.stderr).toBe('');
 });
 
 test('the tarball holds the programs, their source maps, units and LICENSE; no sources, tests or tools', () => {
