@@ -369,8 +369,9 @@ async function main(): Promise<void> {
     });
     console.log(
       `${label('ratio')}${(theirs[best]!.wall / us.wall).toFixed(2)}x the speed of the best pipeline (${contenders[best]!.name}), ` +
-        `${(us.cpu / theirs[best]!.cpu).toFixed(2)}x its CPU (target: faster than the pipeline, decompressing on all ${cores} cores)`,
+        `${(us.cpu / theirs[best]!.cpu).toFixed(2)}x its CPU`,
     );
+    console.log(`   target: faster than the best pipeline, decompressing on all ${cores} cores: ${us.wall < theirs[best]!.wall ? 'met' : 'MISSED'}`);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -68,6 +68,10 @@ async function bundle() {
     // Smaller bundles read and deserialize faster at start-up; names are kept for stack traces.
     minify: true,
     keepNames: true,
+    // A map beside each bundle, so a crash trace names src/*.ts lines (bin/load-bundle.js reads it
+    // only when a stack is printed). Positions only: the sources themselves are not shipped.
+    sourcemap: 'linked',
+    sourcesContent: false,
     logLevel: 'warning',
   });
 }

@@ -44,7 +44,7 @@ if [ $((${#missing[@]} + ${#missing_lean[@]})) -gt 0 ]; then
 fi
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "bootsmith needs Node.js 20 or newer with npm; install them first (Debian: apt-get install nodejs npm)" >&2
+  echo "bootsmith needs Node.js ^20.15.0 || >=22.2.0 with npm; install them first (Debian: apt-get install nodejs npm)" >&2
   exit 1
 fi
 stamp=node_modules/.bootsmith-lock.sha256

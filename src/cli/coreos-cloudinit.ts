@@ -6,12 +6,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { normalizeGoFlags, parseArgs, rootDir } from './options';
+import { normalizeGoFlags, parseArgs, rootDir, standardOptions, unsupportedFlag } from './options';
 import type { Severity } from '../report/diagnostic';
 import { formatGithub, formatJson, formatText, formats } from '../report/format';
 import type { FileReport, Format } from '../report/format';
 import { defaultValidateOptions, validateUserData } from '../cloudconfig/validate';
-import { version } from '../version';
 import { unitDirs } from '../system/paths';
 import { defaultEc2Url, defaultOpenstackUrl, defaultRetryPolicy } from '../datasource/defaults';
 import type { Fetched } from '../datasource/types';
@@ -58,6 +57,24 @@ interface Options {
   timings?: boolean;
 }
 
+/** coreos-cloudinit v1.14's flags that bootsmith does not have, and why. */
+const unsupportedFlags: Record<string, string> = {
+  'from-vmware-guestinfo': 'VMware guestinfo is not read; serve the user data with --from-url',
+  'from-vmware-ovf-env': 'VMware OVF environments are not read; use --from-file or --from-url',
+  'from-waagent': 'the Azure agent\'s files are not read; use --from-file DIR/CustomData',
+  'from-gce-metadata': 'the GCE metadata service is not read; use --from-url',
+  'from-digitalocean-metadata': 'the DigitalOcean metadata service is not read; use --from-url',
+  'from-packet-metadata': 'the Packet metadata service is not read; use --from-url',
+  'from-cloudsigma-metadata': 'the CloudSigma server context is not read; use --from-url',
+  'from-metadata-service': 'it was deprecated in favour of --from-ec2-metadata, which bootsmith has',
+  'convert-netconf': 'network configurations are not converted to networkd units; write the units with coreos.units',
+  'workspace': 'bootsmith keeps no workspace',
+  'ignore-failure': 'failures always exit 1',
+};
+
+/** The reference's `--oem` presets that bootsmith does not have. */
+const unsupportedOems = ['digitalocean', 'gce', 'rackspace-onmetal', 'azure', 'cloudsigma', 'packet', 'vmware'];
+
 /** `--oem` presets: the datasources a platform's images use. */
 const oemPresets: Record<string, Partial<Options>> = {
   'ec2-compat': { fromEc2Metadata: true, fromConfigdrive: '/media/configdrive' },
@@ -65,9 +82,8 @@ const oemPresets: Record<string, Partial<Options>> = {
 };
 
 function program(io: Io): Command {
-  return new Command('coreos-cloudinit')
+  const program = new Command('coreos-cloudinit')
     .description('Validate and apply cloud-config user data (validation: --validate --from-file PATH...)')
-    .version(`coreos-cloudinit ${version}`, '--version', 'print the version and exit')
     .option('--validate', 'validate the user data and exit')
     .option('--from-file <path...>', 'read user data from files ("-" for standard input)')
     .option('--from-url <url>', 'fetch user data from a URL')
@@ -95,8 +111,8 @@ function program(io: Io): Command {
     .option('--runtime-unit-dir <dir>', 'where runtime units go', unitDirs.system.runtime)
     .option('--ssh-key-name <name>', 'name for the SSH keys from user data (update-ssh-keys)', 'coreos-cloudinit')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
-    .helpOption('-h, --help', 'show this help');
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  return standardOptions(program);
 }
 
 function parseCount(value: string): number {
@@ -131,6 +147,11 @@ function unreadable(file: string, err: unknown): FileReport {
 
 /** Runs coreos-cloudinit with `argv` (without node and the script) and returns the exit code. */
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  const unsupported = unsupportedFlag(argv, unsupportedFlags);
+  if (unsupported) {
+    io.stderr.write(`coreos-cloudinit: ${unsupported}\n`);
+    return 2;
+  }
   const cmd = program(io);
   const exit = parseArgs(cmd, normalizeGoFlags(argv, longFlags));
   if (exit !== undefined) return exit;
@@ -139,7 +160,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   if (given.oem !== undefined) {
     const preset = oemPresets[given.oem];
     if (!preset) {
-      io.stderr.write(`coreos-cloudinit: unknown --oem ${given.oem}; supported: ${Object.keys(oemPresets).join(', ')}\n`);
+      const why = unsupportedOems.includes(given.oem) ? 'is not supported by bootsmith' : 'is unknown';
+      io.stderr.write(`coreos-cloudinit: --oem ${given.oem} ${why}; supported: ${Object.keys(oemPresets).join(', ')}\n`);
       return 2;
     }
     opts = { ...preset, ...given };

@@ -7,8 +7,7 @@ import { createServer } from 'node:http';
 import { Command } from 'commander';
 import { connectEtcd, splitEndpoints } from '../lock/etcd';
 import { fleetLockHandler } from '../lock/fleetlock';
-import { version } from '../version';
-import { addEtcdOptions, collect, parseArgs, parseListen, untilStopped } from './options';
+import { addEtcdOptions, collect, etcdEnvironment, parseArgs, parseListen, standardOptions, untilStopped } from './options';
 
 interface Options {
   listen: string;
@@ -22,16 +21,24 @@ interface Options {
 }
 
 const env = (name: string) => process.env[`FLEETLOCKD_${name}`] || undefined;
+
+/** The FLEETLOCKD_* variables read in place of flags. */
+export const fleetlockdEnvironment = [
+  { name: 'FLEETLOCKD_LISTEN', means: '--listen' },
+  { name: 'FLEETLOCKD_ENDPOINT', means: '--endpoint (several separated with commas)' },
+  { name: 'FLEETLOCKD_GROUPS', means: '--group (several separated with commas)' },
+  ...etcdEnvironment('FLEETLOCKD'),
+];
 const log = (m: string) => process.stderr.write(`fleetlockd: ${m}\n`);
 
 export async function main(argv: string[]): Promise<number> {
   const program = addEtcdOptions(new Command('fleetlockd'))
     .description('Serve the FleetLock protocol on the fleet\'s etcd reboot semaphore')
-    .version(`fleetlockd ${version}`, '--version', 'print the version and exit')
     .option('--listen <host:port>', 'address to listen on', env('LISTEN') ?? '127.0.0.1:9090')
     .option('--endpoint <url>', 'etcd endpoint; repeat it, or separate several with commas (default http://127.0.0.1:2379)', collect)
     .option('--group <name>', 'serve only this group; repeat it for several (default: any valid group name)', collect)
     .exitOverride();
+  standardOptions(program, { environment: fleetlockdEnvironment });
   const exit = parseArgs(program, argv);
   if (exit !== undefined) return exit;
   const o = program.opts<Options>();

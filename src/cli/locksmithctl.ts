@@ -9,8 +9,7 @@ import { connectEtcd, defaultEndpoints, splitEndpoints } from '../lock/etcd';
 import { liveness, parseDuration } from '../lock/presence';
 import { Semaphore, defaultGroup } from '../lock/semaphore';
 import { readStrategy, writeStrategy, strategies } from '../lock/strategy-file';
-import { version } from '../version';
-import { addEtcdOptions, collect, rootDir } from './options';
+import { addEtcdOptions, collect, etcdEnvironment, rootDir, standardOptions } from './options';
 import { logindReboot, sendNeedReboot } from '../lock/dbus-ports';
 import { openBus } from '../system/dbus';
 import type { MessageBus } from 'dbus-next';
@@ -57,6 +56,13 @@ interface Globals {
   bus: string;
 }
 
+/** The LOCKSMITHCTL_* variables read in place of the global flags. */
+export const locksmithctlEnvironment = [
+  { name: 'LOCKSMITHCTL_ENDPOINT', means: '--endpoint (several separated with commas)' },
+  { name: 'LOCKSMITHCTL_GROUP', means: '--group' },
+  ...etcdEnvironment('LOCKSMITHCTL'),
+];
+
 /** A value from the flag, else from LOCKSMITHCTL_<NAME>. */
 function fromEnv(io: Io, name: string): string | undefined {
   return io.env[`LOCKSMITHCTL_${name.toUpperCase().replace(/-/g, '_')}`] || undefined;
@@ -90,7 +96,6 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   let result = 0;
   const program = addEtcdOptions(new Command('locksmithctl'))
     .description('Manage the reboot semaphore of a fleet in etcd, and the reboot strategy')
-    .version(`locksmithctl ${version}`, '--version', 'print the version and exit')
     .option('--endpoint <url>', `etcd endpoint; repeat it, or separate several with commas (default ${defaultEndpoints.join(',')})`, collect)
     .option('--group <name>', `the lock group (default "${defaultGroup}")`)
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
@@ -101,6 +106,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .showHelpAfterError();
+  standardOptions(program, { environment: locksmithctlEnvironment, subcommands: true });
 
   const globals = (): Globals => program.opts<Globals>();
   const etcd = () => {

@@ -14,8 +14,7 @@ import { daemonBuses } from '../system/systemd';
 import { connectEtcd } from '../lock/etcd';
 import { files } from '../system/paths';
 import { RootedFs } from '../system/rooted-fs';
-import { version } from '../version';
-import { parseArgs, rootDir } from './options';
+import { etcdEnvironment, parseArgs, rootDir, standardOptions } from './options';
 
 interface Options {
   root: string;
@@ -43,6 +42,21 @@ function guardProcess(): void {
   });
 }
 
+/** The variables locksmithd reads, after /usr/share/coreos/update.conf and /etc/coreos/update.conf (the same names there). */
+export const locksmithdEnvironment = [
+  { name: 'REBOOT_STRATEGY', means: 'etcd-lock, reboot or off (default reboot)' },
+  { name: 'LOCKSMITHD_REBOOT_WINDOW_START', means: 'a window\'s start, such as "Thu 04:00" (also REBOOT_WINDOW_START)' },
+  { name: 'LOCKSMITHD_REBOOT_WINDOW_LENGTH', means: 'its length, such as 1h30m (also REBOOT_WINDOW_LENGTH)' },
+  { name: 'LOCKSMITHD_REBOOT_WINDOWS', means: 'several windows: "Mon 04:00 1h, Thu 23:00 1h30m"' },
+  { name: 'LOCKSMITHD_REBOOT_WINDOW_TIMEZONE', means: 'the windows\' time zone (default the machine\'s)' },
+  { name: 'LOCKSMITHD_ENDPOINT', means: 'etcd endpoints, separated with commas' },
+  { name: 'LOCKSMITHD_GROUP', means: 'the lock group' },
+  ...etcdEnvironment('LOCKSMITHD', false),
+  { name: 'LOCKSMITHD_MACHINE_ID', means: 'the holder id (default from --machine-id-file)' },
+  { name: 'LOCKSMITHD_HEALTH_UNITS', means: 'units that must be active before the slot is given back' },
+  { name: 'LOCKSMITHD_RECLAIM_STALE_AFTER', means: '--reclaim-stale-after' },
+];
+
 /** The settings from the root's update.conf files (read inside the root: a link there cannot reach a host file), then the environment. */
 function loadSettings(root: string, overrides: Record<string, string>): Settings {
   const fs = new RootedFs(root);
@@ -53,7 +67,6 @@ function loadSettings(root: string, overrides: Record<string, string>): Settings
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('locksmithd')
     .description('Reboot the machine for a staged update when the strategy, window and fleet lock allow')
-    .version(`locksmithd ${version}`, '--version', 'print the version and exit')
     .option('--root <dir>', 'the root whose update.conf files are read', rootDir, '/')
     .option('--bus <address>', 'the bus of update_engine and logind: "system" or a D-Bus address', 'system')
     .option('--systemd-bus <address>', 'systemd\'s bus for the health gate: "system", an address, or "none" (default: --bus)')
@@ -61,6 +74,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--pid-file <file>', 'where locksmithd writes its pid, for locksmithctl to reach it', '/run/locksmithd.pid')
     .option('--reclaim-stale-after <age>', 'free holders silent for longer than AGE (such as 2h) when all slots are held (off by default)')
     .exitOverride();
+  standardOptions(program, { environment: locksmithdEnvironment });
   const exit = parseArgs(program, argv);
   if (exit !== undefined) return exit;
   guardProcess();

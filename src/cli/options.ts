@@ -2,6 +2,7 @@
 import { CommanderError, InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
 import { absoluteRoot } from '../system/rooted-fs';
+import { version } from '../version';
 
 /** Repeatable options: each use adds to the list (not variadic: that would swallow a subcommand's name). */
 export function collect(value: string, previous: string[] | undefined): string[] {
@@ -31,14 +32,19 @@ export function parseArgs(program: Command, argv: string[]): number | undefined 
   }
 }
 
-/** The etcd connection options locksmithctl and fleetlockd share. */
+/** The etcd connection options locksmithctl and fleetlockd share: each option's name and what it is. */
+const etcdOptions: Array<[string, string, string]> = [
+  ['cafile', 'file', 'CA certificate to verify etcd (alone: server-authenticated TLS)'],
+  ['certfile', 'file', 'client certificate for etcd'],
+  ['keyfile', 'file', 'key of the client certificate'],
+  ['username', 'name', 'etcd user'],
+  ['password', 'password', 'etcd password'],
+];
+
+/** Adds the etcd connection options (`--etcd-cafile` ...) to a program. */
 export function addEtcdOptions(program: Command): Command {
-  return program
-    .option('--etcd-cafile <file>', 'CA certificate to verify etcd (alone: server-authenticated TLS)')
-    .option('--etcd-certfile <file>', 'client certificate for etcd')
-    .option('--etcd-keyfile <file>', 'key of the client certificate')
-    .option('--etcd-username <name>', 'etcd user')
-    .option('--etcd-password <password>', 'etcd password');
+  for (const [name, arg, what] of etcdOptions) program.option(`--etcd-${name} <${arg}>`, what);
+  return program;
 }
 
 /**
@@ -82,4 +88,49 @@ export function untilStopped(): Promise<void> {
 export function rootDir(value: string): string {
   if (value === '') throw new InvalidArgumentError('want a directory');
   return absoluteRoot(value);
+}
+
+/** An environment variable a program reads, and the flag it stands in for (or what it sets). */
+export interface EnvironmentVariable {
+  name: string;
+  means: string;
+}
+
+/**
+ * The options and help text every program shares, in one style: `-V, --version` prints
+ * `NAME VERSION`, `-h, --help` shows the help (`help [command]` too where there are
+ * subcommands), and the environment variables the program reads are listed after the options.
+ * Call it after the program's own options (they come first in the help) and before its subcommands
+ * (they take the same help option).
+ */
+export function standardOptions(program: Command, opts: { environment?: EnvironmentVariable[]; subcommands?: boolean } = {}): Command {
+  program.version(`${program.name()} ${version}`, '-V, --version', 'print the version and exit');
+  program.helpOption('-h, --help', 'show this help');
+  if (opts.subcommands) program.helpCommand('help [command]', 'show the help of a command');
+  const environment = opts.environment ?? [];
+  if (environment.length > 0) {
+    const width = Math.max(...environment.map((v) => v.name.length)) + 2;
+    const rows = environment.map((v) => `  ${v.name.padEnd(width)}${v.means}`).join('\n');
+    program.addHelpText('after', `\nEnvironment (a flag given wins over its variable):\n${rows}\n`);
+  }
+  return program;
+}
+
+/** The etcd variables PREFIX_ETCD_CAFILE ...: for the `--etcd-*` flags, or (`asFlags` false) on their own. */
+export function etcdEnvironment(prefix: string, asFlags = true): EnvironmentVariable[] {
+  return etcdOptions.map(([name, , what]) => ({ name: `${prefix}_ETCD_${name.toUpperCase()}`, means: asFlags ? `--etcd-${name}` : what }));
+}
+
+/**
+ * The first flag in `argv` that the program bootsmith replaces has and bootsmith does not, with
+ * either dash style and with or without `=VALUE`: a message saying so (`unsupported` maps each
+ * such flag's name to why, or what to use instead), rather than commander's "unknown option".
+ */
+export function unsupportedFlag(argv: string[], unsupported: Record<string, string>): string | undefined {
+  for (const arg of argv) {
+    if (arg === '--') return undefined;
+    const name = /^--?([a-z][a-z0-9_-]*)(=|$)/.exec(arg)?.[1]?.replace(/_/g, '-');
+    if (name !== undefined && Object.hasOwn(unsupported, name)) return `${arg.split('=')[0]} is not supported by bootsmith: ${unsupported[name]}`;
+  }
+  return undefined;
 }

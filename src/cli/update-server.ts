@@ -8,8 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { defaultServerLimits, UpdateServer } from '../update/server';
-import { numberOf, parseArgs, parseListen, untilStopped, UsageError } from './options';
-import { version } from '../version';
+import { numberOf, parseArgs, parseListen, standardOptions, untilStopped, UsageError } from './options';
 
 /** The shortest admin token accepted: a guessable one would hand the rollout to anyone. */
 const minTokenLength = 16;
@@ -34,16 +33,15 @@ or install error or a rollback; other errors (a download cut short) are counted 
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('bootsmith-update-server')
-    .description('serve Omaha updates for a channel tree (<tree>/<channel>/<board>/<version>/flatcar_production_update.gz)')
-    .version(version)
+    .description('Serve Omaha updates for a channel tree (<tree>/<channel>/<board>/<version>/flatcar_production_update.gz)')
     .requiredOption('--tree <dir>', 'the channel tree')
     .option('--listen <host:port>', 'where to listen', '127.0.0.1:8080')
     .option('--board <board>', 'the board directory of each channel', 'amd64-usr')
     .option('--state-dir <dir>', 'where events (events.jsonl) and halted versions are kept')
     .option('--admin-token-file <file>', 'a file holding the admin token; without it the admin endpoints are off')
     .option('--max-machines <n>', 'machines kept in memory', numberOf('--max-machines', 'machines'), defaultServerLimits.maxMachines)
-    .addHelpText('after', limitsHelp)
     .exitOverride();
+  standardOptions(program).addHelpText('after', limitsHelp);
   let done: number | undefined;
   try {
     done = parseArgs(program, argv);

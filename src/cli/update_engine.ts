@@ -14,8 +14,7 @@ import { defaultStateDir } from '../update/engine';
 import { defaultSchedule } from '../update/schedule';
 import { daemonBuses } from '../system/systemd';
 import { RootedFs } from '../system/rooted-fs';
-import { collect, normalizeGoFlags, numberOf, parseArgs, rootDir, untilStopped } from './options';
-import { version } from '../version';
+import { collect, normalizeGoFlags, numberOf, parseArgs, rootDir, standardOptions, untilStopped } from './options';
 
 /** The reference's key, used when no --public-key is given and it exists under --root. */
 const defaultKey = '/usr/share/update_engine/update-payload-key.pub.pem';
@@ -45,8 +44,7 @@ const longFlags = ['root', 'bus', 'systemd-bus', 'disk', 'active', 'cmdline-file
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('update_engine')
-    .description('keep this machine on its update channel: check, download and verify updates, mark good boots')
-    .version(version)
+    .description('Keep this machine on its update channel: check, download and verify updates, mark good boots')
     .option('--root <dir>', 'the root whose update.conf, release and machine-id are read', rootDir, '/')
     .option('--bus <address>', 'the bus to offer com.coreos.update1 on, and logind\'s: "system" or a D-Bus address', 'system')
     .option('--systemd-bus <address>', 'systemd\'s bus for the health gate: "system", an address, or "none" (default: --bus)')
@@ -64,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--check-fuzz <seconds>', 'random spread of each check, plus or minus', seconds('--check-fuzz'), defaultSchedule.fuzzMs / 1000)
     .option('--boot-id-file <file>', "this boot's id", '/proc/sys/kernel/random/boot_id')
     .exitOverride();
+  standardOptions(program);
   let done: number | undefined;
   try {
     done = parseArgs(program, normalizeGoFlags(argv, longFlags));

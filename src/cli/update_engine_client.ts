@@ -32,8 +32,7 @@ import type { Progress } from '../update/apply-payload';
 import { PayloadError } from '../update/payload-format';
 import { sourceFor } from '../update/payload-source';
 import { readFileSync } from 'node:fs';
-import { collect, normalizeGoFlags, numberOf, parseArgs, untilStopped, UsageError } from './options';
-import { version } from '../version';
+import { collect, normalizeGoFlags, numberOf, parseArgs, standardOptions, untilStopped, UsageError } from './options';
 import { connectSystemd, healthState, waitHealthy } from '../system/systemd';
 import { openBus } from '../system/dbus';
 import { busName, interfaceName, objectPath } from '../update/dbus-service';
@@ -341,8 +340,7 @@ async function waitUntilHealthy(opts: Options, io: Io): Promise<void> {
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const program = new Command('update_engine_client')
-    .description("update_engine's status and update checks over D-Bus; A/B USR slots: boot selection, applying payloads, finalize, mark successful")
-    .version(version)
+    .description("Ask update_engine over D-Bus for its status and update checks; handle the A/B USR slots: boot selection, applying payloads, finalize, mark successful")
     .option('--check-for-update', 'ask update_engine to check for an update now, and return')
     .option('--update', 'check for an update now and wait until it is staged (0), there is none (0) or it failed (1)')
     .option('--status', "update_engine's status as KEY=value lines")
@@ -370,6 +368,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .addOption(new Option('--progress <mode>', 'progress display (default: bar on a terminal, else lines)').choices(['bar', 'lines', 'none']))
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  standardOptions(program);
   let done: number | undefined;
   try {
     done = parseArgs(program, normalizeGoFlags(argv, longFlags));

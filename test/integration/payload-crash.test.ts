@@ -121,8 +121,7 @@ if (!ready) test.skip('crash tests need bzip2, e2fsprogs, gdisk, cgpt and a buil
       const best = bestSlot(gpt.entries)!.name;
       expect(['USR-A', 'USR-B']).toContain(best);
     }
-    // Not asserted (timing decides), reported for the record.
-    process.stdout.write(`flag-update kills that left the copies differing: ${settled.length} of 20\n`);
+    // How many kills left the two copies differing is not asserted: timing decides it.
   }, 120_000);
 
   const asRoot = process.getuid?.() === 0;
