@@ -15,7 +15,7 @@ import { unitDirs as defaultUnitDirs } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
 import { connectSystemd } from '../system/systemd';
 import type { Systemd } from '../system/systemd';
-import { Executor, touchesSystemd } from './execute';
+import { Executor, resultFor, touchesSystemd } from './execute';
 import { RootedFs } from '../system/rooted-fs';
 import type { ActionResult } from './execute';
 import { plan } from './plan';
@@ -90,7 +90,7 @@ function instanceResult(root: string, fetched: Fetched): ActionResult {
   } catch {
     previous = undefined; // an unreadable record: as if there were none
   }
-  const result: ActionResult = { subject: `instance ${id ?? '(no id)'}`, origin: fetched.source, outcome: 'unchanged' };
+  const result = resultFor('instance', id ?? '(no id)', fetched.source);
   if (!previous) {
     result.outcome = 'changed';
     result.detail = 'first boot';
