@@ -15,8 +15,8 @@ import { unitDirs as defaultUnitDirs } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
 import { connectSystemd } from '../system/systemd';
 import type { Systemd } from '../system/systemd';
-import { Executor, touchesSystemd } from './execute';
-import { RootedFs } from '../system/rooted-fs';
+import { Executor, resultFor, touchesSystemd } from './execute';
+import { absoluteRoot, RootedFs } from '../system/rooted-fs';
 import type { ActionResult } from './execute';
 import { plan } from './plan';
 import type { Action } from './plan';
@@ -52,6 +52,16 @@ export interface ApplyReport {
   results: ActionResult[];
   /** Milliseconds spent validating (with substitution) and applying (planning and executing). */
   timings: { validateMs: number; applyMs: number };
+}
+
+/**
+ * Why this process cannot apply as asked, or undefined when it can: changing the running system
+ * (root `/`, not a dry run) needs root, and finding that out once, before fetching, beats an
+ * EACCES for every action. `uid` is the process's (undefined where there are no uids).
+ */
+export function privilegeProblem(root: string, dryRun: boolean, uid: number | undefined): string | undefined {
+  if (dryRun || uid === undefined || uid === 0 || absoluteRoot(root) !== '/') return undefined;
+  return 'applying to / needs root (run as root, or use --root DIR or --dry-run)';
 }
 
 /** The metadata's hostname when the user data has none, and its SSH keys for core, as the reference merges them. */
@@ -90,7 +100,7 @@ function instanceResult(root: string, fetched: Fetched): ActionResult {
   } catch {
     previous = undefined; // an unreadable record: as if there were none
   }
-  const result: ActionResult = { subject: `instance ${id ?? '(no id)'}`, origin: fetched.source, outcome: 'unchanged' };
+  const result = resultFor('instance', id ?? '(no id)', fetched.source);
   if (!previous) {
     result.outcome = 'changed';
     result.detail = 'first boot';

@@ -1,7 +1,10 @@
 /**
  * Execution: carries out planned actions against the host through system/, one by one. A failed
- * action is reported with its cause and the independent ones after it still run. In a dry run
- * nothing changes: each action says whether it would.
+ * action is reported with its cause and the independent ones after it still run. A dry run
+ * executes the same actions against a {@link DryRunFs}, an overlay of the changes the run would
+ * have made so far, so each action sees what the ones before it would have written and says
+ * whether it would change anything; only what goes outside the files (useradd, hostnamectl,
+ * systemd's jobs, scripts) is predicted instead of done.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -13,15 +16,20 @@ import { installLinks, parseInstall } from '../system/offline-units';
 import { commands, files, unitSearchPath } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
 import { RootedFs } from '../system/rooted-fs';
+import { DryRunFs } from './dry-run-fs';
 import type { FileAttributes } from '../system/rooted-fs';
 import { mergeSettings } from '../system/env-file';
-import { applySshKeys, sshKeysChange } from '../system/ssh-keys';
+import { applySshKeys } from '../system/ssh-keys';
 import type { Systemd } from '../system/systemd';
 
 export type Outcome = 'changed' | 'unchanged' | 'failed' | 'skipped';
 
 export interface ActionResult {
-  /** What was acted on: `file /etc/hostname`, `user alice`, `start etcd.service`. */
+  /** What was done, one word: `file`, `user`, `ssh-keys`, `hostname`, `mask`, `unmask`, `enable`, `start` (and the other unit commands), `reload`, `script`, `instance`. */
+  action: string;
+  /** What it was done to: a path, a user or unit name, `systemd`, an instance id; empty for a script. */
+  target: string;
+  /** Both, as people read them: `file /etc/hostname`, `user alice`, `start etcd.service`. */
   subject: string;
   /** Where in the user data it comes from. */
   origin: string;
@@ -46,30 +54,36 @@ export interface ExecuteOptions {
 
 const restartLike = new Set(['restart', 'reload', 'try-restart', 'reload-or-restart', 'reload-or-try-restart']);
 
-function subjectOf(action: Action): string {
+/** A result not yet decided: what is acted on, and where it comes from. */
+export function resultFor(action: string, target: string, origin: string): ActionResult {
+  const subject = action === 'ssh-keys' ? `ssh keys of ${target}` : action === 'reload' && target === 'systemd' ? 'reload systemd' : target ? `${action} ${target}` : action;
+  return { action, target, subject, origin, outcome: 'unchanged' };
+}
+
+function describe(action: Action): [action: string, target: string] {
   switch (action.kind) {
     case 'hostname':
-      return `hostname ${action.hostname}`;
+      return ['hostname', action.hostname];
     case 'user':
-      return `user ${action.user.name}`;
+      return ['user', action.user.name];
     case 'ssh-keys':
-      return `ssh keys of ${action.user}`;
+      return ['ssh-keys', action.user];
     case 'file':
-      return `file ${action.path}`;
+      return ['file', action.path];
     case 'update-conf':
-      return `file ${files.updateConf}`;
+      return ['file', files.updateConf];
     case 'merge-env':
-      return `file ${action.path}`;
+      return ['file', action.path];
     case 'mask':
-      return `${action.mask ? 'mask' : 'unmask'} ${action.unit}`;
+      return [action.mask ? 'mask' : 'unmask', action.unit];
     case 'enable':
-      return `enable ${action.unit}`;
+      return ['enable', action.unit];
     case 'unit-command':
-      return `${action.command} ${action.unit}`;
+      return [action.command, action.unit];
     case 'networkd-restart':
-      return 'restart systemd-networkd.service';
+      return ['restart', 'systemd-networkd.service'];
     case 'script':
-      return 'script';
+      return ['script', ''];
   }
 }
 
@@ -83,14 +97,14 @@ export class Executor {
   private reloaded = false;
 
   constructor(private readonly options: ExecuteOptions) {
-    this.fs = new RootedFs(options.root);
+    this.fs = options.dryRun ? new DryRunFs(options.root) : new RootedFs(options.root);
     this.changedAnything = options.newInstance === true;
   }
 
   async run(actions: Action[]): Promise<ActionResult[]> {
     const results: ActionResult[] = [];
     for (const action of actions) {
-      const result: ActionResult = { subject: subjectOf(action), origin: action.origin, outcome: 'unchanged' };
+      const result = resultFor(...describe(action), action.origin);
       try {
         if (needsReload(action)) {
           const reload = await this.reloadIfNeeded();
@@ -130,7 +144,7 @@ export class Executor {
   private async reloadIfNeeded(): Promise<ActionResult | undefined> {
     if (this.reloaded || !this.unitFilesChanged || !this.options.systemd) return undefined;
     this.reloaded = true;
-    const result: ActionResult = { subject: 'reload systemd', origin: 'coreos.units', outcome: 'changed' };
+    const result: ActionResult = { ...resultFor('reload', 'systemd', 'coreos.units'), outcome: 'changed' };
     if (!this.options.dryRun) await this.options.systemd.reload();
     return result;
   }
@@ -140,8 +154,12 @@ export class Executor {
     return { mode: action.mode, ...owner };
   }
 
+  /** A dry run's overlay, or undefined in a real run. */
+  private get overlay(): DryRunFs | undefined {
+    return this.fs instanceof DryRunFs ? this.fs : undefined;
+  }
+
   private write(path: string, content: Buffer, attrs: FileAttributes): 'changed' | 'unchanged' {
-    if (this.options.dryRun) return this.fs.differs(path, content, attrs) ? 'changed' : 'unchanged';
     return this.fs.writeAtomic(path, content, attrs);
   }
 
@@ -153,17 +171,16 @@ export class Executor {
         if (!dryRun) execFileSync(commands.hostnamectl, ['set-hostname', action.hostname], { stdio: 'pipe' });
         return 'changed';
       }
-      case 'user':
-        if (dryRun) return userChanges(this.fs, action.user).length > 0 ? 'changed' : 'unchanged';
-        return applyUser(this.fs, action.user);
+      case 'user': {
+        const overlay = this.overlay;
+        if (!overlay) return applyUser(this.fs, action.user);
+        // useradd is not run: the user it would create goes into the overlay, for the actions after.
+        if (!readPasswd(overlay).some((u) => u.name === action.user.name)) overlay.addUser(action.user);
+        else if (userChanges(overlay, action.user).length === 0) return 'unchanged';
+        return 'changed';
+      }
       case 'ssh-keys':
-        if (dryRun) {
-          if (!readPasswd(this.fs).some((u) => u.name === action.user)) {
-            result.detail = `once user ${action.user} exists`;
-            return 'changed';
-          }
-          return sshKeysChange(this.fs, action.user, action.keyName, action.keys) ? 'changed' : 'unchanged';
-        }
+        if (this.overlay?.isPendingUser(action.user)) result.detail = `once user ${action.user} exists`;
         return applySshKeys(this.fs, action.user, action.keyName, action.keys);
       case 'file':
         return this.write(action.path, action.content, this.attributes(action));
@@ -188,18 +205,13 @@ export class Executor {
           const changed = action.mask ? await systemd.mask(action.unit, action.runtime) : await systemd.unmask(action.unit, action.runtime);
           return changed ? 'changed' : 'unchanged';
         }
-        if (action.mask) {
-          if (this.fs.readLink(action.path) === '/dev/null') return 'unchanged';
-          if (!dryRun) this.fs.symlink(action.path, '/dev/null');
-          return 'changed';
-        }
+        if (action.mask) return this.fs.symlink(action.path, '/dev/null');
         // Masked as systemd sees it: a link to /dev/null (the link itself), or an empty file or a
         // device where the path leads inside the root.
         const st = this.fs.stat(action.path);
         const masked = this.fs.readLink(action.path) === '/dev/null' || (st?.isFile() === true && st.size === 0) || st?.isCharacterDevice() === true;
         if (!masked) return 'unchanged';
-        if (!dryRun) this.fs.remove(action.path);
-        return 'changed';
+        return this.fs.remove(action.path);
       }
       case 'enable': {
         if (systemd) {
@@ -263,13 +275,11 @@ export class Executor {
     }
     let changed = false;
     for (const [link, target] of links) {
-      if (this.fs.readLink(link) === target) continue;
-      changed = true;
-      if (!this.options.dryRun) this.fs.symlink(link, target);
+      if (this.fs.symlink(link, target) === 'changed') changed = true;
     }
     for (const also of install.also) {
       if (visited.has(also)) continue;
-      if (this.findUnit(also, dir) && this.enableOffline(also, dir, { subject: '', origin: '', outcome: 'unchanged' }, visited) === 'changed') changed = true;
+      if (this.findUnit(also, dir) && this.enableOffline(also, dir, resultFor('enable', also, ''), visited) === 'changed') changed = true;
     }
     return changed ? 'changed' : 'unchanged';
   }

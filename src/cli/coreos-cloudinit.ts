@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { normalizeGoFlags, parseArgs, rootDir, standardOptions, unsupportedFlag } from './options';
-import type { Severity } from '../report/diagnostic';
-import { formatGithub, formatJson, formatText, formats } from '../report/format';
+import type { Diagnostic, Severity } from '../report/diagnostic';
+import { formatGithub, formatJson, formatText, formats, jsonFile } from '../report/format';
 import type { FileReport, Format } from '../report/format';
 import { defaultValidateOptions, validateUserData } from '../cloudconfig/validate';
 import { unitDirs } from '../system/paths';
@@ -193,14 +193,31 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   return reports.some((r) => r.diagnostics.some((d) => failsOn(d.severity))) ? 1 : 0;
 }
 
+/** The apply module, loaded only to apply: it brings D-Bus, which validation (start-up time matters) does not need. */
+function applyModule() {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('../apply/apply') as typeof import('../apply/apply');
+}
+
+/** Says so, and gives 1, when this process cannot apply as asked (not root, for `/`). */
+function refusePrivilege(opts: Options, io: Io): number | undefined {
+  const problem = applyModule().privilegeProblem(opts.root, opts.dryRun === true, process.getuid?.());
+  if (problem === undefined) return undefined;
+  io.stderr.write(`coreos-cloudinit: ${problem}\n`);
+  return 1;
+}
+
 /** Applies user data from the first file given: the report, then what was done. */
 async function apply(files: string[], opts: Options, io: Io): Promise<number> {
   if (files.length > 1) {
     io.stderr.write('coreos-cloudinit: applying takes one --from-file\n');
     return 2;
   }
+  const refused = refusePrivilege(opts, io);
+  if (refused !== undefined) return refused;
   const file = files[0]!;
   const name = file === '-' ? '<stdin>' : file;
+  const readStarted = performance.now();
   let bytes: Buffer;
   try {
     bytes = readInput(file);
@@ -208,34 +225,46 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
     io.stdout.write(formatText([unreadable(name, err)], false));
     return 1;
   }
-  // Loaded only to apply: it brings D-Bus, which validation (start-up time matters) does not need.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { applyUserData } = require('../apply/apply') as typeof import('../apply/apply');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { formatResults } = require('../apply/report') as typeof import('../apply/report');
-  let report: Awaited<ReturnType<typeof applyUserData>>;
+  const readMs = performance.now() - readStarted;
   try {
-    report = await applyUserData(bytes, applyOptions(opts));
+    const report = await applyModule().applyUserData(bytes, applyOptions(opts));
+    return writeApplyReport(name, report, readMs, opts, io);
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
     return 1;
   }
-  if (!writeValidation(name, report, io)) return 1;
-  io.stdout.write(formatResults(report.results, opts.dryRun === true));
-  return report.results.some((r) => r.outcome === 'failed') ? 1 : 0;
 }
 
+type ApplyReport = Awaited<ReturnType<typeof import('../apply/apply')['applyFetched']>>;
+
 /**
- * Prints the validation an apply made; false (and says so) when it stopped the apply. Errors
- * found only once the metadata variables were substituted are shown against that text.
+ * Prints what an apply did, as text (the validation, a line an action, a summary, and the timings
+ * with --timings) or as one JSON document (--format json), and gives the exit code: 1 when the
+ * user data had errors or an action failed. Errors found only once the metadata variables were
+ * substituted are shown against that text.
  */
-function writeValidation(name: string, report: { validation: Omit<FileReport, 'file'>; substituted: boolean; applied: boolean }, io: Io): boolean {
+function writeApplyReport(name: string, report: ApplyReport, fetchMs: number, opts: Options, io: Io): number {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { formatResults, formatResultsJson } = require('../apply/report') as typeof import('../apply/report');
   const file = report.substituted ? `${name} (after substituting the metadata variables)` : name;
   const { kind, text, diagnostics } = report.validation;
-  io.stdout.write(formatText([{ file, kind, text, diagnostics }], io.stdout.isTTY === true));
-  if (report.applied) return true;
-  io.stdout.write(report.substituted ? 'not applied: the user data has errors once the metadata variables are substituted\n' : 'not applied: the user data has errors\n');
-  return false;
+  const validation: FileReport = { file, kind, text, diagnostics };
+  const dryRun = opts.dryRun === true;
+  const timings = { fetchMs, ...report.timings };
+  const failed = !report.applied || report.results.some((r) => r.outcome === 'failed');
+  if (opts.format === 'json') {
+    const doc = { source: name, dryRun, applied: report.applied, validation: jsonFile(validation, (s) => s === 'error'), results: report.results };
+    io.stdout.write(formatResultsJson(opts.timings ? { ...doc, timings } : doc));
+    return failed ? 1 : 0;
+  }
+  io.stdout.write(formatText([validation], io.stdout.isTTY === true));
+  if (!report.applied) {
+    io.stdout.write(report.substituted ? 'not applied: the user data has errors once the metadata variables are substituted\n' : 'not applied: the user data has errors\n');
+    return 1;
+  }
+  io.stdout.write(formatResults(report.results, dryRun));
+  if (opts.timings) io.stdout.write(`timings: fetch ${timings.fetchMs.toFixed(1)} ms, validate ${timings.validateMs.toFixed(1)} ms, apply ${timings.applyMs.toFixed(1)} ms\n`);
+  return failed ? 1 : 0;
 }
 
 /** --install-units: the boot units into the root, enabled. */
@@ -244,6 +273,8 @@ async function installBootUnits(opts: Options, io: Io): Promise<number> {
   const { installUnits } = require('../apply/install-units') as typeof import('../apply/install-units');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { formatResults } = require('../apply/report') as typeof import('../apply/report');
+  const refused = refusePrivilege(opts, io);
+  if (refused !== undefined) return refused;
   try {
     const results = await installUnits({ root: opts.root, unitDir: opts.unitDir, exec: opts.exec, oem: opts.oem, dryRun: opts.dryRun === true });
     io.stdout.write(formatResults(results, opts.dryRun === true));
@@ -268,7 +299,7 @@ function applyOptions(opts: Options) {
 }
 
 /** Fetches from the datasources given: the first that answers wins. Loaded only then: it brings HTTP. */
-function fetchFromDatasources(opts: Options): Promise<Fetched> {
+function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { datasourcesFor } = require('../datasource') as typeof import('../datasource');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -281,7 +312,15 @@ function fetchFromDatasources(opts: Options): Promise<Fetched> {
     openstack: opts.fromOpenstackMetadata === true ? (process.env.COREOS_CLOUDINIT_OPENSTACK_METADATA_URL ?? defaultOpenstackUrl) : opts.fromOpenstackMetadata,
     configDrive: opts.fromConfigdrive,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
-    policy: { timeoutMs: opts.httpTimeout, attempts: opts.httpAttempts, deadlineMs: opts.httpDeadline, backoffMs: opts.httpBackoff, maxBackoffMs: opts.httpMaxBackoff },
+    policy: {
+      timeoutMs: opts.httpTimeout,
+      attempts: opts.httpAttempts,
+      deadlineMs: opts.httpDeadline,
+      backoffMs: opts.httpBackoff,
+      maxBackoffMs: opts.httpMaxBackoff,
+      // Said as it happens: a fetch that retries for a minute is not a hang.
+      onRetry: (r) => io.stderr.write(`coreos-cloudinit: ${r.cause}; retry ${r.attempt} of ${r.attempts} in ${r.waitMs} ms\n`),
+    },
   }));
 }
 
@@ -292,19 +331,20 @@ async function validateFromDatasources(opts: Options, io: Io, failsOn: (s: Sever
   let fetched: Fetched;
   let variables: ReturnType<typeof variableValues>;
   try {
-    fetched = await fetchFromDatasources(opts);
+    fetched = await fetchFromDatasources(opts, io);
     variables = variableValues(fetched.metadata, process.env);
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
     return 1;
   }
+  const where = fetched.location ?? fetched.source;
   const report = validateUserData(fetched.userData ?? Buffer.alloc(0), { maxSize: opts.maxSize, variables });
-  const reports: FileReport[] = [{ file: fetched.source, kind: report.kind, text: report.text, diagnostics: report.diagnostics }];
+  const reports: FileReport[] = [{ file: where, kind: report.kind, text: report.text, diagnostics: [...(fetched.userData ? [] : [noUserData(fetched)]), ...report.diagnostics] }];
   // As applying would: the text with the metadata's values in is checked too, and its errors shown against it.
   if (report.kind === 'cloud-config' && report.text.includes('$') && !report.diagnostics.some((d) => d.severity === 'error')) {
     const after = validateUserData(Buffer.from(substitute(report.text, variables)), { maxSize: opts.maxSize });
     const errors = after.diagnostics.filter((d) => d.severity === 'error');
-    if (errors.length > 0) reports.push({ file: `${fetched.source} (after substituting the metadata variables)`, kind: after.kind, text: after.text, diagnostics: errors });
+    if (errors.length > 0) reports.push({ file: `${where} (after substituting the metadata variables)`, kind: after.kind, text: after.text, diagnostics: errors });
   }
   writeReports(reports, opts, io, failsOn);
   return reports.some((r) => r.diagnostics.some((d) => failsOn(d.severity))) ? 1 : 0;
@@ -316,25 +356,26 @@ function writeReports(reports: FileReport[], opts: Options, io: Io, failsOn: (s:
   else io.stdout.write(formatText(reports, io.stdout.isTTY === true));
 }
 
+/** A finding for a source that answered without user data: nothing was validated, and the user is told why. */
+function noUserData(fetched: Fetched): Diagnostic {
+  const message = `no user data here${fetched.noUserData ? `: ${fetched.noUserData}` : ''}`;
+  return { severity: 'warning', code: 'no-user-data', message, path: [], line: 1, column: 1, endLine: 1, endColumn: 1 };
+}
+
 /** Fetches from the datasources given and applies what the first to answer gave. */
 async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { applyFetched } = require('../apply/apply') as typeof import('../apply/apply');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { formatResults } = require('../apply/report') as typeof import('../apply/report');
+  const refused = refusePrivilege(opts, io);
+  if (refused !== undefined) return refused;
   try {
     const fetchStarted = performance.now();
-    const fetched = await fetchFromDatasources(opts);
+    const fetched = await fetchFromDatasources(opts, io);
     const fetchMs = performance.now() - fetchStarted;
-    io.stdout.write(`user data from ${fetched.source}${fetched.userData ? '' : ' (none)'}\n`);
-    const report = await applyFetched(fetched, applyOptions(opts));
-    if (!writeValidation(fetched.source, report, io)) return 1;
-    io.stdout.write(formatResults(report.results, opts.dryRun === true));
-    if (opts.timings) {
-      const t = report.timings;
-      io.stdout.write(`timings: fetch ${fetchMs.toFixed(1)} ms, validate ${t.validateMs.toFixed(1)} ms, apply ${t.applyMs.toFixed(1)} ms\n`);
+    const where = fetched.location ?? fetched.source;
+    if (opts.format !== 'json') {
+      io.stdout.write(fetched.userData ? `user data from ${where}\n` : `no user data at ${where}${fetched.noUserData ? ` (${fetched.noUserData})` : ''}\n`);
     }
-    return report.results.some((r) => r.outcome === 'failed') ? 1 : 0;
+    const report = await applyModule().applyFetched(fetched, applyOptions(opts));
+    return writeApplyReport(where, report, fetchMs, opts, io);
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
     return 1;

@@ -87,16 +87,29 @@ export async function main(argv: string[]): Promise<number> {
     log((err as Error).message);
     return 1;
   }
+  let early: Awaited<ReturnType<typeof daemonBuses>> | undefined;
+  if (settings.strategy.kind === 'off') {
+    // As the reference locksmithd: with the strategy off there is nothing to do, and no bus or
+    // systemd is needed to do it, so it says so and exits 0. With the buses there, it stays up,
+    // idle, for `locksmithctl set-strategy` to wake it with SIGHUP.
+    try {
+      early = await daemonBuses(opts.bus, opts.systemdBus);
+    } catch {
+      log('Reboot strategy is "off" - locksmithd is exiting.');
+      return 0;
+    }
+  }
   let machineId: string;
   try {
     machineId = settings.machineId ?? readFileSync(opts.machineIdFile, 'utf8').trim();
   } catch (err) {
     log(`cannot read this machine's id: ${(err as Error).message}`);
+    early?.close();
     return 1;
   }
   let buses: Awaited<ReturnType<typeof daemonBuses>>;
   try {
-    buses = await daemonBuses(opts.bus, opts.systemdBus);
+    buses = early ?? (await daemonBuses(opts.bus, opts.systemdBus));
   } catch (err) {
     log((err as Error).message);
     return 1;

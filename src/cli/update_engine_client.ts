@@ -76,7 +76,7 @@ interface Options {
 }
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
-const rate = (n: number) => `${(n / 1e6).toFixed(1)} MB/s`;
+const rate = (bytesPerSecond: number) => `${mib(bytesPerSecond)}/s`;
 
 function slotLines(s: Slots): string {
   const line = (e: Slots['active'], role: string) =>
@@ -87,7 +87,7 @@ function slotLines(s: Slots): string {
     .join('');
 }
 
-/** A progress bar on a terminal, a line per tenth otherwise. */
+/** A progress bar on a terminal, a line per tenth otherwise: bytes of the image written to the slot, of its size, and the write rate. */
 function progressReporter(io: Io, mode: 'bar' | 'lines' | 'none'): { update(p: Progress): void; done(): void } {
   let lastDraw = 0;
   let lastTenth = -1;
@@ -99,13 +99,12 @@ function progressReporter(io: Io, mode: 'bar' | 'lines' | 'none'): { update(p: P
         lastDraw = now;
         const width = Math.max(10, Math.min(40, (io.stderr.columns ?? 80) - 50));
         const filled = Math.round(Math.min(1, p.fraction) * width);
-        const total = p.total !== undefined ? ` / ${mib(p.total)}` : '';
-        io.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ${mib(p.bytes)}${total}  ${rate(p.rate)}  `);
+        io.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ${mib(p.written)} / ${mib(p.total)}  ${rate(p.rate)}  `);
       } else if (mode === 'lines') {
         const tenth = Math.floor(p.fraction * 10);
         if (tenth === lastTenth) return;
         lastTenth = tenth;
-        io.stderr.write(`progress ${(p.fraction * 100).toFixed(0)}% ${p.bytes} bytes${p.total !== undefined ? ` of ${p.total}` : ''}, ${rate(p.rate)}, ${p.written} bytes written\n`);
+        io.stderr.write(`progress ${(p.fraction * 100).toFixed(0)}%: ${p.written} of ${p.total} bytes written, ${rate(p.rate)}\n`);
       }
     },
     done() {
@@ -295,8 +294,8 @@ async function run(opts: Options, io: Io): Promise<number> {
       progress.done();
       for (const w of r.warnings) io.stderr.write(`warning: ${w}\n`);
       io.stdout.write(
-        `staged ${r.slots.passive.name} (partition ${r.slots.passive.number}): ${r.imageSize} bytes verified (SHA-256 ${r.imageSha256}), ` +
-          `from a ${r.payloadBytes}-byte payload in ${r.seconds.toFixed(2)} s (${rate(r.imageSize / r.seconds)} written)` +
+        `staged ${r.slots.passive.name} (partition ${r.slots.passive.number}): ${r.imageSize} of ${r.imageSize} bytes written in ${r.writeSeconds.toFixed(2)} s ` +
+          `(${rate(r.writeSeconds > 0 ? r.imageSize / r.writeSeconds : 0)}) and verified (SHA-256 ${r.imageSha256}), from a ${r.payloadBytes}-byte payload in ${r.seconds.toFixed(2)} s in all` +
           `${r.keyIndex !== undefined ? `, signed by key ${r.keyIndex + 1}` : ''}${r.resumes > 0 ? `, resumed ${r.resumes} time(s)` : ''}\n`,
       );
       return 0;

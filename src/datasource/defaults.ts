@@ -11,6 +11,21 @@ export interface RetryPolicy {
   maxBackoffMs: number;
   /** Total time allowed for one fetch, retries included, in ms. Default 60,000. */
   deadlineMs: number;
+  /** Told of each retry as it is decided, before the wait: so a caller can say why it waits. Default none. */
+  onRetry?: (retry: Retry) => void;
+}
+
+/** A retry about to happen: what failed, and how long until the next attempt. */
+export interface Retry {
+  url: string;
+  /** The attempt about to be made, 2 for the first retry. */
+  attempt: number;
+  /** The most attempts the policy allows. */
+  attempts: number;
+  /** Why the last attempt failed: the error's message, which names the URL. */
+  cause: string;
+  /** The wait before the attempt, in ms. */
+  waitMs: number;
 }
 
 export const defaultRetryPolicy: RetryPolicy = { timeoutMs: 10_000, attempts: 15, backoffMs: 100, maxBackoffMs: 5_000, deadlineMs: 60_000 };

@@ -5,6 +5,7 @@
  * coreos-cloudinit does.
  */
 import { FetchError, fetchWithRetry } from './http';
+import { userDataOf } from './simple';
 import type { HttpResult, RetryPolicy } from './http';
 import { hostnameValue, instanceIdValue, ipAddressValue, sshPublicKeyValue } from './metadata-values';
 import type { Datasource, Metadata, SshPublicKey } from './types';
@@ -78,6 +79,7 @@ export function ec2Source(base: string, policy: RetryPolicy): Datasource {
   const root = base.endsWith('/') ? base : `${base}/`;
   return {
     name: 'ec2',
+    location: root,
     async fetch() {
       const imds = new Imds(root, policy);
       const userData = await imds.get(`${version}/user-data`);
@@ -103,7 +105,7 @@ export function ec2Source(base: string, policy: RetryPolicy): Datasource {
         metadata.privateIpv6 = ipv6;
         metadata.publicIpv6 = ipv6;
       }
-      return { source: 'ec2', userData: userData.kind === 'ok' && userData.body.length > 0 ? userData.body : undefined, metadata };
+      return { source: 'ec2', location: `${root}${version}/user-data`, ...userDataOf(userData), metadata };
     },
   };
 }

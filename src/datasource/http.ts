@@ -10,7 +10,7 @@ import * as https from 'node:https';
 import { defaultRetryPolicy } from './defaults';
 import type { RetryPolicy } from './defaults';
 
-export type { RetryPolicy } from './defaults';
+export type { Retry, RetryPolicy } from './defaults';
 export { defaultRetryPolicy } from './defaults';
 
 export interface HttpRequest {
@@ -130,8 +130,10 @@ export async function fetchWithRetry(req: HttpRequest, policy: RetryPolicy = def
       last = err instanceof FetchError ? err : new FetchError(String(err), true);
       if (!last.retryable) throw last;
     }
+    if (attempt === policy.attempts) break;
     const wait = backoff(attempt, policy);
     if (Date.now() + wait >= deadline) break;
+    policy.onRetry?.({ url: req.url, attempt: attempt + 1, attempts: policy.attempts, cause: last.message, waitMs: wait });
     await sleep(wait);
   }
   throw new FetchError(`${last?.message ?? req.url} (gave up after retrying)`, false, last?.status);

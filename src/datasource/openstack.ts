@@ -35,7 +35,7 @@ const sourceNames: Record<string, string> = { openstack: 'openstack metadata ser
  * Metadata from meta_data.json (uuid, hostname, public_keys) and network_data.json (addresses),
  * each value parsed into its type or refused naming the file and field (metadata-values.ts).
  */
-export function openstackMetadata(files: OpenstackFiles, source: string): Fetched {
+export function openstackMetadata(files: OpenstackFiles, source: string, location?: string): Fetched {
   const where = sourceNames[source] ?? source;
   const meta = parseJson(files.metaData, 'meta_data.json');
   const metadata: Metadata = { sshPublicKeys: [] };
@@ -64,7 +64,8 @@ export function openstackMetadata(files: OpenstackFiles, source: string): Fetche
       if (family === 4 && metadata.privateIpv4 === undefined) metadata.privateIpv4 = ip;
     });
   }
-  return { source, userData: files.userData && files.userData.length > 0 ? files.userData : undefined, metadata };
+  if (files.userData && files.userData.length > 0) return { source, location, userData: files.userData, metadata };
+  return { source, location, userData: undefined, noUserData: files.userData ? 'it is empty' : 'there is none', metadata };
 }
 
 /** The metadata service. Not there (meta_data.json 404) means this is no OpenStack. */
@@ -76,10 +77,11 @@ export function openstackSource(base: string, policy: RetryPolicy): Datasource {
   };
   return {
     name: 'openstack',
+    location: root,
     async fetch() {
       const metaData = await get('meta_data.json');
       if (!metaData) return undefined;
-      return openstackMetadata({ metaData, userData: await get('user_data'), networkData: await get('network_data.json') }, 'openstack');
+      return openstackMetadata({ metaData, userData: await get('user_data'), networkData: await get('network_data.json') }, 'openstack', `${root}user_data`);
     },
   };
 }
@@ -136,12 +138,14 @@ export function configDriveSource(path: string): Datasource {
   };
   return {
     name: 'configdrive',
+    location: path,
     async fetch() {
       if (!(await stat(path).catch(() => undefined))) return undefined;
       const metaData = await read('meta_data.json');
       const userData = await read('user_data');
       if (!metaData && !userData) return undefined;
-      return openstackMetadata({ metaData: metaData ?? Buffer.from('{}'), userData, networkData: await read('network_data.json') }, 'configdrive');
+      const location = image ? `${path} (openstack/latest/user_data)` : join(path, 'openstack/latest/user_data');
+      return openstackMetadata({ metaData: metaData ?? Buffer.from('{}'), userData, networkData: await read('network_data.json') }, 'configdrive', location);
     },
   };
 }

@@ -5,6 +5,10 @@
  */
 import type { Datasource, Fetched } from './types';
 
+function where(source: Datasource): string {
+  return source.location ?? source.name;
+}
+
 export async function firstAnswer(sources: Datasource[]): Promise<Fetched> {
   if (sources.length === 0) throw new Error('no datasource given');
   const reasons: string[] = new Array(sources.length);
@@ -17,10 +21,12 @@ export async function firstAnswer(sources: Datasource[]): Promise<Fetched> {
           if (fetched && !done) {
             done = true;
             resolve(fetched);
-          } else if (!fetched) reasons[i] = `${source.name}: not there`;
+          } else if (!fetched) reasons[i] = `${where(source)}: not there`;
         },
         (err: unknown) => {
-          reasons[i] = `${source.name}: ${(err as Error).message}`;
+          // Named by where it looked, once: most messages start with the URL or path already.
+          const message = (err as Error).message;
+          reasons[i] = message.startsWith(where(source)) ? message : `${where(source)}: ${message}`;
         },
       ).finally(() => {
         if (--pending === 0 && !done) reject(new Error(`no datasource answered (${reasons.filter(Boolean).join('; ')})`));

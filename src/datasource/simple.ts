@@ -1,14 +1,15 @@
 /** The plain datasources: a file, a URL, and a URL named on the kernel command line (PXE). */
 import { readFile } from 'node:fs/promises';
 import { fetchWithRetry } from './http';
-import type { RetryPolicy } from './http';
+import type { HttpResult, RetryPolicy } from './http';
 import { noMetadata } from './types';
-import type { Datasource } from './types';
+import type { Datasource, Fetched } from './types';
 
 /** `--from-file PATH`: the file's bytes; an empty file is no user data; no metadata. */
 export function fileSource(path: string): Datasource {
   return {
     name: 'file',
+    location: path,
     async fetch() {
       let bytes: Buffer;
       try {
@@ -17,18 +18,27 @@ export function fileSource(path: string): Datasource {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
         throw new Error(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
       }
-      return { source: 'file', userData: bytes.length > 0 ? bytes : undefined, metadata: noMetadata() };
+      if (bytes.length === 0) return { source: 'file', location: path, userData: undefined, noUserData: 'the file is empty', metadata: noMetadata() };
+      return { source: 'file', location: path, userData: bytes, metadata: noMetadata() };
     },
   };
+}
+
+/** The user data an HTTP answer gives: its body, or none and why. */
+export function userDataOf(r: HttpResult): Pick<Fetched, 'userData' | 'noUserData'> {
+  if (r.kind === 'not-found') return { userData: undefined, noUserData: 'the server answered 404 (not found)' };
+  if (r.body.length === 0) return { userData: undefined, noUserData: `the server answered ${r.status} with an empty body` };
+  return { userData: r.body };
 }
 
 /** `--from-url URL`: fetched with retries; a 404 is no user data. */
 export function urlSource(url: string, policy: RetryPolicy, name = 'url'): Datasource {
   return {
     name,
+    location: url,
     async fetch() {
       const r = await fetchWithRetry({ url }, policy);
-      return { source: name, userData: r.kind === 'ok' && r.body.length > 0 ? r.body : undefined, metadata: noMetadata() };
+      return { source: name, location: url, ...userDataOf(r), metadata: noMetadata() };
     },
   };
 }
@@ -52,6 +62,7 @@ export function cmdlineUrl(cmdline: string): string | undefined {
 export function cmdlineSource(cmdlineFile: string, policy: RetryPolicy): Datasource {
   return {
     name: 'proc-cmdline',
+    location: `cloud-config-url in ${cmdlineFile}`,
     async fetch() {
       const url = cmdlineUrl(await readFile(cmdlineFile, 'utf8'));
       if (url === undefined) return undefined;

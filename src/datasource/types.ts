@@ -29,8 +29,12 @@ export interface Metadata {
 export interface Fetched {
   /** The datasource's name, for the record and the report: `ec2`, `openstack`, `file` ... */
   source: string;
+  /** Where the user data was looked for, for people: a URL or a path. */
+  location?: string;
   /** The user data; undefined when the source has none (a 404, an empty file). */
   userData: Buffer | undefined;
+  /** Why there is no user data, when there is none: `the server answered 404 (not found)`, `the file is empty`. */
+  noUserData?: string;
   metadata: Metadata;
 }
 
@@ -40,6 +44,8 @@ export interface Fetched {
  */
 export interface Datasource {
   name: string;
+  /** Where it looks, for messages: a URL, a path, a metadata service's base URL. */
+  location?: string;
   fetch(): Promise<Fetched | undefined>;
 }
 

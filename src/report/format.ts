@@ -70,7 +70,13 @@ export function formatText(reports: FileReport[], excerpts: boolean): string {
  * `valid` is false when there is an error (or, under --strict, a warning).
  */
 export function formatJson(reports: FileReport[], failsOn: (s: Severity) => boolean): string {
-  const files = reports.map((r) => ({
+  const files = reports.map((r) => jsonFile(r, failsOn));
+  return `${JSON.stringify({ version: 1, valid: files.every((f) => f.valid), summary: totals(reports), files }, null, 2)}\n`;
+}
+
+/** One file of {@link formatJson}'s `files`, as an object (the apply report embeds it). */
+export function jsonFile(r: FileReport, failsOn: (s: Severity) => boolean) {
+  return {
     file: r.file,
     kind: r.kind ?? null,
     valid: !r.diagnostics.some((d) => failsOn(d.severity)),
@@ -85,8 +91,7 @@ export function formatJson(reports: FileReport[], failsOn: (s: Severity) => bool
       endLine: d.endLine,
       endColumn: d.endColumn,
     })),
-  }));
-  return `${JSON.stringify({ version: 1, valid: files.every((f) => f.valid), summary: totals(reports), files }, null, 2)}\n`;
+  };
 }
 
 function escapeData(s: string): string {

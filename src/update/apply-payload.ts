@@ -18,6 +18,7 @@ import { sectorSize } from './gpt';
 import type { GptEntry } from './gpt';
 import { markUnbootable } from './slots';
 import { PayloadReader } from './payload-source';
+import { RateMeter } from './rate';
 import type { PayloadSource } from './payload-source';
 import { decodeManifest, decodeSignatures, headerSize, opNames, opType, parseHeader, PayloadError, sha256DigestInfo, sparseHole } from './payload-format';
 import type { Manifest, Operation } from './payload-format';
@@ -27,17 +28,22 @@ const write = promisify(writeCb);
 const read = promisify(readCb);
 const fdatasync = promisify(fdatasyncCb);
 
+/**
+ * How far writing the slot has got, in one quantity: bytes of the image written to the slot, of
+ * the image's size (new_partition_info). The bar, the lines and the summary all show this one.
+ */
 export interface Progress {
-  /** Payload bytes read so far. */
-  bytes: number;
-  /** The payload's size, when known. */
-  total: number | undefined;
-  /** 0 to 1: the share of the slot's bytes written. */
-  fraction: number;
-  /** Payload bytes per second since the first byte. */
-  rate: number;
-  /** Bytes written to the slot so far. */
+  /** Bytes of the image written to the slot so far. */
   written: number;
+  /** The image's size in bytes: what `written` reaches when done. */
+  total: number;
+  /** written / total, 0 to 1. */
+  fraction: number;
+  /**
+   * Bytes written per second: a moving average over the last 3 s; on the last report (fraction
+   * 1), the average over the whole write, which is what {@link ApplyResult.writeSeconds} gives.
+   */
+  rate: number;
 }
 
 export interface ApplyOptions {
@@ -71,7 +77,10 @@ export interface ApplyResult {
   /** Which of the configured keys verified the signature; undefined when none was configured. */
   keyIndex: number | undefined;
   operations: number;
+  /** The whole apply, verification included, in seconds. */
   seconds: number;
+  /** Writing the image, from the slot's first byte to its last, in seconds: imageSize / writeSeconds is the write rate. */
+  writeSeconds: number;
   resumes: number;
   warnings: string[];
 }
@@ -234,13 +243,20 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
     const disk = fd;
     const bs = manifest.blockSize;
     const slotStart = Number(target.firstLba) * sectorSize;
+    // Image bytes written: each operation's output, without the padding of its last block.
     let written = 0;
     const firstByteAt = performance.now();
-    const toWrite = manifest.operations.reduce((n, op) => n + op.dstExtents.reduce((m, e) => m + Number(e.numBlocks) * bs, 0), 0);
+    let lastByteAt = firstByteAt;
+    const meter = new RateMeter();
+    meter.sample(firstByteAt, 0);
     const report = () => {
+      lastByteAt = performance.now();
       if (!opts.onProgress) return;
-      const seconds = (performance.now() - firstByteAt) / 1000;
-      opts.onProgress({ bytes: reader.position, total: total ?? opts.size, fraction: toWrite > 0 ? written / toWrite : 1, rate: seconds > 0 ? reader.position / seconds : 0, written });
+      const shown = Math.min(written, imageSize);
+      const done = shown === imageSize;
+      const rate = meter.sample(lastByteAt, shown);
+      const seconds = (lastByteAt - firstByteAt) / 1000;
+      opts.onProgress({ written: shown, total: imageSize, fraction: shown / imageSize, rate: done && seconds > 0 ? shown / seconds : rate });
     };
     const capacityOf = (op: Operation) => op.dstExtents.reduce((n, e) => n + Number(e.numBlocks) * bs, 0);
     type Item = { op: Operation; data: Buffer; name: string };
@@ -263,8 +279,8 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
           }
         }
         for (const [j, b] of items.entries()) {
-          const n = await writeExtents(disk, slotStart, bs, b.op, outs[j]!, b.name);
-          written += n; // not `written += await ...`: that would add to a value read before the await
+          await writeExtents(disk, slotStart, bs, b.op, outs[j]!, b.name);
+          written += outs[j]!.length;
           report();
         }
       })();
@@ -354,6 +370,7 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
       keyIndex,
       operations: manifest.operations.length,
       seconds: (performance.now() - started) / 1000,
+      writeSeconds: (lastByteAt - firstByteAt) / 1000,
       resumes: reader.resumes,
       warnings,
     };

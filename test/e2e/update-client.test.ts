@@ -49,8 +49,12 @@ async function runTty(args: string[], onStderr: (text: string) => void = () => u
 
     const applied = await runTty(['--apply-payload', p.path, ...common, '--active', 'USR-A', '--public-key', f.publicKeyFiles[0]!, '--sha256', p.sha256, '--size', String(p.size)]);
     expect(applied.code).toBe(0);
-    expect(applied.stderr).toMatch(/\r\[#+\] 100%  [\d.]+ MiB \/ [\d.]+ MiB  [\d.]+ MB\/s  \n$/);
-    expect(applied.stdout).toMatch(/^staged USR-B \(partition 4\): 25165824 bytes verified \(SHA-256 [0-9a-f]{64}\), from a \d+-byte payload in [\d.]+ s \([\d.]+ MB\/s written\), signed by key 1\n$/);
+    // One quantity in the bar and the summary: image bytes written to the slot, of the image's size; the bar's last rate is the summary's.
+    const bar = /\r\[#+\] 100%  24\.0 MiB \/ 24\.0 MiB  ([\d.]+ MiB\/s)  \n$/.exec(applied.stderr);
+    expect(bar).not.toBeNull();
+    const summary = /^staged USR-B \(partition 4\): 25165824 of 25165824 bytes written in [\d.]+ s \(([\d.]+ MiB\/s)\) and verified \(SHA-256 [0-9a-f]{64}\), from a \d+-byte payload in [\d.]+ s in all, signed by key 1\n$/.exec(applied.stdout);
+    expect(summary).not.toBeNull();
+    expect(bar![1]).toBe(summary![1]);
 
     // Go/gflags-style spellings work as in the reference client.
     const fin = run(['-finalize', `-disk=${disk}`, '-active', 'USR-A', `-state_dir=${state}`]);
@@ -72,6 +76,18 @@ async function runTty(args: string[], onStderr: (text: string) => void = () => u
     expect(cgptFlags(disk, 4)).toEqual([2, 0, 1]);
     expect(sgdiskVerify(disk)).toContain('No problems found');
     expect(run(['--boot-next', disk]).stdout).toMatch(/^PARTITION=4\n.*\nTRIES_USED=0\n$/s);
+  }, 60_000);
+
+  test('--progress lines: the same quantity as the summary, a line per tenth, the last rate the summary\'s', () => {
+    const p = f.payloads['1001.0.0']!;
+    const r = run(['--apply-payload', p.path, '--disk', diskCopy(f, 'lines'), '--active', 'USR-A', '--state-dir', join(f.dir, 's-lines'), '--public-key', f.publicKeyFiles[0]!, '--progress', 'lines']);
+    expect(r.code).toBe(0);
+    const lines = r.stderr.trimEnd().split('\n');
+    for (const line of lines) expect(line).toMatch(/^progress \d+%: \d+ of 25165824 bytes written, [\d.]+ MiB\/s$/);
+    const last = /^progress 100%: 25165824 of 25165824 bytes written, ([\d.]+ MiB\/s)$/.exec(lines.at(-1)!);
+    expect(last).not.toBeNull();
+    expect(r.stdout).toContain(`25165824 of 25165824 bytes written in `);
+    expect(/ \(([\d.]+ MiB\/s)\) and verified/.exec(r.stdout)![1]).toBe(last![1]);
   }, 60_000);
 
   test('a rejected payload: exit 1, the check named, the slot unbootable', () => {

@@ -50,7 +50,7 @@ async function cli(args: string[]) {
     const r = await cli(['--from-ec2-metadata', server.url, '--root', root, '--http-timeout', '500']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^user data from ec2\n/);
+    expect(r.stdout).toMatch(new RegExp(`^user data from ${server.url}/?2009-04-04/user-data\n`));
     expect(readFileSync(join(root, 'run/systemd/system/etcd2.service.d/20-cloudinit.conf'), 'utf8')).toBe(
       '[Service]\nEnvironment="ETCD_ADVERTISE_CLIENT_URLS=http://10.0.0.5:2379"\nEnvironment="ETCD_DISCOVERY=https://discovery.etcd.io/6a28e078895c5ec737174db2419bb2f3"\n' +
         'Environment="ETCD_INITIAL_ADVERTISE_PEER_URLS=http://10.0.0.5:2380"\nEnvironment="ETCD_LISTEN_CLIENT_URLS=http://0.0.0.0:2379"\n',
@@ -83,14 +83,17 @@ async function cli(args: string[]) {
     server.alwaysFail.set('2009-04-04/user-data', 'truncate');
     const r = await cli(['--from-ec2-metadata', server.url, '--root', root, '--http-timeout', '300', '--http-deadline', '1500']);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^coreos-cloudinit: no datasource answered \(ec2: .*(bytes|whole body)/);
+    // Each retry is said as it happens, with its cause and the wait; then the failure, naming the URL.
+    expect(r.stderr).toMatch(/^coreos-cloudinit: http:\/\/127\.0\.0\.1:\d+\/2009-04-04\/user-data: .*(bytes|whole body).*; retry 2 of 15 in \d+ ms\n/);
+    expect(r.stderr).toMatch(/^coreos-cloudinit: no datasource answered \(http:\/\/127\.0\.0\.1:\d+\/2009-04-04\/user-data: .*(bytes|whole body).*\)\n$/m);
     expect(snapshot(root)).toEqual(before);
   });
 
   test('validating from the metadata service warns about variables that would be empty', async () => {
     server.ec2.metaData = { 'local-ipv4': '10.0.0.5' };
     const r = await cli(['--validate', '--from-ec2-metadata', server.url]);
-    expect(r.stdout).toMatch(/^ec2:11:15: warning: \$public_ipv4 has no value in the metadata \(nor in COREOS_PUBLIC_IPV4\): it becomes empty \[empty-variable\]$/m);
+    expect(r.stdout).toContain(`${server.url.replace(/\/?$/, '/')}2009-04-04/user-data:11:15: warning:`);
+    expect(r.stdout).toMatch(/^\S+:11:15: warning: \$public_ipv4 has no value in the metadata \(nor in COREOS_PUBLIC_IPV4\): it becomes empty \[empty-variable\]$/m);
   });
 });
 
@@ -125,7 +128,7 @@ async function cliWithEnv(args: string[], env: Record<string, string>) {
     const before = snapshot(root);
     const r = await cli(['--from-configdrive', drive, '--root', root]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^coreos-cloudinit: no datasource answered \(configdrive: openstack config drive: network_data\.json networks\[0\]\.ip_address: not an IP address: "1\.2\.3\.4\\"\\nwrite_files/);
+    expect(r.stderr).toContain(`coreos-cloudinit: no datasource answered (${drive}: openstack config drive: network_data.json networks[0].ip_address: not an IP address: "1.2.3.4\\"\\nwrite_files`);
     expect(existsSync(join(root, 'etc/injected'))).toBe(false);
     expect(snapshot(root)).toEqual(before);
   });
@@ -164,7 +167,8 @@ async function cliWithEnv(args: string[], env: Record<string, string>) {
     });
     const r = await cli(['--validate', '--from-configdrive', drive]);
     expect(r.status).toBe(1);
-    expect(r.stdout).toMatch(/^configdrive \(after substituting the metadata variables\):4:\d+: error: .*\[yaml-syntax\]$/m);
+    expect(r.stdout).toContain(`${drive}/openstack/latest/user_data (after substituting the metadata variables):4:`);
+    expect(r.stdout).toMatch(/ \(after substituting the metadata variables\):4:\d+: error: .*\[yaml-syntax\]$/m);
   });
 
   test('an environment address that is not one is an error, and nothing is applied', async () => {

@@ -100,6 +100,30 @@ describeAsRoot('dry run', () => {
     expect(outcomes(report.results)).toEqual(expect.arrayContaining(['changed file /etc/hostname', 'changed user deploy', 'changed ssh keys of deploy', 'changed file /etc/systemd/system/app.service']));
     expect(report.results.find((r) => r.subject === 'ssh keys of deploy')?.detail).toBe('once user deploy exists');
   });
+
+  test('predicts the real apply: actions see what earlier ones in the run would write (a unit written then enabled, a user created then owning a file)', async () => {
+    const text =
+      '#cloud-config\nusers:\n  - name: app\nwrite_files:\n  - path: /srv/app.conf\n    owner: app\n    content: x\n' +
+      'coreos:\n  units:\n    - name: app.service\n      enable: true\n      content: |\n        [Service]\n        ExecStart=/bin/true\n\n        [Install]\n        WantedBy=multi-user.target\n';
+    const root = makeRoot();
+    const before = snapshot(root);
+    const dry = await apply(root, text, true);
+    expect(snapshot(root)).toEqual(before);
+    expect(dry.results.filter((r) => r.outcome === 'failed')).toEqual([]);
+    const real = await apply(root, text);
+    expect(outcomes(dry.results)).toEqual(outcomes(real.results));
+    expect(outcomes(dry.results)).toContain('changed enable app.service');
+    // and once applied, a dry run predicts that nothing changes
+    expect((await apply(root, text, true)).results.filter((r) => r.outcome !== 'unchanged')).toEqual([]);
+  });
+
+  test('the bundled example: the dry run reports what the apply then does', async () => {
+    const root = makeRoot();
+    mkdirSync(join(root, 'usr/lib/systemd/system'), { recursive: true });
+    writeFileSync(join(root, 'usr/lib/systemd/system/etcd-member.service'), '[Service]\nExecStart=/usr/bin/etcd\n\n[Install]\nWantedBy=multi-user.target\n');
+    const dry = await apply(root, example, true);
+    expect(outcomes(dry.results)).toEqual(outcomes((await apply(root, example)).results));
+  });
 });
 
 describeAsRoot('sections', () => {

@@ -1,6 +1,9 @@
 /** coreos-cloudinit --validate as users run it: the built program in a child process. */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -144,4 +147,131 @@ test('apply: user data with errors is reported and not applied', () => {
   const r = run(['--from-file', bad, '--root', dir, '--dry-run']);
   expect(r.status).toBe(1);
   expect(r.stdout).toMatch(/error: invalid value "false"[\s\S]*not applied: the user data has errors\n$/);
+});
+
+/** As run, without blocking this process: for tests that serve HTTP to the program. */
+function runAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+/** A root for applying into: an /etc with passwd and group (the owner lookups read them). */
+function applyRoot(): string {
+  const r = mkdtempSync(join(tmpdir(), 'bootsmith-cli-root-'));
+  mkdirSync(join(r, 'etc'));
+  writeFileSync(join(r, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
+  writeFileSync(join(r, 'etc/group'), 'root:x:0:\n');
+  return r;
+}
+
+const unitApp = file(
+  'unit-app.yaml',
+  '#cloud-config\nwrite_files:\n  - path: /etc/app.conf\n    content: x\ncoreos:\n  units:\n    - name: app.service\n      enable: true\n' +
+    '      content: |\n        [Service]\n        ExecStart=/bin/true\n\n        [Install]\n        WantedBy=multi-user.target\n',
+);
+
+describe('applying', () => {
+  const asRoot = process.getuid?.() === 0;
+  (asRoot ? test : test.skip)('--dry-run predicts the apply: a unit the plan writes can be enabled', () => {
+    const r = applyRoot();
+    const dry = run(['--from-file', unitApp, '--root', r, '--dry-run']);
+    expect(dry.stdout).toContain('would change enable app.service [coreos.units[0]]\n');
+    expect(dry).toMatchObject({ status: 0, stderr: '' });
+    expect(existsSync(join(r, 'etc/systemd'))).toBe(false);
+    const real = run(['--from-file', unitApp, '--root', r]);
+    expect(real).toMatchObject({ status: 0, stderr: '' });
+    const same = (text: string) => text.replace(/^(would change|changed) +/gm, 'changed ').replace(/would change,/, 'changed,');
+    expect(same(real.stdout)).toBe(same(dry.stdout));
+  });
+
+  (asRoot ? test : test.skip)('--timings with --from-file', () => {
+    const r = run(['--from-file', unitApp, '--root', applyRoot(), '--dry-run', '--timings']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/\ntimings: fetch [\d.]+ ms, validate [\d.]+ ms, apply [\d.]+ ms\n$/);
+  });
+
+  (asRoot ? test : test.skip)('--format json: the action report as one document', () => {
+    const r = run(['--from-file', unitApp, '--root', applyRoot(), '--format', 'json', '--timings']);
+    expect(r).toMatchObject({ status: 0, stderr: '' });
+    expect(JSON.parse(r.stdout)).toEqual({
+      version: 1,
+      source: unitApp,
+      dryRun: false,
+      applied: true,
+      ok: true,
+      validation: { file: unitApp, kind: 'cloud-config', valid: true, diagnostics: [] },
+      actions: [
+        { action: 'file', target: '/etc/app.conf', status: 'changed', cause: null, origin: 'write_files[0]' },
+        { action: 'file', target: '/etc/systemd/system/app.service', status: 'changed', cause: null, origin: 'coreos.units[0]' },
+        { action: 'enable', target: 'app.service', status: 'changed', cause: null, origin: 'coreos.units[0]' },
+      ],
+      summary: { changed: 3, unchanged: 0, failed: 0, skipped: 0 },
+      timings: { fetchMs: expect.any(Number), validateMs: expect.any(Number), applyMs: expect.any(Number) },
+    });
+    const failed = JSON.parse(run(['--from-file', bad, '--root', applyRoot(), '--format', 'json']).stdout);
+    expect(failed).toMatchObject({ applied: false, ok: false, actions: [], validation: { valid: false, diagnostics: [expect.objectContaining({ code: 'invalid-value' })] } });
+  });
+
+  test('as a user other than root, applying to / is refused in one message; --root and --dry-run are not', () => {
+    const nobody = (args: string[]) => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, bin, ...args], { encoding: 'utf8' });
+    const open = file('open.yaml', '#cloud-config\nhostname: a\nwrite_files:\n  - path: /etc/x\n    content: x\n');
+    chmodSync(dir, 0o755);
+    const r = nobody(['--from-file', open]);
+    expect({ status: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({
+      status: 1,
+      stdout: '',
+      stderr: 'coreos-cloudinit: applying to / needs root (run as root, or use --root DIR or --dry-run)\n',
+    });
+    expect(nobody(['--from-url', 'http://127.0.0.1:9/x']).stderr).toBe('coreos-cloudinit: applying to / needs root (run as root, or use --root DIR or --dry-run)\n');
+    const dry = nobody(['--from-file', open, '--dry-run', '--systemd-bus', 'none']);
+    expect(dry.stderr).toBe('');
+    expect(dry.stdout).toContain('would change file /etc/x [write_files[0]]');
+  });
+});
+
+describe('fetching', () => {
+  let server: Server;
+  let base: string;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      res.statusCode = req.url === '/user-data' ? 200 : 404;
+      res.end(req.url === '/user-data' ? '#cloud-config\nhostnam: a\n' : '');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => server.close());
+
+  test('--validate of a URL that answers 404 says there is no user data there', async () => {
+    const r = await runAsync(['--validate', '--from-url', `${base}/missing`]);
+    expect(r).toEqual({
+      status: 0,
+      stdout: `${base}/missing:1:1: warning: no user data here: the server answered 404 (not found) [no-user-data]\n0 errors, 1 warning, 0 infos in 1 file\n`,
+      stderr: '',
+    });
+    expect((await runAsync(['--validate', '--strict', '--from-url', `${base}/missing`])).status).toBe(1);
+  });
+
+  test('findings name the URL', async () => {
+    const r = await runAsync(['--validate', '--from-url', `${base}/user-data`]);
+    expect(r.stdout).toMatch(new RegExp(`^${base}/user-data:2:1: warning: unrecognized key "hostnam"`));
+  });
+
+  test('each retry is reported as it happens: the cause and the wait', () => {
+    const url = 'http://127.0.0.1:9/user-data';
+    const r = run(['--validate', '--from-url', url, '--http-attempts', '3', '--http-backoff', '20']);
+    expect(r.status).toBe(1);
+    expect(r.stderr.split('\n')).toEqual([
+      expect.stringMatching(/^coreos-cloudinit: http:\/\/127\.0\.0\.1:9\/user-data: connect ECONNREFUSED 127\.0\.0\.1:9; retry 2 of 3 in \d+ ms$/),
+      expect.stringMatching(/^coreos-cloudinit: http:\/\/127\.0\.0\.1:9\/user-data: connect ECONNREFUSED 127\.0\.0\.1:9; retry 3 of 3 in \d+ ms$/),
+      `coreos-cloudinit: no datasource answered (${url}: connect ECONNREFUSED 127.0.0.1:9 (gave up after retrying))`,
+      '',
+    ]);
+  });
 });

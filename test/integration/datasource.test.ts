@@ -43,6 +43,7 @@ describe('EC2', () => {
     const got = await ec2Source(s.url, fast).fetch();
     expect(got).toEqual({
       source: 'ec2',
+      location: `${s.url.replace(/\/?$/, '/')}2009-04-04/user-data`,
       userData: Buffer.from(ec2Data.userData),
       metadata: {
         instanceId: 'i-0123456789',
@@ -215,6 +216,7 @@ describe('OpenStack', () => {
     const s = await serve({}, openstack);
     expect(await openstackSource(s.url, fast).fetch()).toEqual({
       source: 'openstack',
+      location: `${s.url.replace(/\/?$/, '/')}openstack/latest/user_data`,
       userData: Buffer.from('#cloud-config\n'),
       metadata: { instanceId: openstack.metaData.uuid, hostname: 'node-1.novalocal', privateIpv4: '10.1.0.4', privateIpv6: 'fd00::4', sshPublicKeys: [key] },
     });
@@ -548,7 +550,7 @@ describe('kernel command line, files, URLs, and choosing', () => {
 
   test('when none answers, the error says what each one said', async () => {
     await expect(firstAnswer([fileSource('/nonexistent/x'), urlSource('http://127.0.0.1:9/', { ...fast, deadlineMs: 200 })])).rejects.toThrow(
-      /^no datasource answered \(file: not there; url: .*ECONNREFUSED/,
+      /^no datasource answered \(\/nonexistent\/x: not there; http:\/\/127\.0\.0\.1:9\/: .*ECONNREFUSED/,
     );
   });
 });

@@ -113,3 +113,20 @@ function ctl(args: string[]): Promise<{ status: number | null; stdout: string; s
     bus.disconnect();
   }, 30_000);
 });
+
+test('REBOOT_STRATEGY=off without D-Bus or systemd: the reference\'s line, exit 0', () => {
+  const root = mkdtempSync(join(tmpdir(), 'bootsmith-lsd-off-'));
+  mkdirSync(join(root, 'etc/coreos'), { recursive: true });
+  writeFileSync(join(root, 'etc/coreos/update.conf'), 'REBOOT_STRATEGY=off\n');
+  const r = spawnSync(process.execPath, [join(bins, 'locksmithd.js'), '--root', root, '--bus', 'unix:path=/nonexistent/bus', '--pid-file', join(root, 'pid')], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '' },
+  });
+  expect({ status: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({ status: 0, stdout: '', stderr: 'locksmithd: Reboot strategy is "off" - locksmithd is exiting.\n' });
+  // the environment's strategy counts as the file's does
+  const env = spawnSync(process.execPath, [join(bins, 'locksmithd.js'), '--root', mkdtempSync(join(tmpdir(), 'bootsmith-lsd-off-')), '--bus', 'unix:path=/nonexistent/bus'], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '', REBOOT_STRATEGY: 'off' },
+  });
+  expect([env.status, env.stderr]).toEqual([0, 'locksmithd: Reboot strategy is "off" - locksmithd is exiting.\n']);
+});

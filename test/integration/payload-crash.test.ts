@@ -82,7 +82,7 @@ if (!ready) test.skip('crash tests need bzip2, e2fsprogs, gdisk, cgpt and a buil
     // Run again: it converges to the staged update, which then finalizes and boots.
     const r = spawnSync(process.execPath, [cli, '--apply-payload', payload, '--disk', d, '--active', 'USR-A', '--public-key', pub, '--state-dir', state, '--progress', 'none'], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/^staged USR-B \(partition 4\): 31457280 bytes verified/);
+    expect(r.stdout).toMatch(/^staged USR-B \(partition 4\): 31457280 of 31457280 bytes written in [\d.]+ s \([\d.]+ MiB\/s\) and verified/);
     await finalizeStaged(machine(d), state);
     const pick = bestSlot(readGpt(d).entries)!;
     expect(pick.name).toBe('USR-B');

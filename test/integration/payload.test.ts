@@ -43,10 +43,13 @@ const fast = { attempts: 5, backoffMs: 10, maxBackoffMs: 50, timeoutMs: 5000, de
     expect(cgptFlags(disk, 3)).toEqual([1, 0, 1]);
     const seen: Progress[] = [];
     const r = await stage(machine(disk), state, { source: fileSource(good.path), publicKeys: [f.keys[0]!.publicKey], sha256: Buffer.from(good.sha256, 'hex'), size: good.size, onProgress: (p) => seen.push(p) });
-    // Progress: one report per operation, rising to the whole slot image, with the payload's size.
+    // Progress: one report per operation, in one quantity: image bytes written to the slot, of the
+    // image's size, rising to it; the last report's rate is the whole write's, as in the result.
     expect(seen).toHaveLength(24);
     expect(seen.map((p) => p.fraction)).toEqual([...seen.map((p) => p.fraction)].sort((a, b) => a - b));
-    expect(seen.at(-1)).toMatchObject({ fraction: 1, written: 25165824, total: good.size });
+    expect(seen.every((p) => p.total === 25165824 && p.fraction === p.written / p.total)).toBe(true);
+    expect(seen.at(-1)).toMatchObject({ fraction: 1, written: 25165824, total: 25165824 });
+    expect(seen.at(-1)!.rate).toBeCloseTo(r.imageSize / r.writeSeconds, 6);
     expect(r).toMatchObject({ payloadBytes: good.size, payloadSha256: good.sha256, keyIndex: 0, warnings: [] });
     expect(r.imageSha256).toBe(sha256(readFileSync(f.images['1001.0.0']!)));
     // Staged only: USR-B holds the new version but cannot boot until finalized.

@@ -1,5 +1,5 @@
 /** The executor's rules for unit commands, with a recording stand-in for systemd (the real one is in test/integration/systemd). */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Executor } from '../../src/apply/execute';
@@ -64,4 +64,28 @@ test('a job queued behind the applying unit (ordered after it) is a change, with
   const root = mkdtempSync(join(tmpdir(), 'bootsmith-exec-'));
   const [result] = await new Executor({ root, dryRun: false, systemd, unitDirs, newInstance: true }).run([{ kind: 'unit-command', origin: 'u', unit: 'etcd2.service', command: 'start' }]);
   expect(result).toMatchObject({ outcome: 'changed', subject: 'start etcd2.service', detail: expect.stringMatching(/^queued/) });
+});
+
+test('a dry run sees what the actions before it would have written: a unit file, then its enable (offline)', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'bootsmith-exec-'));
+  const unit = Buffer.from('[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\nAlso=b.service\n');
+  const actions: Action[] = [
+    { kind: 'file', origin: 'u', path: '/etc/systemd/system/a.service', content: unit, mode: 0o644, owner: undefined },
+    { kind: 'file', origin: 'u', path: '/etc/systemd/system/b.service', content: Buffer.from('[Install]\nWantedBy=a.service\n'), mode: 0o644, owner: undefined },
+    { kind: 'enable', origin: 'u', unit: 'a.service', runtime: false, dir: '/etc/systemd/system' },
+    { kind: 'mask', origin: 'u', unit: 'c.service', path: '/etc/systemd/system/c.service', runtime: false, mask: true },
+    { kind: 'mask', origin: 'u', unit: 'c.service', path: '/etc/systemd/system/c.service', runtime: false, mask: true },
+  ];
+  const results = await new Executor({ root, dryRun: true, systemd: undefined, unitDirs }).run(actions);
+  expect(results.map((r) => `${r.outcome} ${r.subject}${r.detail ? `: ${r.detail}` : ''}`)).toEqual([
+    'changed file /etc/systemd/system/a.service',
+    'changed file /etc/systemd/system/b.service',
+    'changed enable a.service',
+    'changed mask c.service',
+    'unchanged mask c.service',
+  ]);
+  expect(readdirSync(root)).toEqual([]);
+  const real = await new Executor({ root, dryRun: false, systemd: undefined, unitDirs }).run(actions);
+  expect(real.map((r) => `${r.outcome} ${r.subject}`)).toEqual(results.map((r) => `${r.outcome} ${r.subject}`));
+  expect(readlinkSync(join(root, 'etc/systemd/system/a.service.wants/b.service'))).toBe('/etc/systemd/system/b.service');
 });
