@@ -87,7 +87,7 @@ const hostile: Array<[string, string, RegExp]> = [
       process.stdout.write(`locksmithctl ${args.join(' ')} on 100,000 holders: exit ${r.status} in ${Date.now() - started} ms\n`);
       expect(r.status).toBe(1);
       expect(r.stdout).toBe('');
-      expect(r.stderr).toMatch(/^Error (getting status|locking|unlocking): com\.coreos\.airlock\/groups\/huge\/v1\/semaphore is corrupt: the value is \d+ bytes, more than the 262144 a semaphore may hold\n$/);
+      expect(r.stderr).toMatch(/^Error (setting value|locking|unlocking): com\.coreos\.airlock\/groups\/huge\/v1\/semaphore is corrupt: the value is \d+ bytes, more than the 262144 a semaphore may hold\n$/);
     }
     expect(await client.get(new Semaphore(client, 'huge').key).string()).toBe(hundredThousand);
   }, 90_000);
