@@ -174,6 +174,16 @@ describe('locksmithctl without etcd', () => {
     }
   });
 
+  test('connection refused is found before the etcd client (a fifth of a second to load) is loaded', async () => {
+    const hook = join(dir, 'no-etcd3.js');
+    writeFileSync(hook, "const M = require('node:module'); const load = M._load; M._load = function (r, ...a) { if (r === 'etcd3') throw new Error('etcd3 was loaded'); return load.call(this, r, ...a); };\n");
+    const port = await closedPort();
+    const r = spawnSync(process.execPath, ['-r', hook, bin, '--endpoint', `http://127.0.0.1:${port}`, 'status'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect([r.status, r.stderr]).toEqual([1, `Error initializing etcd client: etcd cluster is unavailable or misconfigured: http://127.0.0.1:${port}: connection refused\n`]);
+    // Nor do commands that need no etcd load it.
+    expect(spawnSync(process.execPath, ['-r', hook, bin, '--version'], { encoding: 'utf8' }).status).toBe(0);
+  });
+
   test('every endpoint named with its own cause', async () => {
     const [a, b] = [await closedPort(), await closedPort()];
     expect(ctl(['--endpoint', `http://127.0.0.1:${a}`, '--endpoint', `http://127.0.0.1:${b},http://no-such-host.invalid:2379`, 'status']).stderr).toBe(
