@@ -1,17 +1,19 @@
 /**
  * locksmithctl: shows and changes the fleet's reboot semaphore, and sets the reboot strategy.
- * Output and exit codes follow locksmith's where it has them (0 fine, 1 failed, 2 usage).
- * Global flags may come from LOCKSMITHCTL_* environment variables; flags win.
+ * Output, messages and exit codes are locksmith's where it has them (0 fine, 1 failed, 2 usage),
+ * since scripts parse them: `status` prints `Available:`, `Max:` and, after a blank line,
+ * `MACHINE ID` and one bare id per line; errors start with locksmith's words, and any detail of
+ * ours comes after them. More (each holder's last sign of life) only with `--verbose` or
+ * `--format json`. Global flags may come from LOCKSMITHCTL_* environment variables; flags win.
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { connectEtcd, defaultEndpoints, splitEndpoints } from '../lock/etcd';
-import { liveness, parseDuration } from '../lock/presence';
-import { Semaphore, defaultGroup } from '../lock/semaphore';
+import type { Etcd3 } from 'etcd3';
+import { defaultEndpoints, describeEtcdError, openEtcd, splitEndpoints } from '../lock/etcd';
+import { lastSeenRecord, liveness, parseDuration } from '../lock/presence';
+import { Semaphore, SemaphoreError, defaultGroup, semaphoreLimits } from '../lock/semaphore';
 import { readStrategy, writeStrategy, strategies } from '../lock/strategy-file';
 import { addEtcdOptions, collect, etcdEnvironment, rootDir, standardOptions } from './options';
-import { logindReboot, sendNeedReboot } from '../lock/dbus-ports';
-import { openBus } from '../system/dbus';
 import type { MessageBus } from 'dbus-next';
 
 /** Sends SIGHUP to a running locksmithd; its pid, or undefined when none runs. */
@@ -26,13 +28,10 @@ function reloadDaemon(pidFile: string): number | undefined {
   return pid;
 }
 
-async function withBus<T>(address: string, use: (bus: MessageBus) => Promise<T>): Promise<T> {
-  const bus = await openBus(address);
-  try {
-    return await use(bus);
-  } finally {
-    bus.disconnect();
-  }
+/** Opens a bus; D-Bus code is loaded only by the commands that use it, to keep the others quick to start. */
+async function connectBus(address: string): Promise<MessageBus> {
+  const { openBus } = await import('../system/dbus');
+  return openBus(address);
 }
 
 export interface Io {
@@ -68,7 +67,18 @@ function fromEnv(io: Io, name: string): string | undefined {
   return io.env[`LOCKSMITHCTL_${name.toUpperCase().replace(/-/g, '_')}`] || undefined;
 }
 
+/** A failure whose message is printed as it is, with no prefix. */
 class Failure extends Error {}
+
+/** A failure printed as `<prefix>: <message>`, the prefix being locksmith's words for the step. */
+class StepFailure extends Error {
+  constructor(
+    readonly prefix: string,
+    cause: unknown,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+  }
+}
 
 function ago(ms: number): string {
   const s = Math.round(ms / 1000);
@@ -109,68 +119,107 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   standardOptions(program, { environment: locksmithctlEnvironment, subcommands: true });
 
   const globals = (): Globals => program.opts<Globals>();
-  const etcd = () => {
-    const g = globals();
-    const endpoints = g.endpoint ?? (fromEnv(io, 'endpoint') ? [fromEnv(io, 'endpoint')!] : []);
-    return connectEtcd({
-      endpoints: splitEndpoints(endpoints),
-      caFile: g.etcdCafile ?? fromEnv(io, 'etcd-cafile'),
-      certFile: g.etcdCertfile ?? fromEnv(io, 'etcd-certfile'),
-      keyFile: g.etcdKeyfile ?? fromEnv(io, 'etcd-keyfile'),
-      username: g.etcdUsername ?? fromEnv(io, 'etcd-username'),
-      password: g.etcdPassword ?? fromEnv(io, 'etcd-password'),
-    });
-  };
   const group = () => globals().group ?? fromEnv(io, 'group') ?? defaultGroup;
+  /**
+   * locksmith's client set-up: settings, a connection, and the semaphore created if it is not
+   * there yet. Any failure is `Error initializing etcd client: ...`, naming the endpoints and why.
+   */
+  const initialize = async (): Promise<{ client: Etcd3; semaphore: Semaphore }> => {
+    const g = globals();
+    const endpoints = splitEndpoints(g.endpoint ?? (fromEnv(io, 'endpoint') ? [fromEnv(io, 'endpoint')!] : []));
+    let client: Etcd3 | undefined;
+    try {
+      client = await openEtcd({
+        endpoints,
+        caFile: g.etcdCafile ?? fromEnv(io, 'etcd-cafile'),
+        certFile: g.etcdCertfile ?? fromEnv(io, 'etcd-certfile'),
+        keyFile: g.etcdKeyfile ?? fromEnv(io, 'etcd-keyfile'),
+        username: g.etcdUsername ?? fromEnv(io, 'etcd-username'),
+        password: g.etcdPassword ?? fromEnv(io, 'etcd-password'),
+      });
+      const semaphore = new Semaphore(client, group());
+      try {
+        await semaphore.init();
+      } catch (err) {
+        throw new Error(describeEtcdError(err, endpoints), { cause: err });
+      }
+      return { client, semaphore };
+    } catch (err) {
+      client?.close();
+      throw new StepFailure('Error initializing etcd client', err);
+    }
+  };
   const machineId = (given: string | undefined): string => {
     if (given) return given;
     try {
       return readFileSync(globals().machineIdFile, 'utf8').trim();
     } catch (err) {
-      throw new Failure(`cannot read this machine's id: ${(err as Error).message}`);
+      throw new Failure(`Cannot read machine-id: ${(err as Error).message}`);
     }
   };
-  /** Runs a command; a failure prints as `<prefix>: <message>` (locksmith's form) and exits 1. */
+  /** Runs a command; a failure prints `<prefix>: <message>` (locksmith's form) and exits 1. */
   const guarded = async (prefix: string, fn: () => unknown) => {
     try {
       await fn();
     } catch (err) {
-      io.stderr.write(`${prefix}: ${(err as Error).message}\n`);
+      if (err instanceof Failure) io.stderr.write(`${err.message}\n`);
+      else if (err instanceof StepFailure) io.stderr.write(`${err.prefix}: ${err.message}\n`);
+      else io.stderr.write(`${prefix}: ${(err as Error).message}\n`);
       result = 1;
     }
   };
-  /** Runs `fn` with a semaphore, guarded. */
-  const withSemaphore = (prefix: string, fn: (s: Semaphore, client: ReturnType<typeof etcd>) => Promise<void>) => () =>
+  /** Runs `fn` with a semaphore once etcd is initialized, guarded. */
+  const withSemaphore = (prefix: string, fn: (s: Semaphore, client: Etcd3) => Promise<void>) => () =>
     guarded(prefix, async () => {
-      const client = etcd();
+      const { client, semaphore } = await initialize();
       try {
-        await fn(new Semaphore(client, group()), client);
+        await fn(semaphore, client);
       } finally {
         client.close();
       }
     });
+  /** locksmith's words for a refused lock or unlock, then ours. */
+  const refusal = (err: unknown): Error => {
+    if (!(err instanceof SemaphoreError) || !err.value) return err as Error;
+    if (err.kind === 'failed_lock_semaphore_full') return new Error(`semaphore is at ${err.value.total_slots - err.value.holders.length}: ${err.message}`);
+    if (err.kind === 'not_a_holder') return new Error(`holder does not exist: ${err.message}`);
+    return err;
+  };
+  /** Takes a slot by hand, recording the time as the holder's last sign of life; a holder already: `holder exists`. */
+  const lockByHand = async (s: Semaphore, id: string) => {
+    const r = await s.lock(id, [lastSeenRecord(s.group, id)]).catch((err: unknown) => {
+      throw refusal(err);
+    });
+    if (r === 'already held') throw new Error('holder exists');
+  };
 
   program
     .command('status')
-    .description('show the slots and their holders, with each holder\'s last sign of life')
-    .action(
-      withSemaphore('Error getting status', async (s, client) => {
+    .description('show the slots and their holders (with --verbose, each holder\'s last sign of life)')
+    .option('-v, --verbose', 'add each holder\'s last sign of life')
+    .action((cmd: { verbose?: boolean }) =>
+      // "Error setting value" is locksmith's prefix for a status that cannot be read.
+      withSemaphore('Error setting value', async (s, client) => {
         const { value } = await s.read();
-        const lives = await liveness(client, s.group, value.holders);
         if (globals().format === 'json') {
+          const lives = await liveness(client, s.group, value.holders);
           const holders = lives.map((l) => ({ id: l.id, alive: l.alive, lastSeen: l.lastSeen?.toISOString() ?? null }));
           io.stdout.write(`${JSON.stringify({ group: s.group, total_slots: value.total_slots, available: value.total_slots - value.holders.length, holders }, null, 2)}\n`);
           return;
         }
         io.stdout.write(`Available: ${value.total_slots - value.holders.length}\nMax: ${value.total_slots}\n`);
-        if (lives.length === 0) return;
+        if (value.holders.length === 0) return;
+        if (!cmd.verbose) {
+          io.stdout.write(`\nMACHINE ID\n${value.holders.map((id) => `${id}\n`).join('')}`);
+          return;
+        }
         io.stdout.write(`\n${'MACHINE ID'.padEnd(34)}LAST SIGN OF LIFE\n`);
         const now = Date.now();
-        for (const l of lives) {
+        for (const l of await liveness(client, s.group, value.holders)) {
           const life = l.alive ? 'alive' : l.lastSeen ? `${l.lastSeen.toISOString()} (${ago(now - l.lastSeen.getTime())})` : 'never seen';
           io.stdout.write(`${l.id.padEnd(34)}${life}\n`);
         }
-      }),
+      })(),
     );
 
   program
@@ -178,7 +227,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .description('take a slot for a machine (default: this one)')
     .action((id?: string) =>
       withSemaphore('Error locking', async (s) => {
-        await s.lock(machineId(id));
+        await lockByHand(s, machineId(id));
       })(),
     );
 
@@ -186,34 +235,48 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .command('unlock [machine-id]')
     .description('give back a machine\'s slot (default: this one)')
     .option('--stale <age>', 'instead: free every holder silent for longer than AGE (such as 2h)')
-    .action((id: string | undefined, cmd: { stale?: string }) =>
-      withSemaphore('Error unlocking', async (s, client) => {
-        if (cmd.stale === undefined) {
-          await s.unlock(machineId(id));
+    .action((id: string | undefined, cmd: { stale?: string }) => {
+      const age = cmd.stale === undefined ? undefined : parseDuration(cmd.stale);
+      if (cmd.stale !== undefined && age === undefined) {
+        return guarded('Error unlocking', () => {
+          throw new Error(`invalid age "${cmd.stale}": use a duration such as 90m or 2h`);
+        });
+      }
+      return withSemaphore('Error unlocking', async (s, client) => {
+        if (age === undefined) {
+          await s.unlock(machineId(id)).catch((err: unknown) => {
+            throw refusal(err);
+          });
           return;
         }
-        const age = parseDuration(cmd.stale);
-        if (age === undefined) throw new Failure(`invalid age "${cmd.stale}": use a duration such as 90m or 2h`);
         const { value } = await s.read();
         const now = Date.now();
         for (const l of await liveness(client, s.group, value.holders)) {
           if (l.alive || (l.lastSeen && now - l.lastSeen.getTime() <= age)) continue;
           if (await s.unlockIfHeld(l.id)) io.stdout.write(`Unlocked ${l.id} (${l.lastSeen ? `last seen ${ago(now - l.lastSeen.getTime())}` : 'never seen'})\n`);
         }
-      })(),
-    );
+      })();
+    });
 
   program
-    .command('set-max <slots>')
+    .command('set-max [slots]')
     .description('set how many machines may hold a slot at once')
-    .action((slots: string) =>
-      withSemaphore('Error setting value', async (s) => {
-        const n = Number(slots);
-        if (!/^\d+$/.test(slots) || !Number.isSafeInteger(n)) throw new Failure(`Invalid maximum value: ${slots}`);
+    .action((slots: string | undefined) => {
+      // locksmith's messages, and its order: the argument is checked before etcd is asked.
+      if (slots === undefined) return guarded('', () => {
+        throw new Failure('New maximum value must be set.');
+      });
+      const n = Number(slots);
+      if (!/^\+?\d+$/.test(slots) || !Number.isSafeInteger(n) || n > semaphoreLimits.maxSlots) {
+        return guarded('', () => {
+          throw new Failure(`Invalid maximum value: ${slots}${/^\+?\d+$/.test(slots) ? ` (at most ${semaphoreLimits.maxSlots})` : ''}`);
+        });
+      }
+      return withSemaphore('Error setting value', async (s) => {
         const r = await s.setMax(n);
         io.stdout.write(`Old-Max: ${r.old}\nMax: ${r.max}\n`);
-      })(),
-    );
+      })();
+    });
 
   program
     .command('set-strategy <strategy>')
@@ -235,25 +298,50 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   program
     .command('reboot')
     .description('take a slot for this machine, then reboot it through logind')
-    .action(() =>
-      withSemaphore('Error rebooting', async (s) => {
-        if (process.getuid?.() !== 0) throw new Failure('Must be root to initiate reboot.');
-        const id = machineId(undefined);
-        await s.lock(id);
+    .action(() => {
+      // locksmith's order and messages: root, etcd, logind, the machine id, the lock, the reboot.
+      if (process.geteuid?.() !== 0) return guarded('', () => {
+        throw new Failure('Must be root to initiate reboot.');
+      });
+      return withSemaphore('Error rebooting', async (s) => {
+        const bus = await connectBus(globals().bus).catch((err: unknown) => {
+          throw new StepFailure('Error initializing login connection', err);
+        });
         try {
-          await withBus(globals().bus, (bus) => logindReboot(bus));
-        } catch (err) {
-          // No reboot: leave no lock behind.
-          await s.unlockIfHeld(id).catch(() => undefined);
-          throw err;
+          const id = machineId(undefined);
+          await lockByHand(s, id).catch((err: unknown) => {
+            throw new StepFailure('Error locking', err);
+          });
+          try {
+            const { logindReboot } = await import('../lock/dbus-ports');
+            await logindReboot(bus);
+          } catch (err) {
+            // No reboot: leave no lock behind.
+            await s.unlockIfHeld(id).catch(() => undefined);
+            throw err;
+          }
+        } finally {
+          bus.disconnect();
         }
-      })(),
-    );
+      })();
+    });
 
   program
     .command('send-need-reboot')
     .description('send update_engine\'s StatusUpdate signal for a staged update (for testing locksmithd)')
-    .action(() => guarded('Error sending signal', () => withBus(globals().bus, sendNeedReboot)));
+    .action(() =>
+      guarded('error emitting signal', async () => {
+        const bus = await connectBus(globals().bus).catch((err: unknown) => {
+          throw new StepFailure('error connecting to system dbus', err);
+        });
+        try {
+          const { sendNeedReboot } = await import('../lock/dbus-ports');
+          await sendNeedReboot(bus);
+        } finally {
+          bus.disconnect();
+        }
+      }),
+    );
 
   program
     .command('get-strategy')
@@ -265,6 +353,12 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
         else io.stdout.write(`Strategy: ${s.strategy}\n${s.window ? `Window: ${s.window.start} for ${s.window.length}\n` : 'Window: none\n'}`);
       }),
     );
+
+  // locksmith's words for an unknown subcommand, on stdout; exit 2.
+  program.on('command:*', (operands: string[]) => {
+    io.stdout.write(`locksmithctl: unknown subcommand: ${JSON.stringify(operands[0])}\nRun 'locksmithctl help' for usage.\n`);
+    result = 2;
+  });
 
   try {
     if (argv.length === 0) {

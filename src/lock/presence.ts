@@ -1,10 +1,13 @@
 /**
  * Signs of life of the machines in a group: a running agent keeps a presence key on a lease (it
- * disappears a TTL after the agent stops) and refreshes a last-seen time. `status` shows them;
+ * disappears a TTL after the agent stops) and refreshes a last-seen time. A slot taken by hand
+ * (`locksmithctl lock`, `reboot`) records the time it was taken as a last-seen time, in the same
+ * transaction, so it counts as fresh for a while too. `status --verbose` shows them;
  * `unlock --stale AGE` frees holders that have been silent longer than AGE.
  */
 import type { Etcd3 } from 'etcd3';
 import { groupPrefix } from './semaphore';
+import type { Alongside } from './semaphore';
 
 export interface Liveness {
   id: string;
@@ -51,6 +54,11 @@ export async function liveness(client: Etcd3, group: string, ids: readonly strin
 export async function reportAlive(client: Etcd3, group: string, id: string, leaseId: string, now = new Date()): Promise<void> {
   await client.put(presenceKey(group, id)).value(now.toISOString()).lease(leaseId).exec();
   await client.put(seenKey(group, id)).value(now.toISOString()).exec();
+}
+
+/** The last-seen record of `id` at `now`: written with a slot taken by hand (see Semaphore.lock's `alongside`). */
+export function lastSeenRecord(group: string, id: string, now = new Date()): Alongside {
+  return { key: seenKey(group, id), value: now.toISOString() };
 }
 
 /** Go-style durations: 90s, 30m, 1h30m, 2h. Milliseconds, or undefined when malformed. */

@@ -58,9 +58,17 @@ export class SemaphoreError extends Error {
   constructor(
     readonly kind: 'failed_lock_semaphore_full' | 'not_a_holder' | 'semaphore_conflict' | 'corrupt_semaphore' | 'invalid_group' | 'invalid_holder',
     message: string,
+    /** The value the refusal was decided on (full, not a holder), so a caller can say more. */
+    readonly value?: SemaphoreValue,
   ) {
     super(message);
   }
+}
+
+/** A key and value written in the same transaction as a change to the semaphore. */
+export interface Alongside {
+  key: string;
+  value: string;
 }
 
 export interface SemaphoreOptions {
@@ -109,12 +117,13 @@ export class Semaphore {
    * Applies `change` to the value and writes it if the key has not changed since it was read;
    * otherwise reads again and retries. `change` returns undefined for "no write needed".
    */
-  private async update<T>(change: (v: SemaphoreValue) => { next?: SemaphoreValue; result: T }): Promise<T> {
+  private async update<T>(change: (v: SemaphoreValue) => { next?: SemaphoreValue; result: T }, alongside: readonly Alongside[] = []): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const { value, version } = await this.read();
       const { next, result } = change(value);
       if (!next) return result;
-      const txn = await this.client.if(this.key, 'Version', '==', version).then(this.client.put(this.key).value(JSON.stringify(next))).commit();
+      const puts = [this.client.put(this.key).value(JSON.stringify(next)), ...alongside.map((a) => this.client.put(a.key).value(a.value))];
+      const txn = await this.client.if(this.key, 'Version', '==', version).then(...puts).commit();
       if (txn.succeeded) return result;
       if (attempt >= this.maxAttempts) {
         throw new SemaphoreError('semaphore_conflict', `${this.key} kept changing under ${attempt} attempts; try again`);
@@ -123,23 +132,26 @@ export class Semaphore {
     }
   }
 
-  /** Takes a slot for `id`. Already a holder: success without a write. No slot free: SemaphoreError full. */
-  async lock(id: string): Promise<'acquired' | 'already held'> {
+  /**
+   * Takes a slot for `id`. Already a holder: success without a write. No slot free: SemaphoreError
+   * full. `alongside` is written in the same transaction as the slot, only when the slot is taken.
+   */
+  async lock(id: string, alongside: readonly Alongside[] = []): Promise<'acquired' | 'already held'> {
     checkHolderId(id);
     return this.update((v) => {
       if (v.holders.includes(id)) return { result: 'already held' as const };
       if (v.holders.length >= v.total_slots) {
-        throw new SemaphoreError('failed_lock_semaphore_full', `all ${v.total_slots} semaphore slots are held (${v.holders.join(', ')})`);
+        throw new SemaphoreError('failed_lock_semaphore_full', `all ${v.total_slots} semaphore slots are held (${v.holders.join(', ')})`, v);
       }
       return { next: { ...v, holders: [...v.holders, id].sort() }, result: 'acquired' as const };
-    });
+    }, alongside);
   }
 
   /** Gives back `id`'s slot; an error when `id` holds none. */
   async unlock(id: string): Promise<void> {
     checkHolderId(id);
     return this.update((v) => {
-      if (!v.holders.includes(id)) throw new SemaphoreError('not_a_holder', `${id} does not hold a slot`);
+      if (!v.holders.includes(id)) throw new SemaphoreError('not_a_holder', `${id} does not hold a slot`, v);
       return { next: { ...v, holders: v.holders.filter((h) => h !== id) }, result: undefined };
     });
   }

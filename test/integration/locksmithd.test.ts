@@ -5,6 +5,7 @@
  * The clock is injected: long waits pass at once.
  */
 import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { rawSettings, settingsFrom } from '../../src/lock/config';
 import { openBus } from '../../src/system/dbus';
@@ -17,6 +18,7 @@ import { serveFakeSystemd, serveLogind, startDbusDaemon, serveStandIns } from '.
 import type { DbusDaemon } from '../support/dbus';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
 
+const ctlBin = join(__dirname, '../../bin/locksmithctl.js');
 const haveDbus = spawnSync('dbus-daemon', ['--version']).status === 0;
 const run = haveEtcd && haveDbus;
 if (!run) test.skip('locksmithd tests need etcd and dbus-daemon; CI installs them', () => undefined);
@@ -111,6 +113,25 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     bus.disconnect();
     serviceBus.disconnect();
   }, 60_000);
+
+  test('a slot this machine already holds counts as taken (where locksmithctl lock says "holder exists")', async () => {
+    const { engine, logind, bus: serviceBus } = await serveStandIns(daemon.address);
+    const settings = settingsFrom(rawSettings([], { REBOOT_STRATEGY: 'etcd-lock', LOCKSMITHD_ENDPOINT: etcd.endpoints[0]!, LOCKSMITHD_GROUP: 'relock' }));
+    const bus = await openBus(daemon.address);
+    const logs: string[] = [];
+    const d = await startDaemon(settings, { bus, systemd: undefined, etcd: client, machineId: 'machine-d', log: (m) => logs.push(m) });
+    await new Promise((r) => setTimeout(r, 300)); // started, holding nothing, waiting for an update
+    const ctl = (...args: string[]) => spawnSync(process.execPath, [ctlBin, '--endpoint', etcd.endpoints[0]!, '--group', 'relock', ...args], { encoding: 'utf8' });
+    expect(ctl('lock', 'machine-d')).toMatchObject({ status: 0, stderr: '' });
+    expect(ctl('lock', 'machine-d')).toMatchObject({ status: 1, stderr: 'Error locking: holder exists\n' });
+    engine.operation = 'UPDATE_STATUS_UPDATED_NEED_REBOOT';
+    engine.announce();
+    expect((await d.done).name).toBe('reboot-requested');
+    expect(logind.reboots).toEqual([false]);
+    expect((await new Semaphore(client, 'relock').read()).value.holders).toEqual(['machine-d']);
+    bus.disconnect();
+    serviceBus.disconnect();
+  }, 30_000);
 
   test('opt-in reclaim: a holder silent for longer than the age loses its slot; a live one keeps it', async () => {
     const { engine, logind, bus: serviceBus } = await serveStandIns(daemon.address);

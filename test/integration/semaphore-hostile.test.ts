@@ -87,7 +87,7 @@ const hostile: Array<[string, string, RegExp]> = [
       expect({ args, status: r.status, ms: Date.now() - started }).toMatchObject({ status: 1 }); // names the command and its time when it fails
       expect(r.status).toBe(1);
       expect(r.stdout).toBe('');
-      expect(r.stderr).toMatch(/^Error (getting status|locking|unlocking): com\.coreos\.airlock\/groups\/huge\/v1\/semaphore is corrupt: the value is \d+ bytes, more than the 262144 a semaphore may hold\n$/);
+      expect(r.stderr).toMatch(/^Error (setting value|locking|unlocking): com\.coreos\.airlock\/groups\/huge\/v1\/semaphore is corrupt: the value is \d+ bytes, more than the 262144 a semaphore may hold\n$/);
     }
     expect(await client.get(new Semaphore(client, 'huge').key).string()).toBe(hundredThousand);
   }, 90_000);
