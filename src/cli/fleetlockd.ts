@@ -7,6 +7,7 @@ import { createServer } from 'node:http';
 import { Command } from 'commander';
 import { connectEtcd, splitEndpoints } from '../lock/etcd';
 import { fleetLockHandler } from '../lock/fleetlock';
+import { addLogOptions, stderrLogger } from './logging';
 import { addEtcdOptions, collect, etcdEnvironment, parseArgs, parseListen, standardOptions, untilStopped } from './options';
 
 interface Options {
@@ -18,6 +19,8 @@ interface Options {
   etcdKeyfile?: string;
   etcdUsername?: string;
   etcdPassword?: string;
+  logFormat?: string;
+  logLevel?: string;
 }
 
 const env = (name: string) => process.env[`FLEETLOCKD_${name}`] || undefined;
@@ -29,7 +32,6 @@ export const fleetlockdEnvironment = [
   { name: 'FLEETLOCKD_GROUPS', means: '--group (several separated with commas)' },
   ...etcdEnvironment('FLEETLOCKD'),
 ];
-const log = (m: string) => process.stderr.write(`fleetlockd: ${m}\n`);
 
 export async function main(argv: string[]): Promise<number> {
   const program = addEtcdOptions(new Command('fleetlockd'))
@@ -38,13 +40,15 @@ export async function main(argv: string[]): Promise<number> {
     .option('--endpoint <url>', 'etcd endpoint; repeat it, or separate several with commas (default http://127.0.0.1:2379)', collect)
     .option('--group <name>', 'serve only this group; repeat it for several (default: any valid group name)', collect)
     .exitOverride();
+  addLogOptions(program);
   standardOptions(program, { environment: fleetlockdEnvironment });
   const exit = parseArgs(program, argv);
   if (exit !== undefined) return exit;
   const o = program.opts<Options>();
+  const log = stderrLogger('fleetlockd', o);
   const listen = parseListen(o.listen);
   if (!listen) {
-    log(`--listen ${o.listen}: want host:port`);
+    log.error(`--listen ${o.listen}: want host:port`);
     return 2;
   }
   let client: ReturnType<typeof connectEtcd>;
@@ -58,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
       password: o.etcdPassword ?? env('ETCD_PASSWORD'),
     });
   } catch (err) {
-    log((err as Error).message);
+    log.error((err as Error).message);
     return 1;
   }
   const groups = o.group ?? env('GROUPS')?.split(',');
@@ -69,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
     server.once('error', reject);
     server.listen(listen.port, listen.host, resolve);
   }).catch((err: Error) => {
-    log(`cannot listen on ${o.listen}: ${err.message}`);
+    log.error(`cannot listen on ${o.listen}: ${err.message}`);
     throw err;
   });
   log(`serving FleetLock on ${o.listen}`);

@@ -14,6 +14,8 @@ import { daemonBuses } from '../system/systemd';
 import { connectEtcd } from '../lock/etcd';
 import { files } from '../system/paths';
 import { RootedFs } from '../system/rooted-fs';
+import type { Logger } from '../report/log';
+import { addLogOptions, earlyLogger, stderrLogger } from './logging';
 import { etcdEnvironment, parseArgs, rootDir, standardOptions } from './options';
 
 interface Options {
@@ -23,9 +25,12 @@ interface Options {
   machineIdFile: string;
   pidFile: string;
   reclaimStaleAfter?: string;
+  logFormat?: string;
+  logLevel?: string;
 }
 
-const log = (m: string) => process.stderr.write(`locksmithd: ${m}\n`);
+/** Set once the options are read; until then (a usage error) text, or the journal's format under systemd. */
+let log: Logger = earlyLogger('locksmithd');
 
 /**
  * The last line of defence: the agent never rejects and every detached promise has its catch, so
@@ -35,9 +40,9 @@ const log = (m: string) => process.stderr.write(`locksmithd: ${m}\n`);
  * start finds out why it holds it (see agent.ts, transitions.started).
  */
 function guardProcess(): void {
-  process.on('unhandledRejection', (err) => log(`bug: unhandled rejection: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
+  process.on('unhandledRejection', (err) => log.error(`bug: unhandled rejection: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
   process.on('uncaughtException', (err) => {
-    log(`bug: uncaught exception, exiting: ${err.stack ?? err.message}`);
+    log.error(`bug: uncaught exception, exiting: ${err.stack ?? err.message}`);
     process.exit(70);
   });
 }
@@ -74,17 +79,19 @@ export async function main(argv: string[]): Promise<number> {
     .option('--pid-file <file>', 'where locksmithd writes its pid, for locksmithctl to reach it', '/run/locksmithd.pid')
     .option('--reclaim-stale-after <age>', 'free holders silent for longer than AGE (such as 2h) when all slots are held (off by default)')
     .exitOverride();
+  addLogOptions(program);
   standardOptions(program, { environment: locksmithdEnvironment });
   const exit = parseArgs(program, argv);
   if (exit !== undefined) return exit;
-  guardProcess();
   const opts = program.opts<Options>();
+  log = stderrLogger('locksmithd', opts);
+  guardProcess();
   const overrides: Record<string, string> = opts.reclaimStaleAfter ? { LOCKSMITHD_RECLAIM_STALE_AFTER: opts.reclaimStaleAfter } : {};
   let settings: Settings;
   try {
     settings = loadSettings(opts.root, overrides);
   } catch (err) {
-    log((err as Error).message);
+    log.error((err as Error).message);
     return 1;
   }
   let early: Awaited<ReturnType<typeof daemonBuses>> | undefined;
@@ -103,7 +110,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     machineId = settings.machineId ?? readFileSync(opts.machineIdFile, 'utf8').trim();
   } catch (err) {
-    log(`cannot read this machine's id: ${(err as Error).message}`);
+    log.error(`cannot read this machine's id: ${(err as Error).message}`);
     early?.close();
     return 1;
   }
@@ -111,7 +118,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     buses = early ?? (await daemonBuses(opts.bus, opts.systemdBus));
   } catch (err) {
-    log((err as Error).message);
+    log.error((err as Error).message);
     return 1;
   }
   const { bus, systemd } = buses;
@@ -130,31 +137,31 @@ export async function main(argv: string[]): Promise<number> {
           log('reboot requested; waiting for the machine to go down');
         }
       },
-      (err: Error) => log(`bug: the agent failed: ${err.message}`),
+      (err: Error) => log.error(`bug: the agent failed: ${err.message}`),
     );
   };
   try {
     await start(settings);
   } catch (err) {
-    log((err as Error).message);
+    log.error((err as Error).message);
     etcd?.close();
     buses.close();
     return 1;
   }
   const shutDown = async () => {
-    await daemon?.stop().catch((err: Error) => log(`stopping: ${err.message}`));
+    await daemon?.stop().catch((err: Error) => log.error(`stopping: ${err.message}`));
     try {
       etcd?.close();
       buses.close();
       rmSync(opts.pidFile, { force: true });
     } catch (err) {
-      log(`stopping: ${(err as Error).message}`);
+      log.error(`stopping: ${(err as Error).message}`);
     }
   };
   try {
     writeFileSync(opts.pidFile, `${process.pid}\n`);
   } catch (err) {
-    log(`cannot write the pid file: ${(err as Error).message}`);
+    log.error(`cannot write the pid file: ${(err as Error).message}`);
     await shutDown();
     return 1;
   }
@@ -164,19 +171,19 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     process.on('SIGHUP', () => {
-      if (rebooting) return log('not reloading: a reboot is under way');
+      if (rebooting) return log.warning('not reloading: a reboot is under way');
       void (async () => {
         let next: Settings;
         try {
           next = loadSettings(opts.root, overrides);
         } catch (err) {
-          log(`not reloading: ${(err as Error).message}`);
+          log.warning(`not reloading: ${(err as Error).message}`);
           return;
         }
         log('reloading the settings');
         await daemon?.stop().catch(() => undefined);
-        await start(next).catch((err: Error) => log(`reload failed: ${err.message}`));
-      })().catch((err: Error) => log(`reload failed: ${err.message}`));
+        await start(next).catch((err: Error) => log.error(`reload failed: ${err.message}`));
+      })().catch((err: Error) => log.error(`reload failed: ${err.message}`));
     });
   });
 }

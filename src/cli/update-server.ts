@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { defaultServerLimits, UpdateServer } from '../update/server';
+import { addLogOptions, earlyLogger, stderrLogger } from './logging';
 import { numberOf, parseArgs, parseListen, standardOptions, untilStopped, UsageError } from './options';
 
 /** The shortest admin token accepted: a guessable one would hand the rollout to anyone. */
@@ -41,24 +42,26 @@ export async function main(argv: string[]): Promise<number> {
     .option('--admin-token-file <file>', 'a file holding the admin token; without it the admin endpoints are off')
     .option('--max-machines <n>', 'machines kept in memory', numberOf('--max-machines', 'machines'), defaultServerLimits.maxMachines)
     .exitOverride();
+  addLogOptions(program);
   standardOptions(program).addHelpText('after', limitsHelp);
   let done: number | undefined;
   try {
     done = parseArgs(program, argv);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`bootsmith-update-server: ${err.message}\n`);
+    earlyLogger('bootsmith-update-server').error(err.message);
     return 2;
   }
   if (done !== undefined) return done;
-  const opts = program.opts<{ tree: string; listen: string; board: string; stateDir?: string; adminTokenFile?: string; maxMachines: number }>();
+  const opts = program.opts<{ tree: string; listen: string; board: string; stateDir?: string; adminTokenFile?: string; maxMachines: number; logFormat?: string; logLevel?: string }>();
+  const log = stderrLogger('bootsmith-update-server', opts);
   const listen = parseListen(opts.listen);
   if (!listen) {
-    process.stderr.write(`bootsmith-update-server: --listen ${opts.listen} is not HOST:PORT\n`);
+    log.error(`--listen ${opts.listen} is not HOST:PORT`);
     return 2;
   }
   if (!existsSync(opts.tree)) {
-    process.stderr.write(`bootsmith-update-server: the channel tree ${opts.tree} does not exist (npm run images builds one)\n`);
+    log.error(`the channel tree ${opts.tree} does not exist (npm run images builds one)`);
     return 2;
   }
   let adminToken: string | undefined;
@@ -66,15 +69,14 @@ export async function main(argv: string[]): Promise<number> {
     try {
       adminToken = readFileSync(opts.adminTokenFile, 'utf8').trim();
     } catch (err) {
-      process.stderr.write(`bootsmith-update-server: cannot read the admin token: ${(err as Error).message}\n`);
+      log.error(`cannot read the admin token: ${(err as Error).message}`);
       return 2;
     }
     if (adminToken.length < minTokenLength || /\s/.test(adminToken)) {
-      process.stderr.write(`bootsmith-update-server: the admin token in ${opts.adminTokenFile} must be at least ${minTokenLength} characters without spaces\n`);
+      log.error(`the admin token in ${opts.adminTokenFile} must be at least ${minTokenLength} characters without spaces`);
       return 2;
     }
   }
-  const log = (line: string) => process.stderr.write(`${line}\n`);
   const server = new UpdateServer({
     tree: opts.tree,
     board: opts.board,
@@ -87,7 +89,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     url = await server.listen(listen.port, listen.host);
   } catch (err) {
-    process.stderr.write(`bootsmith-update-server: cannot listen on ${opts.listen}: ${(err as Error).message}\n`);
+    log.error(`cannot listen on ${opts.listen}: ${(err as Error).message}`);
     return 1;
   }
   log(`serving ${opts.tree} at ${url}/v1/update/ (admin API ${adminToken !== undefined ? 'on, with a token' : 'off: no --admin-token-file'})`);

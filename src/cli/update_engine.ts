@@ -14,6 +14,7 @@ import { defaultStateDir } from '../update/engine';
 import { defaultSchedule } from '../update/schedule';
 import { daemonBuses } from '../system/systemd';
 import { RootedFs } from '../system/rooted-fs';
+import { addLogOptions, earlyLogger, stderrLogger } from './logging';
 import { collect, normalizeGoFlags, numberOf, parseArgs, rootDir, standardOptions, untilStopped } from './options';
 
 /** The reference's key, used when no --public-key is given and it exists under --root. */
@@ -36,11 +37,13 @@ interface Options {
   checkInterval: number;
   checkFuzz: number;
   bootIdFile?: string;
+  logFormat?: string;
+  logLevel?: string;
 }
 
 const seconds = (flag: string) => numberOf(flag, 'seconds', true);
 
-const longFlags = ['root', 'bus', 'systemd-bus', 'disk', 'active', 'cmdline-file', 'state-dir', 'public-key', 'health-unit', 'health-timeout', 'finalize-after-staging', 'first-check', 'check-interval', 'check-fuzz', 'boot-id-file', 'help', 'version'];
+const longFlags = ['root', 'bus', 'systemd-bus', 'disk', 'active', 'cmdline-file', 'state-dir', 'public-key', 'health-unit', 'health-timeout', 'finalize-after-staging', 'first-check', 'check-interval', 'check-fuzz', 'boot-id-file', 'log-format', 'log-level', 'help', 'version'];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('update_engine')
@@ -62,33 +65,34 @@ export async function main(argv: string[]): Promise<number> {
     .option('--check-fuzz <seconds>', 'random spread of each check, plus or minus', seconds('--check-fuzz'), defaultSchedule.fuzzMs / 1000)
     .option('--boot-id-file <file>', "this boot's id", '/proc/sys/kernel/random/boot_id')
     .exitOverride();
+  addLogOptions(program);
   standardOptions(program);
   let done: number | undefined;
   try {
     done = parseArgs(program, normalizeGoFlags(argv, longFlags));
   } catch (err) {
-    process.stderr.write(`update_engine: ${(err as Error).message}\n`);
+    earlyLogger('update_engine').error((err as Error).message);
     return 2;
   }
   if (done !== undefined) return done;
   const opts = program.opts<Options>();
-  const log = (line: string) => process.stderr.write(`update_engine: ${line}\n`);
+  const log = stderrLogger('update_engine', opts);
 
   let publicKeys: string[];
   try {
     // --public-key names host files; the default key is the root's, read inside it.
     const rootKey = opts.publicKey ? undefined : new RootedFs(opts.root).read(defaultKey);
     publicKeys = opts.publicKey ? opts.publicKey.map((f) => readFileSync(f, 'utf8')) : rootKey ? [rootKey.toString('utf8')] : [];
-    if (publicKeys.length === 0) log(`no payload key (${defaultKey} under ${opts.root} is missing): payload signatures are not checked`);
+    if (publicKeys.length === 0) log(`no payload key (${defaultKey} under ${opts.root} is missing): payload signatures are not checked`, 'warning');
   } catch (err) {
-    log(`cannot read a public key: ${(err as Error).message}`);
+    log.error(`cannot read a public key: ${(err as Error).message}`);
     return 2;
   }
   let buses: Awaited<ReturnType<typeof daemonBuses>>;
   try {
     buses = await daemonBuses(opts.bus, opts.systemdBus);
   } catch (err) {
-    log((err as Error).message);
+    log.error((err as Error).message);
     return 1;
   }
   let daemon;
@@ -113,7 +117,7 @@ export async function main(argv: string[]): Promise<number> {
       log,
     });
   } catch (err) {
-    log((err as Error).message);
+    log.error((err as Error).message);
     buses.close();
     return 1;
   }
@@ -124,7 +128,7 @@ export async function main(argv: string[]): Promise<number> {
   if (op !== 'UPDATE_STATUS_IDLE' && op !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
     // An update being written is given up, as a crash would: its slot stays unbootable until a
     // later attempt writes and verifies it in full.
-    log(`stopping in ${op}: the update in progress is abandoned`);
+    log(`stopping in ${op}: the update in progress is abandoned`, 'warning');
     process.exit(0);
   }
   return 0;

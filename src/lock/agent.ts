@@ -21,6 +21,7 @@
  */
 import type { Settings } from './config';
 import { windowState } from './window';
+import type { LogFn, LogLevel } from '../report/log';
 
 export type State =
   /** etcd-lock: find out whether this machine holds a slot, and why (see transitions.started). */
@@ -48,7 +49,7 @@ export interface Ports {
   now(): number;
   /** Waits `ms`, or less when something the agent waits for may have changed (an update staged, a slot freed). */
   sleep(ms: number): Promise<void>;
-  log(message: string): void;
+  log: LogFn;
   /** Whether update_engine reports UPDATE_STATUS_UPDATED_NEED_REBOOT (in this boot). */
   updateStaged(): Promise<boolean>;
   /** Whether the machine is healthy after a boot (systemd running, or the named units active). */
@@ -243,9 +244,9 @@ export async function runAgent(settings: Settings, ports: Ports, stop: { stopped
   const timeouts = { ...defaultTimeouts, ...options.timeouts };
   const call = <T>(what: string, fn: () => Promise<T>) => bounded(what, what === 'finalize' ? timeouts.finalizeMs : timeouts.callMs, fn);
   const lock = ports.lock;
-  const log = (m: string) => {
+  const log = (m: string, level?: LogLevel) => {
     try {
-      ports.log(m);
+      ports.log(m, level);
     } catch {
       // a log that cannot be written must not stop the agent
     }
@@ -264,10 +265,10 @@ export async function runAgent(settings: Settings, ports: Ports, stop: { stopped
       return transitions.finalized();
     } catch (err) {
       if (err instanceof FinalizeRefused) {
-        log(`the update engine did not finalize: ${message(err)}; not rebooting`);
+        log(`the update engine did not finalize: ${message(err)}; not rebooting`, 'warning');
         return transitions.finalizeRefused(s);
       }
-      log(`finalizing got no answer: ${message(err)}; the boot flags may be switched, so the reboot slot stays held; asking again`);
+      log(`finalizing got no answer: ${message(err)}; the boot flags may be switched, so the reboot slot stays held; asking again`, 'warning');
       return transitions.finalizeUnanswered(s);
     }
   };
@@ -288,7 +289,7 @@ export async function runAgent(settings: Settings, ports: Ports, stop: { stopped
           if (state.name === 'confirming') log('holding a reboot slot with an update staged in this boot: asking the update engine to finalize again');
           continue;
         } catch (err) {
-          log(`cannot tell whether this machine holds a reboot slot: ${message(err)}; retrying`);
+          log(`cannot tell whether this machine holds a reboot slot: ${message(err)}; retrying`, 'warning');
           enter(transitions.startFailed(s));
         }
         break;
@@ -305,7 +306,7 @@ export async function runAgent(settings: Settings, ports: Ports, stop: { stopped
             continue;
           }
         } catch (err) {
-          log(`giving back the reboot slot failed: ${message(err)}; retrying`);
+          log(`giving back the reboot slot failed: ${message(err)}; retrying`, 'warning');
           enter(transitions.releaseFailed(s));
         }
         break;
@@ -317,7 +318,7 @@ export async function runAgent(settings: Settings, ports: Ports, stop: { stopped
             continue;
           }
         } catch (err) {
-          log(`cannot ask the update engine: ${message(err)}; retrying`);
+          log(`cannot ask the update engine: ${message(err)}; retrying`, 'warning');
         }
         break;
       case 'waiting-for-window':
@@ -342,7 +343,7 @@ export async function runAgent(settings: Settings, ports: Ports, stop: { stopped
           }
           log('all reboot slots are held; waiting for one');
         } catch (err) {
-          log(`taking a reboot slot failed: ${message(err)}; retrying`);
+          log(`taking a reboot slot failed: ${message(err)}; retrying`, 'warning');
         }
         enter(transitions.acquireFailed(s));
         break;
@@ -368,7 +369,7 @@ export async function runAgent(settings: Settings, ports: Ports, stop: { stopped
           enter(transitions.returned());
           continue;
         } catch (err) {
-          log(`giving back the reboot slot failed: ${message(err)}; retrying`);
+          log(`giving back the reboot slot failed: ${message(err)}; retrying`, 'warning');
           enter(transitions.returnFailed(s));
         }
         break;
@@ -378,7 +379,7 @@ export async function runAgent(settings: Settings, ports: Ports, stop: { stopped
           enter(transitions.rebootRequested());
           return state;
         } catch (err) {
-          log(`requesting the reboot failed: ${message(err)}; the boot flags are switched, so the reboot slot stays held; retrying`);
+          log(`requesting the reboot failed: ${message(err)}; the boot flags are switched, so the reboot slot stays held; retrying`, 'warning');
           enter(transitions.rebootFailed(s));
         }
         break;

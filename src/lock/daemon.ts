@@ -15,6 +15,7 @@ import { isHealthy } from '../system/systemd';
 import type { Systemd } from '../system/systemd';
 import { liveness, reportAlive } from './presence';
 import { Semaphore, checkHolderId, parseSemaphoreValue } from './semaphore';
+import type { LogFn } from '../report/log';
 
 /** Time for the agent; tests give one that jumps instead of waiting. */
 export interface Clock {
@@ -44,7 +45,7 @@ export interface DaemonDeps {
   etcd: Etcd3 | undefined;
   machineId: string;
   clock?: Clock;
-  log(message: string): void;
+  log: LogFn;
   /** Port time limits (tests shorten them). */
   agent?: Pick<AgentOptions, 'timeouts'>;
 }
@@ -56,14 +57,14 @@ export interface Daemon {
 }
 
 /** Frees the holders that are not alive and were last seen more than `ageMs` ago (or never); how many. */
-export async function reclaimStale(etcd: Etcd3, semaphore: Semaphore, ageMs: number, now: number, log: (m: string) => void): Promise<number> {
+export async function reclaimStale(etcd: Etcd3, semaphore: Semaphore, ageMs: number, now: number, log: LogFn): Promise<number> {
   const { value } = await semaphore.read();
   let freed = 0;
   for (const l of await liveness(etcd, semaphore.group, value.holders)) {
     if (l.alive || (l.lastSeen && now - l.lastSeen.getTime() <= ageMs)) continue;
     if (await semaphore.unlockIfHeld(l.id)) {
       freed++;
-      log(`reclaimed the reboot slot of ${l.id}: ${l.lastSeen ? `silent since ${l.lastSeen.toISOString()}` : 'never seen'}`);
+      log(`reclaimed the reboot slot of ${l.id}: ${l.lastSeen ? `silent since ${l.lastSeen.toISOString()}` : 'never seen'}`, 'warning');
     }
   }
   return freed;
@@ -122,7 +123,7 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
         }
         await reportAlive(etcd, strategy.group, deps.machineId, await lease.grant());
       } catch (err) {
-        deps.log(`could not report this machine alive to etcd: ${(err as Error).message}`);
+        deps.log(`could not report this machine alive to etcd: ${(err as Error).message}`, 'warning');
       }
     };
     // Neither waits for etcd: the agent starts at once and finds out for itself, with time limits.
@@ -157,7 +158,7 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
         w.on('error', () => undefined);
         if (stopped) void w.cancel().catch(() => undefined);
       })
-      .catch((err: Error) => deps.log(`cannot watch the semaphore (${err.message}); retrying on a timer instead`));
+      .catch((err: Error) => deps.log(`cannot watch the semaphore (${err.message}); retrying on a timer instead`, 'warning'));
     stopWatching = () => clearTimeout(pending);
   }
 
@@ -190,7 +191,7 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     // The lease is left to expire (not revoked): a reboot should not look like a clean stop.
     lease?.release();
   };
-  void done.finally(cleanup).catch((err: Error) => deps.log(`stopping: ${err.message}`));
+  void done.finally(cleanup).catch((err: Error) => deps.log(`stopping: ${err.message}`, 'error'));
   return {
     done,
     stop: async () => {

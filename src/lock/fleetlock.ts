@@ -9,6 +9,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Etcd3 } from 'etcd3';
 import { Semaphore, SemaphoreError, checkHolderId, groupPattern } from './semaphore';
+import type { LogFn } from '../report/log';
 
 interface Failure {
   status: number;
@@ -60,7 +61,7 @@ async function clientParams(req: IncomingMessage): Promise<{ group: string; id: 
 export interface FleetLockOptions {
   /** Groups served; undefined: any valid group name. */
   groups?: string[];
-  log?: (message: string) => void;
+  log?: LogFn;
 }
 
 /** An HTTP request handler for the FleetLock protocol on `client`'s semaphores. */
@@ -91,7 +92,11 @@ export function fleetLockHandler(client: Etcd3, options: FleetLockOptions = {}) 
     } catch (err) {
       if ((err as Failure).kind && (err as Failure).status) send(err as Failure);
       else if (err instanceof SemaphoreError && err.kind === 'failed_lock_semaphore_full') send(fail(409, err.kind, err.message));
-      else send(fail(500, route === '/v1/pre-reboot' ? 'failed_lock' : 'failed_unlock', (err as Error).message));
+      else {
+        const f = fail(500, route === '/v1/pre-reboot' ? 'failed_lock' : 'failed_unlock', (err as Error).message);
+        options.log?.(`${route ?? ''} failed: ${f.value}`, 'warning');
+        send(f);
+      }
     }
   };
 }

@@ -24,6 +24,7 @@ import type { Slots } from './slots';
 import type { EngineSettings } from './engine-config';
 import { buildRequest, errorCode, eventResult, eventType, OmahaError, parseResponse } from './omaha';
 import type { Answer, Identity, RequestBody } from './omaha';
+import type { LogFn } from '../report/log';
 
 export const statuses = [
   'UPDATE_STATUS_IDLE',
@@ -160,7 +161,7 @@ export interface AttempterOptions {
   /** This boot's id: a need-reboot marker left by another boot is stale. */
   bootId?: () => string;
   post?: (url: string, body: string) => Promise<string>;
-  log?: (line: string) => void;
+  log?: LogFn;
 }
 
 /** How a check ended, for the schedule: server failures back off, a PollInterval replaces the interval. */
@@ -202,7 +203,7 @@ export class UpdateAttempter extends EventEmitter {
       running = this.opts.identity(this.opts.settings()).version;
     } catch (err) {
       // Nothing is decided without the disk and the version: the next start looks again.
-      this.opts.log?.(`cannot tell whether ${marker.version} is still staged: ${(err as Error).message}`);
+      this.opts.log?.(`cannot tell whether ${marker.version} is still staged: ${(err as Error).message}`, 'warning');
       return;
     }
     const staged = readStaged(this.opts.stateDir);
@@ -234,7 +235,7 @@ export class UpdateAttempter extends EventEmitter {
     try {
       slots = machineSlots(this.opts.machine());
     } catch (err) {
-      this.opts.log?.(`cannot read the boot flags: ${(err as Error).message}`);
+      this.opts.log?.(`cannot read the boot flags: ${(err as Error).message}`, 'warning');
     }
     return bootOutcome(previous, running, readFinalized(this.opts.stateDir), slots);
   }
@@ -296,7 +297,7 @@ export class UpdateAttempter extends EventEmitter {
     try {
       await this.send(server, id, { kind: 'event', type, result, ...(code !== undefined ? { errorCode: code } : {}) }, false);
     } catch (err) {
-      this.opts.log?.(`event ${type}/${result} not sent: ${(err as Error).message}`);
+      this.opts.log?.(`event ${type}/${result} not sent: ${(err as Error).message}`, 'warning');
     }
   }
 
@@ -308,12 +309,12 @@ export class UpdateAttempter extends EventEmitter {
     const now = this.snapshot.currentOperation;
     const settings = this.opts.settings();
     if (!settings.server) {
-      this.opts.log?.('SERVER is not a URL: update checks are off');
+      this.opts.log?.('SERVER is not a URL: update checks are off', 'warning');
       return { result: 'skipped' };
     }
     const id = this.opts.identity(settings);
     if (now === 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {
-      await this.send(settings.server, id, { kind: 'ping' }, interactive).catch((err: Error) => this.opts.log?.(`ping failed: ${err.message}`));
+      await this.send(settings.server, id, { kind: 'ping' }, interactive).catch((err: Error) => this.opts.log?.(`ping failed: ${err.message}`, 'warning'));
       return { result: 'pinged' };
     }
     if (now !== 'UPDATE_STATUS_IDLE') return { result: 'skipped' };
@@ -381,7 +382,7 @@ export class UpdateAttempter extends EventEmitter {
   }
 
   private async fail(server: string, id: Identity, code: number, err: Error, poll: { pollInterval?: number } = {}): Promise<CheckOutcome> {
-    this.opts.log?.(`update failed (code ${code}): ${err.message}`);
+    this.opts.log?.(`update failed (code ${code}): ${err.message}`, 'error');
     this.set('UPDATE_STATUS_REPORTING_ERROR_EVENT');
     await this.event(server, id, eventType.updateComplete, eventResult.error, code);
     this.set('UPDATE_STATUS_IDLE', { progress: 0 });
@@ -412,7 +413,7 @@ export class UpdateAttempter extends EventEmitter {
         this.reported();
         this.opts.log?.(rolledBack ? `reported the rollback to ${id.version}` : `reported the update from ${previous} to ${id.version}`);
       } catch (err) {
-        this.opts.log?.(`could not report this boot (${(err as Error).message}); the next check will`);
+        this.opts.log?.(`could not report this boot (${(err as Error).message}); the next check will`, 'warning');
       }
     });
     return this.reporting;
@@ -463,7 +464,7 @@ export class UpdateAttempter extends EventEmitter {
         reply = { error: err as Error };
       }
       const c = confirmation(staged, reply);
-      if (c.kind === 'unanswered') this.opts.log?.(`could not confirm ${staged} with the update server (${c.why}); finalizing the verified update`);
+      if (c.kind === 'unanswered') this.opts.log?.(`could not confirm ${staged} with the update server (${c.why}); finalizing the verified update`, 'warning');
       if (c.kind === 'refused') {
         this.discard();
         throw new Error(`the update server no longer offers ${staged} (${c.why}): not finalized, the staged update is dropped`);

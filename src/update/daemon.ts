@@ -20,6 +20,7 @@ import type { SchedulePolicy, ScheduleState } from './schedule';
 import { logindReboot } from '../lock/dbus-ports';
 import { healthState, waitHealthy } from '../system/systemd';
 import type { Systemd } from '../system/systemd';
+import type { LogFn } from '../report/log';
 
 export interface EngineDaemonOptions {
   /** Where update.conf, the release file and /etc/machine-id are read (`/` on a machine). */
@@ -40,7 +41,7 @@ export interface EngineDaemonOptions {
   rollbackOnUnhealthy: boolean;
   finalizeAfterStaging: boolean;
   bootIdFile?: string;
-  log(line: string): void;
+  log: LogFn;
 }
 
 export interface EngineDaemon {
@@ -116,7 +117,7 @@ export async function startEngineDaemon(o: EngineDaemonOptions): Promise<EngineD
     try {
       outcome = await attempter.check(false);
     } catch (err) {
-      o.log(`update check failed: ${(err as Error).message}`);
+      o.log(`update check failed: ${(err as Error).message}`, 'error');
       outcome = { result: 'failed', code: 1 };
     }
     state.checks++;
@@ -156,7 +157,7 @@ async function afterBoot(o: EngineDaemonOptions, machine: () => ReturnType<typeo
     const m = machine();
     if (healthy) {
       const r = markGood(m);
-      if (r.rollback) o.log(`this boot is a rollback: ${r.slots.passive.name} was finalized but did not boot successfully; running ${r.slots.active.name}`);
+      if (r.rollback) o.log(`this boot is a rollback: ${r.slots.passive.name} was finalized but did not boot successfully; running ${r.slots.active.name}`, 'warning');
       o.log(`${r.slots.active.name} ${r.changed ? 'marked successful' : 'was already marked successful'}`);
       return 'marked';
     }
@@ -167,14 +168,14 @@ async function afterBoot(o: EngineDaemonOptions, machine: () => ReturnType<typeo
     const p = slots.passive.attributes;
     const fallback = attr.priority(p) > 0 && attr.successful(p);
     if (trial && fallback && o.rollbackOnUnhealthy) {
-      o.log(`not healthy after ${o.healthTimeoutMs / 1000} s on the trial boot of ${slots.active.name} (${state}): rebooting to roll back to ${slots.passive.name}`);
+      o.log(`not healthy after ${o.healthTimeoutMs / 1000} s on the trial boot of ${slots.active.name} (${state}): rebooting to roll back to ${slots.passive.name}`, 'error');
       await logindReboot(o.bus);
       return 'rolling-back';
     }
-    o.log(`not healthy after ${o.healthTimeoutMs / 1000} s (${state}): ${slots.active.name} is not marked successful`);
+    o.log(`not healthy after ${o.healthTimeoutMs / 1000} s (${state}): ${slots.active.name} is not marked successful`, 'warning');
     return 'unhealthy';
   } catch (err) {
-    o.log(`marking this boot good failed: ${(err as Error).message}`);
+    o.log(`marking this boot good failed: ${(err as Error).message}`, 'error');
     return 'unhealthy';
   }
 }

@@ -8,6 +8,7 @@
  */
 import * as dbus from 'dbus-next';
 import type { StatusSnapshot, UpdateAttempter } from './attempter';
+import type { LogFn } from '../report/log';
 
 export const busName = 'com.coreos.update1';
 export const objectPath = '/com/coreos/update1';
@@ -25,7 +26,7 @@ export class UpdateEngineService extends dbus.interface.Interface {
   constructor(
     private readonly attempter: UpdateAttempter,
     private readonly actions: ServiceActions,
-    private readonly log: (line: string) => void = () => undefined,
+    private readonly log: LogFn = () => undefined,
   ) {
     super(interfaceName);
     attempter.on('status', (s: StatusSnapshot) => this.announce(s));
@@ -33,7 +34,7 @@ export class UpdateEngineService extends dbus.interface.Interface {
 
   /** An interactive check; returns at once, as the reference does (the outcome shows in the status). */
   AttemptUpdate(): void {
-    this.attempter.check(true).catch((err: Error) => this.log(`update check failed: ${err.message}`));
+    this.attempter.check(true).catch((err: Error) => this.log(`update check failed: ${err.message}`, 'error'));
   }
 
   ResetStatus(): void {

@@ -19,6 +19,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { join, resolve, sep } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
+import type { LogFn } from '../report/log';
 import { coreosAppId, decodeDigest, errorCode, eventResult, eventType, xmlEscape as esc } from './omaha';
 
 export const packageName = 'flatcar_production_update.gz';
@@ -153,7 +154,7 @@ export interface ServerOptions {
   /** The admin endpoints' bearer token; none: the admin endpoints are off (403). */
   adminToken?: string;
   limits?: Partial<ServerLimits>;
-  log?: (line: string) => void;
+  log?: LogFn;
 }
 
 /** Per offered release (channel/version): failures reported by machines it was offered to. */
@@ -240,7 +241,7 @@ export class UpdateServer {
     if (this.halted.has(key)) return;
     this.halted.add(key);
     this.saveHalts();
-    this.opts.log?.(`halted ${key}: ${why}`);
+    this.opts.log?.(`halted ${key}: ${why}`, 'warning');
   }
 
   resume(channel: string, version: string): boolean {
@@ -446,7 +447,7 @@ export class UpdateServer {
       return false;
     }
     if (!tokenMatches(m[1]!, this.opts.adminToken)) {
-      this.opts.log?.(`admin request ${req.method} ${req.url?.slice(0, 100)} from ${req.socket.remoteAddress}: wrong token`);
+      this.opts.log?.(`admin request ${req.method} ${req.url?.slice(0, 100)} from ${req.socket.remoteAddress}: wrong token`, 'warning');
       res.writeHead(403, text).end('wrong admin token\n');
       return false;
     }
@@ -514,7 +515,7 @@ export class UpdateServer {
       try {
         this.route(req, res, url, Buffer.concat(chunks).toString('utf8'));
       } catch (err) {
-        this.opts.log?.(`request ${req.method} ${req.url?.slice(0, 100)} failed: ${(err as Error).message}`);
+        this.opts.log?.(`request ${req.method} ${req.url?.slice(0, 100)} failed: ${(err as Error).message}`, 'error');
         if (!res.headersSent) res.writeHead(500).end();
       }
     });
