@@ -6,7 +6,9 @@
 import { createServer } from 'node:http';
 import { Command } from 'commander';
 import { connectEtcd, splitEndpoints } from '../lock/etcd';
-import { fleetLockHandler } from '../lock/fleetlock';
+import { fleetLockHandler, slotsReader } from '../lock/fleetlock';
+import { LockMetrics, newRegistry } from '../report/metrics';
+import { metricsRoute } from '../system/metrics-http';
 import { addLogOptions, stderrLogger } from './logging';
 import { addEtcdOptions, collect, etcdEnvironment, parseArgs, parseListen, standardOptions, untilStopped } from './options';
 
@@ -68,7 +70,14 @@ export async function main(argv: string[]): Promise<number> {
   const groups = o.group ?? env('GROUPS')?.split(',');
   // A request (headers and its body of at most 64 KiB) must arrive within 10 s: a client that
   // drips bytes does not hold a connection open for Node's default 5 minutes.
-  const server = createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, fleetLockHandler(client, { log, ...(groups ? { groups } : {}) }));
+  const registry = newRegistry('fleetlockd');
+  const metrics = new LockMetrics(registry, slotsReader(client));
+  for (const g of groups ?? []) metrics.watch(g);
+  const fleetLock = fleetLockHandler(client, { log, metrics, ...(groups ? { groups } : {}) });
+  const observability = metricsRoute(registry);
+  const server = createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => {
+    if (!observability(req, res)) void fleetLock(req, res);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen.port, listen.host, resolve);

@@ -15,7 +15,9 @@ import { connectEtcd } from '../lock/etcd';
 import { files } from '../system/paths';
 import { RootedFs } from '../system/rooted-fs';
 import type { Logger } from '../report/log';
-import { addLogOptions, earlyLogger, stderrLogger } from './logging';
+import { addLogOptions, addMetricsOption, earlyLogger, listenMetrics, stderrLogger } from './logging';
+import { slotsReader } from '../lock/fleetlock';
+import { LockMetrics, newRegistry } from '../report/metrics';
 import { etcdEnvironment, parseArgs, rootDir, standardOptions } from './options';
 
 interface Options {
@@ -27,6 +29,7 @@ interface Options {
   reclaimStaleAfter?: string;
   logFormat?: string;
   logLevel?: string;
+  metricsListen?: string;
 }
 
 /** Set once the options are read; until then (a usage error) text, or the journal's format under systemd. */
@@ -80,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--reclaim-stale-after <age>', 'free holders silent for longer than AGE (such as 2h) when all slots are held (off by default)')
     .exitOverride();
   addLogOptions(program);
+  addMetricsOption(program);
   standardOptions(program, { environment: locksmithdEnvironment });
   const exit = parseArgs(program, argv);
   if (exit !== undefined) return exit;
@@ -122,6 +126,18 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const { bus, systemd } = buses;
+  // The metrics outlive a reload (SIGHUP): the counters go on; slots are read from the current etcd.
+  const registry = newRegistry('locksmithd');
+  let readSlots: ReturnType<typeof slotsReader> | undefined;
+  const metrics = new LockMetrics(registry, (group) => (readSlots ? readSlots(group) : Promise.resolve(undefined)));
+  let metricsServer: Awaited<ReturnType<typeof listenMetrics>>;
+  try {
+    metricsServer = await listenMetrics(opts.metricsListen, registry, log);
+  } catch (err) {
+    log.error((err as Error).message);
+    buses.close();
+    return 1;
+  }
 
   let etcd: ReturnType<typeof connectEtcd> | undefined;
   let daemon: Daemon | undefined;
@@ -129,7 +145,8 @@ export async function main(argv: string[]): Promise<number> {
   const start = async (s: Settings) => {
     etcd?.close();
     etcd = s.strategy.kind === 'etcd-lock' ? connectEtcd(s.strategy.etcd) : undefined;
-    daemon = await startDaemon(s, { bus, systemd, etcd, machineId, log });
+    readSlots = etcd ? slotsReader(etcd) : undefined;
+    daemon = await startDaemon(s, { bus, systemd, etcd, machineId, log, metrics });
     void daemon.done.then(
       (state) => {
         if (state.name === 'reboot-requested') {
@@ -145,6 +162,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     log.error((err as Error).message);
     etcd?.close();
+    metricsServer?.close();
     buses.close();
     return 1;
   }
@@ -152,6 +170,7 @@ export async function main(argv: string[]): Promise<number> {
     await daemon?.stop().catch((err: Error) => log.error(`stopping: ${err.message}`));
     try {
       etcd?.close();
+      metricsServer?.close();
       buses.close();
       rmSync(opts.pidFile, { force: true });
     } catch (err) {

@@ -1,9 +1,13 @@
-/** The daemons' log options (`--log-format`, `--log-level`) and their logger on stderr. */
+/** The daemons' log options (`--log-format`, `--log-level`) and logger on stderr, and `--metrics-listen`. */
 import { fstatSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { Registry } from 'prom-client';
 import { Option } from 'commander';
 import type { Command } from 'commander';
 import { createLogger, defaultLogFormat, logFormats, logLevels } from '../report/log';
 import type { LogFormat, Logger, LogLevel } from '../report/log';
+import { serveMetrics } from '../system/metrics-http';
+import { parseListen } from './options';
 
 /** Adds `--log-format` and `--log-level` to a daemon. */
 export function addLogOptions(program: Command): Command {
@@ -33,4 +37,26 @@ export function stderrLogger(program: string, opts: { logFormat?: string; logLev
  */
 export function earlyLogger(program: string): Logger {
   return stderrLogger(program, {});
+}
+
+/** Adds `--metrics-listen` (off by default) to a daemon without an HTTP listener of its own. */
+export function addMetricsOption(program: Command): Command {
+  return program.option('--metrics-listen <host:port>', 'serve Prometheus /metrics and /healthz here (off by default)');
+}
+
+/**
+ * Starts the /metrics listener `--metrics-listen` asks for; undefined when it is off. Throws
+ * (a message naming the address) when the address is not HOST:PORT or cannot be listened on.
+ */
+export async function listenMetrics(value: string | undefined, registry: Registry, log: Logger): Promise<Server | undefined> {
+  if (value === undefined) return undefined;
+  const listen = parseListen(value);
+  if (!listen) throw new Error(`--metrics-listen ${value}: want host:port`);
+  try {
+    const { url, server } = await serveMetrics(registry, listen.host, listen.port);
+    log(`serving metrics at ${url}/metrics`);
+    return server;
+  } catch (err) {
+    throw new Error(`cannot listen on ${value} for metrics: ${(err as Error).message}`, { cause: err });
+  }
 }

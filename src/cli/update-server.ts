@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { defaultServerLimits, UpdateServer } from '../update/server';
+import { newRegistry, ServerMetrics } from '../report/metrics';
 import { addLogOptions, earlyLogger, stderrLogger } from './logging';
 import { numberOf, parseArgs, parseListen, standardOptions, untilStopped, UsageError } from './options';
 
@@ -77,13 +78,16 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
   }
-  const server = new UpdateServer({
+  let server: UpdateServer | undefined = undefined;
+  const metrics = new ServerMetrics(newRegistry('bootsmith-update-server'), () => server?.halted.size ?? 0);
+  server = new UpdateServer({
     tree: opts.tree,
     board: opts.board,
     ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
     ...(adminToken !== undefined ? { adminToken } : {}),
     limits: { maxMachines: opts.maxMachines },
     log,
+    metrics,
   });
   let url: string;
   try {

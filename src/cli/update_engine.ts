@@ -14,7 +14,8 @@ import { defaultStateDir } from '../update/engine';
 import { defaultSchedule } from '../update/schedule';
 import { daemonBuses } from '../system/systemd';
 import { RootedFs } from '../system/rooted-fs';
-import { addLogOptions, earlyLogger, stderrLogger } from './logging';
+import { addLogOptions, addMetricsOption, earlyLogger, listenMetrics, stderrLogger } from './logging';
+import { EngineMetrics, newRegistry } from '../report/metrics';
 import { collect, normalizeGoFlags, numberOf, parseArgs, rootDir, standardOptions, untilStopped } from './options';
 
 /** The reference's key, used when no --public-key is given and it exists under --root. */
@@ -39,11 +40,12 @@ interface Options {
   bootIdFile?: string;
   logFormat?: string;
   logLevel?: string;
+  metricsListen?: string;
 }
 
 const seconds = (flag: string) => numberOf(flag, 'seconds', true);
 
-const longFlags = ['root', 'bus', 'systemd-bus', 'disk', 'active', 'cmdline-file', 'state-dir', 'public-key', 'health-unit', 'health-timeout', 'finalize-after-staging', 'first-check', 'check-interval', 'check-fuzz', 'boot-id-file', 'log-format', 'log-level', 'help', 'version'];
+const longFlags = ['root', 'bus', 'systemd-bus', 'disk', 'active', 'cmdline-file', 'state-dir', 'public-key', 'health-unit', 'health-timeout', 'finalize-after-staging', 'first-check', 'check-interval', 'check-fuzz', 'boot-id-file', 'log-format', 'log-level', 'metrics-listen', 'help', 'version'];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('update_engine')
@@ -66,6 +68,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--boot-id-file <file>', "this boot's id", '/proc/sys/kernel/random/boot_id')
     .exitOverride();
   addLogOptions(program);
+  addMetricsOption(program);
   standardOptions(program);
   let done: number | undefined;
   try {
@@ -95,6 +98,15 @@ export async function main(argv: string[]): Promise<number> {
     log.error((err as Error).message);
     return 1;
   }
+  const registry = newRegistry('update_engine');
+  let metricsServer: Awaited<ReturnType<typeof listenMetrics>>;
+  try {
+    metricsServer = await listenMetrics(opts.metricsListen, registry, log);
+  } catch (err) {
+    log.error((err as Error).message);
+    buses.close();
+    return 1;
+  }
   let daemon;
   try {
     daemon = await startEngineDaemon({
@@ -115,14 +127,17 @@ export async function main(argv: string[]): Promise<number> {
       finalizeAfterStaging: opts.finalizeAfterStaging ?? false,
       ...(opts.bootIdFile ? { bootIdFile: opts.bootIdFile } : {}),
       log,
+      metrics: new EngineMetrics(registry),
     });
   } catch (err) {
     log.error((err as Error).message);
+    metricsServer?.close();
     buses.close();
     return 1;
   }
   await untilStopped();
   await daemon.stop();
+  metricsServer?.close();
   buses.close();
   const op = daemon.attempter.status().currentOperation;
   if (op !== 'UPDATE_STATUS_IDLE' && op !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {

@@ -16,6 +16,7 @@ import type { Systemd } from '../system/systemd';
 import { liveness, reportAlive } from './presence';
 import { Semaphore, checkHolderId, parseSemaphoreValue } from './semaphore';
 import type { LogFn } from '../report/log';
+import type { LockMetrics } from '../report/metrics';
 
 /** Time for the agent; tests give one that jumps instead of waiting. */
 export interface Clock {
@@ -46,6 +47,8 @@ export interface DaemonDeps {
   machineId: string;
   clock?: Clock;
   log: LogFn;
+  /** Counts lock attempts and etcd errors (--metrics-listen). */
+  metrics?: LockMetrics;
   /** Port time limits (tests shorten them). */
   agent?: Pick<AgentOptions, 'timeouts'>;
 }
@@ -97,14 +100,19 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     checkHolderId(deps.machineId); // an id the semaphore cannot hold is a configuration error, found now
     const etcd = deps.etcd;
     const semaphore = new Semaphore(etcd, strategy.group);
+    const metrics = deps.metrics;
+    metrics?.watch(strategy.group);
     lockPort = {
       holds: async () => (await semaphore.read()).value.holders.includes(deps.machineId),
       acquire: async () => {
         try {
           await semaphore.lock(deps.machineId);
+          metrics?.request('lock', 'ok');
           return true;
         } catch (err) {
-          if ((err as { kind?: string }).kind !== 'failed_lock_semaphore_full') throw err;
+          const kind = (err as { kind?: string }).kind;
+          metrics?.request('lock', kind === 'failed_lock_semaphore_full' ? 'refused' : 'failed', kind ?? 'etcd');
+          if (kind !== 'failed_lock_semaphore_full') throw err;
           // Opt-in: free holders whose agents have been silent for too long, then try once more.
           if (strategy.reclaimStaleAfterMs !== undefined && (await reclaimStale(etcd, semaphore, strategy.reclaimStaleAfterMs, clock.now(), deps.log)) > 0) {
             return (await semaphore.lock(deps.machineId).then(() => true, () => false));
@@ -112,7 +120,15 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
           return false;
         }
       },
-      release: async () => void (await semaphore.unlockIfHeld(deps.machineId)),
+      release: async () => {
+        try {
+          await semaphore.unlockIfHeld(deps.machineId);
+          metrics?.request('unlock', 'ok');
+        } catch (err) {
+          metrics?.request('unlock', 'failed', (err as { kind?: string }).kind ?? 'etcd');
+          throw err;
+        }
+      },
     };
     // Signs of life: a presence key on a lease, and a last-seen time. Best effort: etcd may be down.
     const say = async () => {
@@ -123,6 +139,7 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
         }
         await reportAlive(etcd, strategy.group, deps.machineId, await lease.grant());
       } catch (err) {
+        metrics?.etcdError('presence');
         deps.log(`could not report this machine alive to etcd: ${(err as Error).message}`, 'warning');
       }
     };
@@ -158,7 +175,10 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
         w.on('error', () => undefined);
         if (stopped) void w.cancel().catch(() => undefined);
       })
-      .catch((err: Error) => deps.log(`cannot watch the semaphore (${err.message}); retrying on a timer instead`, 'warning'));
+      .catch((err: Error) => {
+        metrics?.etcdError('watch');
+        deps.log(`cannot watch the semaphore (${err.message}); retrying on a timer instead`, 'warning');
+      });
     stopWatching = () => clearTimeout(pending);
   }
 

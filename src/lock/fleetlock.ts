@@ -8,7 +8,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Etcd3 } from 'etcd3';
-import { Semaphore, SemaphoreError, checkHolderId, groupPattern } from './semaphore';
+import { Semaphore, SemaphoreError, checkHolderId, groupPattern, groupPrefix, parseSemaphoreValue } from './semaphore';
+import type { LockMetrics, ReadSlots } from '../report/metrics';
 import type { LogFn } from '../report/log';
 
 interface Failure {
@@ -62,6 +63,8 @@ export interface FleetLockOptions {
   /** Groups served; undefined: any valid group name. */
   groups?: string[];
   log?: LogFn;
+  /** Counts each request's outcome and reports the slots of the groups asked for. */
+  metrics?: LockMetrics;
 }
 
 /** An HTTP request handler for the FleetLock protocol on `client`'s semaphores. */
@@ -76,27 +79,53 @@ export function fleetLockHandler(client: Etcd3, options: FleetLockOptions = {}) 
       res.writeHead(f.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
     };
     const route = (req.url ?? '').split('?')[0];
+    const operation = route === '/v1/pre-reboot' ? 'lock' : 'unlock';
+    const count = (f: Failure, reason: string) => {
+      if (f.status !== 404 && f.status !== 405) options.metrics?.request(operation, f.status === 409 ? 'refused' : 'failed', reason);
+    };
     try {
       if (route !== '/v1/pre-reboot' && route !== '/v1/steady-state') throw fail(404, 'not_found', `no such endpoint: ${route}`);
       if (req.method !== 'POST') throw fail(405, 'method_not_allowed', `${req.method} ${route}: use POST`);
       const { group, id } = await clientParams(req);
       if (options.groups && !options.groups.includes(group)) throw fail(400, 'unknown_group', `unknown group "${group}"`);
       const semaphore = new Semaphore(client, group);
+      options.metrics?.watch(group);
       if (route === '/v1/pre-reboot') {
         await semaphore.lock(id);
         options.log?.(`pre-reboot: ${id} holds a slot of ${group}`);
       } else {
         if (await semaphore.unlockIfHeld(id)) options.log?.(`steady-state: ${id} gave back its slot of ${group}`);
       }
+      options.metrics?.request(operation, 'ok');
       send();
     } catch (err) {
-      if ((err as Failure).kind && (err as Failure).status) send(err as Failure);
-      else if (err instanceof SemaphoreError && err.kind === 'failed_lock_semaphore_full') send(fail(409, err.kind, err.message));
+      let f: Failure;
+      if ((err as Failure).kind && (err as Failure).status) count((f = err as Failure), f.kind);
+      else if (err instanceof SemaphoreError && err.kind === 'failed_lock_semaphore_full') count((f = fail(409, err.kind, err.message)), err.kind);
       else {
-        const f = fail(500, route === '/v1/pre-reboot' ? 'failed_lock' : 'failed_unlock', (err as Error).message);
+        f = fail(500, operation === 'lock' ? 'failed_lock' : 'failed_unlock', (err as Error).message);
+        count(f, err instanceof SemaphoreError ? err.kind : 'etcd');
         options.log?.(`${route ?? ''} failed: ${f.value}`, 'warning');
-        send(f);
       }
+      send(f);
+    }
+  };
+}
+
+/**
+ * Reads a group's slots for the metrics, without creating the semaphore (a scrape changes
+ * nothing), within `timeoutMs`.
+ */
+export function slotsReader(client: Etcd3, timeoutMs = 2000): ReadSlots {
+  return async (group) => {
+    const key = `${groupPrefix(group)}/semaphore`;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`etcd did not answer within ${timeoutMs} ms`)), timeoutMs)));
+    try {
+      const kv = (await Promise.race([client.get(key).exec(), timeout])).kvs[0];
+      return kv ? parseSemaphoreValue(kv.value, key) : undefined;
+    } finally {
+      clearTimeout(timer);
     }
   };
 }

@@ -21,6 +21,7 @@ import { logindReboot } from '../lock/dbus-ports';
 import { healthState, waitHealthy } from '../system/systemd';
 import type { Systemd } from '../system/systemd';
 import type { LogFn } from '../report/log';
+import type { EngineMetrics } from '../report/metrics';
 
 export interface EngineDaemonOptions {
   /** Where update.conf, the release file and /etc/machine-id are read (`/` on a machine). */
@@ -42,6 +43,8 @@ export interface EngineDaemonOptions {
   finalizeAfterStaging: boolean;
   bootIdFile?: string;
   log: LogFn;
+  /** Follows the status, checks, errors and bytes downloaded (--metrics-listen). */
+  metrics?: EngineMetrics;
 }
 
 export interface EngineDaemon {
@@ -73,6 +76,11 @@ export async function startEngineDaemon(o: EngineDaemonOptions): Promise<EngineD
     bootId,
     log: o.log,
   });
+  if (o.metrics) {
+    const metrics = o.metrics;
+    attempter.on('status', (s: { currentOperation: string; progress: number; newSize: number }) => metrics.update(s));
+    attempter.on('failed', (f: { code: number }) => metrics.failed(f.code));
+  }
   attempter.on('status', (s: { currentOperation: string; progress: number }) => {
     if (s.currentOperation !== 'UPDATE_STATUS_DOWNLOADING') o.log(`status ${s.currentOperation}`);
   });

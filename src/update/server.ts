@@ -20,6 +20,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { join, resolve, sep } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import type { LogFn } from '../report/log';
+import type { ServerMetrics } from '../report/metrics';
+import { metricsRoute } from '../system/metrics-http';
 import { coreosAppId, decodeDigest, errorCode, eventResult, eventType, xmlEscape as esc } from './omaha';
 
 export const packageName = 'flatcar_production_update.gz';
@@ -143,6 +145,11 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
+/** An event's type or result as a metric label: its name, or `other` (a client picks the number). */
+function eventLabel(names: Record<string, number>, n: number): string {
+  return Object.entries(names).find(([, v]) => v === n)?.[0] ?? 'other';
+}
+
 const xml = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', isArray: (n) => ['app', 'event'].includes(n), parseAttributeValue: false, parseTagValue: false });
 
 export interface ServerOptions {
@@ -155,6 +162,8 @@ export interface ServerOptions {
   adminToken?: string;
   limits?: Partial<ServerLimits>;
   log?: LogFn;
+  /** Counts requests, checks, events, halts and payload bytes, and serves them at /metrics (with /healthz). */
+  metrics?: ServerMetrics;
 }
 
 /** Per offered release (channel/version): failures reported by machines it was offered to. */
@@ -176,6 +185,7 @@ export class UpdateServer {
   readonly failures = new Map<string, FailureCounts>();
   private readonly digests = new Map<string, { mtimeMs: number; sha1: Buffer }>();
   private server: Server | undefined;
+  private readonly observability: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
   private eventLogBytes = 0;
   /** Counts of what was served, for tests and benchmarks. */
   readonly counts = { requests: 0, checks: 0, events: 0, downloads: 0, refused: 0 };
@@ -184,6 +194,7 @@ export class UpdateServer {
     this.board = opts.board ?? 'amd64-usr';
     this.appId = opts.appId ?? coreosAppId;
     this.limits = { ...defaultServerLimits, ...opts.limits };
+    this.observability = opts.metrics ? metricsRoute(opts.metrics.registry) : undefined;
     if (opts.stateDir) {
       mkdirSync(opts.stateDir, { recursive: true });
       try {
@@ -241,6 +252,7 @@ export class UpdateServer {
     if (this.halted.has(key)) return;
     this.halted.add(key);
     this.saveHalts();
+    this.opts.metrics?.halt(channel);
     this.opts.log?.(`halted ${key}: ${why}`, 'warning');
   }
 
@@ -333,24 +345,32 @@ export class UpdateServer {
     try {
       doc = xml.parse(body, true) as Record<string, unknown>;
     } catch {
+      this.opts.metrics?.request('malformed');
       return this.reply('', '<app status="error-internal"><updatecheck status="error-internal"></updatecheck></app>');
     }
     const request = doc.request as Record<string, unknown> | undefined;
     const app = ((request?.app as Record<string, unknown>[] | undefined) ?? [])[0];
-    if (!app || typeof app !== 'object') return this.reply('', '');
+    if (!app || typeof app !== 'object') {
+      this.opts.metrics?.request('malformed');
+      return this.reply('', '');
+    }
     const r = this.parseApp(app);
     if (typeof r === 'string') {
       this.counts.refused++;
+      this.opts.metrics?.request('invalid');
       return this.reply('', '<app status="error-invalidRequest"><updatecheck status="error-internal"></updatecheck></app>');
     }
     if (r.appId.toLowerCase() !== this.appId.toLowerCase()) {
+      this.opts.metrics?.request('unknown_application');
       return this.reply('', `<app appid="${esc(r.appId)}" status="error-unknownApplication"><updatecheck status="error-internal"></updatecheck></app>`);
     }
+    this.opts.metrics?.request('ok');
     const now = new Date().toISOString();
     const record = this.recordFor(r, now);
     const parts: string[] = [];
     for (const e of r.events) {
       this.counts.events++;
+      this.opts.metrics?.event(eventLabel(eventType, e.type), eventLabel(eventResult, e.result));
       parts.push('<event status="ok"></event>');
       // Every update check carries 3/2 with previousversion 0.0.0.0 when there is no update to report: not kept.
       if (e.previousVersion === '0.0.0.0') continue;
@@ -363,8 +383,12 @@ export class UpdateServer {
     if (r.ping) parts.push('<ping status="ok"></ping>');
     if (r.updateCheck) {
       this.counts.checks++;
-      const newest = this.releases(record.track).find((rel) => !this.halted.has(`${rel.channel}/${rel.version}`));
-      if (!newest || compareVersions(newest.version, record.version) <= 0) {
+      const releases = this.releases(record.track);
+      const newest = releases.find((rel) => !this.halted.has(`${rel.channel}/${rel.version}`));
+      const update = newest !== undefined && compareVersions(newest.version, record.version) > 0;
+      // Labels only a channel and a version the tree has: a client cannot make up new series.
+      this.opts.metrics?.check(releases.length > 0 ? record.track : 'other', releases.some((rel) => rel.version === record.version) ? record.version : 'other', update ? 'update' : 'noupdate');
+      if (!newest || !update) {
         parts.push('<updatecheck status="noupdate"></updatecheck>');
       } else {
         record.offered = newest.version;
@@ -400,7 +424,15 @@ export class UpdateServer {
       res.writeHead(404).end();
       return;
     }
-    if (full.endsWith(packageName)) this.counts.downloads++;
+    const payload = full.endsWith(packageName);
+    if (payload) {
+      this.counts.downloads++;
+      this.opts.metrics?.download();
+    }
+    const send = (stream: ReturnType<typeof createReadStream>) => {
+      if (payload && this.opts.metrics) stream.on('data', (chunk) => this.opts.metrics?.sent(chunk.length));
+      stream.pipe(res);
+    };
     const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
     if (m && (m[1] || m[2])) {
       const start = m[1] ? Number(m[1]) : Math.max(0, size - Number(m[2]));
@@ -410,11 +442,11 @@ export class UpdateServer {
         return;
       }
       res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${size}`, 'accept-ranges': 'bytes' });
-      createReadStream(full, { start, end, highWaterMark: 1 << 20 }).pipe(res);
+      send(createReadStream(full, { start, end, highWaterMark: 1 << 20 }));
       return;
     }
     res.writeHead(200, { 'content-length': size, 'accept-ranges': 'bytes' });
-    createReadStream(full, { highWaterMark: 1 << 20 }).pipe(res);
+    send(createReadStream(full, { highWaterMark: 1 << 20 }));
   }
 
   /** Channels, halts, failure counts and machines: for the admin only (machine ids are not public). */
@@ -473,6 +505,8 @@ export class UpdateServer {
     if (req.method === 'POST' && url.pathname.startsWith('/v1/update')) {
       this.counts.requests++;
       res.writeHead(200, { 'content-type': 'text/xml' }).end(this.omaha(body, base));
+    } else if (this.observability?.(req, res)) {
+      return;
     } else if (url.pathname.startsWith('/admin/')) {
       if (!this.admitted(req, res)) return;
       if (req.method === 'GET' && url.pathname === '/admin/status') {

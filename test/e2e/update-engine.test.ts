@@ -16,6 +16,7 @@ import { UpdateServer } from '../../src/update/server';
 import { serveFakeSystemd, startDbusDaemon } from '../support/dbus';
 import type { DbusDaemon } from '../support/dbus';
 import { until } from '../support/fleet';
+import { sample, scrape } from '../support/metrics';
 import { cgptFlags, keyPair, updateMachine, updateTools } from '../support/update';
 
 const root = join(__dirname, '../..');
@@ -123,7 +124,7 @@ async function callEngine(address: string, member: string): Promise<void> {
 
   test('status, check, update with the watch, reset, a failed update, no update', async () => {
     const m = updateMachine(dir, 'one', url);
-    const engine = startEngine(engineArgs(m));
+    const engine = startEngine([...engineArgs(m), '--metrics-listen', '127.0.0.1:0']);
     engines.push(engine);
     const started = /version 1000\.0\.0 on USR-A, channel stable, server http:\/\/127\.0\.0\.1:\d+\/v1\/update\//;
     await until(() => started.test(engine.log()) && engine.log().includes('USR-A was already marked successful'), 10_000, 'the daemon to start and settle the boot');
@@ -148,6 +149,14 @@ async function callEngine(address: string, member: string): Promise<void> {
     const status = await client(bus, ['-status']);
     expect(status.stdout).toMatch(new RegExp(`^LAST_CHECKED_TIME=\\d{10}\\nPROGRESS=1\\.000000\\nCURRENT_OP=UPDATE_STATUS_UPDATED_NEED_REBOOT\\nNEW_VERSION=1001\\.0\\.0\\nNEW_SIZE=${size}\\n$`));
     expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]); // staged, not finalized: locksmithd calls Finalize
+    // --metrics-listen: the check, the status, the progress and the bytes downloaded.
+    const metricsUrl = /serving metrics at (http:\S+)\/metrics/.exec(engine.log())![1]!;
+    const metrics = await scrape(`${metricsUrl}/metrics`);
+    expect(sample(metrics, 'bootsmith_update_checks_total', { result: 'update' })).toBe(1);
+    expect(sample(metrics, 'bootsmith_update_status', { status: 'UPDATE_STATUS_UPDATED_NEED_REBOOT' })).toBe(1);
+    expect(sample(metrics, 'bootsmith_update_status', { status: 'UPDATE_STATUS_IDLE' })).toBe(0);
+    expect(sample(metrics, 'bootsmith_update_progress_ratio')).toBe(1);
+    expect(sample(metrics, 'bootsmith_update_bytes_downloaded_total')).toBe(size);
     // Already staged: -update says so at once; -check_for_update only pings.
     expect(await client(bus, ['-update'])).toMatchObject({ code: 0, stdout: 'Update succeeded: 1001.0.0 is staged; a reboot is needed.\n' });
     expect(await client(bus, ['-check_for_update'])).toEqual({ code: 0, stdout: '', stderr: '' });
@@ -169,6 +178,7 @@ async function callEngine(address: string, member: string): Promise<void> {
     expect(failed.stderr).toMatch(/the update failed/);
     // The daemon's log comes through its own pipe, in its own time.
     await until(() => /update failed \(code 10\): .*SHA-256/.test(engine.log()), 10_000, 'the daemon to log the failure');
+    expect(sample(await scrape(`${metricsUrl}/metrics`), 'bootsmith_update_errors_total', { code: '10' })).toBe(1);
     expect(server.halted.has('stable/1002.0.0')).toBe(true);
     expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]);
     expect((await client(bus, ['-status'])).stdout).toContain('CURRENT_OP=UPDATE_STATUS_IDLE');

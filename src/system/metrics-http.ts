@@ -1,0 +1,44 @@
+/**
+ * /metrics (Prometheus text) and /healthz over HTTP: a route for a daemon's own listener
+ * (fleetlockd, bootsmith-update-server), and a listener of its own for the daemons that have none
+ * (locksmithd, update_engine with --metrics-listen).
+ */
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+
+/** Answers GET /metrics and GET /healthz; false for any other request (left to the caller). */
+export function metricsRoute(registry: Registry): (req: IncomingMessage, res: ServerResponse) => boolean {
+  return (req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/metrics' && path !== '/healthz') return false;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return true;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return true;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err.message}\n`),
+    );
+    return true;
+  };
+}
+
+/** A listener serving only /metrics and /healthz; resolves once listening, with its URL. */
+export function serveMetrics(registry: Registry, host: string, port: number): Promise<{ url: string; server: Server }> {
+  const route = metricsRoute(registry);
+  const server = createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => {
+    if (!route(req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics or /healthz\n');
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      const addr = server.address() as { port: number };
+      resolve({ url: `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`, server });
+    });
+  });
+}
