@@ -166,6 +166,14 @@ export interface ServerOptions {
   metrics?: ServerMetrics;
 }
 
+/** What the access log line of an Omaha request shows: the machine, its version and track, and the outcome. */
+export interface OmahaSeen {
+  machineId?: string;
+  version?: string;
+  track?: string;
+  result?: string;
+}
+
 /** Per offered release (channel/version): failures reported by machines it was offered to. */
 export interface FailureCounts {
   /** Errors that halted it or would have (verification, install, rollback). */
@@ -339,8 +347,8 @@ export class UpdateServer {
     this.halt(record.offeredChannel, record.offered, why);
   }
 
-  /** The answer to one Omaha request. */
-  omaha(body: string, baseUrl: string): string {
+  /** The answer to one Omaha request; `seen` gets what the access log shows of it. */
+  omaha(body: string, baseUrl: string, seen: OmahaSeen = {}): string {
     let doc: Record<string, unknown>;
     try {
       doc = xml.parse(body, true) as Record<string, unknown>;
@@ -356,15 +364,18 @@ export class UpdateServer {
     }
     const r = this.parseApp(app);
     if (typeof r === 'string') {
+      seen.result = `invalid ${r}`;
       this.counts.refused++;
       this.opts.metrics?.request('invalid');
       return this.reply('', '<app status="error-invalidRequest"><updatecheck status="error-internal"></updatecheck></app>');
     }
     if (r.appId.toLowerCase() !== this.appId.toLowerCase()) {
+      seen.result = 'unknown application';
       this.opts.metrics?.request('unknown_application');
       return this.reply('', `<app appid="${esc(r.appId)}" status="error-unknownApplication"><updatecheck status="error-internal"></updatecheck></app>`);
     }
     this.opts.metrics?.request('ok');
+    Object.assign(seen, { machineId: r.machineId, version: r.version, track: r.track, result: r.updateCheck ? 'noupdate' : r.events.length > 0 ? 'event' : 'ping' });
     const now = new Date().toISOString();
     const record = this.recordFor(r, now);
     const parts: string[] = [];
@@ -388,6 +399,7 @@ export class UpdateServer {
       const update = newest !== undefined && compareVersions(newest.version, record.version) > 0;
       // Labels only a channel and a version the tree has: a client cannot make up new series.
       this.opts.metrics?.check(releases.length > 0 ? record.track : 'other', releases.some((rel) => rel.version === record.version) ? record.version : 'other', update ? 'update' : 'noupdate');
+      if (update) seen.result = 'update';
       if (!newest || !update) {
         parts.push('<updatecheck status="noupdate"></updatecheck>');
       } else {
@@ -500,11 +512,21 @@ export class UpdateServer {
     setTimeout(() => req.socket.destroy(), 1000).unref();
   }
 
-  private route(req: IncomingMessage, res: ServerResponse, url: URL, body: string): void {
+  private route(req: IncomingMessage, res: ServerResponse, url: URL, body: string, started: number): void {
     const base = `http://${req.headers.host ?? 'localhost'}`;
     if (req.method === 'POST' && url.pathname.startsWith('/v1/update')) {
       this.counts.requests++;
-      res.writeHead(200, { 'content-type': 'text/xml' }).end(this.omaha(body, base));
+      const seen: OmahaSeen = {};
+      res.writeHead(200, { 'content-type': 'text/xml' }).end(this.omaha(body, base, seen));
+      // The access log: one line per Omaha request. The values were checked against their forms
+      // (or are absent); the logger escapes and caps the line all the same.
+      this.opts.log?.(`${req.method} ${url.pathname.slice(0, 64)} 200`, 'info', {
+        machine: seen.machineId === undefined ? '-' : seen.machineId.length > 16 ? `${seen.machineId.slice(0, 16)}…` : seen.machineId,
+        version: seen.version ?? '-',
+        track: seen.track ?? '-',
+        result: seen.result ?? 'malformed',
+        duration_ms: Date.now() - started,
+      });
     } else if (this.observability?.(req, res)) {
       return;
     } else if (url.pathname.startsWith('/admin/')) {
@@ -527,6 +549,7 @@ export class UpdateServer {
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
+    const started = Date.now();
     const url = new URL(req.url ?? '/', 'http://x');
     const max = this.limits.maxBodyBytes;
     if (Number(req.headers['content-length'] ?? 0) > max) return this.tooLarge(req, res);
@@ -547,7 +570,7 @@ export class UpdateServer {
     req.on('end', () => {
       if (refused) return;
       try {
-        this.route(req, res, url, Buffer.concat(chunks).toString('utf8'));
+        this.route(req, res, url, Buffer.concat(chunks).toString('utf8'), started);
       } catch (err) {
         this.opts.log?.(`request ${req.method} ${req.url?.slice(0, 100)} failed: ${(err as Error).message}`, 'error');
         if (!res.headersSent) res.writeHead(500).end();
