@@ -4,12 +4,16 @@
  * Flags may come from FLEETLOCKD_* environment variables; flags win.
  */
 import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { Command } from 'commander';
 import { connectEtcd, splitEndpoints } from '../lock/etcd';
 import { fleetLockHandler, slotsReader } from '../lock/fleetlock';
 import { LockMetrics, newRegistry } from '../report/metrics';
 import { metricsRoute } from '../system/metrics-http';
 import { addLogOptions, stderrLogger } from './logging';
+import { addTlsOptions, readTls } from './tls';
+import type { TlsFiles } from './tls';
 import { addEtcdOptions, collect, etcdEnvironment, parseArgs, parseListen, standardOptions, untilStopped } from './options';
 
 interface Options {
@@ -23,6 +27,8 @@ interface Options {
   etcdPassword?: string;
   logFormat?: string;
   logLevel?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 const env = (name: string) => process.env[`FLEETLOCKD_${name}`] || undefined;
@@ -32,6 +38,8 @@ export const fleetlockdEnvironment = [
   { name: 'FLEETLOCKD_LISTEN', means: '--listen' },
   { name: 'FLEETLOCKD_ENDPOINT', means: '--endpoint (several separated with commas)' },
   { name: 'FLEETLOCKD_GROUPS', means: '--group (several separated with commas)' },
+  { name: 'FLEETLOCKD_TLS_CERT', means: '--tls-cert' },
+  { name: 'FLEETLOCKD_TLS_KEY', means: '--tls-key' },
   ...etcdEnvironment('FLEETLOCKD'),
 ];
 
@@ -43,6 +51,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--group <name>', 'serve only this group; repeat it for several (default: any valid group name)', collect)
     .exitOverride();
   addLogOptions(program);
+  addTlsOptions(program);
   standardOptions(program, { environment: fleetlockdEnvironment });
   const exit = parseArgs(program, argv);
   if (exit !== undefined) return exit;
@@ -51,6 +60,13 @@ export async function main(argv: string[]): Promise<number> {
   const listen = parseListen(o.listen);
   if (!listen) {
     log.error(`--listen ${o.listen}: want host:port`);
+    return 2;
+  }
+  let tls: TlsFiles | undefined;
+  try {
+    tls = readTls({ tlsCert: o.tlsCert ?? env('TLS_CERT'), tlsKey: o.tlsKey ?? env('TLS_KEY') });
+  } catch (err) {
+    log.error((err as Error).message);
     return 2;
   }
   let client: ReturnType<typeof connectEtcd>;
@@ -75,9 +91,18 @@ export async function main(argv: string[]): Promise<number> {
   for (const g of groups ?? []) metrics.watch(g);
   const fleetLock = fleetLockHandler(client, { log, metrics, ...(groups ? { groups } : {}) });
   const observability = metricsRoute(registry);
-  const server = createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     if (!observability(req, res)) void fleetLock(req, res);
-  });
+  };
+  const limits = { requestTimeout: 10_000, headersTimeout: 10_000 };
+  let server: ReturnType<typeof createServer>;
+  try {
+    server = tls ? createTlsServer({ ...limits, ...tls }, handler) : createServer(limits, handler);
+  } catch (err) {
+    log.error(`cannot serve HTTPS with ${o.tlsCert ?? env('TLS_CERT')}: ${(err as Error).message}`);
+    client.close();
+    return 1;
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen.port, listen.host, resolve);
@@ -85,7 +110,7 @@ export async function main(argv: string[]): Promise<number> {
     log.error(`cannot listen on ${o.listen}: ${err.message}`);
     throw err;
   });
-  log(`serving FleetLock on ${o.listen}`);
+  log(`serving FleetLock on ${tls ? 'https' : 'http'}://${o.listen}`);
   await untilStopped();
   await new Promise((resolve) => server.close(resolve));
   client.close();

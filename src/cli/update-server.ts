@@ -10,6 +10,8 @@ import { Command } from 'commander';
 import { defaultServerLimits, UpdateServer } from '../update/server';
 import { newRegistry, ServerMetrics } from '../report/metrics';
 import { addLogOptions, earlyLogger, stderrLogger } from './logging';
+import { addTlsOptions, readTls } from './tls';
+import type { TlsFiles } from './tls';
 import { numberOf, parseArgs, parseListen, standardOptions, untilStopped, UsageError } from './options';
 
 /** The shortest admin token accepted: a guessable one would hand the rollout to anyone. */
@@ -44,6 +46,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-machines <n>', 'machines kept in memory', numberOf('--max-machines', 'machines'), defaultServerLimits.maxMachines)
     .exitOverride();
   addLogOptions(program);
+  addTlsOptions(program);
   standardOptions(program).addHelpText('after', limitsHelp);
   let done: number | undefined;
   try {
@@ -54,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (done !== undefined) return done;
-  const opts = program.opts<{ tree: string; listen: string; board: string; stateDir?: string; adminTokenFile?: string; maxMachines: number; logFormat?: string; logLevel?: string }>();
+  const opts = program.opts<{ tree: string; listen: string; board: string; stateDir?: string; adminTokenFile?: string; maxMachines: number; logFormat?: string; logLevel?: string; tlsCert?: string; tlsKey?: string }>();
   const log = stderrLogger('bootsmith-update-server', opts);
   const listen = parseListen(opts.listen);
   if (!listen) {
@@ -63,6 +66,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (!existsSync(opts.tree)) {
     log.error(`the channel tree ${opts.tree} does not exist (npm run images builds one)`);
+    return 2;
+  }
+  let tls: TlsFiles | undefined;
+  try {
+    tls = readTls(opts);
+  } catch (err) {
+    log.error((err as Error).message);
     return 2;
   }
   let adminToken: string | undefined;
@@ -88,6 +98,7 @@ export async function main(argv: string[]): Promise<number> {
     limits: { maxMachines: opts.maxMachines },
     log,
     metrics,
+    ...(tls ? { tls } : {}),
   });
   let url: string;
   try {

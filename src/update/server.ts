@@ -16,6 +16,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { appendFileSync, createReadStream, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, renameSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { join, resolve, sep } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
@@ -164,6 +165,8 @@ export interface ServerOptions {
   log?: LogFn;
   /** Counts requests, checks, events, halts and payload bytes, and serves them at /metrics (with /healthz). */
   metrics?: ServerMetrics;
+  /** Serve HTTPS with this certificate and key (PEM); none: HTTP. */
+  tls?: { cert: Buffer | string; key: Buffer | string };
 }
 
 /** What the access log line of an Omaha request shows: the machine, its version and track, and the outcome. */
@@ -513,7 +516,7 @@ export class UpdateServer {
   }
 
   private route(req: IncomingMessage, res: ServerResponse, url: URL, body: string, started: number): void {
-    const base = `http://${req.headers.host ?? 'localhost'}`;
+    const base = `${this.opts.tls ? 'https' : 'http'}://${req.headers.host ?? 'localhost'}`;
     if (req.method === 'POST' && url.pathname.startsWith('/v1/update')) {
       this.counts.requests++;
       const seen: OmahaSeen = {};
@@ -579,13 +582,15 @@ export class UpdateServer {
   }
 
   listen(port: number, host = '127.0.0.1'): Promise<string> {
-    this.server = createServer({ requestTimeout: this.limits.requestTimeoutMs, headersTimeout: Math.min(this.limits.requestTimeoutMs, 10_000) }, (req, res) => this.handle(req, res));
+    const options = { requestTimeout: this.limits.requestTimeoutMs, headersTimeout: Math.min(this.limits.requestTimeoutMs, 10_000) };
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.handle(req, res);
+    this.server = this.opts.tls ? createTlsServer({ ...options, cert: this.opts.tls.cert, key: this.opts.tls.key }, handler) : createServer(options, handler);
     this.server.maxConnections = this.limits.maxConnections;
     return new Promise((resolveUrl, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(port, host, () => {
         const addr = this.server!.address() as { port: number };
-        resolveUrl(`http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`);
+        resolveUrl(`${this.opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${addr.port}`);
       });
     });
   }

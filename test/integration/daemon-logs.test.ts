@@ -74,7 +74,7 @@ async function startFleetlockd(endpoint: string, args: string[], journal: boolea
     expect((await preReboot(d.base, 'broken', 'node-2')).status).toBe(500);
     await until(() => d.lines().some((l) => l.startsWith('<4>')));
     const lines = d.lines();
-    expect(lines[0]).toMatch(/^<6>serving FleetLock on 127\.0\.0\.1:\d+$/);
+    expect(lines[0]).toMatch(/^<6>serving FleetLock on http:\/\/127\.0\.0\.1:\d+$/);
     expect(lines).toContain('<6>pre-reboot: node-1 holds a slot of journal');
     expect(lines.find((l) => l.startsWith('<4>'))).toMatch(/^<4>warning: \/v1\/pre-reboot failed: .*broken/);
     expect(lines.every((l) => /^<[3467]>/.test(l))).toBe(true);

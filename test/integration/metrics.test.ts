@@ -5,7 +5,8 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -22,6 +23,20 @@ import { keyPair, updateTools } from '../support/update';
 
 const bins = join(__dirname, '../../bin');
 const haveDbus = spawnSync('dbus-daemon', ['--version']).status === 0;
+const haveOpenssl = spawnSync('openssl', ['version']).status === 0;
+
+/** An HTTPS request trusting `ca` only. */
+function httpsRequest(url: string, ca: string, method = 'GET', body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, ca, headers }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
 
 (haveEtcd ? describe : describe.skip)('fleetlockd /metrics', () => {
   let etcd: EtcdCluster;
@@ -75,6 +90,28 @@ const haveDbus = spawnSync('dbus-daemon', ['--version']).status === 0;
     expect(sample(text, 'bootsmith_lock_holders', { group: 'metrics' })).toBe(0);
     expect((await fetch(`${base}/metrics`, { method: 'POST' })).status).toBe(405);
   });
+
+  (haveOpenssl ? test : test.skip)('--tls-cert and --tls-key: FleetLock and /metrics over HTTPS; one without the other is an error naming it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootsmith-fleetlock-tls-'));
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { encoding: 'utf8' });
+    expect(made.status).toBe(0);
+    const ca = readFileSync(join(dir, 'cert.pem'), 'utf8');
+    const port = await freePort();
+    const tls = spawn(process.execPath, [join(bins, 'fleetlockd.js'), '--listen', `127.0.0.1:${port}`, '--endpoint', etcd.endpoints[0]!, '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')], { stdio: 'ignore' });
+    try {
+      const url = `https://127.0.0.1:${port}`;
+      await until(async () => (await httpsRequest(`${url}/healthz`, ca)).status === 200, 15_000, 'fleetlockd to listen on HTTPS');
+      const body = JSON.stringify({ client_params: { group: 'tls', id: 'node-tls' } });
+      expect((await httpsRequest(`${url}/v1/pre-reboot`, ca, 'POST', body, { 'fleet-lock-protocol': 'true' })).status).toBe(200);
+      expect(sample((await httpsRequest(`${url}/metrics`, ca)).body, 'bootsmith_lock_holders', { group: 'tls' })).toBe(1);
+      await expect(fetch(`${url}/healthz`)).rejects.toThrow(); // not trusted without the certificate
+    } finally {
+      tls.kill();
+    }
+    const only = spawnSync(process.execPath, [join(bins, 'fleetlockd.js'), '--tls-key', join(dir, 'key.pem')], { encoding: 'utf8' });
+    expect([only.status, only.stderr]).toEqual([2, 'fleetlockd: error: --tls-key needs --tls-cert\n']);
+    rmSync(dir, { recursive: true, force: true });
+  }, 30_000);
 });
 
 (updateTools ? describe : describe.skip)('bootsmith-update-server /metrics', () => {
