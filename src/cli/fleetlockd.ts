@@ -1,7 +1,8 @@
 /**
  * fleetlockd: a FleetLock server (Zincati's reboot manager protocol) on the etcd semaphore that
  * locksmithd and locksmithctl use, so Zincati nodes and bootsmith nodes share slots.
- * Flags may come from FLEETLOCKD_* environment variables; flags win.
+ * Flags may come from FLEETLOCKD_* environment variables; flags win. The same listener serves
+ * GET /metrics (Prometheus) and /healthz; --tls-cert with --tls-key makes it HTTPS.
  */
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
