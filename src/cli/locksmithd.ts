@@ -126,13 +126,14 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const { bus, systemd } = buses;
-  // The metrics outlive a reload (SIGHUP): the counters go on; slots are read from the current etcd.
-  const registry = newRegistry('locksmithd');
+  // Only with --metrics-listen. The metrics outlive a reload (SIGHUP): the counters go on; slots
+  // are read from the current etcd.
+  const registry = opts.metricsListen !== undefined ? newRegistry('locksmithd') : undefined;
   let readSlots: ReturnType<typeof slotsReader> | undefined;
-  const metrics = new LockMetrics(registry, (group) => (readSlots ? readSlots(group) : Promise.resolve(undefined)));
+  const metrics = registry && new LockMetrics(registry, (group) => (readSlots ? readSlots(group) : Promise.resolve(undefined)));
   let metricsServer: Awaited<ReturnType<typeof listenMetrics>>;
   try {
-    metricsServer = await listenMetrics(opts.metricsListen, registry, log);
+    metricsServer = registry && (await listenMetrics(opts.metricsListen, registry, log));
   } catch (err) {
     log.error((err as Error).message);
     buses.close();
@@ -146,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
     etcd?.close();
     etcd = s.strategy.kind === 'etcd-lock' ? connectEtcd(s.strategy.etcd) : undefined;
     readSlots = etcd ? slotsReader(etcd) : undefined;
-    daemon = await startDaemon(s, { bus, systemd, etcd, machineId, log, metrics });
+    daemon = await startDaemon(s, { bus, systemd, etcd, machineId, log, ...(metrics ? { metrics } : {}) });
     void daemon.done.then(
       (state) => {
         if (state.name === 'reboot-requested') {

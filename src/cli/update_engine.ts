@@ -98,10 +98,10 @@ export async function main(argv: string[]): Promise<number> {
     log.error((err as Error).message);
     return 1;
   }
-  const registry = newRegistry('update_engine');
+  const registry = opts.metricsListen !== undefined ? newRegistry('update_engine') : undefined;
   let metricsServer: Awaited<ReturnType<typeof listenMetrics>>;
   try {
-    metricsServer = await listenMetrics(opts.metricsListen, registry, log);
+    metricsServer = registry && (await listenMetrics(opts.metricsListen, registry, log));
   } catch (err) {
     log.error((err as Error).message);
     buses.close();
@@ -127,7 +127,7 @@ export async function main(argv: string[]): Promise<number> {
       finalizeAfterStaging: opts.finalizeAfterStaging ?? false,
       ...(opts.bootIdFile ? { bootIdFile: opts.bootIdFile } : {}),
       log,
-      metrics: new EngineMetrics(registry),
+      ...(registry ? { metrics: new EngineMetrics(registry) } : {}),
     });
   } catch (err) {
     log.error((err as Error).message);

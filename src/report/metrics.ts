@@ -35,7 +35,6 @@ export class LockMetrics {
     const registers = [registry];
     this.requests = new Counter({ name: 'bootsmith_lock_requests_total', help: 'Requests to take (lock) or give back (unlock) a reboot slot, by result (ok, refused: all slots held, failed)', labelNames: ['operation', 'result'], registers });
     this.failures = new Counter({ name: 'bootsmith_lock_failures_total', help: 'Lock requests that did not succeed, by reason (semaphore full, etcd error, invalid request, ...)', labelNames: ['operation', 'reason'], registers });
-    this.etcdErrors = new Counter({ name: 'bootsmith_etcd_errors_total', help: 'Calls to etcd that failed, by operation', labelNames: ['operation'], registers });
     // Both gauges come from one read per group per scrape (prom-client collects them at once).
     // A scrape starts every collect in the same tick; the read is shared until it is done.
     let read: Promise<Map<string, { total_slots: number; holders: string[] }>> | undefined;
@@ -60,6 +59,17 @@ export class LockMetrics {
         },
       });
     }
+    // After the gauges: a scrape has started their read by the time this collects, and waits for
+    // it, so a read that fails counts in the same scrape.
+    this.etcdErrors = new Counter({
+      name: 'bootsmith_etcd_errors_total',
+      help: 'Calls to etcd that failed, by operation (read: a scrape\'s read of the slots)',
+      labelNames: ['operation'],
+      registers,
+      async collect() {
+        await read?.catch(() => undefined);
+      },
+    });
   }
 
   private async readGroups(readSlots: ReadSlots | undefined): Promise<Map<string, { total_slots: number; holders: string[] }>> {
