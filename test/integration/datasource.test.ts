@@ -414,7 +414,7 @@ const haveGenisoimage = spawnSync('genisoimage', ['-version']).status === 0;
       });
       const got = await timed(file);
       expect(got.error).toMatch(/^config drive image: directory record at offset \d+: length 1 does not hold|^config drive image: the directory at offset \d+ is 41943040 bytes, more than/);
-      expect(got.ms).toBeLessThan(1_000);
+      expect(got.ms).toBeLessThan(5_000); // before: 30 s and more; a loaded machine needs the margin
     });
 
     test('a record pointing outside the image', async () => {
@@ -444,7 +444,7 @@ const haveGenisoimage = spawnSync('genisoimage', ['-version']).status === 0;
       });
       const got = await timed(file);
       expect(got).toMatchObject({ ok: undefined });
-      expect(got.ms).toBeLessThan(1_000);
+      expect(got.ms).toBeLessThan(5_000); // before: 30 s and more; a loaded machine needs the margin
     });
 
     test('a record too short for its name, and a Joliet name of odd length: our message, not a RangeError', async () => {
@@ -501,7 +501,7 @@ const haveGenisoimage = spawnSync('genisoimage', ['-version']).status === 0;
     });
     const started = Date.now();
     await expect(configDriveSource(loop).fetch()).rejects.toThrow(/^config drive image: the FAT has a loop in a cluster chain/);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   test('an image with another label is not a config drive', async () => {
