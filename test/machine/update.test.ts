@@ -35,6 +35,7 @@ const serverPort = 8080;
 const etcdPort = 2379;
 const from = '2000.0.0';
 const next = releaseVersions.find((r) => !r.broken)!.version;
+const bad = releaseVersions.find((r) => r.broken)!.version;
 
 /** The user data of a lab machine: the update server and etcd on the host, checks every 10 s. */
 const userData = (name: string) => `#cloud-config
@@ -53,7 +54,7 @@ coreos:
           content: |
             [Service]
             ExecStart=
-            ExecStart=/usr/bin/update_engine --first-check 5 --check-interval 10 --check-fuzz 0 --health-timeout 180
+            ExecStart=/usr/bin/update_engine --first-check 5 --check-interval 10 --check-fuzz 0 --health-timeout 120
 `;
 
 const networkData = { links: [], networks: [{ id: 'net0', type: 'ipv4', ip_address: '10.0.2.15', netmask: '255.255.255.0' }], services: [] };
@@ -185,5 +186,49 @@ const broken = /Kernel panic|emergency mode|Failed to start (?!bootsmith-broken)
       const id = m.root().read('/etc/machine-id')?.trim() ?? '';
       expect(byId.get(id)).toEqual([`13/1 ${from}`, `14/1 ${from}`, `3/1 ${from}`, `3/2 ${next}`]);
     }
+  }, journeyDeadline);
+
+  test(`a broken N+2 (${bad}): the first machine to boot it fails the health gate, rolls back to N+1, reports it; the rollout halts`, async () => {
+    // Both boot again on N+1 (USR-B); the harness boots again whatever reboots.
+    let stopping = false;
+    const supervise = async (m: Machine) => {
+      for (;;) {
+        await m.current!.exited;
+        if (stopping || !/reboot: Restarting system/.test(m.current!.console())) return;
+        m.start();
+      }
+    };
+    for (const m of machines) m.start();
+    const supervised = machines.map(supervise);
+    for (const m of machines) await m.current!.waitFor(/update_engine: USR-B was already marked successful/, bootDeadline, broken);
+    const holdersBefore = holdersSeen.length;
+    published = publish(bad);
+    await until(() => server.halted.has(`stable/${bad}`), journeyDeadline, `the server to halt stable/${bad}`, consoles);
+    timings['publish N+2 to halted'] = (Date.now() - published) / 1000;
+    const tried = machines.filter((m) => m.boots.some((b) => b.choice.label === 'USR-A' && b.number > 2));
+    expect(tried).toHaveLength(1);
+    const first = tried[0]!;
+    const other = machines.find((m) => m !== first)!;
+    // The first: N+2 on USR-A for its one try, degraded, rebooted back to USR-B, which says so.
+    await until(() => /this boot is a rollback: USR-A was finalized but did not boot successfully; running USR-B/.test(first.current!.console()), bootDeadline, 'the rollback boot', consoles);
+    await first.current!.waitFor(/locksmithd: healthy after the reboot: gave back the reboot slot/, bootDeadline, broken);
+    const trial = first.boots.find((b) => b.choice.label === 'USR-A' && b.number > 2)!;
+    expect(trial.console()).toMatch(new RegExp(`Welcome to .*Bootsmith Machine ${bad.replace(/\./g, '\\.')}`));
+    expect(trial.console()).toMatch(/not healthy after 120 s on the trial boot of USR-A \(system degraded\): rebooting to roll back to USR-B/);
+    expect(first.current!.choice.label).toBe('USR-B');
+    // The other staged it too, but its Finalize found the rollout halted: no reboot.
+    await other.current!.waitFor(new RegExp(`no longer offers ${bad.replace(/\./g, '\\.')}.*not finalized`), bootDeadline, broken);
+    expect(other.boots).toHaveLength(3);
+    await until(() => holdersSeen.at(-1)?.length === 0, 120_000, 'the slot given back', consoles);
+    expect(Math.max(...holdersSeen.slice(holdersBefore).map((h) => h.length))).toBe(1);
+
+    stopping = true;
+    await Promise.all(machines.map((m) => m.current!.powerOff()));
+    await Promise.all(supervised);
+    for (const m of machines) expect(m.slotFlags('USR-B')).toEqual({ priority: 2, tries: 0, successful: true });
+    expect(first.slotFlags('USR-A')).toMatchObject({ tries: 0, successful: false });
+    expect(other.slotFlags('USR-A').priority).toBeLessThan(2);
+    const id = first.root().read('/etc/machine-id')?.trim() ?? '';
+    expect(events().get(id)?.slice(4)).toEqual([`13/1 ${next}`, `14/1 ${next}`, `3/1 ${next}`, `3/0/44 ${next}`]);
   }, journeyDeadline);
 });
