@@ -9,17 +9,43 @@
  * whose public half the image trusts for payloads.
  */
 import { spawnSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { attr, createGpt, sectorSize } from '../src/update/gpt';
-import { layout, makeKeyPair } from './make';
+import { Bzip2Pool } from '../src/update/bzip2';
+import { layout, makeKeyPair, publishRelease } from './make';
 import { cacheDir, ensureRootfs } from './rootfs';
 
 const mib = 1 << 20;
 
 /** Version N, the one USR-A holds. */
 export const machineVersion = '2000.0.0';
+
+/**
+ * The releases built beside N, as signed payloads in channels/: N+1, a good one, in stable; N+2 in
+ * beta, broken on purpose: its /usr enables a unit that fails, so systemd reports the system
+ * `degraded` and update_engine's health gate does not pass on it (a rollback follows).
+ */
+export const releaseVersions = [
+  { version: '2001.0.0', channel: 'stable', broken: false },
+  { version: '2002.0.0', channel: 'beta', broken: true },
+] as const;
+
+/** The unit that makes N+2 broken. */
+export const brokenUnit = 'bootsmith-broken.service';
+
+export interface MachineRelease {
+  version: string;
+  channel: string;
+  broken: boolean;
+  /** channels/<channel>/amd64-usr/<version>: the payload, its .sha256, version.txt. */
+  dir: string;
+  payload: string;
+  /** The payload's SHA-256 (hex) and size. */
+  sha256: string;
+  size: number;
+}
 
 /** The programs /usr/bin links to (bin/ of the package, run by the copied node). */
 export const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'update_engine', 'update_engine_client'];
@@ -46,6 +72,7 @@ export interface MachineImage {
   publicKey: string;
   channels: string;
   version: string;
+  releases: MachineRelease[];
   /** Partition unique GUIDs (upper case, as in the table). */
   partitions: Record<'efi' | 'usrA' | 'usrB' | 'oem' | 'root', string>;
   timings: Record<string, number>;
@@ -142,17 +169,51 @@ function installUnits(tree: string, pkg: string): void {
 
 /** Version N's identity in /usr, the update settings' defaults, and the payload key. */
 function installRelease(tree: string, version: string, publicKey: string): void {
-  mkdirSync(join(tree, 'usr/share/coreos'), { recursive: true });
-  writeFileSync(join(tree, 'usr/share/coreos/release'), `COREOS_RELEASE_VERSION=${version}\nCOREOS_RELEASE_BOARD=amd64-usr\nCOREOS_RELEASE_APPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\n`);
+  writeVersion(tree, version);
   // No update server until user data names one; the channel is stable.
   writeFileSync(join(tree, 'usr/share/coreos/update.conf'), 'GROUP=stable\nSERVER=disabled\nREBOOT_STRATEGY=off\n');
+  mkdirSync(join(tree, 'usr/share/update_engine'), { recursive: true });
+  writeFileSync(join(tree, 'usr/share/update_engine/update-payload-key.pub.pem'), publicKey);
+}
+
+/** The version in /usr: share/coreos/release (what update_engine reports) and lib/os-release. */
+function writeVersion(tree: string, version: string): void {
+  mkdirSync(join(tree, 'usr/share/coreos'), { recursive: true });
+  writeFileSync(join(tree, 'usr/share/coreos/release'), `COREOS_RELEASE_VERSION=${version}\nCOREOS_RELEASE_BOARD=amd64-usr\nCOREOS_RELEASE_APPID={e96281a6-d1af-4bde-9a0a-97b76e56dc57}\n`);
   rmSync(join(tree, 'usr/lib/os-release'), { force: true });
   writeFileSync(
     join(tree, 'usr/lib/os-release'),
     `NAME="Bootsmith Machine"\nID=bootsmith\nID_LIKE=debian\nVERSION=${version}\nVERSION_ID=${version}\nBUILD_ID=${version}\nPRETTY_NAME="Bootsmith Machine ${version}"\n`,
   );
-  mkdirSync(join(tree, 'usr/share/update_engine'), { recursive: true });
-  writeFileSync(join(tree, 'usr/share/update_engine/update-payload-key.pub.pem'), publicKey);
+}
+
+/** Breaks a /usr on purpose: a unit that fails, enabled, so the system comes up degraded. */
+function installBrokenUnit(usrTree: string): void {
+  const system = join(usrTree, 'lib/systemd/system');
+  writeFileSync(
+    join(system, brokenUnit),
+    '# This release is broken on purpose (a test release): the unit fails, systemd reports the system degraded,\n# and update_engine\'s health gate does not pass.\n[Unit]\nDescription=A unit that fails (a broken release)\n\n[Service]\nType=oneshot\nExecStart=/bin/false\n',
+  );
+  rmSync(join(system, 'multi-user.target.wants', brokenUnit), { force: true });
+  symlinkSync(`../${brokenUnit}`, join(system, 'multi-user.target.wants', brokenUnit));
+}
+
+/**
+ * bzip2 that compresses each distinct chunk once: the USR images of N+1 and N+2 hold the same
+ * files as N's, so most of their chunks (and every empty one) are already done.
+ */
+class RememberingBzip2Pool extends Bzip2Pool {
+  private readonly seen = new Map<string, Promise<Buffer>>();
+
+  override compress(data: Buffer): Promise<Buffer> {
+    const key = createHash('sha256').update(data).digest('hex');
+    let done = this.seen.get(key);
+    if (!done) {
+      done = super.compress(data);
+      this.seen.set(key, done);
+    }
+    return done;
+  }
 }
 
 /**
@@ -201,9 +262,11 @@ export interface BuildOptions {
   version: string;
   log: (s: string) => void;
   nodeBinary: string;
+  /** Whether to build the releases N+1 and N+2 (releaseVersions) into channels/; default true. */
+  releases: boolean;
 }
 
-export function buildMachine(options: Partial<BuildOptions> = {}): MachineImage {
+export async function buildMachine(options: Partial<BuildOptions> = {}): Promise<MachineImage> {
   const pkg = packageRoot();
   const out = resolve(options.out ?? join(pkg, 'images/out/machine'));
   const version = options.version ?? machineVersion;
@@ -258,6 +321,27 @@ export function buildMachine(options: Partial<BuildOptions> = {}): MachineImage 
     run('mkfs.vfat', ['-F', '32', '-n', 'EFI-SYSTEM', '-C', join(work, 'efi.img'), String(sizes.efi * 1024)], 'the EFI-SYSTEM file system');
     lap('mkfs');
 
+    // N+1 and N+2: the same /usr with another version (and N+2 broken), each in an ext4 just big
+    // enough (a payload need not fill its slot), as signed payloads in a fresh channel tree.
+    const channels = join(out, 'channels');
+    rmSync(channels, { recursive: true, force: true });
+    mkdirSync(channels, { recursive: true });
+    const releases: MachineRelease[] = [];
+    if (options.releases !== false) {
+      const pool = new RememberingBzip2Pool();
+      for (const r of releaseVersions) {
+        writeVersion(work, r.version); // work/usr is the /usr tree
+        if (r.broken) installBrokenUnit(usrTree);
+        const size = Math.min(sizes.usr, Math.ceil((sizeMiB(usrTree) * 1.15 + 48) / 16) * 16);
+        const image = join(work, `usr-${r.version}.img`);
+        mkfs(image, usrTree, 'USR', size);
+        const made = await publishRelease(channels, r.channel, r.version, image, [keys.privateKey], pool);
+        rmSync(image, { force: true });
+        releases.push({ version: r.version, channel: r.channel, broken: r.broken, dir: made.dir, payload: made.payload.path, sha256: made.payload.sha256, size: made.payload.size });
+        lap(`release ${r.version}`);
+      }
+    }
+
     // Made beside its final place (the cache may be another file system) and renamed in last.
     const disk = join(out, 'disk.raw.tmp');
     const order: [keyof MachineImage['partitions'], typeof layout.efi, number, string | undefined][] = [
@@ -300,9 +384,7 @@ export function buildMachine(options: Partial<BuildOptions> = {}): MachineImage 
     copyFileSync(join(work, 'vmlinuz'), outputs.vmlinuz);
     copyFileSync(join(work, 'initrd.img'), outputs.initrd);
     writeFileSync(outputs.bootJson, `${JSON.stringify(bootConfig, null, 2)}\n`);
-    const channels = join(out, 'channels');
-    mkdirSync(channels, { recursive: true });
-    writeFileSync(join(out, 'image.json'), `${JSON.stringify({ version, kernel: kver, rootfs: rootfs.dir, partitions }, null, 2)}\n`);
+    writeFileSync(join(out, 'image.json'), `${JSON.stringify({ version, kernel: kver, rootfs: rootfs.dir, partitions, releases }, null, 2)}\n`);
     rmSync(outputs.disk, { force: true });
     renameSync(disk, outputs.disk);
     lap('outputs');
@@ -313,6 +395,7 @@ export function buildMachine(options: Partial<BuildOptions> = {}): MachineImage 
       publicKey: keys.publicPath,
       channels,
       version,
+      releases,
       partitions,
       timings,
     };
@@ -323,10 +406,10 @@ export function buildMachine(options: Partial<BuildOptions> = {}): MachineImage 
 }
 
 /** The image in `dir` as built, if it is there. */
-export function readMachineImage(dir: string): { version: string; partitions: MachineImage['partitions'] } | undefined {
+export function readMachineImage(dir: string): { version: string; partitions: MachineImage['partitions']; releases?: MachineRelease[] } | undefined {
   try {
     if (!statSync(join(dir, 'disk.raw')).isFile()) return undefined;
-    return JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as { version: string; partitions: MachineImage['partitions'] };
+    return JSON.parse(readFileSync(join(dir, 'image.json'), 'utf8')) as { version: string; partitions: MachineImage['partitions']; releases?: MachineRelease[] };
   } catch {
     return undefined;
   }

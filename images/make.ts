@@ -18,6 +18,7 @@ import { attr } from '../src/update/gpt';
 import { usrTypeGuid } from '../src/update/slots';
 import { makePayload } from '../src/update/make-payload';
 import type { MadePayload } from '../src/update/make-payload';
+import type { Bzip2Pool } from '../src/update/bzip2';
 import { parseArgs } from '../src/cli/options';
 import { buildMachine } from './machine';
 
@@ -166,14 +167,22 @@ export interface Channel {
   payload: MadePayload;
 }
 
-/** One release in a channel tree: the payload, its .sha256 sidecar, version.txt, and current/ pointing at it. */
 /** A signed release in the channel tree; `files` go into its USR image besides the release files. */
 export async function makeRelease(tree: string, channel: string, version: string, privateKeys: string[], work: string, files: Record<string, string> = {}): Promise<Channel> {
-  const dir = join(tree, channel, board, version);
-  mkdirSync(dir, { recursive: true });
   const image = join(work, `usr-${version}.img`);
   makeUsrImage(image, version, 24, 4, false, files);
-  const payload = await makePayload(image, join(dir, 'flatcar_production_update.gz'), privateKeys);
+  return publishRelease(tree, channel, version, image, privateKeys);
+}
+
+/**
+ * One release in a channel tree, from a USR image made elsewhere: the signed payload, its .sha256
+ * sidecar, version.txt, and current/ pointing at it. `pool` compresses the chunks (one that
+ * remembers chunks it has seen makes a second release of a similar image quick).
+ */
+export async function publishRelease(tree: string, channel: string, version: string, image: string, privateKeys: string[], pool?: Bzip2Pool): Promise<Channel> {
+  const dir = join(tree, channel, board, version);
+  mkdirSync(dir, { recursive: true });
+  const payload = await makePayload(image, join(dir, 'flatcar_production_update.gz'), privateKeys, pool);
   writeFileSync(`${payload.path}.sha256`, `${payload.sha256}  flatcar_production_update.gz\n`);
   const [major, minor, patch] = version.split('.');
   writeFileSync(
@@ -220,14 +229,14 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /** `make-images machine [OUT]`: the bootable machine image (images/machine.ts), as root. */
-function machineMain(argv: string[]): number {
+async function machineMain(argv: string[]): Promise<number> {
   const program = new Command('make-images machine')
     .description('build the bootable machine image: disk.raw, vmlinuz, initrd.img, boot.json, update-key.pem, update-key.pub.pem, channels/ (as root; the Debian part is cached under $XDG_CACHE_HOME/bootsmith)')
     .argument('[out]', 'output directory', 'images/out/machine')
     .exitOverride();
   const done = parseArgs(program, argv);
   if (done !== undefined) return done;
-  const image = buildMachine({ out: resolve(program.args[0] ?? 'images/out/machine'), log: (s) => process.stdout.write(`${s}\n`) });
-  process.stdout.write(`machine image ${image.version} in ${image.dir}\n`);
+  const image = await buildMachine({ out: resolve(program.args[0] ?? 'images/out/machine'), log: (s) => process.stdout.write(`${s}\n`) });
+  process.stdout.write(`machine image ${image.version} in ${image.dir}; releases ${image.releases.map((r) => `${r.version} (${r.channel}${r.broken ? ', broken' : ''})`).join(', ') || 'none'}\n`);
   return 0;
 }

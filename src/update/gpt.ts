@@ -6,7 +6,7 @@
  * repaired from the backup, a backup that differs from a good primary (a write cut short between
  * the copies) from the primary; both bad is an error that names what is wrong. 512-byte sectors.
  */
-import { closeSync, fsyncSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 
 export const sectorSize = 512;
@@ -90,6 +90,8 @@ function readAt(fd: number, offset: bigint, length: number): Buffer {
 }
 
 function writeAt(fd: number, offset: bigint, data: Buffer): void {
+  // Node takes a negative position as "the current one": a bad offset would write over the start.
+  if (offset < 0n) throw new Error(`refusing to write at offset ${offset}`);
   let done = 0;
   while (done < data.length) done += writeSync(fd, data, done, data.length - done, Number(offset) + done);
 }
@@ -171,11 +173,38 @@ function serializeHeader(h: GptHeader, myLba: bigint, alternateLba: bigint, entr
   return raw;
 }
 
+/**
+ * The size in bytes of the disk open at `fd`: a file's length; for a block device, whose st_size
+ * is 0, the kernel's count of 512-byte sectors (blockDeviceBytes).
+ */
+export function diskBytes(fd: number): number {
+  const st = fstatSync(fd, { bigint: true });
+  return st.isBlockDevice() ? blockDeviceBytes(st.rdev) : Number(st.size);
+}
+
+/** A block device's size from sysfs (`/sys/dev/block/MAJOR:MINOR/size`, in 512-byte sectors whatever the device's block size). */
+export function blockDeviceBytes(rdev: bigint, sysfs = '/sys'): number {
+  // Linux's dev_t: minor bits 0-7 and 20-31, major bits 8-19 and 32-43.
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n);
+  const file = `${sysfs}/dev/block/${major}:${minor}/size`;
+  const text = readFileSync(file, 'utf8').trim();
+  if (!/^\d+$/.test(text)) throw new Error(`${file} holds no sector count: ${JSON.stringify(text.slice(0, 40))}`);
+  return Number(text) * 512;
+}
+
+/** The disk's last LBA; a disk too small for a GPT (or whose size is unknown) is an error, never written. */
+function lastLbaOf(fd: number): bigint {
+  const last = BigInt(Math.floor(diskBytes(fd) / sectorSize)) - 1n;
+  if (last < 67n) throw new Error(`the disk holds ${last + 1n} sectors, too few for a GPT`);
+  return last;
+}
+
 /** Writes both copies: backup entries and header, sync, then primary, sync. */
 function writeBoth(fd: number, header: GptHeader, entries: GptEntry[]): void {
   const raw = serializeEntries(entries, header);
   const crc = crc32(raw);
-  const lastLba = BigInt(Math.floor(fstatSync(fd).size / sectorSize)) - 1n;
+  const lastLba = lastLbaOf(fd);
   const entrySectors = BigInt(Math.ceil(raw.length / sectorSize));
   const backupEntries = lastLba - entrySectors;
   writeAt(fd, backupEntries * BigInt(sectorSize), raw);
@@ -190,7 +219,7 @@ function writeBoth(fd: number, header: GptHeader, entries: GptEntry[]): void {
 export function readGpt(path: string): Gpt {
   const fd = openSync(path, 'r+');
   try {
-    const lastLba = BigInt(Math.floor(fstatSync(fd).size / sectorSize)) - 1n;
+    const lastLba = lastLbaOf(fd);
     const primary = readCopy(fd, 1n);
     const backupLba = typeof primary === 'string' ? lastLba : primary.header.alternateLba;
     const backup = readCopy(fd, backupLba);
@@ -242,7 +271,7 @@ export interface NewPartition {
 export function createGpt(path: string, diskGuid: string, partitions: NewPartition[]): Gpt {
   const fd = openSync(path, 'r+');
   try {
-    const sectors = BigInt(Math.floor(fstatSync(fd).size / sectorSize));
+    const sectors = BigInt(Math.floor(diskBytes(fd) / sectorSize));
     const header: GptHeader = { myLba: 1n, alternateLba: sectors - 1n, firstUsableLba: 34n, lastUsableLba: sectors - 34n, diskGuid, entriesLba: 2n, numEntries: 128, entrySize: 128 };
     const entries: GptEntry[] = Array.from({ length: 128 }, (_, i) => ({ number: i + 1, typeGuid: zeroGuid, uniqueGuid: zeroGuid, firstLba: 0n, lastLba: 0n, attributes: 0n, name: '' }));
     for (const p of partitions) {

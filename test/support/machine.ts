@@ -13,7 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { readGpt, sectorSize } from '../../src/update/gpt';
+import { attr, readGpt, sectorSize } from '../../src/update/gpt';
 
 const repo = join(__dirname, '../..');
 
@@ -44,6 +44,8 @@ export interface MachineOptions {
   /** More kernel command line, after boot.json's. */
   cmdline?: string;
   memoryMiB?: number;
+  /** Virtual CPUs; default 2. */
+  cpus?: number;
 }
 
 export interface BootChoice {
@@ -155,7 +157,26 @@ export class Boot {
   }
 }
 
-function tail(text: string, lines = 60): string {
+/**
+ * Polls `check` every 500 ms until it holds; rejects after `timeoutMs` with `what` and, when
+ * given, `context()` (consoles, logs) for the failure message.
+ */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, context?: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let ok = false;
+    try {
+      ok = await check();
+    } catch {
+      // not yet
+    }
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${context ? `\n${context()}` : ''}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+export function tail(text: string, lines = 60): string {
   return text.split('\n').slice(-lines).join('\n');
 }
 
@@ -237,7 +258,7 @@ export class Machine {
     ].join(',');
     const args = [
       '-accel', 'tcg,thread=multi', '-cpu', 'max', '-machine', 'pc', '-nodefaults', '-vga', 'none',
-      '-smp', '2', '-m', String(this.options.memoryMiB ?? 1024), '-display', 'none', '-no-reboot',
+      '-smp', String(this.options.cpus ?? 2), '-m', String(this.options.memoryMiB ?? 1024), '-display', 'none', '-no-reboot',
       '-serial', `file:${serialLog}`,
       '-kernel', join(this.options.image, 'vmlinuz'), '-initrd', join(this.options.image, 'initrd.img'), '-append', append,
       '-drive', `file=${this.disk},format=raw,if=virtio`,
@@ -254,6 +275,18 @@ export class Machine {
   /** Ends whatever still runs (afterAll). */
   stop(): void {
     for (const b of this.boots) b.kill();
+  }
+
+  /** A USR slot's boot flags in the disk's GPT, as gptprio reads them (read while the machine is off, or at any time for a look). */
+  slotFlags(label: 'USR-A' | 'USR-B'): { priority: number; tries: number; successful: boolean } {
+    const e = readGpt(this.disk).entries.find((x) => x.name === label);
+    if (!e) throw new Error(`${this.disk} has no ${label}`);
+    return { priority: attr.priority(e.attributes), tries: attr.tries(e.attributes), successful: attr.successful(e.attributes) };
+  }
+
+  /** The machine's current (or last) boot. */
+  get current(): Boot | undefined {
+    return this.boots.at(-1);
   }
 
   /** ROOT's file system, read with debugfs at its offset in the disk (after a clean poweroff). */
