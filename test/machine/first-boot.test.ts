@@ -106,7 +106,7 @@ const broken = /user-configdrive\.service: (Main process exited, code=exited, st
     await first.waitFor(provisioned, bootDeadline, broken);
     timings['boot 1 to provisioned'] = (Date.now() - t) / 1000;
     await first.waitFor(/systemd\[1\]: Startup finished in/, bootDeadline, broken);
-    await first.waitFor(/locksmithd\[\d+\]: locksmithd: starting: strategy reboot/, bootDeadline, broken);
+    await first.waitFor(/locksmithd\[\d+\]: starting: strategy reboot/, bootDeadline, broken);
     await first.powerOff();
     afterFirst = snapshot(machine.root());
 
@@ -115,7 +115,7 @@ const broken = /user-configdrive\.service: (Main process exited, code=exited, st
     await second.waitFor(provisioned, bootDeadline, broken);
     timings['boot 2 to provisioned'] = (Date.now() - t) / 1000;
     await second.waitFor(/systemd\[1\]: Startup finished in/, bootDeadline, broken);
-    await second.waitFor(/locksmithd\[\d+\]: locksmithd: starting: strategy reboot/, bootDeadline, broken);
+    await second.waitFor(/locksmithd\[\d+\]: starting: strategy reboot/, bootDeadline, broken);
     await second.powerOff();
     afterSecond = snapshot(machine.root());
     if (process.env.MACHINE_TIMINGS) process.stdout.write(`machine timings: ${JSON.stringify(timings)}\n`);
@@ -137,7 +137,7 @@ const broken = /user-configdrive\.service: (Main process exited, code=exited, st
     expect(text).toMatch(/coreos-cloudinit\[\d+\]: .*\d+ changed, \d+ unchanged, 0 failed/);
     expect(text).toMatch(/systemd\[1\]: Finished hello\.service/);
     expect(text).toMatch(/systemd\[1\]: Finished etcd2\.service/);
-    expect(text).toMatch(/locksmithd\[\d+\]: locksmithd: starting: strategy reboot/);
+    expect(text).toMatch(/locksmithd\[\d+\]: starting: strategy reboot/);
   });
 
   test('files, owners and modes on ROOT', () => {
