@@ -9,6 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { statuses } from '../update/attempter';
 import { startEngineDaemon } from '../update/daemon';
 import { defaultStateDir } from '../update/engine';
 import { defaultSchedule } from '../update/schedule';
@@ -127,7 +128,7 @@ export async function main(argv: string[]): Promise<number> {
       finalizeAfterStaging: opts.finalizeAfterStaging ?? false,
       ...(opts.bootIdFile ? { bootIdFile: opts.bootIdFile } : {}),
       log,
-      ...(registry ? { metrics: new EngineMetrics(registry) } : {}),
+      ...(registry ? { metrics: new EngineMetrics(registry, statuses) } : {}),
     });
   } catch (err) {
     log.error((err as Error).message);

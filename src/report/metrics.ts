@@ -103,18 +103,6 @@ export class LockMetrics {
   }
 }
 
-/** The update_engine statuses, for bootsmith_update_status. */
-const statuses = [
-  'UPDATE_STATUS_IDLE',
-  'UPDATE_STATUS_CHECKING_FOR_UPDATE',
-  'UPDATE_STATUS_UPDATE_AVAILABLE',
-  'UPDATE_STATUS_DOWNLOADING',
-  'UPDATE_STATUS_VERIFYING',
-  'UPDATE_STATUS_FINALIZING',
-  'UPDATE_STATUS_UPDATED_NEED_REBOOT',
-  'UPDATE_STATUS_REPORTING_ERROR_EVENT',
-];
-
 /** update_engine's metrics, fed from its status changes. */
 export class EngineMetrics {
   private readonly checks: Counter<'result'>;
@@ -126,14 +114,18 @@ export class EngineMetrics {
   /** Bytes of the current download counted so far. */
   private counted = 0;
 
-  constructor(registry: Registry) {
+  /** `statuses`: update_engine's statuses (the attempter's list), each a series of bootsmith_update_status. */
+  constructor(
+    registry: Registry,
+    private readonly statuses: readonly string[],
+  ) {
     const registers = [registry];
     this.checks = new Counter({ name: 'bootsmith_update_checks_total', help: 'Update checks, by result (update, noupdate, failed)', labelNames: ['result'], registers });
     this.errors = new Counter({ name: 'bootsmith_update_errors_total', help: 'Failed update attempts, by update_engine error code', labelNames: ['code'], registers });
     this.bytes = new Counter({ name: 'bootsmith_update_bytes_downloaded_total', help: 'Payload bytes downloaded and written to the passive slot (progress times payload size)', registers });
     this.status = new Gauge({ name: 'bootsmith_update_status', help: 'update_engine\'s current operation: 1 for the current one, 0 for the others', labelNames: ['status'], registers });
     this.progress = new Gauge({ name: 'bootsmith_update_progress_ratio', help: 'Progress of the update being downloaded, 0 to 1', registers });
-    for (const s of statuses) this.status.set({ status: s }, s === this.previous ? 1 : 0);
+    for (const s of this.statuses) this.status.set({ status: s }, s === this.previous ? 1 : 0);
   }
 
   /** A status change of the attempter (currentOperation, progress 0..1, newSize in bytes). */
@@ -143,7 +135,7 @@ export class EngineMetrics {
       if (this.previous === 'UPDATE_STATUS_CHECKING_FOR_UPDATE') {
         this.checks.inc({ result: op === 'UPDATE_STATUS_UPDATE_AVAILABLE' ? 'update' : op === 'UPDATE_STATUS_IDLE' ? 'noupdate' : 'failed' });
       }
-      if (statuses.includes(op)) for (const x of statuses) this.status.set({ status: x }, x === op ? 1 : 0);
+      if (this.statuses.includes(op)) for (const x of this.statuses) this.status.set({ status: x }, x === op ? 1 : 0);
       if (op === 'UPDATE_STATUS_DOWNLOADING' || op === 'UPDATE_STATUS_UPDATE_AVAILABLE') this.counted = 0;
       this.previous = op;
     }

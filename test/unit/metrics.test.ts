@@ -1,10 +1,11 @@
 /** The metric sets fed by hand, read back from their registry: names, labels and values. */
 import { EngineMetrics, LockMetrics, newRegistry } from '../../src/report/metrics';
 import { sample } from '../support/metrics';
+import { statuses } from '../../src/update/attempter';
 
 test('update_engine: checks by result, the status, the progress, the bytes of the payload and errors by code', async () => {
   const registry = newRegistry('update_engine');
-  const m = new EngineMetrics(registry);
+  const m = new EngineMetrics(registry, statuses);
   const size = 1_000_003;
   const walk = (ops: Array<[string, number]>) => ops.forEach(([currentOperation, progress]) => m.update({ currentOperation, progress, newSize: size }));
   walk([['UPDATE_STATUS_CHECKING_FOR_UPDATE', 0], ['UPDATE_STATUS_IDLE', 0]]);
