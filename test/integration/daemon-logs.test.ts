@@ -6,24 +6,14 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fstatSync, mkdtempSync, openSync, readFileSync, closeSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
+import { freePort } from '../support/metrics';
 
 const bins = join(__dirname, '../../bin');
 if (!haveEtcd) test.skip('needs etcd; CI installs it', () => undefined);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function until(check: () => boolean, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;

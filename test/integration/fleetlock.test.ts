@@ -4,23 +4,13 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
+import { freePort, until } from '../support/metrics';
 
 const bins = join(__dirname, '../../bin');
 if (!haveEtcd) test.skip('fleetlockd tests need etcd; CI installs it', () => undefined);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 (haveEtcd ? describe : describe.skip)('fleetlockd', () => {
   let etcd: EtcdCluster;
@@ -31,15 +21,8 @@ function freePort(): Promise<number> {
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     server = spawn(process.execPath, [join(bins, 'fleetlockd.js'), '--listen', `127.0.0.1:${port}`, '--endpoint', etcd.endpoints[0]!], { stdio: 'ignore' });
-    for (let i = 0; i < 100; i++) {
-      try {
-        await fetch(`${base}/v1/pre-reboot`);
-        break;
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-  }, 30_000);
+    await until(async () => (await fetch(`${base}/healthz`)).status === 200, 30_000, 'fleetlockd to listen');
+  }, 60_000);
   afterAll(() => {
     server.kill();
     etcd.stop();
