@@ -2,12 +2,12 @@
  * fleetlockd with a real etcd: a client sending what Zincati sends (POST, fleet-lock-protocol
  * header, client_params) gets what Zincati expects; its locks show in locksmithctl and the other way.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
-import { freePort, until } from '../support/metrics';
+import { startFleetlockd } from '../support/fleetlockd';
 
 const bins = join(__dirname, '../../bin');
 if (!haveEtcd) test.skip('fleetlockd tests need etcd; CI installs it', () => undefined);
@@ -18,10 +18,7 @@ if (!haveEtcd) test.skip('fleetlockd tests need etcd; CI installs it', () => und
   let base: string;
   beforeAll(async () => {
     etcd = await EtcdCluster.start();
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    server = spawn(process.execPath, [join(bins, 'fleetlockd.js'), '--listen', `127.0.0.1:${port}`, '--endpoint', etcd.endpoints[0]!], { stdio: 'ignore' });
-    await until(async () => (await fetch(`${base}/healthz`)).status === 200, 30_000, 'fleetlockd to listen');
+    ({ server, base } = await startFleetlockd(etcd.endpoints[0]!));
   }, 60_000);
   afterAll(() => {
     server.kill();

@@ -18,6 +18,7 @@ import { UpdateServer } from '../../src/update/server';
 import { serveStandIns, startDbusDaemon } from '../support/dbus';
 import type { DbusDaemon } from '../support/dbus';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
+import { startFleetlockd } from '../support/fleetlockd';
 import { freePort, sample, scrape, until } from '../support/metrics';
 import { keyPair, updateTools } from '../support/update';
 
@@ -44,11 +45,8 @@ function httpsRequest(url: string, ca: string, method = 'GET', body?: string, he
   let base: string;
   beforeAll(async () => {
     etcd = await EtcdCluster.start();
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    server = spawn(process.execPath, [join(bins, 'fleetlockd.js'), '--listen', `127.0.0.1:${port}`, '--endpoint', etcd.endpoints[0]!], { stdio: 'ignore' });
-    await until(async () => (await fetch(`${base}/healthz`)).status === 200, 15_000, 'fleetlockd to listen');
-  }, 30_000);
+    ({ server, base } = await startFleetlockd(etcd.endpoints[0]!));
+  }, 60_000);
   afterAll(() => {
     server.kill();
     etcd.stop();
