@@ -168,7 +168,7 @@ export class ServerMetrics {
     halted: () => number,
   ) {
     const registers = [registry];
-    this.requests = new Counter({ name: 'bootsmith_omaha_requests_total', help: 'Omaha requests, by result (ok, invalid, unknown_application, malformed)', labelNames: ['result'], registers });
+    this.requests = new Counter({ name: 'bootsmith_omaha_requests_total', help: 'Omaha requests, by result (ok, invalid, unknown_application, malformed, unavailable: the state store could not be reached)', labelNames: ['result'], registers });
     this.checks = new Counter({ name: 'bootsmith_omaha_checks_total', help: 'Update checks, by channel, the machine\'s version (other when not a release of the channel) and result (update, noupdate)', labelNames: ['channel', 'version', 'result'], registers });
     this.events = new Counter({ name: 'bootsmith_omaha_events_total', help: 'Events machines reported, by type and result', labelNames: ['type', 'result'], registers });
     this.halts = new Counter({ name: 'bootsmith_update_server_halts_total', help: 'Releases halted because a machine reported them bad, by channel', labelNames: ['channel'], registers });
@@ -184,7 +184,7 @@ export class ServerMetrics {
     });
   }
 
-  request(result: 'ok' | 'invalid' | 'unknown_application' | 'malformed'): void {
+  request(result: 'ok' | 'invalid' | 'unknown_application' | 'malformed' | 'unavailable'): void {
     this.requests.inc({ result });
   }
 

@@ -14,49 +14,25 @@
  * off. Nothing else serves machine ids.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { appendFileSync, createReadStream, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, renameSync } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { join, resolve, sep } from 'node:path';
+import { resolve, sep } from 'node:path';
+import { pipeline } from 'node:stream';
 import { XMLParser } from 'fast-xml-parser';
 import type { LogFn } from '../report/log';
 import type { ServerMetrics } from '../report/metrics';
 import { metricsRoute } from '../system/metrics-http';
-import { coreosAppId, decodeDigest, errorCode, eventResult, eventType, xmlEscape as esc } from './omaha';
+import { coreosAppId, errorCode, eventResult, eventType, xmlEscape as esc } from './omaha';
+import { compareVersions, packageName, ReleaseTree } from './release-tree';
+import type { Release } from './release-tree';
+import { FileState, StateUnavailable } from './server-state';
+import type { Decision, Failure, MachineEvent, MachineRecord, ServerState } from './server-state';
 
-export const packageName = 'flatcar_production_update.gz';
-
-export interface Release {
-  channel: string;
-  version: string;
-  path: string;
-  size: number;
-  sha256: Buffer;
-  sha1: Buffer;
-}
-
-export interface MachineEvent {
-  at: string;
-  type: number;
-  result: number;
-  errorCode?: number;
-  previousVersion?: string;
-  version: string;
-}
-
-export interface MachineRecord {
-  machineId: string;
-  track: string;
-  version: string;
-  /** The version last offered to it. */
-  offered?: string;
-  /** The channel it was offered in. */
-  offeredChannel?: string;
-  lastSeen: string;
-  /** The newest events, at most ServerLimits.maxEventsPerMachine. */
-  events: MachineEvent[];
-}
+export { compareVersions, packageName };
+export type { Release };
+export type { FailureCounts, MachineEvent, MachineRecord } from './server-state';
 
 /** What a client can make the server hold or spend, with the defaults. */
 export interface ServerLimits {
@@ -135,17 +111,6 @@ const forms = {
   number: /^\d{1,10}$/,
 };
 
-/** Compares dotted versions numerically (1002.1.0 > 1001.10.0 is false; 1001.10.0 > 1001.9.0). */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split('.').map((x) => Number.parseInt(x, 10) || 0);
-  const pb = b.split('.').map((x) => Number.parseInt(x, 10) || 0);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
 /** An event's type or result as a metric label: its name, or `other` (a client picks the number). */
 function eventLabel(names: Record<string, number>, n: number): string {
   return Object.entries(names).find(([, v]) => v === n)?.[0] ?? 'other';
@@ -167,6 +132,8 @@ export interface ServerOptions {
   metrics?: ServerMetrics;
   /** Serve HTTPS with this certificate and key (PEM); none: HTTP. */
   tls?: { cert: Buffer | string; key: Buffer | string };
+  /** Where halts, machines and events are kept; none: a FileState (memory, and stateDir when given). */
+  state?: ServerState;
 }
 
 /** What the access log line of an Omaha request shows: the machine, its version and track, and the outcome. */
@@ -177,116 +144,48 @@ export interface OmahaSeen {
   result?: string;
 }
 
-/** Per offered release (channel/version): failures reported by machines it was offered to. */
-export interface FailureCounts {
-  /** Errors that halted it or would have (verification, install, rollback). */
-  halting: number;
-  /** Other errors: counted, not acted on. */
-  other: number;
-}
-
 export class UpdateServer {
   readonly board: string;
   readonly appId: string;
   readonly limits: ServerLimits;
-  /** Machines by id, the one seen longest ago first. */
-  readonly machines = new Map<string, MachineRecord>();
-  halted = new Set<string>();
-  /** Failures per offered release ("channel/version"). */
-  readonly failures = new Map<string, FailureCounts>();
-  private readonly digests = new Map<string, { mtimeMs: number; sha1: Buffer }>();
+  /** Halts, machines, events and failure counts: in memory (and --state-dir), or shared by replicas in etcd. */
+  readonly state: ServerState;
+  /** The channel tree, cached. */
+  readonly tree: ReleaseTree;
   private server: Server | undefined;
   private readonly observability: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
-  private eventLogBytes = 0;
   /** Counts of what was served, for tests and benchmarks. */
-  readonly counts = { requests: 0, checks: 0, events: 0, downloads: 0, refused: 0 };
+  readonly counts = { requests: 0, checks: 0, events: 0, downloads: 0, refused: 0, unavailable: 0 };
 
   constructor(private readonly opts: ServerOptions) {
     this.board = opts.board ?? 'amd64-usr';
     this.appId = opts.appId ?? coreosAppId;
     this.limits = { ...defaultServerLimits, ...opts.limits };
     this.observability = opts.metrics ? metricsRoute(opts.metrics.registry) : undefined;
-    if (opts.stateDir) {
-      mkdirSync(opts.stateDir, { recursive: true });
-      try {
-        this.halted = new Set(JSON.parse(readFileSync(join(opts.stateDir, 'halted.json'), 'utf8')) as string[]);
-      } catch {
-        // nothing halted yet
-      }
-      try {
-        this.eventLogBytes = statSync(join(opts.stateDir, 'events.jsonl')).size;
-      } catch {
-        // no events yet
-      }
-    }
+    this.tree = new ReleaseTree(opts.tree, this.board);
+    this.state = opts.state ?? new FileState(this.limits, opts.stateDir);
   }
 
-  /** The releases of a channel, newest first. The tree is read anew, so publishing is adding a directory. */
-  releases(channel: string): Release[] {
-    if (!/^[A-Za-z0-9._-]+$/.test(channel)) return [];
-    const dir = join(this.opts.tree, channel, this.board);
-    let versions: string[];
-    try {
-      versions = readdirSync(dir).filter((v) => v !== 'current' && /^\d+(\.\d+)*$/.test(v));
-    } catch {
-      return [];
-    }
-    const out: Release[] = [];
-    for (const version of versions.sort((a, b) => compareVersions(b, a))) {
-      const path = join(dir, version, packageName);
-      try {
-        const st = statSync(path);
-        const sha256 = decodeDigest(readFileSync(`${path}.sha256`, 'utf8').trim().split(/\s+/)[0] ?? '');
-        if (!sha256) continue;
-        let d = this.digests.get(path);
-        if (!d || d.mtimeMs !== st.mtimeMs) {
-          d = { mtimeMs: st.mtimeMs, sha1: createHash('sha1').update(readFileSync(path)).digest() };
-          this.digests.set(path, d);
-        }
-        out.push({ channel, version, path, size: st.size, sha256, sha1: d.sha1 });
-      } catch {
-        // a release still being published
-      }
-    }
-    return out;
+  /** The releases halted now, as this server knows them (none known while the state store is out of reach). */
+  get halted(): ReadonlySet<string> {
+    return this.state.halted() ?? new Set();
   }
 
-  private saveHalts(): void {
-    if (!this.opts.stateDir) return;
-    const f = join(this.opts.stateDir, 'halted.json');
-    writeFileSync(`${f}.tmp`, JSON.stringify([...this.halted]));
-    renameSync(`${f}.tmp`, f);
+  /** The machines a FileState keeps, with their newest events (none with another store): for tests and tools on one server. */
+  get machines(): ReadonlyMap<string, MachineRecord & { events: MachineEvent[] }> {
+    return this.state instanceof FileState ? this.state.machines : new Map();
   }
 
-  halt(channel: string, version: string, why: string): void {
-    const key = `${channel}/${version}`;
-    if (this.halted.has(key)) return;
-    this.halted.add(key);
-    this.saveHalts();
-    this.opts.metrics?.halt(channel);
-    this.opts.log?.(`halted ${key}: ${why}`, 'warning');
+  /** The releases of a channel, newest first. */
+  releases(channel: string): Promise<Release[]> {
+    return this.tree.releases(channel);
   }
 
-  resume(channel: string, version: string): boolean {
-    const had = this.halted.delete(`${channel}/${version}`);
-    if (had) this.saveHalts();
-    return had;
-  }
-
-  /** Appends to events.jsonl, moving a full one to events.jsonl.1 first: the disk it takes is bounded too. */
-  private logEvent(line: string): void {
-    if (!this.opts.stateDir) return;
-    const file = join(this.opts.stateDir, 'events.jsonl');
-    if (this.eventLogBytes + line.length > this.limits.maxEventLogBytes) {
-      try {
-        renameSync(file, `${file}.1`);
-      } catch {
-        // nothing to move
-      }
-      this.eventLogBytes = 0;
-    }
-    appendFileSync(file, line);
-    this.eventLogBytes += Buffer.byteLength(line);
+  /** Resumes a halted release: it is offered again. False when it was not halted. */
+  async resume(channel: string, version: string): Promise<boolean> {
+    const ok = await this.state.resume(`${channel}/${version}`);
+    if (ok) this.opts.log?.(`resumed ${channel}/${version}`);
+    return ok;
   }
 
   /** The request's app parsed into its fields, or the name of the one that is refused. Values are checked, never echoed unchecked. */
@@ -321,37 +220,58 @@ export class UpdateServer {
     return { appId, machineId, version, track, events, ping: app.ping !== undefined, updateCheck: app.updatecheck !== undefined };
   }
 
-  /** The machine's record, made the most recently seen; the one seen longest ago is forgotten past maxMachines. */
-  private recordFor(r: AppRequest, now: string): MachineRecord {
-    const record = this.machines.get(r.machineId) ?? { machineId: r.machineId, track: r.track, version: r.version, lastSeen: now, events: [] };
-    Object.assign(record, { track: r.track, version: r.version, lastSeen: now });
-    this.machines.delete(r.machineId);
-    this.machines.set(r.machineId, record);
-    while (this.machines.size > this.limits.maxMachines) this.machines.delete(this.machines.keys().next().value!);
-    return record;
+  /**
+   * What a request does to its machine's record: the record brought up to date, the events to
+   * keep, the failures reported, and the release to offer (the channel's newest not halted, when
+   * newer than the machine's). Pure: the state store may call it again on a fresh read.
+   */
+  private decide(r: AppRequest, previous: MachineRecord | undefined, releases: Release[], halted: ReadonlySet<string>, now: string): Decision {
+    const record: MachineRecord = { machineId: r.machineId, track: r.track, version: r.version, lastSeen: now };
+    if (previous?.offered && previous.offeredChannel) Object.assign(record, { offered: previous.offered, offeredChannel: previous.offeredChannel });
+    if (previous?.lastEvent) record.lastEvent = previous.lastEvent;
+    const events: MachineEvent[] = [];
+    const failures: Failure[] = [];
+    for (const e of r.events) {
+      // Every update check carries 3/2 with previousversion 0.0.0.0 when there is no update to report: not kept.
+      if (e.previousVersion === '0.0.0.0') continue;
+      const ev: MachineEvent = { at: now, ...e, version: record.version };
+      events.push(ev);
+      record.lastEvent = ev;
+      if (ev.type === eventType.updateComplete && ev.result === eventResult.error) {
+        const f = this.failure(record, ev.errorCode);
+        if (f) failures.push(f);
+      }
+    }
+    const decision: Decision = { record, events: events.slice(-this.limits.maxEventsPerMachine), failures };
+    if (r.updateCheck) {
+      const halting = new Set(failures.filter((f) => f.halting).map((f) => f.release));
+      const newest = releases.find((rel) => !halted.has(`${rel.channel}/${rel.version}`) && !halting.has(`${rel.channel}/${rel.version}`));
+      if (newest && compareVersions(newest.version, record.version) > 0) {
+        Object.assign(record, { offered: newest.version, offeredChannel: newest.channel });
+        decision.offer = `${newest.channel}/${newest.version}`;
+      }
+    }
+    return decision;
   }
 
   /**
-   * A failure event halts the release the machine was offered, and only when the error means the
-   * release is bad (haltingErrorCodes) and the machine does not yet run it (an error from a machine
-   * already on it is about something else). Anything else is counted.
+   * A failure event speaks against the release the machine was offered, and only while the machine
+   * does not yet run it (an error from a machine already on it is about something else). It halts
+   * the release when the error means the release is bad (haltingErrorCodes); any other is counted.
    */
-  private failed(record: MachineRecord, code: number | undefined): void {
-    if (!record.offered || !record.offeredChannel || compareVersions(record.version, record.offered) >= 0) return;
-    const key = `${record.offeredChannel}/${record.offered}`;
-    const counts = this.failures.get(key) ?? { halting: 0, other: 0 };
-    this.failures.set(key, counts);
-    if (code === undefined || !haltingErrorCodes.has(code)) {
-      counts.other++;
-      return;
-    }
-    counts.halting++;
+  private failure(record: MachineRecord, code: number | undefined): Failure | undefined {
+    if (!record.offered || !record.offeredChannel || compareVersions(record.version, record.offered) >= 0) return undefined;
+    const release = `${record.offeredChannel}/${record.offered}`;
+    if (code === undefined || !haltingErrorCodes.has(code)) return { release, halting: false, why: `machine ${record.machineId} reported error ${code ?? 'none'}` };
     const why = code === errorCode.rollback ? `machine ${record.machineId} rolled back to ${record.version}` : `machine ${record.machineId} reported error ${code}`;
-    this.halt(record.offeredChannel, record.offered, why);
+    return { release, halting: true, why };
   }
 
-  /** The answer to one Omaha request; `seen` gets what the access log shows of it. */
-  omaha(body: string, baseUrl: string, seen: OmahaSeen = {}): string {
+  /**
+   * The answer to one Omaha request; `seen` gets what the access log shows of it. StateUnavailable
+   * when the state store could not take what the request changes (nothing is answered then).
+   */
+  async omaha(body: string, baseUrl: string, seen: OmahaSeen = {}): Promise<string> {
     let doc: Record<string, unknown>;
     try {
       doc = xml.parse(body, true) as Record<string, unknown>;
@@ -377,42 +297,37 @@ export class UpdateServer {
       this.opts.metrics?.request('unknown_application');
       return this.reply('', `<app appid="${esc(r.appId)}" status="error-unknownApplication"><updatecheck status="error-internal"></updatecheck></app>`);
     }
-    this.opts.metrics?.request('ok');
-    Object.assign(seen, { machineId: r.machineId, version: r.version, track: r.track, result: r.updateCheck ? 'noupdate' : r.events.length > 0 ? 'event' : 'ping' });
+    Object.assign(seen, { machineId: r.machineId, version: r.version, track: r.track });
+    const releases = r.updateCheck ? await this.tree.releases(r.track) : [];
     const now = new Date().toISOString();
-    const record = this.recordFor(r, now);
+    const { decision, halted } = await this.state.apply(r.machineId, (previous, haltedNow) => this.decide(r, previous, releases, haltedNow, now));
+    this.opts.metrics?.request('ok');
+    seen.result = r.updateCheck ? 'noupdate' : r.events.length > 0 ? 'event' : 'ping';
+    for (const f of halted) {
+      this.opts.metrics?.halt(f.release.split('/')[0]!);
+      this.opts.log?.(`halted ${f.release}: ${f.why}`, 'warning');
+    }
     const parts: string[] = [];
     for (const e of r.events) {
       this.counts.events++;
       this.opts.metrics?.event(eventLabel(eventType, e.type), eventLabel(eventResult, e.result));
       parts.push('<event status="ok"></event>');
-      // Every update check carries 3/2 with previousversion 0.0.0.0 when there is no update to report: not kept.
-      if (e.previousVersion === '0.0.0.0') continue;
-      const ev: MachineEvent = { at: now, ...e, version: record.version };
-      record.events.push(ev);
-      if (record.events.length > this.limits.maxEventsPerMachine) record.events.splice(0, record.events.length - this.limits.maxEventsPerMachine);
-      this.logEvent(`${JSON.stringify({ machineId: record.machineId, track: record.track, ...ev })}\n`);
-      if (ev.type === eventType.updateComplete && ev.result === eventResult.error) this.failed(record, ev.errorCode);
     }
     if (r.ping) parts.push('<ping status="ok"></ping>');
     if (r.updateCheck) {
       this.counts.checks++;
-      const releases = this.releases(record.track);
-      const newest = releases.find((rel) => !this.halted.has(`${rel.channel}/${rel.version}`));
-      const update = newest !== undefined && compareVersions(newest.version, record.version) > 0;
+      const offer = decision.offer === undefined ? undefined : releases.find((rel) => `${rel.channel}/${rel.version}` === decision.offer);
       // Labels only a channel and a version the tree has: a client cannot make up new series.
-      this.opts.metrics?.check(releases.length > 0 ? record.track : 'other', releases.some((rel) => rel.version === record.version) ? record.version : 'other', update ? 'update' : 'noupdate');
-      if (update) seen.result = 'update';
-      if (!newest || !update) {
+      this.opts.metrics?.check(releases.length > 0 ? r.track : 'other', releases.some((rel) => rel.version === r.version) ? r.version : 'other', offer ? 'update' : 'noupdate');
+      if (!offer) {
         parts.push('<updatecheck status="noupdate"></updatecheck>');
       } else {
-        record.offered = newest.version;
-        record.offeredChannel = newest.channel;
-        const codebase = `${baseUrl}/${encodeURIComponent(newest.channel)}/${this.board}/${newest.version}/`;
+        seen.result = 'update';
+        const codebase = `${baseUrl}/${encodeURIComponent(offer.channel)}/${this.board}/${offer.version}/`;
         parts.push(
-          `<updatecheck status="ok"><urls><url codebase="${esc(codebase)}"></url></urls><manifest version="${newest.version}"><packages>` +
-            `<package name="${packageName}" hash="${newest.sha1.toString('base64')}" size="${newest.size}" required="true"></package></packages>` +
-            `<actions><action event="postinstall" sha256="${newest.sha256.toString('base64')}" DisablePayloadBackoff="true"></action></actions></manifest></updatecheck>`,
+          `<updatecheck status="ok"><urls><url codebase="${esc(codebase)}"></url></urls><manifest version="${offer.version}"><packages>` +
+            `<package name="${packageName}" hash="${offer.sha1.toString('base64')}" size="${offer.size}" required="true"></package></packages>` +
+            `<actions><action event="postinstall" sha256="${offer.sha256.toString('base64')}" DisablePayloadBackoff="true"></action></actions></manifest></updatecheck>`,
         );
       }
     }
@@ -444,9 +359,11 @@ export class UpdateServer {
       this.counts.downloads++;
       this.opts.metrics?.download();
     }
+    // Streamed from the file, never buffered; a file that goes away under a download ends the
+    // response (the client resumes with Range) instead of failing the server.
     const send = (stream: ReturnType<typeof createReadStream>) => {
       if (payload && this.opts.metrics) stream.on('data', (chunk) => this.opts.metrics?.sent(chunk.length));
-      stream.pipe(res);
+      pipeline(stream, res, () => undefined);
     };
     const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
     if (m && (m[1] || m[2])) {
@@ -457,24 +374,30 @@ export class UpdateServer {
         return;
       }
       res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${size}`, 'accept-ranges': 'bytes' });
+      if (req.method === 'HEAD') return void res.end();
       send(createReadStream(full, { start, end, highWaterMark: 1 << 20 }));
       return;
     }
     res.writeHead(200, { 'content-length': size, 'accept-ranges': 'bytes' });
+    if (req.method === 'HEAD') return void res.end();
     send(createReadStream(full, { highWaterMark: 1 << 20 }));
   }
 
   /** Channels, halts, failure counts and machines: for the admin only (machine ids are not public). */
-  status(): unknown {
-    const channels = readdirSync(this.opts.tree)
-      .map((c) => [c, this.releases(c)] as const)
-      .filter(([, releases]) => releases.length > 0);
+  async status(): Promise<unknown> {
+    const state = await this.state.snapshot();
+    const halted = new Set(state.halted);
+    const channels: [string, Release[]][] = [];
+    for (const c of this.tree.channelNames()) {
+      const releases = await this.tree.releases(c);
+      if (releases.length > 0) channels.push([c, releases]);
+    }
     return {
       channels: Object.fromEntries(
-        channels.map(([c, releases]) => [c, releases.map((r) => ({ version: r.version, size: r.size, halted: this.halted.has(`${c}/${r.version}`), failures: this.failures.get(`${c}/${r.version}`) ?? { halting: 0, other: 0 } }))]),
+        channels.map(([c, releases]) => [c, releases.map((r) => ({ version: r.version, size: r.size, halted: halted.has(`${c}/${r.version}`), failures: state.failures.get(`${c}/${r.version}`) ?? { halting: 0, other: 0 } }))]),
       ),
-      halted: [...this.halted],
-      machines: [...this.machines.values()].map(({ events, ...m }) => ({ ...m, lastEvent: events.at(-1) })),
+      halted: state.halted,
+      machines: state.machines,
     };
   }
 
@@ -515,15 +438,27 @@ export class UpdateServer {
     setTimeout(() => req.socket.destroy(), 1000).unref();
   }
 
-  private route(req: IncomingMessage, res: ServerResponse, url: URL, body: string, started: number): void {
+  private async route(req: IncomingMessage, res: ServerResponse, url: URL, body: string, started: number): Promise<void> {
     const base = `${this.opts.tls ? 'https' : 'http'}://${req.headers.host ?? 'localhost'}`;
     if (req.method === 'POST' && url.pathname.startsWith('/v1/update')) {
       this.counts.requests++;
       const seen: OmahaSeen = {};
-      res.writeHead(200, { 'content-type': 'text/xml' }).end(this.omaha(body, base, seen));
+      let status = 200;
+      try {
+        res.writeHead(200, { 'content-type': 'text/xml' }).end(await this.omaha(body, base, seen));
+      } catch (err) {
+        if (!(err instanceof StateUnavailable)) throw err;
+        // Nothing was kept or offered: the client sends it again later.
+        status = 503;
+        seen.result = 'unavailable';
+        this.counts.unavailable++;
+        this.opts.metrics?.request('unavailable');
+        res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '10' }).end(`${err.message}\n`);
+        this.opts.log?.(err.message, 'warning');
+      }
       // The access log: one line per Omaha request. The values were checked against their forms
       // (or are absent); the logger escapes and caps the line all the same.
-      this.opts.log?.(`${req.method} ${url.pathname.slice(0, 64)} 200`, 'info', {
+      this.opts.log?.(`${req.method} ${url.pathname.slice(0, 64)} ${status}`, 'info', {
         machine: seen.machineId === undefined ? '-' : seen.machineId.length > 16 ? `${seen.machineId.slice(0, 16)}…` : seen.machineId,
         version: seen.version ?? '-',
         track: seen.track ?? '-',
@@ -535,11 +470,11 @@ export class UpdateServer {
     } else if (url.pathname.startsWith('/admin/')) {
       if (!this.admitted(req, res)) return;
       if (req.method === 'GET' && url.pathname === '/admin/status') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(this.status(), null, 2)}\n`);
+        res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(await this.status(), null, 2)}\n`);
       } else if (req.method === 'POST' && url.pathname === '/admin/resume') {
         const channel = url.searchParams.get('channel') ?? '';
         const version = url.searchParams.get('version') ?? '';
-        const ok = this.resume(channel, version);
+        const ok = await this.resume(channel, version);
         res.writeHead(ok ? 200 : 404, { 'content-type': 'text/plain' }).end(ok ? `resumed ${channel}/${version}\n` : `${channel}/${version} is not halted\n`);
       } else {
         res.writeHead(404).end();
@@ -572,12 +507,11 @@ export class UpdateServer {
     });
     req.on('end', () => {
       if (refused) return;
-      try {
-        this.route(req, res, url, Buffer.concat(chunks).toString('utf8'), started);
-      } catch (err) {
-        this.opts.log?.(`request ${req.method} ${req.url?.slice(0, 100)} failed: ${(err as Error).message}`, 'error');
-        if (!res.headersSent) res.writeHead(500).end();
-      }
+      this.route(req, res, url, Buffer.concat(chunks).toString('utf8'), started).catch((err: Error) => {
+        const status = err instanceof StateUnavailable ? 503 : 500;
+        this.opts.log?.(`request ${req.method} ${req.url?.slice(0, 100)} failed: ${err.message}`, status === 503 ? 'warning' : 'error');
+        if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 503 ? `${err.message}\n` : '');
+      });
     });
   }
 

@@ -145,7 +145,7 @@ async function callEngine(address: string, member: string): Promise<void> {
     expect(ops.filter((op, i) => op !== ops[i - 1])).toEqual([
       'UPDATE_STATUS_CHECKING_FOR_UPDATE', 'UPDATE_STATUS_UPDATE_AVAILABLE', 'UPDATE_STATUS_DOWNLOADING', 'UPDATE_STATUS_VERIFYING', 'UPDATE_STATUS_FINALIZING', 'UPDATE_STATUS_UPDATED_NEED_REBOOT',
     ]);
-    const size = server.releases('stable')[0]!.size;
+    const size = (await server.releases('stable'))[0]!.size;
     const status = await client(bus, ['-status']);
     expect(status.stdout).toMatch(new RegExp(`^LAST_CHECKED_TIME=\\d{10}\\nPROGRESS=1\\.000000\\nCURRENT_OP=UPDATE_STATUS_UPDATED_NEED_REBOOT\\nNEW_VERSION=1001\\.0\\.0\\nNEW_SIZE=${size}\\n$`));
     expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]); // staged, not finalized: locksmithd calls Finalize

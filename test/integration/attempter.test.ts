@@ -118,7 +118,7 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     expect(server.machines.get(m.machineId)!.events.at(-1)).toMatchObject({ type: 3, result: 0, errorCode: 12 });
     expect(cgptFlags(m.disk, 4)).toEqual([0, 0, 0]);
     expect(cgptFlags(m.disk, 3)).toEqual([1, 0, 1]);
-    server.resume('stable', '1001.0.0'); // the error halted the version; the next tests want it
+    await server.resume('stable', '1001.0.0'); // the error halted the version; the next tests want it
   }, 60_000);
 
   test('GROUP is read for every check: nothing newer on beta, then the update once moved to stable', async () => {
@@ -188,7 +188,7 @@ if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => unde
     await back.check();
     expect(events(m).filter((e) => e.startsWith('3/0/44'))).toHaveLength(1);
     expect(back.status().currentOperation).toBe('UPDATE_STATUS_IDLE'); // halted: noupdate
-    server.resume('stable', '1001.0.0');
+    await server.resume('stable', '1001.0.0');
   }, 60_000);
 
   test('a Finalize cut short before the flags switched (power loss): the boot after is no rollback, and the update is still staged', async () => {

@@ -281,7 +281,7 @@ const MiB = 1 << 20;
     await report(id('beta-1', '2000.0.0', 'stable'), errorCode.payloadVerificationError);
     expect(server.halted.has('stable/2001.0.0')).toBe(false);
     expect([...server.halted]).toEqual(['beta/2001.0.0']);
-    expect(server.resume('beta', '2001.0.0')).toBe(true);
+    expect(await server.resume('beta', '2001.0.0')).toBe(true);
     // Already running the version it was offered: its error is about something else.
     expect(await check(id('stable-1', '2000.0.0', 'stable'))).toMatchObject({ version: '2001.0.0' });
     expect(await check(id('stable-1', '2001.0.0', 'stable'))).toEqual({ kind: 'noupdate' });
@@ -294,7 +294,7 @@ const MiB = 1 << 20;
     await report(id('stable-2', '2000.0.0', 'stable'), errorCode.downloadTransferError);
     await report(id('stable-2', '2000.0.0', 'stable'), errorCode.downloadTransferError);
     expect(server.halted.size).toBe(0);
-    expect(server.failures.get('stable/2001.0.0')).toEqual({ halting: 0, other: 2 });
+    expect((await server.state.snapshot()).failures.get('stable/2001.0.0')).toEqual({ halting: 0, other: 2 });
     expect(await check(id('stable-3', '2000.0.0', 'stable'))).toMatchObject({ version: '2001.0.0' });
 
     await report(id('stable-2', '2000.0.0', 'stable'), errorCode.payloadVerificationError);
@@ -307,7 +307,7 @@ const MiB = 1 << 20;
     // stable-3 was offered 2001.0.0, and comes back on 2000.0.0: its next check reports the rollback.
     await post(`${url}/v1/update/`, buildRequest(id('stable-3', '2000.0.0', 'stable'), { kind: 'check', previousVersion: '2000.0.0', rolledBack: true }, false));
     expect(log).toContain('halted stable/2001.0.0: machine stable-3 rolled back to 2000.0.0');
-    server.resume('stable', '2001.0.0');
+    await server.resume('stable', '2001.0.0');
   });
 
   test('events per request and per machine, and machines, are capped; a long or malformed attribute is refused and never echoed', async () => {
