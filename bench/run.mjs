@@ -9,6 +9,7 @@
 //   6. reboot coordination: 200 agents on 5 slots, ours against locksmith's algorithm (bench/locks.ts)
 //   7. applying an update payload of a 512 MiB USR image, against bzip2 | sha256sum | dd pipelines (bench/payload.ts)
 //   8. the update journey: 20 simulated machines, total_slots 3, publish to the last machine on the new version (bench/journey.ts)
+//   9. 10,000 machines on one update server: checks/s, p50/p99 latency, memory per machine (bench/update-server.ts)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -55,11 +56,12 @@ const sections = {
   6: ['reboot coordination against etcd', 120],
   7: ['applying an update payload', 300],
   8: ['the update journey of a fleet', 300],
+  9: ['10,000 machines on one update server', 60],
 };
 const chosen = process.argv.slice(2).map(Number);
 const bad = chosen.filter((n) => !sections[n]);
 if (bad.length > 0) {
-  console.error(`bench: no section ${bad.join(', ')}; the sections are 1 to 8`);
+  console.error(`bench: no section ${bad.join(', ')}; the sections are 1 to ${Object.keys(sections).length}`);
   process.exit(2);
 }
 const runs = (n) => chosen.length === 0 || chosen.includes(n);
@@ -74,7 +76,7 @@ const estimate = (n) => last[n] ?? sections[n][1];
 /** Runs section `n` when chosen: says it starts, and how long it took. */
 async function section(n, body) {
   if (!runs(n)) return;
-  console.log(`\n== section ${n} of 8: ${sections[n][0]} (about ${duration(estimate(n))}${last[n] ? ', as last time' : ''})`);
+  console.log(`\n== section ${n} of ${Object.keys(sections).length}: ${sections[n][0]} (about ${duration(estimate(n))}${last[n] ? ', as last time' : ''})`);
   const started = performance.now();
   await body();
   took[n] = (performance.now() - started) / 1000;
@@ -90,7 +92,7 @@ function target(n, text, met) {
 const planned = Object.keys(sections).map(Number).filter(runs);
 console.log(`bootsmith benchmarks: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}`);
 console.log(
-  `sections ${planned.join(', ')} of 1-8 (choose with: npm run bench -- N...); about ${duration(planned.reduce((t, n) => t + estimate(n), 0))} in all` +
+  `sections ${planned.join(', ')} of 1-${Object.keys(sections).length} (choose with: npm run bench -- N...); about ${duration(planned.reduce((t, n) => t + estimate(n), 0))} in all` +
     `${planned.every((n) => last[n]) ? ' (the last run\'s times)' : ' (rough; the next run shows this one\'s times)'}`,
 );
 
@@ -304,6 +306,14 @@ if (missing.length === 0) {
   buildSync({ entryPoints: [join(root, 'bench/journey.ts')], outfile: journey, bundle: true, platform: 'node', format: 'cjs', external: ['etcd3', 'dbus-next'], logLevel: 'warning' });
   if (benchProcess(8, journey) !== 0) throw new Error('the update-journey benchmark failed');
 } else console.log(`8. skipped: needs ${missing.join(', ')}`);
+});
+
+// 9. The update server under 100 clients from 10,000 machines (bundled as 6 is; autocannon stays in node_modules).
+await section(9, async () => {
+  const { buildSync } = await import('esbuild');
+  const server = join(root, 'dist', 'bench-update-server.cjs');
+  buildSync({ entryPoints: [join(root, 'bench/update-server.ts')], outfile: server, bundle: true, platform: 'node', format: 'cjs', external: ['autocannon'], logLevel: 'warning' });
+  if (benchProcess(9, server) !== 0) throw new Error('the update-server benchmark failed');
 });
 
 rmSync(work, { recursive: true, force: true });

@@ -20,11 +20,12 @@ import { createServer as createTlsServer } from 'node:https';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream';
-import { XMLParser } from 'fast-xml-parser';
 import type { LogFn } from '../report/log';
 import type { ServerMetrics } from '../report/metrics';
 import { metricsRoute } from '../system/metrics-http';
 import { coreosAppId, errorCode, eventResult, eventType, xmlEscape as esc } from './omaha';
+import { readOmahaRequest } from './omaha-request';
+import type { OmahaApp } from './omaha-request';
 import { compareVersions, packageName, ReleaseTree } from './release-tree';
 import type { Release } from './release-tree';
 import { FileState, StateUnavailable } from './server-state';
@@ -116,8 +117,6 @@ function eventLabel(names: Record<string, number>, n: number): string {
   return Object.entries(names).find(([, v]) => v === n)?.[0] ?? 'other';
 }
 
-const xml = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', isArray: (n) => ['app', 'event'].includes(n), parseAttributeValue: false, parseTagValue: false });
-
 export interface ServerOptions {
   tree: string;
   board?: string;
@@ -189,27 +188,25 @@ export class UpdateServer {
   }
 
   /** The request's app parsed into its fields, or the name of the one that is refused. Values are checked, never echoed unchecked. */
-  private parseApp(app: Record<string, unknown>): AppRequest | string {
+  private parseApp(app: OmahaApp): AppRequest | string {
     const max = this.limits.maxAttributeLength;
-    const attr = (o: Record<string, unknown>, k: string, form: RegExp): string | undefined => {
+    const attr = (o: Record<string, string>, k: string, form: RegExp): string | undefined => {
       const v = o[k];
       if (v === undefined) return '';
-      if (typeof v !== 'string' || v.length > max || !form.test(v)) return undefined;
+      if (v.length > max || !form.test(v)) return undefined;
       return v;
     };
-    const appId = attr(app, 'appid', forms.appid);
-    const machineId = attr(app, 'machineid', forms.machineid);
-    const version = attr(app, 'version', forms.version);
-    const track = attr(app, 'track', forms.track);
+    const a = app.attributes;
+    const appId = attr(a, 'appid', forms.appid);
+    const machineId = attr(a, 'machineid', forms.machineid);
+    const version = attr(a, 'version', forms.version);
+    const track = attr(a, 'track', forms.track);
     if (appId === undefined) return 'appid';
     if (machineId === undefined || machineId === '') return 'machineid';
     if (version === undefined) return 'version';
     if (track === undefined) return 'track';
     const events: AppRequest['events'] = [];
-    const raw = Array.isArray(app.event) ? (app.event as unknown[]) : [];
-    for (const e of raw.slice(0, this.limits.maxEventsPerRequest)) {
-      if (typeof e !== 'object' || e === null) return 'event';
-      const o = e as Record<string, unknown>;
+    for (const o of app.events.slice(0, this.limits.maxEventsPerRequest)) {
       const type = attr(o, 'eventtype', forms.number);
       const result = attr(o, 'eventresult', forms.number);
       const code = attr(o, 'errorcode', forms.number);
@@ -217,7 +214,7 @@ export class UpdateServer {
       if (!type || !result || code === undefined || previous === undefined) return 'event';
       events.push({ type: Number(type), result: Number(result), ...(code ? { errorCode: Number(code) } : {}), ...(previous ? { previousVersion: previous } : {}) });
     }
-    return { appId, machineId, version, track, events, ping: app.ping !== undefined, updateCheck: app.updatecheck !== undefined };
+    return { appId, machineId, version, track, events, ping: app.ping, updateCheck: app.updateCheck };
   }
 
   /**
@@ -272,16 +269,13 @@ export class UpdateServer {
    * when the state store could not take what the request changes (nothing is answered then).
    */
   async omaha(body: string, baseUrl: string, seen: OmahaSeen = {}): Promise<string> {
-    let doc: Record<string, unknown>;
-    try {
-      doc = xml.parse(body, true) as Record<string, unknown>;
-    } catch {
+    const apps = readOmahaRequest(body);
+    if (!apps) {
       this.opts.metrics?.request('malformed');
       return this.reply('', '<app status="error-internal"><updatecheck status="error-internal"></updatecheck></app>');
     }
-    const request = doc.request as Record<string, unknown> | undefined;
-    const app = ((request?.app as Record<string, unknown>[] | undefined) ?? [])[0];
-    if (!app || typeof app !== 'object') {
+    const app = apps[0];
+    if (!app) {
       this.opts.metrics?.request('malformed');
       return this.reply('', '');
     }
