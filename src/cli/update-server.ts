@@ -5,15 +5,22 @@
  * POST /admin/resume?channel=C&version=V: resume a halted rollout) need --admin-token-file and
  * `Authorization: Bearer TOKEN`; without a token file they are off. GET /metrics (Prometheus) and
  * /healthz are open. --tls-cert with --tls-key serves HTTPS. SIGTERM stops it.
+ *
+ * Alone, it keeps its state in memory and --state-dir. With --etcd-endpoint, replicas behind a
+ * load balancer keep halts, machines and events in etcd (see update/etcd-state.ts) and answer any
+ * machine alike.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import type { Etcd3 } from 'etcd3';
+import { describeEtcdError, openEtcd, splitEndpoints } from '../lock/etcd';
+import { defaultEtcdPrefix, EtcdState } from '../update/etcd-state';
 import { defaultServerLimits, UpdateServer } from '../update/server';
 import { newRegistry, ServerMetrics } from '../report/metrics';
 import { addLogOptions, earlyLogger, stderrLogger } from './logging';
 import { addTlsOptions, readTls } from './tls';
 import type { TlsFiles } from './tls';
-import { numberOf, parseArgs, parseListen, standardOptions, untilStopped, UsageError } from './options';
+import { addEtcdOptions, collect, numberOf, parseArgs, parseListen, standardOptions, untilStopped, UsageError } from './options';
 
 /** The shortest admin token accepted: a guessable one would hand the rollout to anyone. */
 const minTokenLength = 16;
@@ -25,6 +32,7 @@ Limits (what a client can make the server hold or spend):
   events per request    ${defaultServerLimits.maxEventsPerRequest} read, the rest ignored
   events per machine    ${defaultServerLimits.maxEventsPerMachine} kept in memory, the newest
   machines              ${defaultServerLimits.maxMachines} kept in memory (--max-machines); past it the one seen longest ago is forgotten
+                        (in etcd: trimmed to it, the least recently written first, after every tenth of it new and every minute)
   events.jsonl          ${defaultServerLimits.maxEventLogBytes} bytes, then moved to events.jsonl.1
   request time          ${defaultServerLimits.requestTimeoutMs / 1000} s for headers and body
   connections           ${defaultServerLimits.maxConnections} at once
@@ -34,6 +42,12 @@ token in --admin-token-file (at least ${minTokenLength} characters; 401 without 
 Without --admin-token-file they are off (403). Machine ids are served by /admin/status only.
 A version is halted when a machine it was offered to, not yet running it, reports a verification
 or install error or a rollback; other errors (a download cut short) are counted in /admin/status.
+
+Replicas: with --etcd-endpoint, halts, machines (records and newest events) and failure counts are
+kept in etcd under --etcd-prefix, so replicas behind a load balancer answer any machine alike. A
+halt is seen by every replica through a watch, and an offer is committed only while its release is
+not halted. Each etcd call has a 5 s deadline; while etcd cannot answer, Omaha requests get 503
+(the machine asks again) and nothing is offered. --state-dir is for a single server only.
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -44,8 +58,11 @@ export async function main(argv: string[]): Promise<number> {
     .option('--board <board>', 'the board directory of each channel', 'amd64-usr')
     .option('--state-dir <dir>', 'where events (events.jsonl) and halted versions are kept')
     .option('--admin-token-file <file>', 'a file holding the admin token; without it the admin endpoints are off')
-    .option('--max-machines <n>', 'machines kept in memory', numberOf('--max-machines', 'machines'), defaultServerLimits.maxMachines)
+    .option('--max-machines <n>', 'machines kept in memory (or in etcd)', numberOf('--max-machines', 'machines'), defaultServerLimits.maxMachines)
+    .option('--etcd-endpoint <url>', 'keep the state in etcd, shared by replicas; repeat it, or separate several with commas', collect)
+    .option('--etcd-prefix <prefix>', 'the prefix of the keys in etcd', defaultEtcdPrefix)
     .exitOverride();
+  addEtcdOptions(program);
   addLogOptions(program);
   addTlsOptions(program);
   standardOptions(program).addHelpText('after', limitsHelp);
@@ -58,7 +75,10 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (done !== undefined) return done;
-  const opts = program.opts<{ tree: string; listen: string; board: string; stateDir?: string; adminTokenFile?: string; maxMachines: number; logFormat?: string; logLevel?: string; tlsCert?: string; tlsKey?: string }>();
+  const opts = program.opts<{
+    tree: string; listen: string; board: string; stateDir?: string; adminTokenFile?: string; maxMachines: number; logFormat?: string; logLevel?: string; tlsCert?: string; tlsKey?: string;
+    etcdEndpoint?: string[]; etcdPrefix: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPassword?: string;
+  }>();
   const log = stderrLogger('bootsmith-update-server', opts);
   const listen = parseListen(opts.listen);
   if (!listen) {
@@ -89,9 +109,33 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
   }
+  let etcd: Etcd3 | undefined;
+  let state: EtcdState | undefined;
+  if (opts.etcdEndpoint) {
+    if (opts.stateDir) {
+      log.error('--state-dir is for a single server: with --etcd-endpoint the state is in etcd');
+      return 2;
+    }
+    const endpoints = splitEndpoints(opts.etcdEndpoint);
+    try {
+      etcd = await openEtcd({
+        endpoints,
+        ...(opts.etcdCafile ? { caFile: opts.etcdCafile } : {}),
+        ...(opts.etcdCertfile ? { certFile: opts.etcdCertfile } : {}),
+        ...(opts.etcdKeyfile ? { keyFile: opts.etcdKeyfile } : {}),
+        ...(opts.etcdUsername ? { username: opts.etcdUsername, password: opts.etcdPassword ?? '' } : {}),
+      });
+    } catch (err) {
+      log.error(describeEtcdError(err, endpoints));
+      return 1;
+    }
+    state = new EtcdState(etcd, { prefix: opts.etcdPrefix, maxEventsPerMachine: defaultServerLimits.maxEventsPerMachine, maxMachines: opts.maxMachines, log });
+    await state.start();
+  }
   let server: UpdateServer | undefined = undefined;
   const metrics = new ServerMetrics(newRegistry('bootsmith-update-server'), () => server?.halted.size ?? 0);
   server = new UpdateServer({
+    ...(state ? { state } : {}),
     tree: opts.tree,
     board: opts.board,
     ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
@@ -106,10 +150,14 @@ export async function main(argv: string[]): Promise<number> {
     url = await server.listen(listen.port, listen.host);
   } catch (err) {
     log.error(`cannot listen on ${opts.listen}: ${(err as Error).message}`);
+    await state?.close();
+    etcd?.close();
     return 1;
   }
-  log(`serving ${opts.tree} at ${url}/v1/update/ (admin API ${adminToken !== undefined ? 'on, with a token' : 'off: no --admin-token-file'})`);
+  log(`serving ${opts.tree} at ${url}/v1/update/ (admin API ${adminToken !== undefined ? 'on, with a token' : 'off: no --admin-token-file'}); state ${state ? `in etcd under ${opts.etcdPrefix}` : opts.stateDir ? `in ${opts.stateDir}` : 'in memory'}`);
   await untilStopped();
   await server.close();
+  await state?.close();
+  etcd?.close();
   return 0;
 }
