@@ -208,7 +208,9 @@ export class EtcdState implements ServerState {
       return await Promise.race([fn(), timeout]);
     } catch (err) {
       if (err instanceof StateUnavailable) throw err;
-      throw new StateUnavailable(`etcd failed ${what}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+      // gRPC's status code and its empty resolution note say nothing to an operator.
+      const why = (err as Error).message.replace(/^\d+ [A-Z_]+: /, '').replace(/\.?\s*Resolution note:[\s\S]*$/, '').replace(/\s+/g, ' ').trim();
+      throw new StateUnavailable(`etcd failed ${what}: ${why || 'no reason given'}`, { cause: err });
     } finally {
       clearTimeout(timer);
     }
@@ -277,7 +279,7 @@ export class EtcdState implements ServerState {
         if (halt.kvs[0]) this.halts.add(decision.offer);
       }
     }
-    throw new StateUnavailable(`machine ${machineId}'s record in etcd kept changing under ${this.maxAttempts} attempts`);
+    throw new StateUnavailable(`etcd: machine ${machineId}'s record kept changing under ${this.maxAttempts} attempts`);
   }
 
   /** Trims the machines now, unless a trim is under way; failures are logged, never thrown. */

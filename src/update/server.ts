@@ -439,7 +439,8 @@ export class UpdateServer {
       const seen: OmahaSeen = {};
       let status = 200;
       try {
-        res.writeHead(200, { 'content-type': 'text/xml' }).end(await this.omaha(body, base, seen));
+        const answer = await this.omaha(body, base, seen);
+        res.writeHead(200, { 'content-type': 'text/xml' }).end(answer);
       } catch (err) {
         if (!(err instanceof StateUnavailable)) throw err;
         // Nothing was kept or offered: the client sends it again later.

@@ -1,0 +1,200 @@
+/**
+ * bootsmith-update-server replicas sharing their state in a three-member etcd (--etcd-endpoint):
+ * a rollout's checks and events sent to two replicas alternately, one replica and the etcd leader
+ * killed midway (a client whose replica is gone or answers 503 asks another, as a load balancer
+ * would send it on). No event acknowledged is lost, a halt committed through one replica reaches
+ * the other through its watch before it is asked anything, and no replica offers the release
+ * after the halt was acknowledged. With etcd's quorum gone a replica answers 503, does not crash,
+ * and serves again once etcd is back.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { buildRequest, coreosAppId, errorCode, parseResponse } from '../../src/update/omaha';
+import type { Answer, Identity, RequestBody } from '../../src/update/omaha';
+import { EtcdState } from '../../src/update/etcd-state';
+import { EtcdCluster, haveEtcd } from '../support/etcd';
+import { sample, scrape, until } from '../support/metrics';
+
+const bin = join(__dirname, '../../bin/bootsmith-update-server.js');
+const built = existsSync(join(__dirname, '../../dist/update-server.js'));
+const token = 'replica-admin-token-0123456789';
+
+interface Replica {
+  child: ChildProcess;
+  url: string;
+  stderr: () => string;
+}
+
+function post(url: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'text/xml', ...headers } }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** A channel tree with stable 1001.0.0 (a payload of random bytes: offers do not look inside). */
+function makeTree(tree: string): void {
+  const dir = join(tree, 'stable/amd64-usr/1001.0.0');
+  mkdirSync(dir, { recursive: true });
+  const payload = randomBytes(64 << 10);
+  writeFileSync(join(dir, 'flatcar_production_update.gz'), payload);
+  writeFileSync(join(dir, 'flatcar_production_update.gz.sha256'), `${createHash('sha256').update(payload).digest('hex')}  flatcar_production_update.gz\n`);
+  symlinkSync('1001.0.0', join(tree, 'stable/amd64-usr/current'));
+}
+
+(haveEtcd && built ? describe : describe.skip)('update-server replicas on a three-member etcd', () => {
+  let dir: string;
+  let cluster: EtcdCluster;
+  const replicas: Replica[] = [];
+  const started: ChildProcess[] = [];
+
+  function startReplica(): Promise<Replica> {
+    const child = spawn(process.execPath, [bin, '--tree', join(dir, 'channels'), '--listen', '127.0.0.1:0', '--etcd-endpoint', cluster.members.map((m) => m.clientUrl).join(','), '--admin-token-file', join(dir, 'token')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    started.push(child);
+    let stderr = '';
+    return new Promise((resolve, reject) => {
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+)\/v1\/update\//.exec(stderr);
+        if (m) resolve({ child, url: m[1]!, stderr: () => stderr });
+      });
+      child.on('exit', (code) => reject(new Error(`the replica exited ${code}: ${stderr}`)));
+    });
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'bootsmith-replicas-'));
+    makeTree(join(dir, 'channels'));
+    writeFileSync(join(dir, 'token'), `${token}\n`);
+    cluster = await EtcdCluster.start(3);
+    replicas.push(await startReplica(), await startReplica());
+  }, 60_000);
+  afterAll(async () => {
+    for (const child of started) child.kill('SIGKILL');
+    await Promise.all(started.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.on('close', r)) : undefined)));
+    cluster?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const machine = (n: number, version: string): Identity => ({
+    appId: coreosAppId, version, track: 'stable', board: 'amd64-usr', machineId: `replica-machine-${n}`, bootId: '{b}', alephVersion: '1000.0.0', arch: 'x86_64',
+  });
+
+  let turn = 0;
+  /**
+   * Sends one Omaha request to the replicas in turn: one that is gone or answers 503 is skipped for
+   * the next, as a load balancer does, for up to 60 s. The answer and the replica that gave it.
+   */
+  async function send(body: string): Promise<{ answer: string; replica: Replica }> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const replica = replicas[turn++ % replicas.length]!;
+      try {
+        const r = await post(`${replica.url}/v1/update/`, body);
+        if (r.status === 200) return { answer: r.body, replica };
+        expect([r.status, r.body]).toEqual([503, expect.stringMatching(/^etcd /)]);
+      } catch (err) {
+        expect((err as NodeJS.ErrnoException).code).toMatch(/^(ECONNREFUSED|ECONNRESET|EPIPE)$/);
+      }
+      if (Date.now() > deadline) throw new Error('no replica answered within 60 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** The events each machine was told were taken ("type/result[/code] version"), in order. */
+  const acknowledged = new Map<string, string[]>();
+  /** Every update answer, in the order received. */
+  const offers: { machineId: string; version: string; at: number }[] = [];
+  let step = 0;
+
+  async function ask(id: Identity, body: RequestBody): Promise<Answer> {
+    const { answer } = await send(buildRequest(id, body, false));
+    const at = ++step;
+    const events = acknowledged.get(id.machineId) ?? [];
+    acknowledged.set(id.machineId, events);
+    if (body.kind === 'event') events.push(`${body.type}/${body.result}${body.errorCode !== undefined ? `/${body.errorCode}` : ''} ${id.version}`);
+    if (body.kind === 'check' && body.previousVersion !== undefined) events.push(`3/${body.rolledBack ? `0/${errorCode.rollback}` : '2'} ${id.version}`);
+    if (body.kind !== 'check') return { kind: 'noupdate' };
+    const parsed = parseResponse(answer);
+    if (parsed.kind === 'update') offers.push({ machineId: id.machineId, version: parsed.version, at });
+    return parsed;
+  }
+  const check = (id: Identity, previousVersion?: string, rolledBack = false) => ask(id, { kind: 'check', previousVersion, rolledBack });
+  const event = (id: Identity, type: number, result: number, code?: number) => ask(id, { kind: 'event', type, result, ...(code !== undefined ? { errorCode: code } : {}) });
+
+  /** A replica's halted-releases gauge, from its /metrics (no Omaha request: what its watch told it). */
+  const haltedGauge = async (r: Replica) => sample(await scrape(`${r.url}/metrics`), 'bootsmith_update_server_halted_releases');
+
+  test('a rollout through two replicas survives losing one replica and the etcd leader: no event lost, nothing offered after its halt', async () => {
+    for (let n = 0; n < 10; n++) {
+      if (n === 5) {
+        // Midway: a replica and the etcd leader die; a new replica takes the dead one's place.
+        replicas[0]!.child.kill('SIGKILL');
+        const leader = await cluster.leader();
+        cluster.kill(leader ?? cluster.members[0]!);
+        await check(machine(100, '1001.0.0')); // at once, while etcd elects a new leader
+        replicas[0] = await startReplica();
+      }
+      expect(await check(machine(n, '1000.0.0'))).toMatchObject({ kind: 'update', version: '1001.0.0' });
+      await event(machine(n, '1000.0.0'), 13, 1);
+      await event(machine(n, '1000.0.0'), 14, 1);
+      await event(machine(n, '1000.0.0'), 3, 1);
+      expect(await check(machine(n, '1001.0.0'), '1000.0.0')).toEqual({ kind: 'noupdate' });
+    }
+
+    // Machine 10 is offered the release and fails to verify it: halted, through one replica.
+    expect(await check(machine(10, '1000.0.0'))).toMatchObject({ kind: 'update', version: '1001.0.0' });
+    await event(machine(10, '1000.0.0'), 3, 0, errorCode.payloadVerificationError);
+    const haltAcknowledged = step;
+    // Both replicas know it without being asked anything: the watch told the other one.
+    await until(async () => (await haltedGauge(replicas[0]!)) === 1 && (await haltedGauge(replicas[1]!)) === 1, 15_000, 'both replicas to see the halt');
+    for (let n = 11; n < 17; n++) expect(await check(machine(n, '1000.0.0'))).toEqual({ kind: 'noupdate' });
+    expect(offers.filter((o) => o.at > haltAcknowledged)).toEqual([]);
+
+    // Resumed through one replica: offered again by both, once the watch brought it.
+    expect((await post(`${replicas[1]!.url}/admin/resume?channel=stable&version=1001.0.0`, '', { authorization: `Bearer ${token}` })).status).toBe(200);
+    await until(async () => (await haltedGauge(replicas[0]!)) === 0, 15_000, 'the other replica to see the resume');
+    expect(await check(machine(11, '1000.0.0'))).toMatchObject({ kind: 'update', version: '1001.0.0' });
+    expect(await check(machine(12, '1000.0.0'))).toMatchObject({ kind: 'update', version: '1001.0.0' });
+
+    // No event acknowledged was lost: etcd holds each machine's, in order.
+    const client = new Etcd3({ hosts: cluster.endpoints });
+    try {
+      const state = new EtcdState(client, { maxEventsPerMachine: 50, maxMachines: 10_000 });
+      for (const [machineId, events] of acknowledged) {
+        const stored = (await state.events(machineId)).map((e) => `${e.type}/${e.result}${e.errorCode !== undefined ? `/${e.errorCode}` : ''} ${e.version}`);
+        expect([machineId, stored]).toEqual([machineId, events]);
+      }
+      expect([...acknowledged.values()].flat()).toHaveLength(10 * 4 + 1);
+    } finally {
+      client.close();
+    }
+    for (const r of replicas) expect(r.child.exitCode).toBeNull();
+  }, 180_000);
+
+  test('without etcd\'s quorum a replica answers 503 and keeps running; with it back, it serves again', async () => {
+    const replica = replicas[1]!;
+    // One member is down since the first test (or is killed now); one more and there is no quorum.
+    while (cluster.members.filter((m) => m.process).length > 1) cluster.kill(cluster.members.find((m) => m.process)!);
+    const body = buildRequest(machine(200, '1000.0.0'), { kind: 'check', previousVersion: undefined, rolledBack: false }, false);
+    const r = await post(`${replica.url}/v1/update/`, body);
+    expect(r.status).toBe(503);
+    expect(r.body).toMatch(/^etcd /);
+    expect(replica.child.exitCode).toBeNull();
+    for (const m of cluster.members.filter((x) => !x.process)) await cluster.restart(m).catch(() => undefined);
+    await cluster.waitHealthy();
+    await until(async () => (await post(`${replica.url}/v1/update/`, body)).status === 200, 60_000, 'the replica to serve again');
+    expect(parseResponse((await post(`${replica.url}/v1/update/`, body)).body)).toMatchObject({ kind: 'update', version: '1001.0.0' });
+  }, 120_000);
+});
