@@ -157,10 +157,11 @@ function makeTree(tree: string): void {
     expect(await check(machine(10, '1000.0.0'))).toMatchObject({ kind: 'update', version: '1001.0.0' });
     await event(machine(10, '1000.0.0'), 3, 0, errorCode.payloadVerificationError);
     const haltAcknowledged = step;
-    // Both replicas know it without being asked anything: the watch told the other one.
-    await until(async () => (await haltedGauge(replicas[0]!)) === 1 && (await haltedGauge(replicas[1]!)) === 1, 15_000, 'both replicas to see the halt');
+    // At once, to both replicas (whether or not the other one's watch has told it yet): nothing offered.
     for (let n = 11; n < 17; n++) expect(await check(machine(n, '1000.0.0'))).toEqual({ kind: 'noupdate' });
     expect(offers.filter((o) => o.at > haltAcknowledged)).toEqual([]);
+    // Both replicas know it without being asked anything: the watch told the other one.
+    await until(async () => (await haltedGauge(replicas[0]!)) === 1 && (await haltedGauge(replicas[1]!)) === 1, 15_000, 'both replicas to see the halt');
 
     // Resumed through one replica: offered again by both, once the watch brought it.
     expect((await post(`${replicas[1]!.url}/admin/resume?channel=stable&version=1001.0.0`, '', { authorization: `Bearer ${token}` })).status).toBe(200);
