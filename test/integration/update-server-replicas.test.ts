@@ -198,4 +198,32 @@ function makeTree(tree: string): void {
     await until(async () => (await post(`${replica.url}/v1/update/`, body)).status === 200, 60_000, 'the replica to serve again');
     expect(parseResponse((await post(`${replica.url}/v1/update/`, body)).body)).toMatchObject({ kind: 'update', version: '1001.0.0' });
   }, 120_000);
+
+  test('an offer decided on a stale view of the halts is not committed: decided again, nothing offered', async () => {
+    const client = new Etcd3({ hosts: cluster.endpoints });
+    const state = new EtcdState(client, { prefix: 'guard-test/', maxEventsPerMachine: 50, maxMachines: 100 });
+    try {
+      const record = (version: string) => ({ machineId: 'guarded', track: 'stable', version, lastSeen: new Date().toISOString() });
+      // Offered 2001.0.0, then reports a verification error: halted.
+      await state.apply('guarded', () => ({ record: { ...record('2000.0.0'), offered: '2001.0.0', offeredChannel: 'stable' }, events: [], offer: 'stable/2001.0.0', failures: [] }));
+      const halted = await state.apply('guarded', () => ({ record: record('2000.0.0'), events: [], failures: [{ release: 'stable/2001.0.0', halting: true, why: 'test' }] }));
+      expect(halted.halted.map((f) => f.release)).toEqual(['stable/2001.0.0']);
+      // A replica whose view does not have the halt yet decides to offer it: the transaction refuses,
+      // and the second decision, on the halts read from etcd, offers nothing.
+      const views: string[][] = [];
+      const applied = await state.apply('another', (_previous, view) => {
+        views.push([...view]);
+        const stale = views.length === 1;
+        return { record: { ...record('2000.0.0'), machineId: 'another' }, events: [], failures: [], ...(stale || !view.has('stable/2001.0.0') ? { offer: 'stable/2001.0.0' } : {}) };
+      });
+      expect(views.length).toBe(2);
+      expect(views[1]).toContain('stable/2001.0.0');
+      expect(applied.decision.offer).toBeUndefined();
+      expect(await state.resume('stable/2001.0.0')).toBe(true);
+      expect(await state.resume('stable/2001.0.0')).toBe(false);
+    } finally {
+      await state.close();
+      client.close();
+    }
+  }, 60_000);
 });
