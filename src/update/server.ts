@@ -2,16 +2,21 @@
  * An update server for labs, tests and air-gapped fleets: Omaha v3 over the channel tree images/
  * builds (<tree>/<channel>/<board>/<version>/flatcar_production_update.gz with its .sha256).
  * An update check is answered with the channel's newest version when it is newer than the
- * machine's, else noupdate; the payload is served with Range; machines' events are kept (the
- * newest of each), and a version is halted (offered to nobody) when a machine it was offered to
- * reports that it is bad: a verification or install error, or a rollback. Other errors (a
- * download cut short) are counted. An operator resumes a halted version (POST /admin/resume).
+ * machine's, else noupdate (the tree and payload digests cached: release-tree.ts); the payload is
+ * streamed, with Range; machines' events are kept (the newest of each), and a version is halted
+ * (offered to nobody) when a machine it was offered to reports that it is bad: a verification or
+ * install error, or a rollback. Other errors (a download cut short) are counted. An operator
+ * resumes a halted version (POST /admin/resume).
  *
  * Everything a client sends is bounded (ServerLimits): request bodies, attribute values, events
  * per request and per machine, machines remembered, the event log's size, the time a request may
  * take. The admin endpoints (/admin/...) answer only a caller with the admin token
  * (`Authorization: Bearer TOKEN`, compared in constant time); with no token configured they are
  * off. Nothing else serves machine ids.
+ *
+ * What it remembers (halts, machines, events, failure counts) is a ServerState: in memory and a
+ * state directory for a single server (FileState), or in etcd for replicas (EtcdState). Each
+ * request's change is decided from the machine's record and committed by the store whole.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
