@@ -312,7 +312,7 @@ if (missing.length === 0) {
 await section(9, async () => {
   const { buildSync } = await import('esbuild');
   const server = join(root, 'dist', 'bench-update-server.cjs');
-  buildSync({ entryPoints: [join(root, 'bench/update-server.ts')], outfile: server, bundle: true, platform: 'node', format: 'cjs', external: ['autocannon'], logLevel: 'warning' });
+  buildSync({ entryPoints: [join(root, 'bench/update-server.ts')], outfile: server, bundle: true, platform: 'node', format: 'cjs', external: ['autocannon', 'etcd3'], logLevel: 'warning' });
   if (benchProcess(9, server) !== 0) throw new Error('the update-server benchmark failed');
 });
 

@@ -5,7 +5,8 @@
  * them all), then a timed run: checks per second, p50 and p99 latency, and the server's memory
  * per machine (RSS and V8 heap growth from before the first machine to after the last, divided
  * by the machines). Then 8 payloads downloaded at once, to show they are streamed (the server's
- * peak RSS against the bytes served).
+ * peak RSS against the bytes served). Last, with etcd at hand, the same load on a replica keeping
+ * its state in a one-member etcd (--etcd-endpoint): figures only, no target.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -16,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { buildRequest, coreosAppId } from '../src/update/omaha';
+import { EtcdCluster, haveEtcd } from '../test/support/etcd';
 
 const machines = 10_000;
 const connections = 100;
@@ -41,8 +43,10 @@ function makeTree(tree: string): string {
   return newest;
 }
 
-function startServer(tree: string, state: string, log: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [join(root, 'bin/bootsmith-update-server.js'), '--tree', tree, '--state-dir', state, '--listen', '127.0.0.1:0', '--log-format', 'json'], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** The program over `tree`, its state in `state`: a directory, or etcd endpoints. */
+function startServer(tree: string, state: { dir: string } | { etcd: string[] }, log: string): Promise<{ child: ChildProcess; url: string }> {
+  const where = 'dir' in state ? ['--state-dir', state.dir] : ['--etcd-endpoint', state.etcd.join(',')];
+  const child = spawn(process.execPath, [join(root, 'bin/bootsmith-update-server.js'), '--tree', tree, ...where, '--listen', '127.0.0.1:0', '--log-format', 'json'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let seen = '';
   return new Promise((resolve, reject) => {
     const onData = (d: Buffer) => {
@@ -120,7 +124,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'bootsmith-bench-server-'));
   const tree = join(work, 'channels');
   makeTree(tree);
-  const { child, url } = await startServer(tree, join(work, 'state'), join(work, 'access.log'));
+  const { child, url } = await startServer(tree, { dir: join(work, 'state') }, join(work, 'access.log'));
   try {
     // One machine first: the tree read and the newest payload hashed, then the memory baseline.
     await (await fetch(`${url}/v1/update/`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body: body(machines) })).text();
@@ -151,7 +155,32 @@ async function main(): Promise<void> {
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.on('close', r));
+  }
+  try {
+    if (haveEtcd) await withEtcd(tree, work);
+    else console.log('   with etcd: skipped (needs etcd)');
+  } finally {
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** The same load on a replica whose state is in etcd: each check reads the machine and commits its offer there. */
+async function withEtcd(tree: string, work: string): Promise<void> {
+  const cluster = await EtcdCluster.start(1);
+  const { child, url } = await startServer(tree, { etcd: cluster.endpoints }, join(work, 'access-etcd.log'));
+  try {
+    const learn = await load(url, { amount: machines });
+    if (learn.non2xx > 0 || learn.errors > 0) throw new Error(`checking in the machines (etcd) failed: ${learn.non2xx} non-2xx answers, ${learn.errors} errors`);
+    const cpuBefore = cpuMs(child.pid!);
+    const run = await load(url, { duration: seconds });
+    const cpu = cpuMs(child.pid!) - cpuBefore;
+    const rate = run.requests.total / (run.duration || seconds);
+    console.log(`   with etcd (a replica, state in a one-member etcd; figures only): ${Math.round(rate)} checks/s, p50 ${run.latency.p50} ms, p99 ${run.latency.p99} ms, ` +
+      `server CPU ${((cpu / Math.max(1, run.requests.total)) * 1000).toFixed(0)} µs per check, ${run.non2xx} non-2xx`);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.on('close', r));
+    cluster.stop();
   }
 }
 

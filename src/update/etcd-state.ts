@@ -149,9 +149,12 @@ export class EtcdState implements ServerState {
       const listed = await this.call('listing the halted releases', () => this.kv.getAll().prefix('halted/').options(this.deadline()).exec());
       this.halts.clear();
       for (const kv of listed.kvs) this.onHalt('put', kv);
-      const watcher = await this.call('watching the halted releases', () =>
-        this.kv.watch().prefix('halted/').startRevision(String(BigInt(listed.header.revision) + 1n)).create(),
-      );
+      const creating = this.kv.watch().prefix('halted/').startRevision(String(BigInt(listed.header.revision) + 1n)).create();
+      const watcher = await this.call('watching the halted releases', () => creating).catch((err: unknown) => {
+        // A watch that comes up after its deadline is not left running unheard.
+        void creating.then((w) => w.cancel()).catch(() => undefined);
+        throw err;
+      });
       if (this.closed) return void watcher.cancel().catch(() => undefined);
       this.watcher = watcher;
       this.following = true;
