@@ -13,7 +13,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import type { Etcd3 } from 'etcd3';
-import { describeEtcdError, openEtcd, splitEndpoints } from '../lock/etcd';
+import { openEtcd, splitEndpoints } from '../lock/etcd';
 import { defaultEtcdPrefix, EtcdState } from '../update/etcd-state';
 import { defaultServerLimits, UpdateServer } from '../update/server';
 import { newRegistry, ServerMetrics } from '../report/metrics';
@@ -126,7 +126,8 @@ export async function main(argv: string[]): Promise<number> {
         ...(opts.etcdUsername ? { username: opts.etcdUsername, password: opts.etcdPassword ?? '' } : {}),
       });
     } catch (err) {
-      log.error(describeEtcdError(err, endpoints));
+      // Already in words: a setting that does not fit, or which endpoints refused and why.
+      log.error((err as Error).message);
       return 1;
     }
     state = new EtcdState(etcd, { prefix: opts.etcdPrefix, maxEventsPerMachine: defaultServerLimits.maxEventsPerMachine, maxMachines: opts.maxMachines, log });

@@ -7,7 +7,7 @@
  * after the halt was acknowledged. With etcd's quorum gone a replica answers 503, does not crash,
  * and serves again once etcd is back.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -52,6 +52,19 @@ function makeTree(tree: string): void {
   writeFileSync(join(dir, 'flatcar_production_update.gz.sha256'), `${createHash('sha256').update(payload).digest('hex')}  flatcar_production_update.gz\n`);
   symlinkSync('1001.0.0', join(tree, 'stable/amd64-usr/current'));
 }
+
+(built ? test : test.skip)('--etcd-endpoint: with --state-dir a usage error, an etcd that is not there an error at start', () => {
+  const tree = mkdtempSync(join(tmpdir(), 'bootsmith-replicas-'));
+  try {
+    const run = (...args: string[]) => spawnSync(process.execPath, [bin, '--tree', tree, '--listen', '127.0.0.1:0', ...args], { encoding: 'utf8' });
+    const both = run('--etcd-endpoint', 'http://127.0.0.1:1', '--state-dir', join(tree, 'state'));
+    expect([both.status, both.stderr]).toEqual([2, 'bootsmith-update-server: error: --state-dir is for a single server: with --etcd-endpoint the state is in etcd\n']);
+    const absent = run('--etcd-endpoint', 'http://127.0.0.1:1');
+    expect([absent.status, absent.stderr]).toEqual([1, 'bootsmith-update-server: error: etcd cluster is unavailable or misconfigured: http://127.0.0.1:1: connection refused\n']);
+  } finally {
+    rmSync(tree, { recursive: true, force: true });
+  }
+});
 
 (haveEtcd && built ? describe : describe.skip)('update-server replicas on a three-member etcd', () => {
   let dir: string;
