@@ -76,7 +76,8 @@ const jsonKind = (value: unknown) => (Array.isArray(value) ? 'list' : value === 
  */
 export function jsonField<K extends JsonKind>(source: string, field: string, value: unknown, kind: K): JsonKinds[K] | undefined {
   if (value === undefined || value === null) return undefined;
-  if (jsonKind(value) !== kind) throw new MetadataError(`${source}: ${field}: not a ${kind} but a ${jsonKind(value)}`);
+  const an = (kind: string) => `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind}`;
+  if (jsonKind(value) !== kind) throw new MetadataError(`${source}: ${field}: not ${an(kind)} but ${an(jsonKind(value))}`);
   return value as JsonKinds[K];
 }
 
