@@ -316,11 +316,11 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
   return firstAnswer(datasourcesFor({
     files: opts.fromFile ?? [],
     url: opts.fromUrl,
-    ec2: serviceUrl(opts.fromEc2Metadata, 'EC2', defaultEc2Url),
-    openstack: serviceUrl(opts.fromOpenstackMetadata, 'OPENSTACK', defaultOpenstackUrl),
-    gce: serviceUrl(opts.fromGceMetadata, 'GCE', defaultGceUrl),
-    digitalocean: serviceUrl(opts.fromDigitaloceanMetadata, 'DIGITALOCEAN', defaultDigitaloceanUrl),
-    packet: serviceUrl(opts.fromPacketMetadata, 'PACKET', defaultPacketUrl),
+    ec2: serviceUrl(opts.fromEc2Metadata, 'COREOS_CLOUDINIT_EC2_METADATA_URL', defaultEc2Url),
+    openstack: serviceUrl(opts.fromOpenstackMetadata, 'COREOS_CLOUDINIT_OPENSTACK_METADATA_URL', defaultOpenstackUrl),
+    gce: serviceUrl(opts.fromGceMetadata, 'COREOS_CLOUDINIT_GCE_METADATA_URL', defaultGceUrl),
+    digitalocean: serviceUrl(opts.fromDigitaloceanMetadata, 'COREOS_CLOUDINIT_DIGITALOCEAN_METADATA_URL', defaultDigitaloceanUrl),
+    packet: serviceUrl(opts.fromPacketMetadata, 'COREOS_CLOUDINIT_PACKET_METADATA_URL', defaultPacketUrl),
     configDrive: opts.fromConfigdrive,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
     policy: {
@@ -335,12 +335,9 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
   }));
 }
 
-/**
- * A metadata service's URL: the one given; without one, the one in COREOS_CLOUDINIT_<NAME>_METADATA_URL
- * (for tests and labs), else the cloud's default.
- */
-function serviceUrl(given: string | true | undefined, name: string, fallback: string): string | undefined {
-  return given === true ? (process.env[`COREOS_CLOUDINIT_${name}_METADATA_URL`] ?? fallback) : given;
+/** A metadata service's URL: the one given; without one, the one in `variable` (for tests and labs), else the cloud's default. */
+function serviceUrl(given: string | true | undefined, variable: string, fallback: string): string | undefined {
+  return given === true ? (process.env[variable] ?? fallback) : given;
 }
 
 /** Validates user data from a datasource, warning about metadata variables that would be empty. */
