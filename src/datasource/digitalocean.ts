@@ -8,7 +8,7 @@
 import { fetchWithRetry } from './http';
 import type { RetryPolicy } from './http';
 import { userDataOf } from './simple';
-import { hostnameValue, instanceIdValue, ipAddressValue, jsonField, jsonObjectValue, metadataOf, sshPublicKeyList } from './metadata-values';
+import { MetadataError, hostnameValue, instanceIdValue, ipAddressValue, jsonField, jsonObjectValue, metadataOf, sshPublicKeyList } from './metadata-values';
 import type { JsonKind } from './metadata-values';
 import type { IpAddress } from '../cloudconfig/values';
 import type { Datasource, Metadata } from './types';
@@ -30,6 +30,7 @@ export function digitaloceanMetadata(bytes: Buffer): Metadata {
     return text ? ipAddressValue(where, `${document} ${path}.ip_address`, text, family) : undefined;
   };
   const id = field('droplet_id', doc.droplet_id, 'number');
+  if (id !== undefined && !(Number.isSafeInteger(id) && id > 0)) throw new MetadataError(`${where}: ${document} droplet_id: not a droplet id: ${id}`);
   const hostname = field('hostname', doc.hostname, 'string');
   return metadataOf({
     instanceId: id === undefined ? undefined : instanceIdValue(where, `${document} droplet_id`, String(id)),

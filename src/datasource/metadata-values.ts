@@ -69,6 +69,8 @@ interface JsonKinds {
 export type JsonKind = keyof JsonKinds;
 
 const jsonKind = (value: unknown) => (Array.isArray(value) ? 'list' : value === null ? 'null' : typeof value);
+/** "a list", "an object". */
+const withArticle = (kind: string) => `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind}`;
 
 /**
  * A JSON value of the kind a field should hold; undefined when the field is absent or null. Any
@@ -76,8 +78,7 @@ const jsonKind = (value: unknown) => (Array.isArray(value) ? 'list' : value === 
  */
 export function jsonField<K extends JsonKind>(source: string, field: string, value: unknown, kind: K): JsonKinds[K] | undefined {
   if (value === undefined || value === null) return undefined;
-  const an = (kind: string) => `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind}`;
-  if (jsonKind(value) !== kind) throw new MetadataError(`${source}: ${field}: not ${an(kind)} but ${an(jsonKind(value))}`);
+  if (jsonKind(value) !== kind) throw new MetadataError(`${source}: ${field}: not ${withArticle(kind)} but ${withArticle(jsonKind(value))}`);
   return value as JsonKinds[K];
 }
 

@@ -102,6 +102,12 @@ describe('coreos-cloudinit v1.14 flags bootsmith does not have', () => {
     }
   });
 
+  test.each(['gce', 'digitalocean', 'packet'])('-from-%s-metadata=URL, as Go spells it, is read: the service is asked', (cloud) => {
+    const r = run('coreos-cloudinit', ['--validate', `-from-${cloud}-metadata=http://127.0.0.1:9/`, '--http-deadline', '300']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^coreos-cloudinit: no datasource answered \(http:\/\/127\.0\.0\.1:9\/\S+: connect ECONNREFUSED .*\(gave up after retrying\)\)\n$/m);
+  });
+
   test('a flag no version of coreos-cloudinit had stays an unknown option; after -- nothing is a flag', () => {
     expect(run('coreos-cloudinit', ['--no-such-flag']).stderr).toMatch(/unknown option '--no-such-flag'/);
     expect(run('coreos-cloudinit', ['--oem', 'nowhere']).stderr).toBe('coreos-cloudinit: --oem nowhere is unknown; supported: ec2-compat, openstack, digitalocean, gce, packet\n');

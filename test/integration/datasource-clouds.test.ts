@@ -173,6 +173,7 @@ describe('metadata values are parsed into their type, or refused naming the sour
     ['keys that are one string', { ...doc, public_keys: key }, /public_keys: not a list but a string/],
     ['101 keys', { ...doc, public_keys: Array.from({ length: 101 }, () => key) }, /public_keys: 101 keys, more than 100/],
     ['a droplet id that is text', { ...doc, droplet_id: '1 2' }, /droplet_id: not a number but a string/],
+    ['a droplet id that is no whole number', { ...doc, droplet_id: 1.5 }, /droplet_id: not a droplet id: 1\.5$/],
   ])('DigitalOcean: %s', (_name, given, message) => {
     expect(() => digitaloceanMetadata(Buffer.from(typeof given === 'string' ? given : JSON.stringify(given)))).toThrow(message);
   });

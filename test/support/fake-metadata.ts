@@ -1,7 +1,8 @@
 /**
  * A loopback metadata service for tests, answering as EC2's IMDS (v1 and v2), OpenStack's, Google
- * Compute Engine's, DigitalOcean's and Packet's do, on the paths coreos-cloudinit reads. It can be told to fail: 500s, slow answers, connection
- * resets, truncated bodies, bodies that drip a byte a second; and it logs every request.
+ * Compute Engine's, DigitalOcean's and Packet's do, on the paths coreos-cloudinit reads. It can be
+ * told to fail: 500s, slow answers, connection resets, truncated bodies, bodies that drip a byte a
+ * second; and it logs every request.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
