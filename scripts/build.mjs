@@ -1,5 +1,7 @@
-// Builds what runs: the cloud-config schema compiled to a standalone ajv validator, each program
-// bundled into one file under dist/, and a V8 code cache for each bundle.
+// Builds what runs: the cloud-config schema and the Ignition schemas compiled to standalone ajv
+// validators, each program bundled into one file under dist/, and a V8 code cache for each bundle.
+// The Ignition validators are a bundle of their own (dist/ignition-validators.js), loaded only when
+// the user data is an Ignition config, so cloud-config validation starts no slower for them.
 import { mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -7,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import Ajv from 'ajv';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 import { build } from 'esbuild';
+import { ignitionVersions, schemaFile } from './ignition-schemas.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const generated = join(root, 'src/cloudconfig/generated');
@@ -32,6 +35,38 @@ function compileSchema() {
   );
 }
 
+/**
+ * One module with a validator per Ignition spec version (`validators['3.4.0']`) and the schemas
+ * themselves (`schemas['3.4.0']`), which the validator reads to place findings and suggest keys.
+ */
+function compileIgnitionSchemas() {
+  const ajv = new Ajv.default(ajvOptions);
+  ajv.addKeyword({ keyword: 'deprecationMessage', schemaType: 'string' });
+  const schemas = Object.fromEntries(ignitionVersions.map((v) => [v, JSON.parse(readFileSync(schemaFile(v), 'utf8'))]));
+  for (const schema of Object.values(schemas)) ajv.addSchema(schema);
+  const code = standaloneCode.default(ajv, Object.fromEntries(ignitionVersions.map((v) => [v, schemas[v].$id])));
+  // standaloneCode exports each validator under its version; `validators` gathers them in one record.
+  const gather = `exports.validators = Object.fromEntries(${JSON.stringify(ignitionVersions)}.map((v) => [v, exports[v]]));`;
+  writeFileSync(join(generated, 'ignition-validators.js'), `${code}\n${gather}\nexports.schemas = ${JSON.stringify(schemas)};\n`);
+  writeFileSync(
+    join(generated, 'ignition-validators.d.ts'),
+    "import type { ErrorObject } from 'ajv';\n" +
+      'type Validate = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };\n' +
+      'export declare const validators: Record<string, Validate>;\n' +
+      'export declare const schemas: Record<string, unknown>;\n',
+  );
+}
+
+/** The Ignition validators stay out of the program bundles: they load dist/ignition-validators.js when needed. */
+const separateIgnitionValidators = {
+  name: 'separate-ignition-validators',
+  setup(b) {
+    b.onResolve({ filter: /generated\/ignition-validators$/ }, (args) =>
+      args.kind === 'entry-point' ? undefined : { path: './ignition-validators.js', external: true },
+    );
+  },
+};
+
 const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'fleetlockd', 'update_engine', 'update_engine_client', 'update-server'];
 
 /**
@@ -54,11 +89,11 @@ const lazyChildProcess = {
 
 async function bundle() {
   await build({
-    plugins: [lazyChildProcess],
+    plugins: [lazyChildProcess, separateIgnitionValidators],
     // dbus-next looks up X11 session buses through an optional package we do not use; etcd3 loads
     // its .proto files from beside its own code, so it stays in node_modules.
     external: ['x11', 'etcd3'],
-    entryPoints: { ...Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])), 'make-images': join(root, 'images/make.ts') },
+    entryPoints: { ...Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])), 'make-images': join(root, 'images/make.ts'), 'ignition-validators': join(generated, 'ignition-validators.js') },
     outdir: join(root, 'dist'),
     bundle: true,
     platform: 'node',
@@ -90,5 +125,6 @@ function writeCodeCaches() {
 }
 
 compileSchema();
+compileIgnitionSchemas();
 await bundle();
 writeCodeCaches();
