@@ -1,7 +1,8 @@
 // Builds what runs: the cloud-config schema and the Ignition schemas compiled to standalone ajv
 // validators, each program bundled into one file under dist/, and a V8 code cache for each bundle.
-// The Ignition validators are a bundle of their own (dist/ignition-validators.js), loaded only when
-// the user data is an Ignition config, so cloud-config validation starts no slower for them.
+// The Ignition validators are bundles of their own (dist/ignition-vX_Y.js, one per spec version),
+// loaded only when the user data is an Ignition config of that version, so cloud-config validation
+// starts no slower for them.
 import { mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -36,36 +37,43 @@ function compileSchema() {
 }
 
 /**
- * One module with a validator per Ignition spec version (`validators['3.4.0']`) and the schemas
- * themselves (`schemas['3.4.0']`), which the validator reads to place findings and suggest keys.
+ * One module per Ignition spec version, `generated/ignition-vX_Y.js`, holding its validator
+ * (`validate`) and its schema (`schema`, which the validator reads to place findings and suggest
+ * keys). A config loads only its own version's module.
  */
 function compileIgnitionSchemas() {
-  const ajv = new Ajv.default(ajvOptions);
-  ajv.addKeyword({ keyword: 'deprecationMessage', schemaType: 'string' });
-  const schemas = Object.fromEntries(ignitionVersions.map((v) => [v, JSON.parse(readFileSync(schemaFile(v), 'utf8'))]));
-  for (const schema of Object.values(schemas)) ajv.addSchema(schema);
-  const code = standaloneCode.default(ajv, Object.fromEntries(ignitionVersions.map((v) => [v, schemas[v].$id])));
-  // standaloneCode exports each validator under its version; `validators` gathers them in one record.
-  const gather = `exports.validators = Object.fromEntries(${JSON.stringify(ignitionVersions)}.map((v) => [v, exports[v]]));`;
-  writeFileSync(join(generated, 'ignition-validators.js'), `${code}\n${gather}\nexports.schemas = ${JSON.stringify(schemas)};\n`);
-  writeFileSync(
-    join(generated, 'ignition-validators.d.ts'),
-    "import type { ErrorObject } from 'ajv';\n" +
-      'type Validate = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };\n' +
-      'export declare const validators: Record<string, Validate>;\n' +
-      'export declare const schemas: Record<string, unknown>;\n',
-  );
+  for (const version of ignitionVersions) {
+    const schema = JSON.parse(readFileSync(schemaFile(version), 'utf8'));
+    const ajv = new Ajv.default(ajvOptions);
+    ajv.addKeyword({ keyword: 'deprecationMessage', schemaType: 'string' });
+    const code = standaloneCode.default(ajv, ajv.compile(schema));
+    const name = `ignition-v${version.split('.').slice(0, 2).join('_')}`;
+    writeFileSync(join(generated, `${name}.js`), `${code}\nmodule.exports.validate = module.exports;\nmodule.exports.schema = ${JSON.stringify(schema)};\n`);
+    writeFileSync(
+      join(generated, `${name}.d.ts`),
+      "import type { ErrorObject } from 'ajv';\n" +
+        'export declare const validate: ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };\n' +
+        'export declare const schema: unknown;\n',
+    );
+  }
 }
 
-/** The Ignition validators stay out of the program bundles: they load dist/ignition-validators.js when needed. */
+/** The Ignition validators stay out of the program bundles: each program loads dist/ignition-vX_Y.js when needed. */
 const separateIgnitionValidators = {
   name: 'separate-ignition-validators',
   setup(b) {
-    b.onResolve({ filter: /generated\/ignition-validators$/ }, (args) =>
-      args.kind === 'entry-point' ? undefined : { path: './ignition-validators.js', external: true },
+    b.onResolve({ filter: /generated\/ignition-v\d_\d$/ }, (args) =>
+      args.kind === 'entry-point' ? undefined : { path: `./${args.path.split('/').pop()}.js`, external: true },
     );
   },
 };
+
+const ignitionEntries = Object.fromEntries(
+  ignitionVersions.map((v) => {
+    const name = `ignition-v${v.split('.').slice(0, 2).join('_')}`;
+    return [name, join(generated, `${name}.js`)];
+  }),
+);
 
 const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'fleetlockd', 'update_engine', 'update_engine_client', 'update-server'];
 
@@ -93,7 +101,7 @@ async function bundle() {
     // dbus-next looks up X11 session buses through an optional package we do not use; etcd3 loads
     // its .proto files from beside its own code, so it stays in node_modules.
     external: ['x11', 'etcd3'],
-    entryPoints: { ...Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])), 'make-images': join(root, 'images/make.ts'), 'ignition-validators': join(generated, 'ignition-validators.js') },
+    entryPoints: { ...Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])), 'make-images': join(root, 'images/make.ts'), ...ignitionEntries },
     outdir: join(root, 'dist'),
     bundle: true,
     platform: 'node',

@@ -1,7 +1,7 @@
 /**
  * Structure checks of an Ignition config against its spec version's schema
- * (schemas/ignition-vX_Y.schema.json, compiled at build time). The validators are a module of their
- * own, loaded on first use, so validating cloud-config never pays for them. Ajv's errors become
+ * (schemas/ignition-vX_Y.schema.json, compiled at build time). Each version's validator is a module
+ * of its own, loaded on first use, so validating cloud-config never pays for them. Ajv's errors become
  * findings on the key or value itself; unknown keys are warnings, as in ignition-validate.
  */
 import type { ErrorObject } from 'ajv';
@@ -26,18 +26,38 @@ export interface IgnitionSchema {
 
 type Validate = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
 
-let generated: { validators: Record<string, Validate>; schemas: Record<string, IgnitionSchema> } | undefined;
+interface Generated {
+  validate: Validate;
+  schema: IgnitionSchema;
+}
 
-/** The compiled validators and their schemas, loaded on first use. */
-function load(): NonNullable<typeof generated> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  generated ??= require('../generated/ignition-validators') as NonNullable<typeof generated>;
-  return generated;
+/*
+ * One module per spec version, each required by name so that the build can keep them out of the
+ * program bundle (scripts/build.mjs); a config loads only its own version's.
+ */
+/* eslint-disable @typescript-eslint/no-require-imports */
+const modules: Record<string, () => Generated> = {
+  '3.0.0': () => require('../generated/ignition-v3_0') as Generated,
+  '3.1.0': () => require('../generated/ignition-v3_1') as Generated,
+  '3.2.0': () => require('../generated/ignition-v3_2') as Generated,
+  '3.3.0': () => require('../generated/ignition-v3_3') as Generated,
+  '3.4.0': () => require('../generated/ignition-v3_4') as Generated,
+  '3.5.0': () => require('../generated/ignition-v3_5') as Generated,
+  '2.0.0': () => require('../generated/ignition-v2_0') as Generated,
+  '2.1.0': () => require('../generated/ignition-v2_1') as Generated,
+  '2.2.0': () => require('../generated/ignition-v2_2') as Generated,
+  '2.3.0': () => require('../generated/ignition-v2_3') as Generated,
+};
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+/** The compiled validator and the schema of a supported spec version. */
+export function generatedFor(version: string): Generated {
+  return modules[version]!();
 }
 
 /** The schema of a supported spec version. */
 export function schemaOf(version: string): IgnitionSchema {
-  return load().schemas[version]!;
+  return generatedFor(version).schema;
 }
 
 /** Follows a `$ref` (`#/definitions/name`) within `root`. */
@@ -128,9 +148,7 @@ function describeNode(node: YNode): string {
 
 /** Checks the tree against the schema of `version`; findings in document order of the validator. */
 export function checkIgnitionSchema(root: YNode, version: string): Finding[] {
-  const { validators } = load();
-  const schemaRoot = schemaOf(version);
-  const validate = validators[version]!;
+  const { validate, schema: schemaRoot } = generatedFor(version);
   const findings = deprecatedKeys(root, schemaRoot);
   if (validate(toValue(root))) return findings;
   for (const err of validate.errors ?? []) {
