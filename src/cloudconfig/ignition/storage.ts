@@ -88,9 +88,11 @@ function checkMode(entry: MapNode, path: PathSegment[], spec: Spec): Finding[] {
   const m = mode.value;
   if (m < 0 || m > 0o7777) return [finding('error', 'invalid-mode', `illegal file mode ${m}: a mode is 0 to 4095 (07777), in decimal`, at, mode.node.range)];
   const octal = `0${m.toString(8).padStart(3, '0')}`;
-  if (m & 0o7000 && /^[0-7]{3,4}$/.test(String(m))) {
+  // 644 is 01204: the sticky bit and odd permissions. Three octal-looking digits over 511 are almost
+  // always an octal mode written in decimal; real sticky modes are written as 1023 (01777) and such.
+  if (m >= 0o1000 && /^[0-7]{3}$/.test(String(m))) {
     return [
-      finding('warning', 'decimal-mode', `mode ${m} is ${octal} in octal; JSON numbers are decimal: write ${parseInt(String(m), 8)} for 0${String(m).padStart(3, '0')}`, at, mode.node.range),
+      finding('warning', 'decimal-mode', `mode ${m} is ${octal} in octal; JSON numbers are decimal: write ${parseInt(String(m), 8)} for 0${m}`, at, mode.node.range),
     ];
   }
   if (m & 0o7000 && spec.major === 3 && !since(spec, 3, 4)) {
@@ -228,7 +230,7 @@ function checkFilesystems(storage: MapNode, spec: Spec): Finding[] {
     const label = str(fs, 'label');
     const limit = format && labelLimits[format.text];
     if (label && limit && label.text.length > limit) {
-      out.push(finding('error', 'filesystem', `a ${format!.text} label is at most ${limit} characters; this one has ${label.text.length}`, [...fsPath, 'label'], label.node.range));
+      out.push(finding('error', 'filesystem', `${format!.text} labels are at most ${limit} characters; this one has ${label.text.length}`, [...fsPath, 'label'], label.node.range));
     }
   }
   return out;
