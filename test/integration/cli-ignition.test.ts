@@ -1,6 +1,7 @@
 /** coreos-cloudinit --validate on Ignition configs, as users run it: the built program in a child process. */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 
@@ -76,4 +77,16 @@ test('gzip-compressed Ignition is unpacked first; cloud-config and Ignition mix 
   expect(gz.stdout).toMatch(/^<stdin>:1:67: error: .*\[relative-path\]$/m);
   const r = run(['--validate', '--format', 'json', '--from-file', join(corpus, 'v3_0-valid.ign'), join(root, 'examples/etcd-node.yaml')]);
   expect(JSON.parse(r.stdout).files.map((f: { kind: string }) => f.kind)).toEqual(['ignition', 'cloud-config']);
+});
+
+test('applying an Ignition config changes nothing and reports its findings: Ignition applies it', () => {
+  const target = mkdtempSync(join(tmpdir(), 'bootsmith-ign-'));
+  try {
+    const r = run(['--from-file', join(corpus, 'units.ign'), '--root', target, '--dry-run']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/units\.ign:5:17: error: .*\[unit-name\]/);
+    expect(r.stdout).toMatch(/nothing to change/);
+  } finally {
+    rmSync(target, { recursive: true, force: true });
+  }
 });

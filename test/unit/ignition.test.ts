@@ -117,6 +117,18 @@ describe('the JSON reader', () => {
     expect(toValue(root!)).toEqual({ b: 2, a: 3 });
   });
 
+  test('the repeated key is named by its path', () => {
+    expect(parseJson('{"a": [{"b": 1, "b": 2}]}').findings.map((f) => formatPath(f.path))).toEqual(['a[0].b']);
+  });
+
+  test('thousands of unknown or repeated keys are each reported, in one pass', () => {
+    const keys = Array.from({ length: 20_000 }, (_, i) => `"k${i % 10_000}": 1`).join(',');
+    const report = validateUserData(Buffer.from(`{"ignition": {"version": "3.4.0"}, ${keys}}`));
+    const counts: Record<string, number> = {};
+    for (const d of report.diagnostics) counts[d.code] = (counts[d.code] ?? 0) + 1;
+    expect(counts).toEqual({ 'duplicate-key': 10_000, 'unknown-key': 10_000 });
+  });
+
   test('reads what JSON.parse reads, to the same value', () => {
     fc.assert(
       fc.property(fc.jsonValue(), fc.boolean(), (value, pretty) => {

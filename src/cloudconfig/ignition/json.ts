@@ -4,7 +4,7 @@
  * throws; the first one ends the reading, as in every JSON parser, since what follows has no sure
  * meaning. Repeated keys are kept (the last wins, as in Go's encoding/json) and reported.
  */
-import type { Finding } from '../../report/diagnostic';
+import type { Finding, PathSegment } from '../../report/diagnostic';
 import type { MapNode, Pair, ScalarNode, SeqNode, YNode } from '../tree';
 
 export interface ParsedJson {
@@ -30,6 +30,8 @@ const escapes: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b
 export function parseJson(text: string): ParsedJson {
   const findings: Finding[] = [];
   let pos = 0;
+  /** Where the reader is, as keys and indexes: copied only into findings. */
+  const path: PathSegment[] = [];
 
   const describe = (at: number): string => (at >= text.length ? 'end of input' : `character ${JSON.stringify(text[at])}`);
   const fail = (what: string, at = pos): never => {
@@ -100,8 +102,9 @@ export function parseJson(text: string): ParsedJson {
   function readObject(depth: number): MapNode {
     const start = pos;
     pos++;
-    const pairs: Pair[] = [];
-    const seen = new Map<string, number>();
+    let pairs: Pair[] = [];
+    const seen = new Set<string>();
+    let repeated = false;
     skipBlanks();
     if (text[pos] === '}') {
       pos++;
@@ -114,20 +117,20 @@ export function parseJson(text: string): ParsedJson {
       skipBlanks();
       if (text[pos] !== ':') fail('after an object key: want ":"');
       pos++;
+      path.push(key.value);
       const value = readValue(depth + 1);
-      const earlier = seen.get(key.value);
-      if (earlier !== undefined) {
+      path.pop();
+      if (seen.has(key.value)) {
+        repeated = true;
         findings.push({
           severity: 'warning',
           code: 'duplicate-key',
           message: `key "${key.value}" is repeated in this object; the last one is used`,
-          path: [],
+          path: [...path, key.value],
           range: key.range,
         });
-        pairs.splice(earlier, 1);
-        for (const [k, i] of seen) if (i > earlier) seen.set(k, i - 1);
       }
-      seen.set(key.value, pairs.length);
+      seen.add(key.value);
       pairs.push({ key: key.value, rawKey: key.value, keyRange: key.range, value });
       skipBlanks();
       if (text[pos] === ',') {
@@ -136,6 +139,7 @@ export function parseJson(text: string): ParsedJson {
       }
       if (text[pos] === '}') {
         pos++;
+        if (repeated) pairs = lastOfEachKey(pairs);
         return { kind: 'map', pairs, range: [start, pos] };
       }
       fail('after an object value: want "," or "}"');
@@ -152,7 +156,9 @@ export function parseJson(text: string): ParsedJson {
       return { kind: 'seq', items, range: [start, pos] };
     }
     for (;;) {
+      path.push(items.length);
       items.push(readValue(depth + 1));
+      path.pop();
       skipBlanks();
       if (text[pos] === ',') {
         pos++;
@@ -182,6 +188,13 @@ export function parseJson(text: string): ParsedJson {
     });
     return { root: undefined, findings };
   }
+}
+
+/** The pairs with only the last of each repeated key kept, in their order. */
+function lastOfEachKey(pairs: Pair[]): Pair[] {
+  const last = new Map<string, number>();
+  pairs.forEach((p, i) => last.set(p.key, i));
+  return pairs.filter((p, i) => last.get(p.key) === i);
 }
 
 /**

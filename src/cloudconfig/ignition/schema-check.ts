@@ -87,9 +87,16 @@ interface Located {
   schema?: IgnitionSchema;
 }
 
+/** Key lookup for the objects that have errors, built on first use: an object can have thousands of unknown keys. */
+const pairIndex = new WeakMap<MapNode, Map<string, Pair>>();
+
 function pairOf(node: MapNode, key: string): Pair | undefined {
-  for (let i = node.pairs.length - 1; i >= 0; i--) if (node.pairs[i]!.key === key) return node.pairs[i];
-  return undefined;
+  let index = pairIndex.get(node);
+  if (!index) {
+    index = new Map(node.pairs.map((p) => [p.key, p]));
+    pairIndex.set(node, index);
+  }
+  return index.get(key);
 }
 
 function locate(root: YNode, schemaRoot: IgnitionSchema, path: PathSegment[]): Located | undefined {
@@ -261,18 +268,27 @@ function suggest(key: string, parent: IgnitionSchema, parentPath: PathSegment[],
   return undefined;
 }
 
-/** The mappings (as dotted key paths, list levels left out) where `key` is a property. */
+const keyHomes = new WeakMap<IgnitionSchema, Map<string, string[]>>();
+
+/** The objects (as dotted key paths, list levels left out) where `key` is a property. Indexed once a schema. */
 function placesOf(key: string, schemaRoot: IgnitionSchema): string[] {
-  const out: string[] = [];
-  const walk = (schema: IgnitionSchema, path: string[]): void => {
-    let s = resolveIn(schemaRoot, schema);
-    if (s.items) s = resolveIn(schemaRoot, s.items);
-    if (path.length > 6) return;
-    for (const [k, child] of Object.entries(s.properties ?? {})) {
-      if (k === key) out.push(path.join('.'));
-      walk(child, [...path, k]);
-    }
-  };
-  walk(schemaRoot, []);
-  return [...new Set(out)];
+  let homes = keyHomes.get(schemaRoot);
+  if (!homes) {
+    const index = new Map<string, string[]>();
+    const walk = (schema: IgnitionSchema, path: string[]): void => {
+      let s = resolveIn(schemaRoot, schema);
+      if (s.items) s = resolveIn(schemaRoot, s.items);
+      if (path.length > 6) return;
+      for (const [k, child] of Object.entries(s.properties ?? {})) {
+        const places = index.get(k) ?? [];
+        if (!places.includes(path.join('.'))) places.push(path.join('.'));
+        index.set(k, places);
+        walk(child, [...path, k]);
+      }
+    };
+    walk(schemaRoot, []);
+    homes = index;
+    keyHomes.set(schemaRoot, homes);
+  }
+  return homes.get(key) ?? [];
 }
