@@ -49,7 +49,7 @@ test('text: FILE:LINE:COL: severity: message [code], at the value itself', () =>
   const r = run(['--validate', '--from-file', file]);
   expect(r.status).toBe(1);
   expect(r.stdout).toContain(`${file}:5:17: error: path "etc/relative" is not absolute [relative-path]\n`);
-  expect(r.stdout).toMatch(/^8 errors, 3 warnings, 0 infos in 1 file$/m);
+  expect(r.stdout).toMatch(/^10 errors, 2 warnings, 0 infos in 1 file$/m);
 });
 
 test('JSON syntax errors have a line and column', () => {

@@ -96,6 +96,7 @@ export function checkResource(resource: YNode | undefined, path: PathSegment[], 
   if (hash) {
     const problem = hashProblem(hash.text, spec);
     if (problem) out.push(finding('error', 'hash', problem, [...path, 'verification', 'hash'], hash.node.range));
+    else if (!source || source.text === '') out.push(finding('error', 'hash', 'a verification hash needs a source to verify', [...path, 'verification', 'hash'], hash.node.range));
   }
   const headers = entries(resource, 'httpHeaders', path);
   if (headers.length > 0 && scheme !== undefined && scheme !== 'http' && scheme !== 'https') {
@@ -135,6 +136,8 @@ export function checkResources(root: YNode, spec: Spec): Finding[] {
     const url = str(proxy, key);
     if (url && url.text !== '' && !/^https?:\/\/[^\s/]+/.test(url.text)) {
       out.push(finding('error', 'invalid-url', `${key} ${JSON.stringify(url.text)} is not an http or https URL`, ['ignition', 'proxy', key], url.node.range));
+    } else if (key === 'httpsProxy' && url && /^http:/.test(url.text)) {
+      out.push(finding('warning', 'insecure-proxy', 'httpsProxy is a plain-text http:// proxy for HTTPS resources', ['ignition', 'proxy', key], url.node.range));
     }
   }
   return out;

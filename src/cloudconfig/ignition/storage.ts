@@ -23,6 +23,7 @@ function checkNodes(storage: MapNode, spec: Spec): Finding[] {
   const out: Finding[] = [];
   const seen = new Map<string, string>();
   const filesystems = spec.major === 2 ? filesystemNames(storage) : undefined;
+  const links = spec.major === 3 ? symlinkPaths(storage) : new Set<string>();
   for (const kind of nodeKinds) {
     for (const { entry, path } of entries(storage, kind, ['storage'])) {
       const p = str(entry, 'path');
@@ -30,8 +31,15 @@ function checkNodes(storage: MapNode, spec: Spec): Finding[] {
         if (!p.text.startsWith('/')) {
           out.push(finding('error', 'relative-path', `path ${JSON.stringify(p.text)} is not absolute`, [...path, 'path'], p.node.range));
         } else {
+          if (spec.major === 3 && clean(p.text) !== p.text) {
+            out.push(finding('error', 'dirty-path', `path ${JSON.stringify(p.text)} is not fully simplified: write ${clean(p.text)}`, [...path, 'path'], p.node.range));
+          }
+          const through = ancestorIn(clean(p.text), links);
+          if (through !== undefined) {
+            out.push(finding('error', 'path-through-link', `${p.text} is under ${through}, which this config makes a symbolic link`, [...path, 'path'], p.node.range));
+          }
           const fs = spec.major === 2 ? `${str(entry, 'filesystem')?.text ?? ''}:` : '';
-          const key = fs + posix.normalize(p.text).replace(/(.)\/$/, '$1');
+          const key = fs + clean(p.text);
           const first = seen.get(key);
           if (first !== undefined) {
             // Spec 2.x allowed repeats (the later entry wins, or appends); 3.x refuses them.
@@ -48,6 +56,9 @@ function checkNodes(storage: MapNode, spec: Spec): Finding[] {
       if (kind === 'links') {
         const target = str(entry, 'target');
         if (target && target.text === '') out.push(finding('error', 'link-target', 'a link needs a target', [...path, 'target'], target.node.range));
+        if (isTrue(entry, 'hard') && (isSet(entry, 'user') || isSet(entry, 'group'))) {
+          out.push(finding('warning', 'hard-link-owner', 'user and group are ignored for a hard link', path, entry.range));
+        }
       }
       if (kind === 'files' && spec.major === 3 && isTrue(entry, 'overwrite') && !isSet(objectAt(entry, ['contents']), 'source')) {
         const at = getPair(entry, 'overwrite')!.value;
@@ -65,6 +76,29 @@ function checkNodes(storage: MapNode, spec: Spec): Finding[] {
     }
   }
   return out;
+}
+
+/** An absolute path as Go's path.Clean gives it: no `.`, `..`, repeated or trailing slashes. */
+function clean(path: string): string {
+  const normal = posix.normalize(path);
+  return normal.length > 1 && normal.endsWith('/') ? normal.slice(0, -1) : normal;
+}
+
+/** The paths the config makes symbolic links (cleaned). */
+function symlinkPaths(storage: MapNode): Set<string> {
+  const out = new Set<string>();
+  for (const { entry } of entries(storage, 'links', ['storage'])) {
+    const p = str(entry, 'path');
+    if (p && p.text.startsWith('/') && !isTrue(entry, 'hard')) out.add(clean(p.text));
+  }
+  return out;
+}
+
+/** The nearest proper ancestor of `path` that is in `set`, if any. */
+function ancestorIn(path: string, set: Set<string>): string | undefined {
+  if (set.size === 0) return undefined;
+  for (let dir = posix.dirname(path); dir !== '/' && dir !== '.'; dir = posix.dirname(dir)) if (set.has(dir)) return dir;
+  return undefined;
 }
 
 /** The filesystem names files, directories and links of spec 2.x may use. */
@@ -96,7 +130,7 @@ function checkMode(entry: MapNode, path: PathSegment[], spec: Spec): Finding[] {
     ];
   }
   if (m & 0o7000 && spec.major === 3 && !since(spec, 3, 4)) {
-    return [finding('warning', 'special-mode', `mode ${octal} has setuid, setgid or sticky bits, which spec ${spec.version} does not support (3.4.0 does)`, at, mode.node.range)];
+    return [finding('error', 'special-mode', `mode ${octal} has setuid, setgid or sticky bits, which spec ${spec.version} does not support (3.4.0 does)`, at, mode.node.range)];
   }
   return [];
 }
@@ -145,10 +179,15 @@ function checkDisks(storage: MapNode, spec: Spec): Finding[] {
   for (const { entry, path } of disks) {
     out.push(...absoluteDevice(entry, path));
     const numbers = new Set<number>();
+    const labels = new Set<string>();
     for (const part of entries(entry, 'partitions', path)) {
       const label = str(part.entry, 'label');
       if (label && label.text.length > 36) out.push(finding('error', 'partition', `partition label is ${label.text.length} characters; GPT allows 36`, [...part.path, 'label'], label.node.range));
-      if (label && spec.major === 3 && label.text.includes(':')) out.push(finding('error', 'partition', 'a partition label cannot contain ":"', [...part.path, 'label'], label.node.range));
+      if (label && spec.major === 3 && label.text.includes(':')) out.push(finding('error', 'partition', 'partition label will be truncated to text before the colon', [...part.path, 'label'], label.node.range));
+      if (label && label.text !== '' && spec.major === 3) {
+        if (labels.has(label.text)) out.push(finding('error', 'duplicate-entry', `partition label ${label.text} is given twice`, [...part.path, 'label'], label.node.range));
+        labels.add(label.text);
+      }
       for (const key of ['typeGuid', 'guid']) {
         const guid = str(part.entry, key);
         if (guid && guid.text !== '' && !guidPattern.test(guid.text)) {
@@ -246,14 +285,29 @@ function checkLuks(storage: MapNode): Finding[] {
     if (name && name.text.includes('/')) out.push(finding('error', 'luks', 'a LUKS device name cannot contain "/"', [...path, 'name'], name.node.range));
     const clevis = objectAt(entry, ['clevis']);
     if (clevis && isSet(clevis, 'custom')) {
-      const others = ['tang', 'tpm2', 'threshold'].filter((k) => isSet(clevis, k) && !(k === 'tpm2' && !isTrue(clevis, k)));
+      const tangs = getPair(clevis, 'tang')?.value;
+      const others = [
+        ...(tangs?.kind === 'seq' && tangs.items.length > 0 ? ['tang'] : []),
+        ...(isTrue(clevis, 'tpm2') ? ['tpm2'] : []),
+        ...(isSet(clevis, 'threshold') ? ['threshold'] : []),
+      ];
       if (others.length > 0) out.push(finding('error', 'luks', `clevis.custom cannot be combined with ${others.join(', ')}`, [...path, 'clevis', 'custom'], objectAt(clevis, ['custom'])!.range));
+    }
+    const label = str(entry, 'label');
+    if (label && label.text.length > 47) out.push(finding('error', 'luks', `a LUKS label is at most 47 characters; this one has ${label.text.length}`, [...path, 'label'], label.node.range));
+    const pin = str(objectAt(clevis, ['custom']), 'pin');
+    if (pin && !['tpm2', 'tang', 'sss'].includes(pin.text)) {
+      out.push(finding('error', 'luks', `unsupported clevis pin ${JSON.stringify(pin.text)}: want tpm2, tang or sss`, [...path, 'clevis', 'custom', 'pin'], pin.node.range));
     }
     const threshold = int(clevis, 'threshold');
     if (threshold && threshold.value < 1) out.push(finding('error', 'luks', 'clevis threshold must be at least 1', [...path, 'clevis', 'threshold'], threshold.node.range));
     for (const tang of entries(clevis, 'tang', [...path, 'clevis'])) {
       const url = str(tang.entry, 'url');
       if (url && !/^https?:\/\/[^\s/]+/.test(url.text)) out.push(finding('error', 'invalid-url', `tang url ${JSON.stringify(url.text)} is not an http or https URL`, [...tang.path, 'url'], url.node.range));
+      const advertisement = str(tang.entry, 'advertisement');
+      if (advertisement && advertisement.text !== '' && !isJson(advertisement.text)) {
+        out.push(finding('error', 'luks', 'the tang advertisement is not valid JSON', [...tang.path, 'advertisement'], advertisement.node.range));
+      }
     }
     if (clevis) out.push(...unique(entries(clevis, 'tang', [...path, 'clevis']), 'url', 'tang server'));
     if (isTrue(objectAt(entry, ['cex']), 'enabled') && (clevis || isSet(entry, 'keyFile'))) {
@@ -261,4 +315,13 @@ function checkLuks(storage: MapNode): Finding[] {
     }
   }
   return out;
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }

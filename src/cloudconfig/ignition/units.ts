@@ -9,7 +9,7 @@ import { checkUnitText } from '../rules/unit-file';
 import { dropInNameProblem } from '../rules/units';
 import { getPair } from '../tree';
 import type { MapNode, YNode } from '../tree';
-import { entries, isTrue, objectAt, str } from './fields';
+import { entries, isSet, isTrue, objectAt, str } from './fields';
 import type { Spec } from './fields';
 import { rangeInJsonString } from './json';
 
@@ -20,6 +20,34 @@ const networkdTypes = ['link', 'netdev', 'network'];
 export function checkUnits(root: YNode, text: string, spec: Spec): Finding[] {
   const out = checkSection(objectAt(root, ['systemd']), ['systemd'], systemdTypes, text, spec);
   if (spec.major === 2) return out.concat(checkSection(objectAt(root, ['networkd']), ['networkd'], networkdTypes, text, spec));
+  return out.concat(checkPathConflicts(root));
+}
+
+/** Where Ignition writes units and drop-ins. */
+const unitDir = '/etc/systemd/system';
+
+/** Files, directories and links (3.x) at the path of a unit or drop-in the config also writes. */
+function checkPathConflicts(root: YNode): Finding[] {
+  const unitPaths = new Set<string>();
+  for (const { entry, path } of entries(objectAt(root, ['systemd']), 'units', ['systemd'])) {
+    const name = str(entry, 'name');
+    if (!name) continue;
+    if (isSet(entry, 'contents') || isTrue(entry, 'mask')) unitPaths.add(`${unitDir}/${name.text}`);
+    for (const dropin of entries(entry, 'dropins', path)) {
+      const dropName = str(dropin.entry, 'name');
+      if (dropName) unitPaths.add(`${unitDir}/${name.text}.d/${dropName.text}`);
+    }
+  }
+  const out: Finding[] = [];
+  if (unitPaths.size === 0) return out;
+  for (const kind of ['files', 'directories', 'links']) {
+    for (const { entry, path } of entries(objectAt(root, ['storage']), kind, ['storage'])) {
+      const p = str(entry, 'path');
+      if (p && unitPaths.has(p.text)) {
+        out.push(finding('error', 'path-conflicts-unit', `${p.text} is also written by systemd.units: give the unit there, or the file here`, [...path, 'path'], p.node.range));
+      }
+    }
+  }
   return out;
 }
 
