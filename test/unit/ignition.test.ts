@@ -61,6 +61,12 @@ describe('schemas', () => {
     expect(codes({ ignition: { version }, storag: {} })).toEqual(['unknown-key@5:3']);
   });
 
+  test('a key of a later spec version says which version brings it', () => {
+    const [d] = validateUserData(Buffer.from('{"ignition": {"version": "3.1.0"}, "storage": {"luks": []}}')).diagnostics;
+    expect(d?.code).toBe('unknown-key');
+    expect(d?.message).toMatch(/"luks" comes with spec 3\.2\.0/);
+  });
+
   test('optional fields take null, as Ignition does', () => {
     expect(codes({ ignition: { version: '3.4.0', config: null }, storage: { files: [{ path: '/a', mode: null, contents: null }] } })).toEqual([]);
   });

@@ -159,7 +159,7 @@ export function checkIgnitionSchema(root: YNode, version: string): Finding[] {
   const findings = deprecatedKeys(root, schemaRoot);
   if (validate(toValue(root))) return findings;
   for (const err of validate.errors ?? []) {
-    const f = translate(err, root, schemaRoot);
+    const f = translate(err, root, schemaRoot, version);
     if (f) findings.push(f);
   }
   return findings;
@@ -190,7 +190,7 @@ function deprecatedKeys(root: YNode, schemaRoot: IgnitionSchema): Finding[] {
   return out;
 }
 
-function translate(err: ErrorObject, root: YNode, schemaRoot: IgnitionSchema): Finding | undefined {
+function translate(err: ErrorObject, root: YNode, schemaRoot: IgnitionSchema, version: string): Finding | undefined {
   const path = decodePointer(err.instancePath);
   const at = locate(root, schemaRoot, path);
   if (!at) return undefined;
@@ -200,7 +200,12 @@ function translate(err: ErrorObject, root: YNode, schemaRoot: IgnitionSchema): F
     case 'additionalProperties': {
       const key = (err.params as { additionalProperty: string }).additionalProperty;
       const pair = at.node.kind === 'map' ? pairOf(at.node, key) : undefined;
-      const hint = at.schema ? suggest(key, at.schema, path, schemaRoot) : undefined;
+      const later = laterVersionWith(version, path, key);
+      const hint = later
+        ? `"${key}" comes with spec ${later}: set ignition.version to ${later} or later`
+        : at.schema
+          ? suggest(key, at.schema, path, schemaRoot)
+          : undefined;
       return {
         severity: 'warning',
         code: 'unknown-key',
@@ -246,6 +251,26 @@ function translate(err: ErrorObject, root: YNode, schemaRoot: IgnitionSchema): F
     default:
       return { severity: 'error', code: 'schema', message: `${name} ${err.message ?? 'is invalid'}`, path, range: at.keyRange ?? at.node.range };
   }
+}
+
+/**
+ * The first later spec version of the same line whose schema has `key` at `path`, if any. Loads
+ * the later versions' modules, but only for a key the config's own version does not know.
+ */
+function laterVersionWith(version: string, path: PathSegment[], key: string): string | undefined {
+  const [major, minor] = version.split('.').map(Number);
+  for (const candidate of Object.keys(modules)) {
+    const [m, n] = candidate.split('.').map(Number);
+    if (m !== major || n! <= minor!) continue;
+    const schemaRoot = schemaOf(candidate);
+    let s: IgnitionSchema | undefined = schemaRoot;
+    for (const seg of path) {
+      s = s && resolveIn(schemaRoot, s);
+      s = typeof seg === 'number' ? s?.items : s?.properties?.[seg];
+    }
+    if (s && resolveIn(schemaRoot, s).properties?.[key]) return candidate;
+  }
+  return undefined;
 }
 
 /** "did you mean" for an unknown key: a near sibling (case ignored), or where the key belongs instead. */
