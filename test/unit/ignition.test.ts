@@ -56,6 +56,11 @@ describe('schemas', () => {
     expect([r.status, r.stderr]).toEqual([0, '']);
   });
 
+  test('one schema file for each supported version', () => {
+    const files = readdirSync(join(root, 'schemas')).filter((f) => f.startsWith('ignition-v'));
+    expect(files.sort()).toEqual(supportedVersions.map((v) => `ignition-v${v.slice(0, 3).replace('.', '_')}.schema.json`).sort());
+  });
+
   test.each([...supportedVersions])('spec %s: the smallest config is valid, and an unknown key is a warning', (version) => {
     expect(codes({ ignition: { version } })).toEqual([]);
     expect(codes({ ignition: { version }, storag: {} })).toEqual(['unknown-key@5:3']);
