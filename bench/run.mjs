@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const { generateLargeConfig } = require('./generate-large.cjs');
-const { generateApplyConfig } = require('./generate-apply.cjs');
+const { benchFiles, generateApplyConfig } = require('./generate-apply.cjs');
 const bin = join(root, 'bin/coreos-cloudinit.js');
 const work = mkdtempSync(join(tmpdir(), 'bootsmith-bench-'));
 
@@ -179,7 +179,7 @@ function applyOnce(config, label, runs = 3) {
 }
 
 await section(4, () => {
-console.log('4. applying into a temporary root, offline (no systemd), median of 3 runs each; no target, figures only');
+console.log('4. applying into a temporary root, offline (no systemd), median of 3 runs each');
 if (process.getuid?.() !== 0) {
   console.log('   skipped: applying sets owners and runs useradd, which needs root');
 } else {
@@ -196,6 +196,31 @@ if (process.getuid?.() !== 0) {
   console.log(`   per unit   ${per(onlyUnits, 50)}   (50 units with a drop-in, enabled: ${ms(onlyUnits - base)})`);
   const parts = [['files', onlyFiles - base], ['users', onlyUsers - base], ['units', onlyUnits - base]].sort((a, b) => b[1] - a[1]);
   console.log(`   dominant: ${parts[0][0]} (${((parts[0][1] / (all - base)) * 100).toFixed(0)}% of the work after start-up)`);
+  // Against the floor: a script that writes the same 500 files to temporary names, renames them
+  // and runs one `sync -f`. Each side a whole process in a fresh root, interleaved.
+  const list = join(work, 'floor-files.json');
+  writeFileSync(list, JSON.stringify(benchFiles(500)));
+  const config = join(work, 'floor.yaml');
+  writeFileSync(config, generateApplyConfig({ files: 500, users: 0, units: 0 }));
+  const wall = (args) => {
+    const started = performance.now();
+    const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${args.join(' ')} failed:\n${r.stdout}${r.stderr}`);
+    return performance.now() - started;
+  };
+  const ours = [];
+  const floor = [];
+  for (let i = 0; i < 9; i++) {
+    ours.push(wall([bin, '--from-file', config, '--root', freshRoot(`floor-ours-${i}`)]));
+    floor.push(wall([join(root, 'bench/write-floor.cjs'), freshRoot(`floor-${i}`), list]));
+  }
+  const median = (t) => [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)];
+  const ratio = median(ours) / median(floor);
+  console.log('   500 files against the floor (write to temporary names, rename, one sync -f; node script), median of 9 interleaved');
+  console.log(`   floor      ${ms(median(floor))}`);
+  console.log(`   ours       ${ms(median(ours))}   (with start-up and validation)`);
+  console.log(`   ratio      ${ratio.toFixed(2)}x`);
+  target(4, 'applying 500 files at most 3x the floor', ratio <= 3);
 }
 });
 
