@@ -1,7 +1,7 @@
 // npm run bench [-- SECTION...]: prints the figures, as ratios measured in this one run; each section
 // says when it starts and how long it took, each target whether it was met, and a summary ends it.
 // Sections by number (npm run bench -- 1 3): only those.
-//   1. start-up: validating examples/ against `node -e 0`
+//   1. start-up: validating examples/, and applying a small config, against `node -e 0`
 //   2. a generated 1.7 MB config at 1x, 2x and 4x its size
 //   3. 100 files in one invocation against one file
 //   4. applying 500 files, 20 users and 50 units into a temporary root, offline
@@ -23,7 +23,9 @@ const { benchFiles, generateApplyConfig } = require('./generate-apply.cjs');
 const bin = join(root, 'bin/coreos-cloudinit.js');
 const work = mkdtempSync(join(tmpdir(), 'bootsmith-bench-'));
 
-function once(args) {
+/** Runs node with `args` (or the arguments a function gives, made anew for each run) and returns the wall time. */
+function once(argsOrMake) {
+  const args = typeof argsOrMake === 'function' ? argsOrMake() : argsOrMake;
   const started = performance.now();
   const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const ms = performance.now() - started;
@@ -101,14 +103,20 @@ const examples = readdirSync(join(root, 'examples'))
 let bare;
 
 // 1. Start-up.
+// The apply path too: a small config (a file, a unit) applied offline into a fresh root each run.
+const smallConfig = join(work, 'small.yaml');
+writeFileSync(smallConfig, '#cloud-config\nhostname: small\nwrite_files:\n  - path: /etc/motd\n    content: hello\ncoreos:\n  units:\n    - name: a.service\n      content: |\n        [Service]\n        ExecStart=/bin/true\n');
+let smallRoots = 0;
+const applySmall = () => [bin, '--from-file', smallConfig, '--root', freshRoot(`small-${smallRoots++}`)];
+
 await section(1, () => {
-  const [node, cli] = compare([['-e', '0'], validate(...examples)], 40);
+  const [node, cli, apply] = compare([['-e', '0'], validate(...examples), applySmall], 40);
   bare = node;
-  console.log(`1. validating examples/ (${examples.length} files) vs node -e 0, median of 40 interleaved runs`);
+  console.log(`1. validating examples/ (${examples.length} files), and applying a small config into a fresh root, vs node -e 0; median of 40 interleaved runs`);
   console.log(`   node -e 0            ${ms(bare.median)} (min ${ms(bare.min)})`);
-  console.log(`   coreos-cloudinit     ${ms(cli.median)} (min ${ms(cli.min)})`);
-  console.log(`   ratio                ${(cli.median / bare.median).toFixed(2)}x`);
-  target(1, 'at most 1.3x the start-up of node -e 0', cli.median / bare.median <= 1.3);
+  console.log(`   validating           ${ms(cli.median)} (min ${ms(cli.min)})   ratio ${(cli.median / bare.median).toFixed(2)}x`);
+  console.log(`   applying             ${ms(apply.median)} (min ${ms(apply.min)})   ratio ${(apply.median / bare.median).toFixed(2)}x`);
+  target(1, 'validating at most 1.15x the start-up of node -e 0', cli.median / bare.median <= 1.15);
 });
 
 // 2. A large config, 1x, 2x, 4x.
