@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import Ajv from 'ajv';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 import { build } from 'esbuild';
@@ -78,26 +79,37 @@ const ignitionEntries = Object.fromEntries(
 const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'fleetlockd', 'update_engine', 'update_engine_client', 'update-server'];
 
 /**
- * commander requires node:child_process when it loads (for executable subcommands, which bootsmith
- * does not use), and that pulls in net and streams: about 5 ms of every start. This hands commander
- * a stand-in that loads the real module on first use.
+ * Modules that are loaded on first use instead of at start-up: node's heavier built-ins and
+ * dbus-next (which brings net, child_process, crypto and an XML parser). A bundle runs every
+ * module's top level when it starts, so `import { spawnSync } from 'node:child_process'` anywhere
+ * would cost every run, validation included, about 5 ms (and dbus-next twice that). Our own code
+ * (src/) uses them only inside functions, and commander only for executable subcommands, which
+ * bootsmith does not use: there each import gets a stand-in with the module's export names
+ * (taken here, at build time), each a getter that loads the real module the first time it is read.
  */
-const lazyChildProcess = {
-  name: 'lazy-child-process',
+const lazyModules = /^(node:)?(child_process|http|https|net|os|zlib|crypto)$|^dbus-next$/;
+const lazyImporters = [`${root}/src/`, `${root}/node_modules/commander/`];
+const lazyRequire = createRequire(join(root, 'package.json'));
+
+const lazyLoad = {
+  name: 'lazy-load',
   setup(b) {
-    b.onResolve({ filter: /^(node:)?child_process$/ }, (args) =>
-      args.importer.includes(`${'node_modules'}/commander/`) ? { path: 'lazy-child-process', namespace: 'lazy' } : undefined,
+    b.onResolve({ filter: lazyModules }, (args) =>
+      args.namespace === 'file' && lazyImporters.some((dir) => args.importer.startsWith(dir)) ? { path: args.path, namespace: 'lazy' } : undefined,
     );
-    b.onLoad({ filter: /.*/, namespace: 'lazy' }, () => ({
-      contents: "let real; module.exports = new Proxy({}, { get: (_, key) => (real ??= require('node:child_process'))[key] });",
+    b.onLoad({ filter: /.*/, namespace: 'lazy' }, (args) => ({
+      contents:
+        `let real;\nconst load = () => (real ??= require(${JSON.stringify(args.path)}));\n` +
+        `for (const key of ${JSON.stringify(Object.keys(lazyRequire(args.path)))}) Object.defineProperty(exports, key, { enumerable: true, get: () => load()[key] });\n`,
       loader: 'js',
+      resolveDir: root,
     }));
   },
 };
 
 async function bundle() {
   await build({
-    plugins: [lazyChildProcess, separateIgnitionValidators],
+    plugins: [lazyLoad, separateIgnitionValidators],
     // dbus-next looks up X11 session buses through an optional package we do not use; etcd3 loads
     // its .proto files from beside its own code, so it stays in node_modules.
     external: ['x11', 'etcd3'],
