@@ -103,8 +103,26 @@ export class Executor {
 
   async run(actions: Action[]): Promise<ActionResult[]> {
     const results: ActionResult[] = [];
-    for (const action of actions) {
+    // The results of actions with staged writes, by the tag their writes carry.
+    const staging = new Map<number, ActionResult>();
+    const commit = () => {
+      for (const failure of this.fs.commit()) {
+        const result = staging.get(failure.tag)!;
+        result.outcome = 'failed';
+        result.detail ??= `${failure.path}: ${failure.error.message}`;
+      }
+      staging.clear();
+    };
+    for (const [index, action] of actions.entries()) {
       const result = resultFor(...describe(action), action.origin);
+      // Durability is paid once for a run of actions that only write files: their writes are
+      // staged, and completed before anything that may read them from outside (a command, systemd).
+      if (writesFilesOnly(action)) {
+        this.fs.stageWrites(index);
+        staging.set(index, result);
+      } else {
+        commit();
+      }
       try {
         if (needsReload(action)) {
           const reload = await this.reloadIfNeeded();
@@ -123,6 +141,7 @@ export class Executor {
       }
       results.push(result);
     }
+    commit();
     const reload = await this.reloadIfNeeded();
     if (reload) results.push(reload);
     return results;
@@ -314,6 +333,11 @@ export class Executor {
 export function touchesSystemd(actions: Action[], dirs: UnitDirs): boolean {
   const roots = [dirs.system.persistent, dirs.system.runtime, dirs.network.persistent, dirs.network.runtime].map((d) => `${d}/`);
   return actions.some((a) => a.kind === 'mask' || needsReload(a) || (a.kind === 'file' && roots.some((r) => a.path.startsWith(r))));
+}
+
+/** Whether an action touches nothing but files through RootedFs, so its writes may be staged. */
+function writesFilesOnly(action: Action): boolean {
+  return action.kind === 'file' || action.kind === 'update-conf' || action.kind === 'merge-env' || action.kind === 'ssh-keys';
 }
 
 function needsReload(action: Action): boolean {

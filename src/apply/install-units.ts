@@ -1,7 +1,7 @@
 /**
  * Installing the boot units (units/ in the package) into a root: each written with the command
  * that runs coreos-cloudinit, then enabled by the links `systemctl enable` would make:
- * user-config.target always, and the EC2 or OpenStack unit for `--oem`.
+ * user-config.target always, and the platform's unit for `--oem`.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -18,7 +18,13 @@ export function packageUnitsDir(from = __dirname): string {
   }
 }
 
-export const oemUnits: Record<string, string> = { 'ec2-compat': 'oem-cloudinit-ec2.service', openstack: 'oem-cloudinit-openstack.service' };
+export const oemUnits: Record<string, string> = {
+  'ec2-compat': 'oem-cloudinit-ec2.service',
+  openstack: 'oem-cloudinit-openstack.service',
+  digitalocean: 'oem-cloudinit-digitalocean.service',
+  gce: 'oem-cloudinit-gce.service',
+  packet: 'oem-cloudinit-packet.service',
+};
 
 export interface InstallOptions {
   root: string;
@@ -26,7 +32,7 @@ export interface InstallOptions {
   unitDir: string;
   /** The command line that runs coreos-cloudinit in the units. Default /usr/bin/coreos-cloudinit. */
   exec: string;
-  /** A platform whose datasource unit is enabled too: ec2-compat or openstack. */
+  /** A platform whose datasource unit is enabled too: a key of oemUnits. */
   oem: string | undefined;
   dryRun: boolean;
 }

@@ -42,4 +42,6 @@ export const commands = {
   gpasswd: '/usr/bin/gpasswd',
   hostnamectl: '/usr/bin/hostnamectl',
   chroot: '/usr/sbin/chroot',
+  /** coreutils' sync: `sync -f` is syncfs(2), which Node does not have. */
+  sync: '/usr/bin/sync',
 };

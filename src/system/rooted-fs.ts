@@ -15,9 +15,14 @@
  * (O_NOFOLLOW, or a rename onto the name). A parent directory swapped for a symlink in that window
  * would still be followed by the kernel: Node has no openat2(RESOLVE_IN_ROOT). An image at rest is
  * not changing under us, so that window is left open.
+ *
+ * Durability is paid once per batch of files (see {@link RootedFs.stageWrites}): the temporary
+ * files are all written, made durable together, renamed, and their directories synced once.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { commands } from './paths';
 
 /** What an operation did: changed the file system, or found it already as wanted. */
 export type Outcome = 'changed' | 'unchanged';
@@ -43,6 +48,31 @@ export interface Resolution {
 const follow: Resolution = { follow: true };
 const noFollow: Resolution = { follow: false };
 
+/** A staged write that could not be completed (made durable or renamed): the target keeps its old content. */
+export interface WriteFailure {
+  /** The in-root path that was written. */
+  path: string;
+  /** What {@link RootedFs.stageWrites} was given when it was staged. */
+  tag: number;
+  error: Error;
+}
+
+/** A file written under its temporary name, waiting to be made durable and renamed over its target. */
+interface Staged {
+  inRoot: string;
+  tag: number;
+  /** The host paths of the target and of its temporary file, in the same directory. */
+  host: string;
+  temp: string;
+}
+
+/**
+ * From this many staged files on, one `sync -f` (syncfs(2) of each file system) makes them durable;
+ * below it, an fsync of each is cheaper than starting a process (about 0.3 ms an fsync against
+ * 3-10 ms a spawn, measured here).
+ */
+const syncfsFrom = 16;
+
 /** As Linux's MAXSYMLINKS: more links than this on one path is a loop. */
 const maxLinks = 40;
 
@@ -63,6 +93,14 @@ export class RootedFs {
   readonly root: string;
   /** The root as a prefix for in-root paths: without a trailing slash, empty for `/`. */
   private readonly base: string;
+  /** Staged writes by resolved in-root path; writes are staged only while {@link tag} is set. */
+  private readonly staged = new Map<string, Staged>();
+  /** Every ancestor directory of a staged path (resolved, in-root). */
+  private readonly stagedDirs = new Set<string>();
+  /** What stageWrites() was given, while writes are staged. */
+  private tag: number | undefined;
+  /** Failures of staged writes completed early (a path that touched them was resolved), for the next commit(). */
+  private readonly earlyFailures: WriteFailure[] = [];
 
   constructor(root: string) {
     this.root = absoluteRoot(root);
@@ -75,8 +113,17 @@ export class RootedFs {
    * The last component is followed too when `follow` is set; a dangling link resolves to where its
    * target would be, inside the root. Throws PathError when the path is not absolute, has a `..`
    * component, leads above the root through a relative symlink, or meets more than 40 symlinks.
+   *
+   * Staged writes on the path, above it or below it are completed first, so whatever resolves a
+   * path (every operation here does) sees them done: the file there, its directory listed whole.
    */
   resolve(target: string, how: Resolution): string {
+    const resolved = this.resolveNames(target, how);
+    if (this.staged.size > 0 && this.touchesStaged(resolved)) this.earlyFailures.push(...this.complete());
+    return resolved;
+  }
+
+  private resolveNames(target: string, how: Resolution): string {
     if (!path.posix.isAbsolute(target)) throw new PathError(`${target} is not an absolute path`);
     if (target.split('/').includes('..')) throw new PathError(`${target} has a ".." component; write the path it means`);
     const pending = components(target);
@@ -124,8 +171,10 @@ export class RootedFs {
   /**
    * Makes the file an in-root path leads to hold `content` with `attrs`: unchanged when it already
    * does; otherwise written to a temporary file in the same directory, created 0600, chowned and
-   * chmodded before the content goes in, synced, and renamed over the target. A secret never sits
-   * in a file others can read, and a reader sees the old file or the new one, never a part.
+   * chmodded before the content goes in, made durable, and renamed over the target. A secret never
+   * sits in a file others can read, and a reader or a crash sees the old file or the new one, never
+   * a part. While writes are staged ({@link stageWrites}) the file waits under its temporary name
+   * for {@link commit}; otherwise it is completed before this returns.
    */
   writeAtomic(inRoot: string, content: Buffer, attrs: FileAttributes): Outcome {
     const resolved = this.resolve(inRoot, follow);
@@ -141,17 +190,44 @@ export class RootedFs {
       fs.fchmodSync(fd, attrs.mode);
       let offset = 0;
       while (offset < content.length) offset += fs.writeSync(fd, content, offset, content.length - offset);
-      fs.fsyncSync(fd);
     } catch (err) {
       fs.closeSync(fd);
       fs.rmSync(temp, { force: true });
       throw err;
     }
     fs.closeSync(fd);
-    // rename replaces the name itself: a symlink put there since resolving is replaced, not followed.
-    fs.renameSync(temp, host);
-    syncDirectory(path.dirname(host));
+    this.staged.set(resolved, { inRoot, tag: this.tag ?? 0, host, temp });
+    for (let dir = path.posix.dirname(resolved); !this.stagedDirs.has(dir); dir = path.posix.dirname(dir)) {
+      this.stagedDirs.add(dir);
+      if (dir === '/') break;
+    }
+    if (this.tag === undefined) {
+      const [failure] = this.complete();
+      if (failure) throw failure.error;
+    }
     return 'changed';
+  }
+
+  /**
+   * From now until {@link commit}, writeAtomic stages its files: each is written whole under its
+   * temporary name (owner and mode set before the content) and left there, and commit completes
+   * them all at once: made durable together (one syncfs of each file system), renamed over their
+   * targets, and each directory synced once. A reader or a crash still sees each target old or
+   * new. Resolving a path that touches a staged one completes the batch first, so operations here
+   * see the files written; anything outside this class (a command, systemd) sees them only after
+   * commit. `tag` names the writes in the failures commit returns.
+   */
+  stageWrites(tag: number): void {
+    this.tag = tag;
+  }
+
+  /**
+   * Completes the staged writes and stops staging: writes complete as they are made again. Returns
+   * the writes that failed, which keep their old content, in the order they were staged.
+   */
+  commit(): WriteFailure[] {
+    this.tag = undefined;
+    return [...this.earlyFailures.splice(0), ...this.complete()];
   }
 
   /** Whether the file an in-root path leads to is not yet a regular file with this content and these attributes. */
@@ -219,6 +295,61 @@ export class RootedFs {
   readLink(inRoot: string): string | undefined {
     const resolved = this.resolve(inRoot, noFollow);
     return this.lstatResolved(resolved)?.isSymbolicLink() ? fs.readlinkSync(this.host(resolved)) : undefined;
+  }
+
+  /** Whether a resolved in-root path is a staged path, or lies above or below one. */
+  private touchesStaged(resolved: string): boolean {
+    if (this.stagedDirs.has(resolved)) return true;
+    for (let p = resolved; ; p = path.posix.dirname(p)) {
+      if (this.staged.has(p)) return true;
+      if (p === '/') return false;
+    }
+  }
+
+  /**
+   * Completes every staged write: makes the temporary files durable, renames each over its target
+   * and syncs each directory once. A write that cannot be completed is reported and its temporary
+   * file removed; its target keeps its old content.
+   */
+  private complete(): WriteFailure[] {
+    const batch = [...this.staged.values()];
+    this.staged.clear();
+    this.stagedDirs.clear();
+    const failures: WriteFailure[] = [];
+    const fail = (entry: Staged, err: unknown) => {
+      failures.push({ path: entry.inRoot, tag: entry.tag, error: err as Error });
+      fs.rmSync(entry.temp, { force: true });
+    };
+    try {
+      syncData(batch);
+    } catch (err) {
+      for (const entry of batch) fail(entry, err);
+      return failures;
+    }
+    const renamed: Staged[] = [];
+    for (const entry of batch) {
+      try {
+        // rename replaces the name itself: a symlink put there since resolving is replaced, not followed.
+        fs.renameSync(entry.temp, entry.host);
+        renamed.push(entry);
+      } catch (err) {
+        fail(entry, err);
+      }
+    }
+    const dirs = new Map<string, Staged[]>();
+    for (const entry of renamed) {
+      const dir = path.dirname(entry.host);
+      if (!dirs.has(dir)) dirs.set(dir, []);
+      dirs.get(dir)!.push(entry);
+    }
+    for (const [dir, entries] of dirs) {
+      try {
+        syncDirectory(dir);
+      } catch (err) {
+        for (const entry of entries) failures.push({ path: entry.inRoot, tag: entry.tag, error: err as Error });
+      }
+    }
+    return failures;
   }
 
   /** The host path of a resolved in-root path. Private: a host path is only ever made from a resolved one. */
@@ -305,6 +436,35 @@ function openNoFollow(host: string, flags: number, inRoot: string): number {
 
 function tempName(host: string): string {
   return path.join(path.dirname(host), `.${path.basename(host)}.bootsmith-tmp`);
+}
+
+/**
+ * Makes the content of the temporary files durable: one `sync -f` (syncfs(2)) of each file system
+ * they are on, or an fsync of each when they are few (or there is no sync command).
+ */
+function syncData(batch: Staged[]): void {
+  if (batch.length >= syncfsFrom) {
+    // One directory of each file system: syncfs syncs the whole file system a path is on.
+    const dirs = new Set(batch.map((entry) => path.dirname(entry.temp)));
+    const byDevice = new Map<number, string>();
+    for (const dir of dirs) {
+      const { dev } = fs.statSync(dir);
+      if (!byDevice.has(dev)) byDevice.set(dev, dir);
+    }
+    const run = spawnSync(commands.sync, ['-f', '--', ...byDevice.values()], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    if (!run.error && run.status === 0) return;
+    if ((run.error as NodeJS.ErrnoException | undefined)?.code !== 'ENOENT') {
+      throw new Error(`making the files durable failed: ${commands.sync} -f ${run.error ? run.error.message : `exited ${run.status ?? run.signal}: ${run.stderr.trim()}`}`);
+    }
+  }
+  for (const entry of batch) {
+    const fd = fs.openSync(entry.temp, O_RDONLY | O_NOFOLLOW);
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
 }
 
 function syncDirectory(dir: string): void {

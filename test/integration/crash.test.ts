@@ -2,8 +2,8 @@
  * Killing coreos-cloudinit at any point of an apply and running it again ends in the same tree as
  * one uninterrupted run, with no half-written or temporary file left.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asRoot, makeRoot, snapshot } from '../support/roots';
@@ -70,4 +70,89 @@ function killedAfter(root: string, ms: number): Promise<void> {
     expect(rerun.status).toBe(0);
     expect(snapshot(root).map((line) => line.replace(root, 'ROOT'))).toEqual(expected);
   });
+});
+
+/**
+ * The files of an apply are written as one batch: all temporary files, one syncfs, all renames,
+ * each directory synced. strace kills the run at a chosen system call (the first, middle and last
+ * of each step), so every step is interrupted exactly, whatever the machine's speed.
+ */
+const haveStrace = spawnSync('strace', ['-V']).status === 0;
+const batchFiles = 40;
+const version = (v: 'old' | 'new') => {
+  const out = ['#cloud-config', 'write_files:'];
+  for (let i = 0; i < batchFiles; i++) {
+    // The new version changes the mode of every other file: a file's mode goes with its content.
+    const mode = v === 'new' && i % 2 === 0 ? '0600' : '0644';
+    out.push(`  - path: /etc/batch/d${i % 4}/file${i}`, `    permissions: '${mode}'`, `    content: "${v} ${i} ${v === 'new' ? 'x'.repeat(4000) : ''}"`);
+  }
+  const yaml = join(mkdtempSync(join(tmpdir(), 'bootsmith-batch-')), `${v}.yaml`);
+  writeFileSync(yaml, `${out.join('\n')}\n`);
+  return yaml;
+};
+
+(asRoot && haveStrace ? describe : describe.skip)('a batch of writes interrupted at any point', () => {
+  const [oldYaml, newYaml] = [version('old'), version('new')];
+  const apply = (root: string, yaml: string, strace: string[] = []) =>
+    spawnSync(strace.length > 0 ? 'strace' : process.execPath, [...strace, ...(strace.length > 0 ? [process.execPath] : []), bin, '--from-file', yaml, '--root', root], { encoding: 'utf8' });
+  // The old files, applied once and copied for each run.
+  let seeded: string;
+  const oldRoot = () => {
+    const root = join(mkdtempSync(join(tmpdir(), 'bootsmith-batch-root-')), 'root');
+    execFileSync('cp', ['-a', seeded, root]);
+    return root;
+  };
+  /** Each batch file as `old`, `new` or what else it is, with its mode when its content is whole. */
+  const states = (root: string) =>
+    Array.from({ length: batchFiles }, (_, i) => {
+      const file = join(root, `etc/batch/d${i % 4}/file${i}`);
+      const content = readFileSync(file, 'utf8');
+      const mode = (lstatSync(file).mode & 0o777).toString(8);
+      if (content === `old ${i} `) return mode === '644' ? 'old' : `old with mode ${mode}`;
+      if (content === `new ${i} ${'x'.repeat(4000)}`) return mode === (i % 2 === 0 ? '600' : '644') ? 'new' : `new with mode ${mode}`;
+      return `partial (${content.length} bytes)`;
+    });
+
+  // How often each step's system call happens in a whole run over the old files.
+  const calls = ['fchown', 'write', 'syncfs', 'rename', 'fsync'];
+  const counts = new Map<string, number>();
+  beforeAll(() => {
+    seeded = makeRoot();
+    expect(apply(seeded, oldYaml).status).toBe(0);
+    const log = join(mkdtempSync(join(tmpdir(), 'bootsmith-strace-')), 'calls');
+    expect(apply(oldRoot(), newYaml, ['-f', '-qq', '-o', log, '-e', `trace=${calls.join(',')}`]).status).toBe(0);
+    // strace counts each process apart: a step is cut in the process that makes its calls (the
+    // program, or `sync -f` for syncfs).
+    const lines = readFileSync(log, 'utf8').split('\n');
+    for (const call of calls) {
+      const byProcess = new Map<string, number>();
+      for (const m of lines.map((l) => /^(\d+) +(\w+)\(/.exec(l))) if (m?.[2] === call) byProcess.set(m[1]!, (byProcess.get(m[1]!) ?? 0) + 1);
+      counts.set(call, Math.max(0, ...byProcess.values()));
+    }
+    // The writes of the temporary files' content come first; the report's come after the renames
+    // and vary in number, so the write step is cut at its own first, middle and last write.
+    counts.set('write', batchFiles);
+    // Every file is written in the batch, and made durable by one syncfs.
+    expect(counts.get('rename')).toBeGreaterThanOrEqual(batchFiles);
+    expect(counts.get('syncfs')).toBe(1);
+  });
+
+  test.each(calls)('killed at the first, middle and last %s: each file is old or new, and a new run completes them', (call) => {
+    const n = counts.get(call)!;
+    for (const at of new Set([1, Math.ceil(n / 2), n])) {
+      const root = oldRoot();
+      const killed = apply(root, newYaml, ['-f', '-qq', '-o', '/dev/null', '-e', `trace=${call}`, '-e', `inject=${call}:signal=KILL:when=${at}`]);
+      // syncfs runs in `sync -f`, a child: the apply sees it fail, reports it and goes on.
+      expect([at, killed.status === 0]).toEqual([at, false]);
+      const seen = states(root);
+      expect(seen.filter((s) => s !== 'old' && s !== 'new')).toEqual([]);
+      // Until the first rename, every target is old.
+      if (call !== 'fsync' && (call !== 'rename' || at === 1)) expect(seen.every((s) => s === 'old')).toBe(true);
+      const rerun = apply(root, newYaml);
+      expect([rerun.status, rerun.stderr]).toEqual([0, '']);
+      expect(states(root).every((s) => s === 'new')).toBe(true);
+      const dirs = Array.from({ length: 4 }, (_, d) => readdirSync(join(root, `etc/batch/d${d}`))).flat();
+      expect(dirs.filter((name) => name.includes('.bootsmith-tmp'))).toEqual([]);
+    }
+  }, 120_000);
 });

@@ -41,6 +41,62 @@ test('an unchanged file is not rewritten', () => {
   expect(fs.statSync(join(root, 'a')).ino).not.toBe(inode);
 });
 
+describe('staged writes', () => {
+  const me644 = { mode: 0o644, ...me };
+
+  test('wait under their temporary names until commit, which completes them all', () => {
+    const root = mkdtempSync(join(tmpdir(), 'bootsmith-fs-'));
+    const rfs = new RootedFs(root);
+    rfs.writeAtomic('/d/kept', Buffer.from('old'), me644);
+    rfs.stageWrites(1);
+    // Enough files that one `sync -f` makes them durable, not an fsync of each.
+    for (let i = 0; i < 20; i++) expect(rfs.writeAtomic(`/d/f${i}`, Buffer.from(`new ${i}`), me644)).toBe('changed');
+    expect(rfs.writeAtomic('/d/kept', Buffer.from('old'), me644)).toBe('unchanged');
+    expect(existsSync(join(root, 'd/f0'))).toBe(false);
+    expect(readdirSync(join(root, 'd')).filter((n) => n.endsWith('.bootsmith-tmp'))).toHaveLength(20);
+    expect(rfs.commit()).toEqual([]);
+    expect(readdirSync(join(root, 'd')).sort()).toEqual(['kept', ...Array.from({ length: 20 }, (_, i) => `f${i}`)].sort());
+    expect(readFileSync(join(root, 'd/f19'), 'utf8')).toBe('new 19');
+    // commit stops staging: the next write is complete when it returns.
+    rfs.writeAtomic('/d/after', Buffer.from('x'), me644);
+    expect(readFileSync(join(root, 'd/after'), 'utf8')).toBe('x');
+  });
+
+  test('are completed first by any operation on their path, above it or below it', () => {
+    const root = mkdtempSync(join(tmpdir(), 'bootsmith-fs-'));
+    const rfs = new RootedFs(root);
+    rfs.stageWrites(1);
+    rfs.writeAtomic('/a/b/one', Buffer.from('1'), me644);
+    rfs.writeAtomic('/c/two', Buffer.from('2'), me644);
+    expect(rfs.read('/x/unrelated')).toBeUndefined();
+    expect(existsSync(join(root, 'a/b/one'))).toBe(false);
+    // Reading the file, listing its directory: both see the staged writes done.
+    expect(rfs.read('/a/b/one')?.toString()).toBe('1');
+    expect(existsSync(join(root, 'c/two'))).toBe(true);
+    rfs.writeAtomic('/c/three', Buffer.from('3'), me644);
+    expect(rfs.list('/c')).toEqual(['three', 'two']);
+    // Writing a staged path again: the first write is completed, then compared with.
+    rfs.writeAtomic('/c/four', Buffer.from('4'), me644);
+    expect(rfs.writeAtomic('/c/four', Buffer.from('4'), me644)).toBe('unchanged');
+    expect(rfs.commit()).toEqual([]);
+  });
+
+  test('that cannot be completed are returned by commit with their tag, the target as it was', () => {
+    const root = mkdtempSync(join(tmpdir(), 'bootsmith-fs-'));
+    const rfs = new RootedFs(root);
+    rfs.stageWrites(3);
+    rfs.writeAtomic('/etc/good', Buffer.from('g'), me644);
+    rfs.stageWrites(4);
+    rfs.writeAtomic('/etc/bad', Buffer.from('b'), me644);
+    // A directory put where the file goes: the rename over it fails.
+    mkdirSync(join(root, 'etc/bad'));
+    const failures = rfs.commit();
+    expect(failures.map((f) => [f.path, f.tag, (f.error as NodeJS.ErrnoException).code])).toEqual([['/etc/bad', 4, 'EISDIR']]);
+    expect(readFileSync(join(root, 'etc/good'), 'utf8')).toBe('g');
+    expect(readdirSync(join(root, 'etc')).sort()).toEqual(['bad', 'good']);
+  });
+});
+
 test('paths resolve as in a chroot', () => {
   const root = mkdtempSync(join(tmpdir(), 'bootsmith-fs-'));
   fs.mkdirSync(join(root, 'real'));
