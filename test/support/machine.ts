@@ -12,10 +12,16 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { attr, readGpt, sectorSize } from '../../src/update/gpt';
 
-const repo = join(__dirname, '../..');
+/** The project's root, found from here whether this runs from test/support or bundled into dist/. */
+function projectRoot(): string {
+  let d = __dirname;
+  while (!existsSync(join(d, 'package.json')) && dirname(d) !== d) d = dirname(d);
+  return d;
+}
+const repo = projectRoot();
 
 /** What booting needs on the host; tests skip without it (CI installs it: scripts/ensure-deps.sh). */
 export const canBootMachines =
