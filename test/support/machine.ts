@@ -23,10 +23,16 @@ function projectRoot(): string {
 }
 const repo = projectRoot();
 
-/** What booting needs on the host; tests skip without it (CI installs it: scripts/ensure-deps.sh). */
-export const canBootMachines =
-  process.getuid?.() === 0 &&
-  ['qemu-system-x86_64', 'mmdebstrap', 'genisoimage', 'debugfs', 'mkfs.ext4', 'mkfs.vfat'].every((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
+/** The commands building and booting a machine needs (CI installs them: scripts/ensure-deps.sh). */
+export const machineTools = ['qemu-system-x86_64', 'mmdebstrap', 'genisoimage', 'debugfs', 'mkfs.ext4', 'mkfs.vfat'];
+
+/** The tools of machineTools that are missing on this host. */
+export function missingMachineTools(): string[] {
+  return machineTools.filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
+}
+
+/** What booting needs on the host (root and machineTools); tests skip without it. */
+export const canBootMachines = process.getuid?.() === 0 && missingMachineTools().length === 0;
 
 export interface Forward {
   /** guestfwd: the guest connects to 10.0.2.100:guestPort and reaches 127.0.0.1:hostPort. */
