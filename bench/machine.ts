@@ -72,6 +72,8 @@ async function main(): Promise<void> {
     const cached = build(join(work, 'image'), cache, join(work, 'build-cached.log'));
     printBuild('cold build', cold);
     printBuild('cached build', cached);
+    console.log(`   target: cold build within 5 min, Debian fetched (${s(cold.seconds)}): ${cold.seconds <= targets.coldS ? 'met' : 'MISSED'}`);
+    console.log(`   target: cached build under a minute (${s(cached.seconds)}): ${cached.seconds < targets.cachedS ? 'met' : 'MISSED'}`);
 
     machine = new Machine({
       image: join(work, 'image'),
@@ -82,16 +84,16 @@ async function main(): Promise<void> {
       cmdline: 'systemd.journald.forward_to_console=1',
     });
     const boot = machine.start();
-    const done = await boot.waitFor(provisioned, 10 * minute, broken);
+    // A loaded host slows a TCG guest down many times over; the deadline is for a hung boot only.
+    const done = await boot.waitFor(provisioned, 15 * minute, broken);
     const toProvisioned = (Date.now() - boot.started) / 1000;
     const began = applying.exec(boot.console());
+    // The config drive's unit is started by a path unit, outside the boot's transaction: systemd's
+    // "Startup finished" may come before or after it.
     const finished = await boot.waitFor(startup, 5 * minute, broken);
-    const toStartup = (Date.now() - boot.started) / 1000;
     console.log(`   first boot: QEMU's start to provisioned (user-configdrive.service finished) ${s(toProvisioned)}`);
     if (began) console.log(`   of which coreos-cloudinit's unit ran ${s(Number(done[1]) - Number(began[1]))} (guest clock)`);
-    console.log(`   to systemd's "Startup finished" ${s(toStartup)}: ${finished[1]}`);
-    console.log(`   target: cold build within 5 min, Debian fetched (${s(cold.seconds)}): ${cold.seconds <= targets.coldS ? 'met' : 'MISSED'}`);
-    console.log(`   target: cached build under a minute (${s(cached.seconds)}): ${cached.seconds < targets.cachedS ? 'met' : 'MISSED'}`);
+    console.log(`   systemd: startup finished in ${finished[1]}`);
     console.log(`   target: first boot to provisioned within 90 s; 20-30 s idle (${s(toProvisioned)}): ${toProvisioned <= targets.provisionedS ? 'met' : 'MISSED'}`);
   } finally {
     machine?.stop();
