@@ -388,9 +388,14 @@ export async function buildMachine(options: Partial<BuildOptions> = {}): Promise
     rmSync(outputs.disk, { force: true });
     renameSync(disk, outputs.disk);
     lap('outputs');
-    // The build went through: the cache can let go of what no build has used for a day.
-    const pruned = pruneCache();
-    if (pruned.length > 0) log(`pruned from ${cacheDir()}: ${pruned.join(', ')}`);
+    // The build went through: the cache can let go of what no build has used for a day. A failure
+    // there is said, and does not fail the build.
+    try {
+      const pruned = pruneCache();
+      if (pruned.length > 0) log(`pruned from ${cacheDir()}: ${pruned.join(', ')}`);
+    } catch (err) {
+      log(`pruning ${cacheDir()} failed: ${(err as Error).message}`);
+    }
     return {
       dir: out,
       ...outputs,
