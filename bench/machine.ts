@@ -2,9 +2,10 @@
  * The machine benchmark (section 9 of `npm run bench`): the image of images/machine.ts built cold
  * (an empty cache: mmdebstrap fetches Debian from the mirrors), built again from that cache, and
  * booted once in QEMU with examples/machine.yaml on a config drive, from QEMU's start to
- * coreos-cloudinit's config drive unit having applied it (its summary line on the console). The builds run as a person runs them (`node images/make-images.js machine
- * OUT`, dist/ built) with XDG_CACHE_HOME pointing at a temporary directory, so the shared cache is
- * neither used nor changed; everything is removed after.
+ * coreos-cloudinit's config drive unit having applied it (its summary line on the console). The
+ * builds run as a person runs them (`node images/make-images.js machine OUT`, dist/ built) with
+ * XDG_CACHE_HOME pointing at a temporary directory, so the shared cache is neither used nor
+ * changed; everything is removed after.
  */
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
