@@ -10,6 +10,7 @@
 //   7. applying an update payload of a 512 MiB USR image, against bzip2 | sha256sum | dd pipelines (bench/payload.ts)
 //   8. the update journey: 20 simulated machines, total_slots 3, publish to the last machine on the new version (bench/journey.ts)
 //   9. 10,000 machines on one update server: checks/s, p50/p99 latency, memory per machine (bench/update-server.ts)
+//  10. the machine image: a cold and a cached build, and its first boot in QEMU to provisioned (bench/machine.ts)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -59,11 +60,13 @@ const sections = {
   7: ['applying an update payload', 300],
   8: ['the update journey of a fleet', 300],
   9: ['10,000 machines on one update server', 60],
+  10: ['the machine image and its first boot', 600],
 };
+const sectionCount = Object.keys(sections).length;
 const chosen = process.argv.slice(2).map(Number);
 const bad = chosen.filter((n) => !sections[n]);
 if (bad.length > 0) {
-  console.error(`bench: no section ${bad.join(', ')}; the sections are 1 to ${Object.keys(sections).length}`);
+  console.error(`bench: no section ${bad.join(', ')}; the sections are 1 to ${sectionCount}`);
   process.exit(2);
 }
 const runs = (n) => chosen.length === 0 || chosen.includes(n);
@@ -78,7 +81,7 @@ const estimate = (n) => last[n] ?? sections[n][1];
 /** Runs section `n` when chosen: says it starts, and how long it took. */
 async function section(n, body) {
   if (!runs(n)) return;
-  console.log(`\n== section ${n} of ${Object.keys(sections).length}: ${sections[n][0]} (about ${duration(estimate(n))}${last[n] ? ', as last time' : ''})`);
+  console.log(`\n== section ${n} of ${sectionCount}: ${sections[n][0]} (about ${duration(estimate(n))}${last[n] ? ', as last time' : ''})`);
   const started = performance.now();
   await body();
   took[n] = (performance.now() - started) / 1000;
@@ -94,7 +97,7 @@ function target(n, text, met) {
 const planned = Object.keys(sections).map(Number).filter(runs);
 console.log(`bootsmith benchmarks: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}`);
 console.log(
-  `sections ${planned.join(', ')} of 1-${Object.keys(sections).length} (choose with: npm run bench -- N...); about ${duration(planned.reduce((t, n) => t + estimate(n), 0))} in all` +
+  `sections ${planned.join(', ')} of 1-${sectionCount} (choose with: npm run bench -- N...); about ${duration(planned.reduce((t, n) => t + estimate(n), 0))} in all` +
     `${planned.every((n) => last[n]) ? ' (the last run\'s times)' : ' (rough; the next run shows this one\'s times)'}`,
 );
 
@@ -347,6 +350,16 @@ await section(9, async () => {
   const server = join(root, 'dist', 'bench-update-server.cjs');
   buildSync({ entryPoints: [join(root, 'bench/update-server.ts')], outfile: server, bundle: true, platform: 'node', format: 'cjs', external: ['autocannon', 'etcd3'], logLevel: 'warning' });
   if (benchProcess(9, server) !== 0) throw new Error('the update-server benchmark failed');
+});
+
+// 10. The machine image: built cold (mmdebstrap into an empty, temporary cache) and from that cache,
+// then booted in QEMU (bundled as 6 is). It needs root, QEMU, mmdebstrap and the image tools, and
+// says so when they are missing.
+await section(10, async () => {
+  const { buildSync } = await import('esbuild');
+  const machine = join(root, 'dist', 'bench-machine.cjs');
+  buildSync({ entryPoints: [join(root, 'bench/machine.ts')], outfile: machine, bundle: true, platform: 'node', format: 'cjs', logLevel: 'warning' });
+  if (benchProcess(10, machine) !== 0) throw new Error('the machine benchmark failed');
 });
 
 rmSync(work, { recursive: true, force: true });

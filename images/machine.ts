@@ -15,7 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { attr, createGpt, sectorSize } from '../src/update/gpt';
 import { Bzip2Pool } from '../src/update/bzip2';
 import { layout, makeKeyPair, publishRelease } from './make';
-import { cacheDir, ensureRootfs } from './rootfs';
+import { cacheDir, ensureRootfs, pruneCache } from './rootfs';
 
 const mib = 1 << 20;
 
@@ -388,6 +388,14 @@ export async function buildMachine(options: Partial<BuildOptions> = {}): Promise
     rmSync(outputs.disk, { force: true });
     renameSync(disk, outputs.disk);
     lap('outputs');
+    // The build went through: the cache can let go of what no build has used for a day. A failure
+    // there is said, and does not fail the build.
+    try {
+      const pruned = pruneCache();
+      if (pruned.length > 0) log(`pruned from ${cacheDir()}: ${pruned.join(', ')}`);
+    } catch (err) {
+      log(`pruning ${cacheDir()} failed: ${(err as Error).message}`);
+    }
     return {
       dir: out,
       ...outputs,

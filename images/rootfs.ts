@@ -7,7 +7,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -67,6 +67,22 @@ cat >"$1/etc/dracut.conf.d/10-bootsmith.conf" <<'EOF'
 ${dracutConf}EOF
 `;
 
+/**
+ * The cache's own names: a tree per key and its stamp (written once the tree is whole, touched on
+ * every use), mmdebstrap's work tree and hooks (`.tmp-PID`), a stamp being pruned (`.tmp-PID.stamp`),
+ * images/machine.ts's work directories (mkdtemp's `machine-XXXXXX`), and the pruner's lock.
+ * Nothing else in the cache directory is ever removed.
+ */
+const cacheNames = {
+  tree: /^rootfs-([0-9a-f]{16})$/,
+  stamp: /^rootfs-([0-9a-f]{16})\.complete$/,
+  work: /^(rootfs-[0-9a-f]{16}\.tmp-\d+(\.hooks|\.stamp)?|machine-[A-Za-z0-9]{6})$/,
+  lock: 'prune.lock',
+};
+
+/** How long an unused entry is kept: a build (or another checkout's) may be using it. */
+export const cacheKeepMs = 24 * 60 * 60 * 1000;
+
 export function cacheDir(): string {
   return join(process.env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'bootsmith');
 }
@@ -75,6 +91,87 @@ export function cacheDir(): string {
 export function rootfsKey(): string {
   const h = createHash('sha256').update(JSON.stringify({ suite, mirrors, packages, setupScript, customizeScript, variant: 'minbase' }));
   return h.digest('hex').slice(0, 16);
+}
+
+/**
+ * Whether the tree `dir` is cached and whole; marks it used (its stamp's time), so that pruning
+ * by another build keeps it. A stamp that vanishes meanwhile (pruned) means not cached.
+ */
+function useCached(dir: string): boolean {
+  const now = new Date();
+  try {
+    utimesSync(`${dir}.complete`, now, now);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface PruneOptions {
+  /** The cache directory; default cacheDir(). */
+  base: string;
+  /** The key in use, never removed; default rootfsKey(). */
+  key: string;
+  /** Entries used or changed within this many milliseconds are kept; default cacheKeepMs. */
+  keepMs: number;
+  now: number;
+}
+
+/**
+ * Removes what the cache no longer needs, after a successful build: trees of other keys (with
+ * their stamps) unused for `keepMs`, and leftovers of interrupted builds unchanged for as long.
+ * Never the current key's tree, nor anything the cache does not name as its own, nor a symbolic
+ * link. One pruner at a time (an exclusive lock file; a build that finds it held skips pruning).
+ * A stamp is claimed by renaming it before its time is read, so a build marking that tree used at
+ * the same moment either finds no stamp (and builds its own tree) or leaves a fresh time, and the
+ * stamp is put back. Returns the names removed.
+ */
+export function pruneCache(options: Partial<PruneOptions> = {}): string[] {
+  const base = options.base ?? cacheDir();
+  const key = options.key ?? rootfsKey();
+  const keepMs = options.keepMs ?? cacheKeepMs;
+  const now = options.now ?? Date.now();
+  const removed: string[] = [];
+  const lock = join(base, cacheNames.lock);
+  try {
+    closeSync(openSync(lock, 'wx'));
+  } catch (err) {
+    // Held by another build, or there is no cache; a lock left by a pruner that died goes after a day.
+    const held = lstatSync(lock, { throwIfNoEntry: false });
+    if (held?.isFile() && now - held.mtimeMs > keepMs) rmSync(lock, { force: true });
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST' && (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return removed;
+  }
+  try {
+    const unused = (name: string) => {
+      const entry = lstatSync(join(base, name), { throwIfNoEntry: false });
+      return entry !== undefined && !entry.isSymbolicLink() && now - entry.mtimeMs > keepMs;
+    };
+    const remove = (name: string) => {
+      rmSync(join(base, name), { recursive: true, force: true });
+      removed.push(name);
+    };
+    for (const name of readdirSync(base)) {
+      const k = cacheNames.stamp.exec(name)?.[1];
+      if (!k || k === key || !lstatSync(join(base, name)).isFile()) continue;
+      const claimed = `rootfs-${k}.tmp-${process.pid}.stamp`;
+      renameSync(join(base, name), join(base, claimed));
+      if (unused(claimed)) {
+        rmSync(join(base, claimed));
+        removed.push(name);
+      } else renameSync(join(base, claimed), join(base, name));
+    }
+    // Trees left without a stamp (pruned just now, or a build stopped before writing it) and
+    // leftovers of builds, by their own time.
+    for (const name of readdirSync(base)) {
+      const k = cacheNames.tree.exec(name)?.[1];
+      const orphan = k !== undefined && k !== key && !existsSync(join(base, `${name}.complete`));
+      if ((orphan || cacheNames.work.test(name)) && unused(name)) remove(name);
+    }
+  } finally {
+    rmSync(lock, { force: true });
+  }
+  return removed;
 }
 
 export interface Rootfs {
@@ -90,7 +187,7 @@ export function ensureRootfs(log: (s: string) => void = () => undefined): Rootfs
   const base = cacheDir();
   const dir = join(base, `rootfs-${rootfsKey()}`);
   let built = false;
-  if (!existsSync(`${dir}.complete`)) {
+  if (!useCached(dir)) {
     if (process.getuid?.() !== 0) throw new Error('building the machine root file system needs root (mmdebstrap, chroot)');
     mkdirSync(base, { recursive: true });
     const work = `${dir}.tmp-${process.pid}`;

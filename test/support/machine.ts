@@ -12,15 +12,27 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { attr, readGpt, sectorSize } from '../../src/update/gpt';
 
-const repo = join(__dirname, '../..');
+/** The project's root, found from here whether this runs from test/support or bundled into dist/. */
+function projectRoot(): string {
+  let d = __dirname;
+  while (!existsSync(join(d, 'package.json')) && dirname(d) !== d) d = dirname(d);
+  return d;
+}
+const repo = projectRoot();
 
-/** What booting needs on the host; tests skip without it (CI installs it: scripts/ensure-deps.sh). */
-export const canBootMachines =
-  process.getuid?.() === 0 &&
-  ['qemu-system-x86_64', 'mmdebstrap', 'genisoimage', 'debugfs', 'mkfs.ext4', 'mkfs.vfat'].every((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
+/** The commands building and booting a machine needs (CI installs them: scripts/ensure-deps.sh). */
+export const machineTools = ['qemu-system-x86_64', 'mmdebstrap', 'genisoimage', 'debugfs', 'mkfs.ext4', 'mkfs.vfat'];
+
+/** The tools of machineTools that are missing on this host. */
+export function missingMachineTools(): string[] {
+  return machineTools.filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
+}
+
+/** What booting needs on the host (root and machineTools); tests skip without it. */
+export const canBootMachines = process.getuid?.() === 0 && missingMachineTools().length === 0;
 
 export interface Forward {
   /** guestfwd: the guest connects to 10.0.2.100:guestPort and reaches 127.0.0.1:hostPort. */
