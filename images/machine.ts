@@ -160,6 +160,7 @@ function installUnits(tree: string, pkg: string): void {
     symlinkSync(`../${unit}`, join(dir, unit));
   };
   want('multi-user.target', 'user-config.target');
+  want('media-configdrive.mount', 'user-configdrive.service');
   want('multi-user.target', 'update-engine.service');
   want('multi-user.target', 'locksmithd.service');
   want('multi-user.target', 'systemd-networkd.service');

@@ -183,6 +183,15 @@ async function cli(args: string[]) {
     expect(readlinkSync(join(root, `etc/systemd/system/user-config.target.wants/oem-cloudinit-${oem}.service`))).toBe(`/etc/systemd/system/oem-cloudinit-${oem}.service`);
     expect(readFileSync(join(root, `etc/systemd/system/oem-cloudinit-${oem}.service`), 'utf8')).toMatch(new RegExp(`^ExecStart=/usr/bin/coreos-cloudinit --oem=${oem}$`, 'm'));
   });
+
+  test('--install-units ties the config drive\'s service to its mount, which the path unit starts (a failed service is not run again and again)', async () => {
+    const root = makeRoot();
+    const r = await cli(['--install-units', '--root', root, '--exec', '/usr/bin/coreos-cloudinit']);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(readlinkSync(join(root, 'etc/systemd/system/multi-user.target.wants/user-config.target'))).toBe('/etc/systemd/system/user-config.target');
+    expect(readlinkSync(join(root, 'etc/systemd/system/media-configdrive.mount.wants/user-configdrive.service'))).toBe('/etc/systemd/system/user-configdrive.service');
+    expect(readFileSync(join(root, 'etc/systemd/system/user-configdrive.path'), 'utf8')).toMatch(/^Unit=media-configdrive\.mount$/m);
+  });
 });
 
 /** A config drive directory: openstack/latest/ with the files given. */
