@@ -187,7 +187,7 @@ export class Executor {
     switch (action.kind) {
       case 'hostname': {
         if (currentHostname() === action.hostname) return 'unchanged';
-        if (!dryRun) execFileSync(commands.hostnamectl, ['set-hostname', action.hostname], { stdio: 'pipe' });
+        if (!dryRun) setHostname(action.hostname);
         return 'changed';
       }
       case 'user': {
@@ -342,4 +342,21 @@ function writesFilesOnly(action: Action): boolean {
 
 function needsReload(action: Action): boolean {
   return action.kind === 'enable' || action.kind === 'unit-command' || action.kind === 'networkd-restart';
+}
+
+/**
+ * `hostnamectl set-hostname`, through systemd-hostnamed, which D-Bus starts on first use. On a
+ * loaded machine that start can outlast sd-bus's 25 s call timeout (and dbus-daemon's activation
+ * timeout, also 25 s), which fails the first boot: the call waits up to 90 s
+ * (SYSTEMD_BUS_TIMEOUT), and a failed call is tried twice more, by when hostnamed is up.
+ */
+function setHostname(hostname: string): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      execFileSync(commands.hostnamectl, ['set-hostname', hostname], { stdio: 'pipe', env: { ...process.env, SYSTEMD_BUS_TIMEOUT: '90' } });
+      return;
+    } catch (err) {
+      if (attempt === 3) throw err;
+    }
+  }
 }
