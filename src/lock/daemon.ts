@@ -73,8 +73,23 @@ export async function reclaimStale(etcd: Etcd3, semaphore: Semaphore, ageMs: num
   return freed;
 }
 
-/** Longest random pause before a waiter goes for a freed slot, in ms. */
+/**
+ * Longest random pause before a waiter goes for a freed slot, in ms, while it has not lost a
+ * race for one. Each race lost (woken by a freed slot, it finds the slots full again) doubles
+ * that agent's pause, up to maxWakeJitterMs; taking a slot resets it. So a large fleet spreads
+ * its tries out by itself: the agents that keep losing (a crowd) wake across a longer stretch,
+ * so those that try in the moment between the winner's write and its watch event stay few
+ * whatever the fleet's size, while the first of many wakes still comes early (the earliest of
+ * many random pauses). A lone waiter never loses a race, and wakes within wakeJitterMs.
+ */
 export const wakeJitterMs = 250;
+/** The longest pause a waiter's wake grows to, in ms. */
+export const maxWakeJitterMs = 30_000;
+
+/** The wake pause after `losses` races lost in a row: wakeJitterMs doubled, capped. */
+export function wakeJitterAfter(losses: number): number {
+  return Math.min(maxWakeJitterMs, wakeJitterMs * 2 ** Math.min(losses, 30));
+}
 
 /** How often the last-seen time is refreshed, in ms; the presence lease lives 3 times as long. */
 const aliveEvery = 60_000;
@@ -102,20 +117,30 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     const semaphore = new Semaphore(etcd, strategy.group);
     const metrics = deps.metrics;
     metrics?.watch(strategy.group);
+    /** Races for a freed slot lost in a row (see wakeJitterMs), and whether this try is one. */
+    let losses = 0;
+    let racing = false;
     lockPort = {
       holds: async () => (await semaphore.read()).value.holders.includes(deps.machineId),
       acquire: async () => {
+        const raced = racing;
+        racing = false;
         try {
           await semaphore.lock(deps.machineId);
           metrics?.request('lock', 'ok');
+          losses = 0;
           return true;
         } catch (err) {
           const kind = (err as { kind?: string }).kind;
           metrics?.request('lock', kind === 'failed_lock_semaphore_full' ? 'refused' : 'failed', kind ?? 'etcd');
           if (kind !== 'failed_lock_semaphore_full') throw err;
+          if (raced) losses++;
           // Opt-in: free holders whose agents have been silent for too long, then try once more.
           if (strategy.reclaimStaleAfterMs !== undefined && (await reclaimStale(etcd, semaphore, strategy.reclaimStaleAfterMs, clock.now(), deps.log)) > 0) {
-            return (await semaphore.lock(deps.machineId).then(() => true, () => false));
+            return await semaphore.lock(deps.machineId).then(
+              () => ((losses = 0), true),
+              () => false,
+            );
           }
           return false;
         }
@@ -162,7 +187,7 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
       } catch {
         // corrupt: let the agent look for itself
       }
-      if (!pending) pending = setTimeout(() => ((pending = undefined), wake()), Math.random() * wakeJitterMs);
+      if (!pending) pending = setTimeout(() => ((pending = undefined), (racing = true), wake()), Math.random() * wakeJitterAfter(losses));
     };
     void etcd
       .watch()
