@@ -12,11 +12,12 @@
  * operation is a real request to etcd, counted from etcd's own /metrics, and etcd's CPU is read
  * from /proc. A watch event reaches the other agents when the request that caused it has been
  * answered: the simulated clock counts that request's real time there, so a wake that fires in
- * that gap still tries (and finds the slots full), as on a real fleet.
+ * that gap still tries (and finds the slots full), as on a real fleet. etcd keeps its data in
+ * /dev/shm: its fsyncs are not what is measured.
  * Not simulated: the agents' timer retries while waiting (locksmithd looks again after at most
  * 5 min even when its watch said nothing).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { maxWakeJitterMs, wakeJitterAfter } from '../src/lock/daemon';
 import { Semaphore } from '../src/lock/semaphore';
@@ -157,7 +158,8 @@ async function fleet(etcd: Etcd, group: string, algorithm: 'ours' | 'locksmith',
   let doneAt = 0;
   let held = 0; // slots held now, as the watch events would tell each agent
   let valueBytes = 0;
-  const sem = new Semaphore(client, group, algorithm === 'locksmith' ? { maxAttempts: 1 } : {});
+  // Both take a slot in one try: locksmith's as it does, ours as locksmithd's (a race lost is waited out).
+  const sem = new Semaphore(client, group, { maxAttempts: 1 });
 
   // ours: the agents waiting for a wake, by races lost (which sets each one's pause). When a
   // slot is freed, each waiter wakes at a random point of [freed, freed + its pause]; the wakes
@@ -168,21 +170,20 @@ async function fleet(etcd: Etcd, group: string, algorithm: 'ours' | 'locksmith',
     ids: string[];
     last: number;
     end: number;
-    next: number;
   }
   let wakes: { groups: Group[]; cancelAt: number } | undefined;
   const lost = new Map<string, number>();
-  const draw = (g: Group) => (g.next = g.ids.length === 0 ? Infinity : g.last + (g.end - g.last) * (1 - Math.random() ** (1 / g.ids.length)));
   /** Ends the wakes of a freed slot: those not woken wait again. */
   const endWakes = () => {
-    wakes!.groups.forEach((g, level) => waiters[level]!.push(...g.ids));
+    wakes!.groups.forEach((g) => waiters[lost.get(g.ids[0] ?? '') ?? 0]!.push(...g.ids));
     wakes = undefined;
   };
-  const nextWake = () => {
+  /** Schedules the next wake of group `g` (each group its own chain of wakes). */
+  const nextWake = (g: Group) => {
+    if (g.ids.length === 0) return;
     const w = wakes!;
-    const g = w.groups.reduce((a, b) => (b.next < a.next ? b : a));
-    if (g.next === Infinity) return endWakes();
-    const at = g.next;
+    const at = g.last + (g.end - g.last) * (1 - Math.random() ** (1 / g.ids.length));
+    g.last = at;
     sim.at(at, async () => {
       if (wakes !== w) return;
       if (sim.now >= w.cancelAt) return endWakes();
@@ -190,20 +191,21 @@ async function fleet(etcd: Etcd, group: string, algorithm: 'ours' | 'locksmith',
       const id = g.ids[k]!;
       g.ids[k] = g.ids[g.ids.length - 1]!;
       g.ids.pop();
-      g.last = at;
-      draw(g);
-      nextWake();
+      nextWake(g);
       await attempt(id, true);
     });
   };
+  /** A put showing a free slot: every waiter without a wake pending schedules one. */
   const slotFreed = () => {
-    if (wakes && sim.now < wakes.cancelAt) return; // the waiters already have a wake pending
-    if (wakes) endWakes();
-    const groups = waiters.map((ids, level) => ({ ids, last: sim.now, end: sim.now + wakeJitterAfter(level), next: 0 }));
+    if (wakes && sim.now >= wakes.cancelAt) endWakes();
+    wakes ??= { groups: [], cancelAt: Infinity };
+    waiters.forEach((ids, level) => {
+      if (ids.length === 0) return;
+      const g: Group = { ids, last: sim.now, end: sim.now + wakeJitterAfter(level) };
+      wakes!.groups.push(g);
+      nextWake(g);
+    });
     waiters = Array.from({ length: levels }, () => []);
-    groups.forEach(draw);
-    wakes = { groups, cancelAt: Infinity };
-    nextWake();
   };
 
   const finish = (id: string) =>
@@ -216,19 +218,30 @@ async function fleet(etcd: Etcd, group: string, algorithm: 'ours' | 'locksmith',
     });
   const attempt = async (id: string, woken = false): Promise<void> => {
     const started = performance.now();
+    if (algorithm === 'ours' && !woken && held >= slots) {
+      // Its watch shows every slot held: no try is sent (locksmithd's acquire).
+      waiters[lost.get(id) ?? 0]!.push(id);
+      return;
+    }
     try {
       await sem.lock(id);
-      if (++held >= slots) {
+      if (++held < slots) {
+        if (algorithm === 'ours') slotFreed(); // the watch event shows a slot still free
+      } else {
         // The others' watches see the slots full once this request is answered: wakes until
         // then still fire.
         if (wakes) wakes.cancelAt = sim.now + (performance.now() - started);
         if (valueBytes === 0) valueBytes = (await client.get(sem.key).exec()).kvs[0]!.value.length;
       }
       finish(id);
-    } catch {
-      const level = woken ? Math.min(levels - 1, (lost.get(id) ?? 0) + 1) : (lost.get(id) ?? 0);
+    } catch (err) {
+      // A race lost: woken by a freed slot to find it taken, or beaten to the write.
+      const raceLost = woken || (err as { kind?: string }).kind === 'semaphore_conflict';
+      const level = raceLost ? Math.min(levels - 1, (lost.get(id) ?? 0) + 1) : (lost.get(id) ?? 0);
       lost.set(id, level);
       waiters[level]!.push(id);
+      // A slot free now: the watch event that showed it is in this agent's hands too.
+      if (held < slots) slotFreed();
     }
   };
   const locksmith = (id: string, backoff: number) => async () => {
@@ -255,7 +268,11 @@ async function fleet(etcd: Etcd, group: string, algorithm: 'ours' | 'locksmith',
 }
 
 async function main(): Promise<void> {
-  const cluster = await EtcdCluster.start();
+  // etcd's data in memory where /dev/shm is: the benchmark counts requests and etcd's CPU, and
+  // 10,000 agents' writes one after another would otherwise spend minutes waiting on fsync.
+  const tmp = process.env.TMPDIR;
+  if (existsSync('/dev/shm')) process.env.TMPDIR = '/dev/shm';
+  const cluster = await EtcdCluster.start().finally(() => (tmp === undefined ? delete process.env.TMPDIR : (process.env.TMPDIR = tmp)));
   const etcd: Etcd = { client: new Etcd3({ hosts: cluster.endpoints }), url: cluster.endpoints[0]!, pid: cluster.members[0]!.process!.pid! };
   try {
     const agents = 200;

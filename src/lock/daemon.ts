@@ -15,6 +15,7 @@ import { isHealthy } from '../system/systemd';
 import type { Systemd } from '../system/systemd';
 import { liveness, reportAlive } from './presence';
 import { Semaphore, checkHolderId, parseSemaphoreValue } from './semaphore';
+import type { SemaphoreValue } from './semaphore';
 import type { LogFn } from '../report/log';
 import type { LockMetrics } from '../report/metrics';
 
@@ -115,23 +116,43 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     checkHolderId(deps.machineId); // an id the semaphore cannot hold is a configuration error, found now
     const etcd = deps.etcd;
     const semaphore = new Semaphore(etcd, strategy.group);
+    // Taking a slot: a race lost is not retried at once but waited out like a full semaphore
+    // (the watch wakes the agent when a slot is free), so a fleet starting at once does not race
+    // round after round for the last slots.
+    const racer = new Semaphore(etcd, strategy.group, { maxAttempts: 1 });
     const metrics = deps.metrics;
     metrics?.watch(strategy.group);
-    /** Races for a freed slot lost in a row (see wakeJitterMs), and whether this try is one. */
+    /** Races for a slot lost in a row (see wakeJitterMs), and whether this try follows a wake. */
     let losses = 0;
     let racing = false;
+    /**
+     * The semaphore as the watch last showed it; undefined until it has, and from a corrupt
+     * value, a delete or a lost connection on. A try it shows must fail (every slot held by
+     * others) is not sent: the watch wakes the agent when a slot is freed. Unless stale holders
+     * may be reclaimed, which needs the try.
+     */
+    let seen: SemaphoreValue | undefined;
     lockPort = {
       holds: async () => (await semaphore.read()).value.holders.includes(deps.machineId),
       acquire: async () => {
         const raced = racing;
         racing = false;
+        if (!raced && seen && seen.holders.length >= seen.total_slots && !seen.holders.includes(deps.machineId) && strategy.reclaimStaleAfterMs === undefined) {
+          metrics?.request('lock', 'refused', 'failed_lock_semaphore_full');
+          return false;
+        }
         try {
-          await semaphore.lock(deps.machineId);
+          await racer.lock(deps.machineId);
           metrics?.request('lock', 'ok');
           losses = 0;
           return true;
         } catch (err) {
           const kind = (err as { kind?: string }).kind;
+          if (kind === 'semaphore_conflict') {
+            metrics?.request('lock', 'refused', kind);
+            losses++;
+            return false;
+          }
           metrics?.request('lock', kind === 'failed_lock_semaphore_full' ? 'refused' : 'failed', kind ?? 'etcd');
           if (kind !== 'failed_lock_semaphore_full') throw err;
           if (raced) losses++;
@@ -177,8 +198,10 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     // own read then fails closed and says why.
     let pending: NodeJS.Timeout | undefined;
     const onPut = (kv: { value: Buffer }) => {
+      seen = undefined;
       try {
         const v = parseSemaphoreValue(kv.value, semaphore.key);
+        seen = v;
         if (v.holders.length >= v.total_slots) {
           clearTimeout(pending);
           pending = undefined;
@@ -196,8 +219,9 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
       .then((w) => {
         watcher = w;
         w.on('put', onPut);
-        w.on('delete', wake);
-        w.on('error', () => undefined);
+        w.on('delete', () => ((seen = undefined), wake()));
+        w.on('disconnected', () => (seen = undefined));
+        w.on('error', () => (seen = undefined));
         if (stopped) void w.cancel().catch(() => undefined);
       })
       .catch((err: Error) => {

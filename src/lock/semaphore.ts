@@ -115,9 +115,9 @@ export class Semaphore {
 
   /**
    * Applies `change` to the value and writes it if the key has not changed since it was read;
-   * otherwise retries on the value that won. `change` returns undefined for "no write needed".
-   * A lost race costs one request, not two: the transaction that fails returns the key as it is
-   * now, so a fleet racing for the last slot finds it taken without reading again.
+   * otherwise retries. `change` returns undefined for "no write needed". A first lost race costs
+   * one request, not two: the transaction that fails returns the key as it is now, so a racer
+   * for the last slot finds it taken without reading again.
    */
   private async update<T>(change: (v: SemaphoreValue) => { next?: SemaphoreValue; result: T }, alongside: readonly Alongside[] = []): Promise<T> {
     let current = await this.read();
@@ -130,12 +130,16 @@ export class Semaphore {
       if (attempt >= this.maxAttempts) {
         throw new SemaphoreError('semaphore_conflict', `${this.key} kept changing under ${attempt} attempts; try again`);
       }
+      // The first race lost is tried again at once on the value that won (fresh: one request);
+      // later ones after a random pause, so the racers spread out, and a read (the value that
+      // won is stale by then). The key gone (deleted under us): read again, which creates it.
       const kv = txn.responses[0]?.response_range?.kvs[0];
-      // Gone (deleted under us): read again, which creates it.
-      current = kv ? { value: parseSemaphoreValue(kv.value, this.key), version: kv.version } : await this.read();
-      // A value that refuses the change ends here, without a pause; one that allows it is tried
-      // again after a random pause, so the racers spread out.
-      if (change(current.value).next) await sleep(Math.random() * Math.min(this.maxBackoffMs, 10 * 2 ** attempt));
+      if (attempt === 1 && kv) {
+        current = { value: parseSemaphoreValue(kv.value, this.key), version: kv.version };
+      } else {
+        await sleep(Math.random() * Math.min(this.maxBackoffMs, 10 * 2 ** attempt));
+        current = await this.read();
+      }
     }
   }
 
