@@ -310,7 +310,7 @@ async function main(): Promise<void> {
         `made in ${seconds((g2 - g0) / 1000)} (image ${seconds((g1 - g0) / 1000)}, payload ${seconds((g2 - g1) / 1000)}; not measured)`,
     );
     console.log(`${label('floor (one step after another)')}${seconds(bestFloor.wall)}  ${cpu(bestFloor)}`);
-    steps.forEach((s, k) => console.log(`${label(`  ${s.name}`)}${seconds(stepBest[k]!.wall)}  CPU ${seconds(stepBest[k]!.cpu)}  [${s.script.replace(/ \| cut.*$/, '').replaceAll(`${work}/`, '')}]`));
+    steps.forEach((s, k) => console.log(`${label(`  ${s.name}`)}${seconds(stepBest[k]!.wall)}  CPU ${seconds(stepBest[k]!.cpu)}  [${s.script.replace(/ \| cut.*$/, '').replace(/seek=\d+/, 'seek=<USR-B>').replaceAll(`${work}/`, '')}]`));
     console.log(
       `${label('ours (applyPayload)')}${seconds(us.wall)}  ${rate(made.imageSize, us.wall)} image, ${rate(made.size, us.wall)} payload; ` +
         `${cpu(us)}: node ${seconds(us.node ?? 0)}, decoders ${seconds(us.cpu - (us.node ?? 0))}`,

@@ -6,7 +6,7 @@
 //   3. 100 files in one invocation against one file
 //   4. applying 500 files, 20 users and 50 units into a temporary root, offline
 //   5. first boot from a stand-in EC2 metadata service: start to applied, and its split
-//   6. reboot coordination: 200 agents on 5 slots, ours against locksmith's algorithm (bench/locks.ts)
+//   6. reboot coordination: 200 agents on 5 slots, ours against locksmith's algorithm; ours at 1,000 and 10,000 agents (bench/locks.ts)
 //   7. applying an update payload of a 192 MiB USR image, against the floor: its chunks decompressed on every core, then hashing, writing and syncing (bench/payload.ts)
 //   8. the update journey: 20 simulated machines, total_slots 3, publish to the last machine on the new version (bench/journey.ts)
 import { spawn, spawnSync } from 'node:child_process';
@@ -52,8 +52,8 @@ const sections = {
   3: ['many files in one invocation', 20],
   4: ['applying into a temporary root', 60],
   5: ['first boot from a stand-in EC2 service', 15],
-  6: ['reboot coordination against etcd', 120],
-  7: ['applying an update payload', 300],
+  6: ['reboot coordination against etcd', 480],
+  7: ['applying an update payload', 150],
   8: ['the update journey of a fleet', 300],
 };
 const chosen = process.argv.slice(2).map(Number);
