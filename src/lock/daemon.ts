@@ -85,7 +85,7 @@ export async function reclaimStale(etcd: Etcd3, semaphore: Semaphore, ageMs: num
  */
 export const wakeJitterMs = 250;
 /** The longest pause a waiter's wake grows to, in ms. */
-export const maxWakeJitterMs = 30_000;
+export const maxWakeJitterMs = 60_000;
 
 /** The wake pause after `losses` races lost in a row: wakeJitterMs doubled, capped. */
 export function wakeJitterAfter(losses: number): number {
