@@ -13,7 +13,7 @@ declare -A packages=(
   [/usr/bin/genisoimage]=genisoimage [/usr/sbin/mkfs.vfat]=dosfstools [/usr/bin/mcopy]=mtools
   [/usr/bin/etcd]=etcd-server [/usr/bin/dbus-daemon]=dbus-daemon [/usr/bin/openssl]=openssl
   [/usr/sbin/sgdisk]=gdisk [/usr/bin/cgpt]=cgpt [/usr/bin/bzip2]=bzip2 [/usr/sbin/mkfs.ext4]=e2fsprogs
-  [/usr/sbin/debugfs]=e2fsprogs [/usr/bin/truncate]=coreutils
+  [/usr/sbin/debugfs]=e2fsprogs [/usr/bin/truncate]=coreutils [/usr/bin/lbzip2]=lbzip2
   [/usr/bin/nc]=netcat-openbsd [/usr/bin/strace]=strace
 )
 # The machine tests (test/machine): building the image and booting it. Installed without their

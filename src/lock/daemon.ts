@@ -15,6 +15,7 @@ import { isHealthy } from '../system/systemd';
 import type { Systemd } from '../system/systemd';
 import { liveness, reportAlive } from './presence';
 import { Semaphore, checkHolderId, parseSemaphoreValue } from './semaphore';
+import type { SemaphoreValue } from './semaphore';
 import type { LogFn } from '../report/log';
 import type { LockMetrics } from '../report/metrics';
 
@@ -73,8 +74,23 @@ export async function reclaimStale(etcd: Etcd3, semaphore: Semaphore, ageMs: num
   return freed;
 }
 
-/** Longest random pause before a waiter goes for a freed slot, in ms. */
+/**
+ * Longest random pause before a waiter goes for a freed slot, in ms, while it has not lost a
+ * race for one. Each race lost (woken by a freed slot, it finds the slots full again) doubles
+ * that agent's pause, up to maxWakeJitterMs; taking a slot resets it. So a large fleet spreads
+ * its tries out by itself: the agents that keep losing (a crowd) wake across a longer stretch,
+ * so those that try in the moment between the winner's write and its watch event stay few
+ * whatever the fleet's size, while the first of many wakes still comes early (the earliest of
+ * many random pauses). A lone waiter never loses a race, and wakes within wakeJitterMs.
+ */
 export const wakeJitterMs = 250;
+/** The longest pause a waiter's wake grows to, in ms. */
+export const maxWakeJitterMs = 60_000;
+
+/** The wake pause after `losses` races lost in a row: wakeJitterMs doubled, capped. */
+export function wakeJitterAfter(losses: number): number {
+  return Math.min(maxWakeJitterMs, wakeJitterMs * 2 ** Math.min(losses, 30));
+}
 
 /** How often the last-seen time is refreshed, in ms; the presence lease lives 3 times as long. */
 const aliveEvery = 60_000;
@@ -100,22 +116,52 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     checkHolderId(deps.machineId); // an id the semaphore cannot hold is a configuration error, found now
     const etcd = deps.etcd;
     const semaphore = new Semaphore(etcd, strategy.group);
+    // Taking a slot: a race lost is not retried at once but waited out like a full semaphore
+    // (the watch wakes the agent when a slot is free), so a fleet starting at once does not race
+    // round after round for the last slots.
+    const racer = new Semaphore(etcd, strategy.group, { maxAttempts: 1 });
     const metrics = deps.metrics;
     metrics?.watch(strategy.group);
+    /** Races for a slot lost in a row (see wakeJitterMs), and whether this try follows a wake. */
+    let losses = 0;
+    let racing = false;
+    /**
+     * The semaphore as the watch last showed it; undefined until it has, and from a corrupt
+     * value, a delete or a lost connection on. A try it shows must fail (every slot held by
+     * others) is not sent: the watch wakes the agent when a slot is freed. Unless stale holders
+     * may be reclaimed, which needs the try.
+     */
+    let seen: SemaphoreValue | undefined;
     lockPort = {
       holds: async () => (await semaphore.read()).value.holders.includes(deps.machineId),
       acquire: async () => {
+        const raced = racing;
+        racing = false;
+        if (!raced && seen && seen.holders.length >= seen.total_slots && !seen.holders.includes(deps.machineId) && strategy.reclaimStaleAfterMs === undefined) {
+          metrics?.request('lock', 'refused', 'failed_lock_semaphore_full');
+          return false;
+        }
         try {
-          await semaphore.lock(deps.machineId);
+          await racer.lock(deps.machineId);
           metrics?.request('lock', 'ok');
+          losses = 0;
           return true;
         } catch (err) {
           const kind = (err as { kind?: string }).kind;
+          if (kind === 'semaphore_conflict') {
+            metrics?.request('lock', 'refused', kind);
+            losses++;
+            return false;
+          }
           metrics?.request('lock', kind === 'failed_lock_semaphore_full' ? 'refused' : 'failed', kind ?? 'etcd');
           if (kind !== 'failed_lock_semaphore_full') throw err;
+          if (raced) losses++;
           // Opt-in: free holders whose agents have been silent for too long, then try once more.
           if (strategy.reclaimStaleAfterMs !== undefined && (await reclaimStale(etcd, semaphore, strategy.reclaimStaleAfterMs, clock.now(), deps.log)) > 0) {
-            return (await semaphore.lock(deps.machineId).then(() => true, () => false));
+            return await semaphore.lock(deps.machineId).then(
+              () => ((losses = 0), true),
+              () => false,
+            );
           }
           return false;
         }
@@ -152,8 +198,10 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
     // own read then fails closed and says why.
     let pending: NodeJS.Timeout | undefined;
     const onPut = (kv: { value: Buffer }) => {
+      seen = undefined;
       try {
         const v = parseSemaphoreValue(kv.value, semaphore.key);
+        seen = v;
         if (v.holders.length >= v.total_slots) {
           clearTimeout(pending);
           pending = undefined;
@@ -162,7 +210,7 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
       } catch {
         // corrupt: let the agent look for itself
       }
-      if (!pending) pending = setTimeout(() => ((pending = undefined), wake()), Math.random() * wakeJitterMs);
+      if (!pending) pending = setTimeout(() => ((pending = undefined), (racing = true), wake()), Math.random() * wakeJitterAfter(losses));
     };
     void etcd
       .watch()
@@ -171,8 +219,9 @@ export async function startDaemon(settings: Settings, deps: DaemonDeps): Promise
       .then((w) => {
         watcher = w;
         w.on('put', onPut);
-        w.on('delete', wake);
-        w.on('error', () => undefined);
+        w.on('delete', () => ((seen = undefined), wake()));
+        w.on('disconnected', () => (seen = undefined));
+        w.on('error', () => (seen = undefined));
         if (stopped) void w.cancel().catch(() => undefined);
       })
       .catch((err: Error) => {

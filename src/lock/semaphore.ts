@@ -115,20 +115,31 @@ export class Semaphore {
 
   /**
    * Applies `change` to the value and writes it if the key has not changed since it was read;
-   * otherwise reads again and retries. `change` returns undefined for "no write needed".
+   * otherwise retries. `change` returns undefined for "no write needed". A first lost race costs
+   * one request, not two: the transaction that fails returns the key as it is now, so a racer
+   * for the last slot finds it taken without reading again.
    */
   private async update<T>(change: (v: SemaphoreValue) => { next?: SemaphoreValue; result: T }, alongside: readonly Alongside[] = []): Promise<T> {
+    let current = await this.read();
     for (let attempt = 1; ; attempt++) {
-      const { value, version } = await this.read();
-      const { next, result } = change(value);
+      const { next, result } = change(current.value);
       if (!next) return result;
       const puts = [this.client.put(this.key).value(JSON.stringify(next)), ...alongside.map((a) => this.client.put(a.key).value(a.value))];
-      const txn = await this.client.if(this.key, 'Version', '==', version).then(...puts).commit();
+      const txn = await this.client.if(this.key, 'Version', '==', current.version).then(...puts).else(this.client.get(this.key)).commit();
       if (txn.succeeded) return result;
       if (attempt >= this.maxAttempts) {
         throw new SemaphoreError('semaphore_conflict', `${this.key} kept changing under ${attempt} attempts; try again`);
       }
-      await sleep(Math.random() * Math.min(this.maxBackoffMs, 10 * 2 ** attempt));
+      // The first race lost is tried again at once on the value that won (fresh: one request);
+      // later ones after a random pause, so the racers spread out, and a read (the value that
+      // won is stale by then). The key gone (deleted under us): read again, which creates it.
+      const kv = txn.responses[0]?.response_range?.kvs[0];
+      if (attempt === 1 && kv) {
+        current = { value: parseSemaphoreValue(kv.value, this.key), version: kv.version };
+      } else {
+        await sleep(Math.random() * Math.min(this.maxBackoffMs, 10 * 2 ** attempt));
+        current = await this.read();
+      }
     }
   }
 

@@ -2,9 +2,13 @@
  * Applying a full CrAU payload to the passive USR slot: the source opens and the header and
  * manifest are read and checked first, and only then, right before the first write, is the slot
  * made unbootable; the payload streams in once (hashed as it passes), bzip2 chunks decompress in
- * parallel within a bounded window, each lands on its extents; then three checks: the whole
- * payload's SHA-256 against the announced one, the RSA signature against the configured keys, and
- * the written slot against new_partition_info. A failure before the first write changes nothing;
+ * parallel within a bounded window, each lands on its extents (flushed to the disk as the apply
+ * goes, not all at the end); then three checks: the whole payload's SHA-256 against the announced
+ * one, the RSA signature against the configured keys, and the written slot against
+ * new_partition_info. The slot's hash is taken of the bytes written, in the image's order, as
+ * they are written, when the operations fill the slot front to back (full payloads do); else the
+ * slot is read back once written. (Before finalizing, the engine hashes the slot on the disk
+ * again.) A failure before the first write changes nothing;
  * one after it leaves the slot unbootable. The active slot's flags are never touched, and the
  * error says which check failed.
  */
@@ -167,8 +171,8 @@ function checkManifest(m: Manifest, target: GptEntry): Checked {
   return { imageSize: info.size, blobEnd: end };
 }
 
-/** Writes `data` over the extents, zero-padding the last block. */
-async function writeExtents(fd: number, slotStart: number, bs: number, op: Operation, data: Buffer, name: string): Promise<number> {
+/** Writes `data` over the extents, zero-padding the last block; what it wrote. */
+async function writeExtents(fd: number, slotStart: number, bs: number, op: Operation, data: Buffer, name: string): Promise<Buffer> {
   const capacity = op.dstExtents.reduce((n, e) => n + Number(e.numBlocks) * bs, 0);
   if (data.length > capacity || data.length <= capacity - bs) {
     throw new PayloadError('operation', `${name} produces ${data.length} bytes for ${capacity / bs} blocks`);
@@ -187,7 +191,7 @@ async function writeExtents(fd: number, slotStart: number, bs: number, op: Opera
     }
     at += len;
   }
-  return capacity;
+  return padded;
 }
 
 /** SHA-256 of the first `size` bytes of the slot as they are on the disk. */
@@ -205,6 +209,24 @@ export async function hashSlot(fd: number, slotStart: number, size: number): Pro
 
 /** Payload bytes (operation data and their output) in flight to bzip2 and the disk, per core. */
 const windowPerCore = 24 << 20;
+/** Written bytes after which the disk is flushed in the background, so the last flush is short. */
+const flushEvery = 32 << 20;
+
+/**
+ * Whether the operations' extents, taken in order, fill the slot from its first block on without
+ * gaps or overlaps up to at least `imageSize` bytes: then the image can be hashed from the
+ * operations' outputs, in the manifest's order.
+ */
+function frontToBack(m: Manifest, imageSize: number): boolean {
+  let next = 0n;
+  for (const op of m.operations) {
+    for (const e of op.dstExtents) {
+      if (e.startBlock !== next) return false;
+      next += e.numBlocks;
+    }
+  }
+  return next * BigInt(m.blockSize) >= BigInt(imageSize);
+}
 
 export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
   const started = performance.now();
@@ -214,6 +236,8 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
   const fileHash: Hash = createHash('sha256');
   const reader = new PayloadReader(opts.source, (chunk) => fileHash.update(chunk), opts.resumePolicy);
   const inFlight = new Set<Promise<unknown>>();
+  /** The background fdatasync of the slot, while one runs. */
+  let flushing: Promise<void> | undefined;
   let failure: unknown;
   let fd: number | undefined;
   let marked = false;
@@ -259,16 +283,45 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
       opts.onProgress({ written: shown, total: imageSize, fraction: shown / imageSize, rate: done && seconds > 0 ? shown / seconds : rate });
     };
     const capacityOf = (op: Operation) => op.dstExtents.reduce((n, e) => n + Number(e.numBlocks) * bs, 0);
-    type Item = { op: Operation; data: Buffer; name: string };
-    // Memory: what is read ahead waits for bzip2 and the disk within a window of bytes (each
-    // operation's data and its output), so it stays bounded whatever the payload's operations are.
+    type Item = { index: number; op: Operation; data: Buffer; name: string };
+    // Memory: what is read ahead waits for bzip2, the disk and the image's hash within a window
+    // of bytes (each operation's data and its output), so it stays bounded whatever the
+    // payload's operations are.
     const window = pool.size * windowPerCore;
     let inFlightBytes = 0;
     const bytesOf = (items: Item[]) => items.reduce((n, b) => n + b.data.length + capacityOf(b.op), 0);
+    // The image's hash, as the operations' outputs are written: in the manifest's order, so an
+    // output written ahead of an earlier operation's waits for it (within the window).
+    const imageHash = frontToBack(manifest, imageSize) ? createHash('sha256') : undefined;
+    const toHash = new Map<number, { data: Buffer; bytes: number }>();
+    let nextToHash = 0;
+    let hashed = 0;
+    const hashInOrder = () => {
+      for (let next = toHash.get(nextToHash); next; next = toHash.get(nextToHash)) {
+        toHash.delete(nextToHash++);
+        const take = Math.min(next.data.length, imageSize - hashed);
+        if (take > 0) imageHash!.update(take === next.data.length ? next.data : next.data.subarray(0, take));
+        hashed += take;
+        inFlightBytes -= next.bytes;
+      }
+    };
+    // Flushing as the apply goes: one fdatasync at a time, in the background; a failure fails the apply.
+    let unflushed = 0;
+    const flushSoon = (bytes: number) => {
+      unflushed += bytes;
+      if (flushing || unflushed < flushEvery) return;
+      unflushed = 0;
+      flushing = fdatasync(disk).then(
+        () => void (flushing = undefined),
+        (err: unknown) => {
+          failure ??= new PayloadError('write', `flushing ${target.name}: ${(err as Error).message}`);
+          flushing = undefined;
+        },
+      );
+    };
     /** Decompresses (REPLACE_BZ, several to one bzip2) and writes a run of operations, in the background. */
     const dispatch = (items: Item[]) => {
-      const bytes = bytesOf(items);
-      inFlightBytes += bytes;
+      inFlightBytes += bytesOf(items);
       const work = (async () => {
         let outs = items.map((b) => b.data);
         if (items[0]!.op.type === opType.REPLACE_BZ) {
@@ -279,20 +332,21 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
           }
         }
         for (const [j, b] of items.entries()) {
-          await writeExtents(disk, slotStart, bs, b.op, outs[j]!, b.name);
+          const padded = await writeExtents(disk, slotStart, bs, b.op, outs[j]!, b.name);
           written += outs[j]!.length;
           report();
+          flushSoon(padded.length);
+          const bytes = b.data.length + capacityOf(b.op);
+          if (imageHash) toHash.set(b.index, { data: padded, bytes });
+          else inFlightBytes -= bytes;
         }
+        if (imageHash) hashInOrder();
       })();
       const tracked: Promise<unknown> = work.then(
-        () => {
-          inFlight.delete(tracked);
-          inFlightBytes -= bytes;
-        },
+        () => inFlight.delete(tracked),
         (err: unknown) => {
           failure ??= err;
           inFlight.delete(tracked);
-          inFlightBytes -= bytes;
         },
       );
       inFlight.add(tracked);
@@ -317,11 +371,12 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
         throw new PayloadError('operation-hash', `${name}: its data does not match its SHA-256`);
       }
       if (batch.length > 0 && batch[0]!.op.type !== op.type) await flush();
-      batch.push({ op, data, name });
+      batch.push({ index: i, op, data, name });
       if (op.type === opType.REPLACE || batch.length >= batchSize || bytesOf(batch) >= batchBytes) await flush();
     }
     if (!failure) await flush();
     await Promise.all(inFlight);
+    await flushing;
     if (failure) throw failure;
 
     // The signatures: everything before them is what was signed.
@@ -358,7 +413,7 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
       }
     }
     const info = manifest.newPartitionInfo!;
-    const slotHash = await hashSlot(disk, slotStart, imageSize);
+    const slotHash = imageHash && hashed === imageSize ? imageHash.digest() : await hashSlot(disk, slotStart, imageSize);
     if (!slotHash.equals(info.hash)) {
       throw new PayloadError('partition-hash', `${target.name} as written hashes to ${slotHash.toString('hex')}, not new_partition_info's ${info.hash.toString('hex')}`);
     }
@@ -378,8 +433,9 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
     failure ??= err;
     reader.close();
     if (!marked) throw failure; // nothing was written: the slot, its flags and the staged record are as they were
-    // No write may land after the slot is declared failed.
+    // No write may land after the slot is declared failed, and no flush may outlive the file.
     await Promise.allSettled(inFlight);
+    await flushing;
     if (failure instanceof PayloadError) failure.slotTouched = true;
     try {
       markUnbootable(opts.disk, target);

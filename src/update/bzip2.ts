@@ -1,10 +1,13 @@
 /**
- * bzip2 for payload chunks, through the system's bzip2 (libbz2), one process per core at a time.
- * Several consecutive chunks go to one process (bzip2 decodes concatenated streams), so the cost
- * of starting processes is paid once per batch rather than once per 1 MiB chunk, and bzip2 runs
+ * bzip2 for payload chunks, through the system's decoders, one process per core at a time.
+ * Decompressing uses lbzip2 on one thread where it is installed (it decodes the same streams a
+ * quarter faster than bzip2, and writes its output in blocks of 900 kB), else bzip2 (libbz2)
  * under `stdbuf -o 1M` where coreutils has it, so its output arrives in large writes instead of
- * 4 KiB ones. A batch whose output does not split exactly into its chunks' sizes is done again a
- * chunk at a time, so an error names the chunk it belongs to.
+ * 4 KiB ones; compressing always uses bzip2, so a payload's bytes do not depend on the machine.
+ * Several consecutive chunks go to one process (both decode concatenated streams), so the cost
+ * of starting processes is paid once per batch rather than once per 1 MiB chunk. A batch whose
+ * output does not split exactly into its chunks' sizes is done again a chunk at a time, so an
+ * error names the chunk it belongs to.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -12,15 +15,42 @@ import { availableParallelism } from 'node:os';
 
 export const bzip2Command = 'bzip2';
 const stdbuf = '/usr/bin/stdbuf';
-/** Whether coreutils' stdbuf is here; looked up once, not for every process. */
-let haveStdbuf: boolean | undefined;
+/** lbzip2, where Debian's package puts it. */
+const lbzip2 = '/usr/bin/lbzip2';
 
-/** Runs bzip2 with `args` over `inputs`, one after the other; its output, failing when it exceeds `limit` bytes. */
-function run(args: string[], inputs: Buffer[], limit: number): Promise<Buffer> {
+/** A program and its arguments, and how its error messages begin (to take off). */
+interface Command {
+  cmd: string;
+  argv: string[];
+  name: string;
+}
+
+/** The commands, looked up once (not for every process): stdbuf's and lbzip2's presence. */
+let commands: { decompress: Command; compress: Command } | undefined;
+
+function lookUp(): { decompress: Command; compress: Command } {
+  const buffered = (args: string[]): Command =>
+    existsSync(stdbuf) ? { cmd: stdbuf, argv: ['-o', '1M', bzip2Command, ...args], name: bzip2Command } : { cmd: bzip2Command, argv: args, name: bzip2Command };
+  return {
+    decompress: existsSync(lbzip2) ? { cmd: lbzip2, argv: ['-n1', '-dc'], name: 'lbzip2' } : buffered(['-dc']),
+    compress: buffered(['-9c']),
+  };
+}
+
+/**
+ * What a decoder's failure says, as bzip2's own words: lbzip2's data errors ("compressed data
+ * error", "unexpected end of file", "not a valid bzip2 file") all mean corrupt data.
+ */
+function failure(command: Command, stderr: string, status: string): string {
+  const said = stderr.trim().replace(new RegExp(`^${command.name}: `), '');
+  if (command.name === bzip2Command) return `bzip2: ${said || `exit ${status}`}`;
+  return `bzip2: the data is corrupt (${command.name}: ${said.replace(/^stdin: /, '') || `exit ${status}`})`;
+}
+
+/** Runs `command` over `inputs`, one after the other; its output, failing when it exceeds `limit` bytes. */
+function run(command: Command, inputs: Buffer[], limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    haveStdbuf ??= existsSync(stdbuf);
-    const [cmd, argv] = haveStdbuf ? [stdbuf, ['-o', '1M', bzip2Command, ...args]] : [bzip2Command, args];
-    const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command.cmd, command.argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let size = 0;
     let stderr = '';
@@ -34,11 +64,11 @@ function run(args: string[], inputs: Buffer[], limit: number): Promise<Buffer> {
       out.push(d);
     });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err) => reject(new Error(`cannot run ${bzip2Command}: ${err.message}`)));
+    child.on('error', (err) => reject(new Error(`cannot run ${command.name}: ${err.message}`)));
     child.stdin.on('error', () => undefined); // bzip2 quit early; its exit status says why
     child.on('close', (code, signal) => {
       if (failed) reject(failed);
-      else if (code !== 0) reject(new Error(`bzip2: ${stderr.trim().replace(/^bzip2: /, '') || `exit ${code ?? signal}`}`));
+      else if (code !== 0) reject(new Error(failure(command, stderr, String(code ?? signal))));
       else resolve(out.length === 1 ? out[0]! : Buffer.concat(out, size));
     });
     for (const input of inputs) child.stdin.write(input);
@@ -73,7 +103,8 @@ export class Bzip2Pool {
   }
 
   decompress(data: Buffer, limit: number): Promise<Buffer> {
-    return this.slot(() => run(['-dc'], [data], limit));
+    commands ??= lookUp();
+    return this.slot(() => run(commands!.decompress, [data], limit));
   }
 
   /**
@@ -83,7 +114,8 @@ export class Bzip2Pool {
    */
   async decompressBatch(chunks: Chunk[]): Promise<Buffer[]> {
     const total = chunks.reduce((n, c) => n + c.capacity, 0);
-    const out = await this.slot(() => run(['-dc'], chunks.map((c) => c.data), total)).catch(() => undefined);
+    commands ??= lookUp();
+    const out = await this.slot(() => run(commands!.decompress, chunks.map((c) => c.data), total)).catch(() => undefined);
     if (out) {
       const parts: Buffer[] = [];
       let at = 0;
@@ -108,6 +140,7 @@ export class Bzip2Pool {
   }
 
   compress(data: Buffer): Promise<Buffer> {
-    return this.slot(() => run(['-9c'], [data], data.length * 2 + 1024));
+    commands ??= lookUp();
+    return this.slot(() => run(commands!.compress, [data], data.length * 2 + 1024));
   }
 }
