@@ -158,10 +158,10 @@ export class Boot {
 }
 
 /**
- * Polls `check` every 500 ms until it holds; rejects after `timeoutMs` with `what` and, when
- * given, `context()` (consoles, logs) for the failure message.
+ * Polls `check` every `everyMs` (default 500 ms) until it holds; rejects after `timeoutMs` with
+ * `what` and, when given, `context()` (consoles, logs) for the failure message.
  */
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, context?: () => string): Promise<void> {
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, context?: () => string, everyMs = 500): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     let ok = false;
@@ -172,7 +172,7 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs: 
     }
     if (ok) return;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${context ? `\n${context()}` : ''}`);
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
