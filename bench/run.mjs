@@ -9,6 +9,7 @@
 //   6. reboot coordination: 200 agents on 5 slots, ours against locksmith's algorithm (bench/locks.ts)
 //   7. applying an update payload of a 512 MiB USR image, against bzip2 | sha256sum | dd pipelines (bench/payload.ts)
 //   8. the update journey: 20 simulated machines, total_slots 3, publish to the last machine on the new version (bench/journey.ts)
+//  10. the update journey of two real machines in QEMU: publish to both marked good (bench/machines.ts)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -55,11 +56,13 @@ const sections = {
   6: ['reboot coordination against etcd', 120],
   7: ['applying an update payload', 300],
   8: ['the update journey of a fleet', 300],
+  10: ['the update journey of two real machines', 900],
 };
+const lastSection = Math.max(...Object.keys(sections).map(Number));
 const chosen = process.argv.slice(2).map(Number);
 const bad = chosen.filter((n) => !sections[n]);
 if (bad.length > 0) {
-  console.error(`bench: no section ${bad.join(', ')}; the sections are 1 to 8`);
+  console.error(`bench: no section ${bad.join(', ')}; the sections are ${Object.keys(sections).join(', ')}`);
   process.exit(2);
 }
 const runs = (n) => chosen.length === 0 || chosen.includes(n);
@@ -74,7 +77,7 @@ const estimate = (n) => last[n] ?? sections[n][1];
 /** Runs section `n` when chosen: says it starts, and how long it took. */
 async function section(n, body) {
   if (!runs(n)) return;
-  console.log(`\n== section ${n} of 8: ${sections[n][0]} (about ${duration(estimate(n))}${last[n] ? ', as last time' : ''})`);
+  console.log(`\n== section ${n} of ${lastSection}: ${sections[n][0]} (about ${duration(estimate(n))}${last[n] ? ', as last time' : ''})`);
   const started = performance.now();
   await body();
   took[n] = (performance.now() - started) / 1000;
@@ -90,7 +93,7 @@ function target(n, text, met) {
 const planned = Object.keys(sections).map(Number).filter(runs);
 console.log(`bootsmith benchmarks: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}`);
 console.log(
-  `sections ${planned.join(', ')} of 1-8 (choose with: npm run bench -- N...); about ${duration(planned.reduce((t, n) => t + estimate(n), 0))} in all` +
+  `sections ${planned.join(', ')} of 1-${lastSection} (choose with: npm run bench -- N...); about ${duration(planned.reduce((t, n) => t + estimate(n), 0))} in all` +
     `${planned.every((n) => last[n]) ? ' (the last run\'s times)' : ' (rough; the next run shows this one\'s times)'}`,
 );
 
@@ -304,6 +307,21 @@ if (missing.length === 0) {
   buildSync({ entryPoints: [join(root, 'bench/journey.ts')], outfile: journey, bundle: true, platform: 'node', format: 'cjs', external: ['etcd3', 'dbus-next'], logLevel: 'warning' });
   if (benchProcess(8, journey) !== 0) throw new Error('the update-journey benchmark failed');
 } else console.log(`8. skipped: needs ${missing.join(', ')}`);
+});
+
+// 10. Two real machines updated under the lock (bundled as 6 is; etcd3 stays in node_modules). It
+// builds the machine image (or takes BOOTSMITH_MACHINE_IMAGE) and boots it in QEMU: root only.
+const machineTools = ['qemu-system-x86_64', 'mmdebstrap', 'genisoimage', 'debugfs', 'mkfs.ext4', 'mkfs.vfat', 'etcd', 'nc'];
+const machineMissing = machineTools.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
+await section(10, async () => {
+if (process.getuid?.() !== 0) console.log('10. skipped: booting the machine image needs root');
+else if (machineMissing.length > 0) console.log(`10. skipped: needs ${machineMissing.join(', ')}`);
+else {
+  const { buildSync } = await import('esbuild');
+  const machines = join(root, 'dist', 'bench-machines.cjs');
+  buildSync({ entryPoints: [join(root, 'bench/machines.ts')], outfile: machines, bundle: true, platform: 'node', format: 'cjs', external: ['etcd3'], logLevel: 'warning' });
+  if (benchProcess(10, machines) !== 0) throw new Error('the machine update-journey benchmark failed');
+}
 });
 
 rmSync(work, { recursive: true, force: true });

@@ -13,9 +13,11 @@ import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { packageRoot } from '../../images/machine';
 import { attr, readGpt, sectorSize } from '../../src/update/gpt';
 
-const repo = join(__dirname, '../..');
+/** The package (bin/ and dist/), found from here also when bundled (bench/run.mjs bundles the lab). */
+const repo = packageRoot();
 
 /** What booting needs on the host; tests skip without it (CI installs it: scripts/ensure-deps.sh). */
 export const canBootMachines =
