@@ -248,7 +248,7 @@ function prepareRoot(tree: string): void {
 
 /**
  * The kernel modules a QEMU machine with virtio devices loads (and what they depend on): the rest
- * of Debian's modules (three fifths of /usr) only make every payload bigger and every boot slower,
+ * of Debian's modules (more than a third of /usr) only make every payload bigger and every boot slower,
  * as udev loads drivers for the emulated PC's legacy devices (floppy, PC speaker, kvm).
  */
 export const keptModules = [
