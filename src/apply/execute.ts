@@ -87,6 +87,25 @@ function describe(action: Action): [action: string, target: string] {
   }
 }
 
+/** How often hostnamectl is tried, and the pause between tries. */
+export const hostnameTries = { attempts: 3, pauseMs: 2000, timeoutMs: 60_000 };
+
+/**
+ * `hostnamectl set-hostname`, tried again when it fails: on a machine busy booting, D-Bus may give
+ * up activating systemd-hostnamed (its 25 s start timeout, "Connection timed out") while the
+ * service is still starting; a later try finds it running. The last failure is thrown.
+ */
+async function setHostname(name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      execFileSync(commands.hostnamectl, ['set-hostname', name], { stdio: 'pipe', timeout: hostnameTries.timeoutMs });
+      return;
+    } catch (err) {
+      if (attempt >= hostnameTries.attempts) throw err;
+      await new Promise((r) => setTimeout(r, hostnameTries.pauseMs));
+    }
+  }
+}
 
 export class Executor {
   private readonly fs: RootedFs;
@@ -168,7 +187,7 @@ export class Executor {
     switch (action.kind) {
       case 'hostname': {
         if (currentHostname() === action.hostname) return 'unchanged';
-        if (!dryRun) execFileSync(commands.hostnamectl, ['set-hostname', action.hostname], { stdio: 'pipe' });
+        if (!dryRun) await setHostname(action.hostname);
         return 'changed';
       }
       case 'user': {
