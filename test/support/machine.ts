@@ -279,9 +279,13 @@ export class Machine {
     for (const b of this.boots) b.kill();
   }
 
-  /** A USR slot's boot flags in the disk's GPT, as gptprio reads them (read while the machine is off, or at any time for a look). */
+  /**
+   * A USR slot's boot flags in the disk's GPT, as gptprio reads them. Read-only (no repair of a
+   * half-written table), so it may look while the guest writes the table: a repair from here would
+   * overwrite the guest's write.
+   */
   slotFlags(label: 'USR-A' | 'USR-B'): { priority: number; tries: number; successful: boolean } {
-    const e = readGpt(this.disk).entries.find((x) => x.name === label);
+    const e = readGpt(this.disk, { repair: false }).entries.find((x) => x.name === label);
     if (!e) throw new Error(`${this.disk} has no ${label}`);
     return { priority: attr.priority(e.attributes), tries: attr.tries(e.attributes), successful: attr.successful(e.attributes) };
   }
@@ -293,7 +297,7 @@ export class Machine {
 
   /** ROOT's file system, read with debugfs at its offset in the disk (after a clean poweroff). */
   root(): Ext4 {
-    const root = readGpt(this.disk).entries.find((e) => e.name === 'ROOT');
+    const root = readGpt(this.disk, { repair: false }).entries.find((e) => e.name === 'ROOT');
     if (!root) throw new Error(`${this.disk} has no ROOT partition`);
     return new Ext4(`${this.disk}?offset=${Number(root.firstLba) * sectorSize}`);
   }
