@@ -106,6 +106,8 @@ const testHolder = 'journey-4-test';
     await trial.waitFor(/update_engine\[\d+\]: USR-B marked successful/, bootDeadline, broken);
     await trial.waitFor(/locksmithd\[\d+\]: healthy after the reboot: gave back the reboot slot/, bootDeadline, broken);
     lab.timings['power back to marked good, slot given back'] = (Date.now() - t3) / 1000;
+    // The version it came from, written before the power went, is there to report.
+    await trial.waitFor(new RegExp(`update_engine\\[\\d+\\]: reported the update from ${escape(from)} to ${escape(next)}`), 120_000, broken);
     await until(() => lab.events().get(id)?.includes(`3/2 ${next}`) === true, 120_000, 'the update reported', () => lab.consoles());
     expect(lock.holders).toEqual([]);
     expect(Math.max(...lock.holdersSeen.map((h) => h.length))).toBe(1);
