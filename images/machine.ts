@@ -256,6 +256,8 @@ export const keptModules = [
   'virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net', 'virtio_rng', 'virtio_console', 'virtio_balloon',
   // file systems: ROOT and USR (ext4), the config drive (ISO9660), the ESP (vfat), autofs, fuse, overlay
   'ext4', 'isofs', 'vfat', 'nls_cp437', 'nls_ascii', 'nls_utf8', 'nls_iso8859-1', 'autofs4', 'fuse', 'overlay', 'loop',
+  // the ACPI power button (logind shuts down on it: the harness's clean poweroff)
+  'button',
   // the disks and the CD-ROM class a config drive may come as; the firmware config; input
   'sd_mod', 'sr_mod', 'qemu_fw_cfg', 'efivarfs', 'evdev', 'configfs', 'dm_mod', 'crc32c_generic', 'crc32c-intel',
 ];
