@@ -12,6 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { attr, createGpt, sectorSize } from '../src/update/gpt';
 import { Bzip2Pool } from '../src/update/bzip2';
 import { layout, makeKeyPair, publishRelease } from './make';
@@ -225,6 +226,11 @@ function prepareRoot(tree: string): void {
   writeFileSync(join(tree, 'etc/machine-id'), '');
   chmodSync(join(tree, 'etc/machine-id'), 0o444);
   rmSync(join(tree, 'var/lib/dbus/machine-id'), { force: true });
+  // Debian's housekeeping a CoreOS machine does not do (ext4 scrubs, apt's timers): boots and
+  // tests do not wait on them.
+  for (const f of ['multi-user.target.wants/e2scrub_reap.service', 'timers.target.wants/e2scrub_all.timer', 'timers.target.wants/apt-daily.timer', 'timers.target.wants/apt-daily-upgrade.timer']) {
+    rmSync(join(tree, 'etc/systemd/system', f), { force: true });
+  }
   for (const f of ['etc/hostname', 'etc/resolv.conf', 'vmlinuz', 'vmlinuz.old', 'initrd.img', 'initrd.img.old']) rmSync(join(tree, f), { force: true });
   writeFileSync(join(tree, 'etc/hosts'), '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n');
   writeFileSync(join(tree, 'etc/fstab'), '# / and /usr are mounted by the initrd from the kernel command line (root=, mount.usr=)\n');
@@ -239,6 +245,52 @@ function prepareRoot(tree: string): void {
   if (!/^core:/m.test(passwd)) {
     run('useradd', ['--root', tree, '--uid', '500', '--gid', '500', '--create-home', '--shell', '/bin/bash', '--comment', 'CoreOS Admin', '--groups', 'systemd-journal,docker', 'core'], 'the core user');
   }
+}
+
+/**
+ * The kernel modules a QEMU machine with virtio devices loads (and what they depend on): the rest
+ * of Debian's modules (more than a third of /usr) only make every payload bigger and every boot slower,
+ * as udev loads drivers for the emulated PC's legacy devices (floppy, PC speaker, kvm).
+ */
+export const keptModules = [
+  // virtio: PCI transport, disks, network, entropy, console, balloon
+  'virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net', 'virtio_rng', 'virtio_console', 'virtio_balloon',
+  // file systems: ROOT and USR (ext4), the config drive (ISO9660), the ESP (vfat), autofs, fuse, overlay
+  'ext4', 'isofs', 'vfat', 'nls_cp437', 'nls_ascii', 'nls_utf8', 'nls_iso8859-1', 'autofs4', 'fuse', 'overlay', 'loop',
+  // the ACPI power button (logind shuts down on it: the harness's clean poweroff)
+  'button',
+  // the disks and the CD-ROM class a config drive may come as; the firmware config; input
+  'sd_mod', 'sr_mod', 'qemu_fw_cfg', 'efivarfs', 'evdev', 'configfs', 'dm_mod', 'crc32c_generic', 'crc32c-intel',
+];
+
+/**
+ * Keeps only `keep` (module names) and their dependencies in /usr/lib/modules, and refreshes the
+ * module index in the tree with its own depmod.
+ */
+function trimModules(tree: string, kver: string, keep: readonly string[]): void {
+  const dir = join(tree, 'usr/lib/modules', kver);
+  const deps = new Map<string, string[]>();
+  const byName = new Map<string, string>();
+  const nameOf = (path: string) => path.slice(path.lastIndexOf('/') + 1).replace(/\.ko(\.\w+)?$/, '').replace(/-/g, '_');
+  for (const line of readFileSync(join(dir, 'modules.dep'), 'utf8').split('\n')) {
+    const [mod, rest] = line.split(':');
+    if (!mod) continue;
+    deps.set(mod, (rest ?? '').trim().split(/\s+/).filter(Boolean));
+    byName.set(nameOf(mod), mod);
+  }
+  const kept = new Set<string>();
+  const visit = (mod: string) => {
+    if (kept.has(mod)) return;
+    kept.add(mod);
+    for (const d of deps.get(mod) ?? []) visit(d);
+  };
+  for (const name of keep) {
+    const mod = byName.get(name.replace(/-/g, '_'));
+    if (mod) visit(mod);
+  }
+  for (const mod of deps.keys()) if (!kept.has(mod)) rmSync(join(dir, mod), { force: true });
+  run('find', [join(dir, 'kernel'), '-type', 'd', '-empty', '-delete'], 'pruning module directories');
+  run('chroot', [tree, 'depmod', kver], 'the module index');
 }
 
 /** An ext4 image of `sizeMiB` holding `dir` (owners, modes, links as they are there). */
@@ -298,8 +350,11 @@ export async function buildMachine(options: Partial<BuildOptions> = {}): Promise
     installRelease(tree, version, keys.publicKey);
     prepareRoot(tree);
     const kver = rootfs.kernelVersion;
+    trimModules(tree, kver, keptModules);
     copyFileSync(join(tree, 'boot', `vmlinuz-${kver}`), join(work, 'vmlinuz'));
-    copyFileSync(join(tree, 'boot', `initrd.img-${kver}`), join(work, 'initrd.img'));
+    // The initrd uncompressed: inflating it takes the emulated CPU seconds on every boot.
+    const initrd = readFileSync(join(tree, 'boot', `initrd.img-${kver}`));
+    writeFileSync(join(work, 'initrd.img'), initrd[0] === 0x1f && initrd[1] === 0x8b ? gunzipSync(initrd) : initrd);
     for (const f of readdirSync(join(tree, 'boot'))) rmSync(join(tree, 'boot', f), { recursive: true, force: true });
     // /usr goes to USR-A; ROOT keeps an empty /usr to mount it on.
     const usrTree = join(work, 'usr');

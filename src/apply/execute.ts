@@ -87,6 +87,27 @@ function describe(action: Action): [action: string, target: string] {
   }
 }
 
+/** How often hostnamectl is tried, and the pause between tries. */
+export const hostnameTries = { attempts: 3, pauseMs: 2000, timeoutMs: 60_000 };
+
+/**
+ * `hostnamectl set-hostname`, tried again when it fails: on a machine busy booting, D-Bus may give
+ * up activating systemd-hostnamed (its 25 s start timeout, "Connection timed out") while the
+ * service is still starting; a later try finds it running. The last failure is thrown.
+ */
+async function setHostname(name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // sd-bus's own call timeout (25 s) raised to just under the try's.
+      const env = { ...process.env, SYSTEMD_BUS_TIMEOUT: String(Math.floor(hostnameTries.timeoutMs / 1000) - 5) };
+      execFileSync(commands.hostnamectl, ['set-hostname', name], { stdio: 'pipe', timeout: hostnameTries.timeoutMs, env });
+      return;
+    } catch (err) {
+      if (attempt >= hostnameTries.attempts) throw err;
+      await new Promise((r) => setTimeout(r, hostnameTries.pauseMs));
+    }
+  }
+}
 
 export class Executor {
   private readonly fs: RootedFs;
@@ -187,7 +208,7 @@ export class Executor {
     switch (action.kind) {
       case 'hostname': {
         if (currentHostname() === action.hostname) return 'unchanged';
-        if (!dryRun) setHostname(action.hostname);
+        if (!dryRun) await setHostname(action.hostname);
         return 'changed';
       }
       case 'user': {
@@ -344,19 +365,3 @@ function needsReload(action: Action): boolean {
   return action.kind === 'enable' || action.kind === 'unit-command' || action.kind === 'networkd-restart';
 }
 
-/**
- * `hostnamectl set-hostname`, through systemd-hostnamed, which D-Bus starts on first use. On a
- * loaded machine that start can outlast sd-bus's 25 s call timeout (and dbus-daemon's activation
- * timeout, also 25 s), which fails the first boot: the call waits up to 90 s
- * (SYSTEMD_BUS_TIMEOUT), and a failed call is tried twice more, by when hostnamed is up.
- */
-function setHostname(hostname: string): void {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      execFileSync(commands.hostnamectl, ['set-hostname', hostname], { stdio: 'pipe', env: { ...process.env, SYSTEMD_BUS_TIMEOUT: '90' } });
-      return;
-    } catch (err) {
-      if (attempt === 3) throw err;
-    }
-  }
-}

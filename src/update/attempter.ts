@@ -10,13 +10,13 @@
  * Settings are read anew for every check, so a changed GROUP moves the machine to the other channel.
  */
 import { EventEmitter } from 'node:events';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request } from '../datasource/http';
 import type { FetchError } from '../datasource/http';
 import { join } from 'node:path';
 import { PayloadError } from './payload-format';
 import { httpSource } from './payload-source';
-import { clearFinalized, clearStaged, finalizeStaged, machineSlots, readFinalized, readStaged, stage } from './engine';
+import { clearFinalized, clearStaged, finalizeStaged, machineSlots, readFinalized, readStaged, stage, writeDurably } from './engine';
 import type { Finalized, Machine, Staged } from './engine';
 import { attr } from './gpt';
 import { isFinalized, isRollback, markUnbootable } from './slots';
@@ -265,13 +265,9 @@ export class UpdateAttempter extends EventEmitter {
     }
   }
 
+  /** Durably: a pref written before a power loss (the version to report after the reboot) is there after it. */
   private setPref(name: string, value: string | undefined): void {
-    const f = join(this.opts.prefsDir, name);
-    if (value === undefined) rmSync(f, { force: true });
-    else {
-      mkdirSync(this.opts.prefsDir, { recursive: true });
-      writeFileSync(f, `${value}\n`);
-    }
+    writeDurably(join(this.opts.prefsDir, name), value === undefined ? undefined : `${value}\n`);
   }
 
   private marker(): { version: string; bootId: string | undefined } | undefined {

@@ -126,31 +126,41 @@ function readRecord<T>(file: string): T | undefined {
 }
 
 /**
- * Writes a record as JSON so that it survives a power loss right after: a temp file, fsync,
- * rename, then fsync of the directory (the rename is only durable once the directory is).
- * Undefined removes it.
+ * Writes `text` to `file` so that it survives a power loss right after: a temp file, fsync, rename,
+ * then fsync of the directory (the rename is only durable once the directory is). Undefined
+ * removes the file, also durably. (A plain write can leave an empty file after a power loss: ext4
+ * allocates the data later than it records the file.)
  */
-function writeRecord(file: string, value: object | undefined): void {
-  if (!value) {
-    rmSync(file, { force: true });
-    return;
+export function writeDurably(file: string, text: string | undefined): void {
+  if (text === undefined) rmSync(file, { force: true });
+  else {
+    mkdirSync(dirname(file), { recursive: true });
+    const tmp = `${file}.tmp`;
+    const fd = openSync(tmp, 'w', 0o644);
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
   }
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp`;
-  const fd = openSync(tmp, 'w', 0o644);
+  let dir: number;
   try {
-    writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    dir = openSync(dirname(file), 'r');
+  } catch {
+    return; // no directory: nothing was there to remove
   }
-  renameSync(tmp, file);
-  const dir = openSync(dirname(file), 'r');
   try {
     fsyncSync(dir);
   } finally {
     closeSync(dir);
   }
+}
+
+/** A record as JSON, written durably (writeDurably); undefined removes it. */
+function writeRecord(file: string, value: object | undefined): void {
+  writeDurably(file, value ? `${JSON.stringify(value, null, 2)}\n` : undefined);
 }
 
 /** Forgets what was staged. */

@@ -215,9 +215,14 @@ function writeBoth(fd: number, header: GptHeader, entries: GptEntry[]): void {
   fsyncSync(fd);
 }
 
-/** Reads the table of the disk at `path`, repairing a bad primary from a good backup. */
-export function readGpt(path: string): Gpt {
-  const fd = openSync(path, 'r+');
+/**
+ * Reads the table of the disk at `path`, repairing a bad primary from a good backup. With
+ * `repair: false` the disk is opened read-only and never written (the table is read as the repair
+ * would leave it): for a look at a disk another system may be writing, such as a running VM's.
+ */
+export function readGpt(path: string, options: { repair?: boolean } = {}): Gpt {
+  const repair = options.repair ?? true;
+  const fd = openSync(path, repair ? 'r+' : 'r');
   try {
     const lastLba = lastLbaOf(fd);
     const primary = readCopy(fd, 1n);
@@ -234,7 +239,7 @@ export function readGpt(path: string): Gpt {
       // A write stopped between the two copies: the primary, written last, holds the committed state.
       repaired = 'backup table differed from the primary (an interrupted write); restored from the primary';
     }
-    if (repaired) writeBoth(fd, header, entries);
+    if (repaired && repair) writeBoth(fd, header, entries);
     return { header, entries, repaired };
   } finally {
     closeSync(fd);

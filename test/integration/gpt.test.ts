@@ -98,6 +98,22 @@ const verify = (img: string) => spawnSync('sgdisk', ['-v', img], { encoding: 'ut
     expect(cgpt(img, 4, 'P')).toBe('0');
   });
 
+  test('read without repair: the same table, the disk not written (a look at a disk a running guest writes)', () => {
+    const img = oracleImage();
+    // The state halfway through the guest's write: the backup new, the primary old.
+    const before = readFileSync(img).subarray(512, 512 * 34);
+    updateGpt(img, (e) => (e[3]!.attributes = attr.with(0n, { priority: 2, tries: 1 })));
+    const fd = openSync(img, 'r+');
+    writeSync(fd, before, 0, before.length, 512);
+    closeSync(fd);
+    const disk = readFileSync(img);
+    const gpt = readGpt(img, { repair: false });
+    expect(gpt.repaired).toBe('backup table differed from the primary (an interrupted write); restored from the primary');
+    expect(gpt.entries[3]!.attributes).toBe(0n);
+    expect(readFileSync(img).equals(disk)).toBe(true);
+    expect(verify(img)).toMatch(/Identified 1 problems/);
+  });
+
   test('both copies bad is an error that says what is wrong with each', () => {
     const img = oracleImage();
     const fd = openSync(img, 'r+');

@@ -12,16 +12,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { packageRoot } from '../../images/machine';
 import { attr, readGpt, sectorSize } from '../../src/update/gpt';
 
-/** The project's root, found from here whether this runs from test/support or bundled into dist/. */
-function projectRoot(): string {
-  let d = __dirname;
-  while (!existsSync(join(d, 'package.json')) && dirname(d) !== d) d = dirname(d);
-  return d;
-}
-const repo = projectRoot();
+/** The package (bin/ and dist/), found from here also when bundled (bench/run.mjs bundles the lab). */
+const repo = packageRoot();
 
 /** The commands building and booting a machine needs (CI installs them: scripts/ensure-deps.sh). */
 export const machineTools = ['qemu-system-x86_64', 'mmdebstrap', 'genisoimage', 'debugfs', 'mkfs.ext4', 'mkfs.vfat'];
@@ -170,10 +166,10 @@ export class Boot {
 }
 
 /**
- * Polls `check` every 500 ms until it holds; rejects after `timeoutMs` with `what` and, when
- * given, `context()` (consoles, logs) for the failure message.
+ * Polls `check` every `everyMs` (default 500 ms) until it holds; rejects after `timeoutMs` with
+ * `what` and, when given, `context()` (consoles, logs) for the failure message.
  */
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, context?: () => string): Promise<void> {
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, context?: () => string, everyMs = 500): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     let ok = false;
@@ -184,7 +180,7 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs: 
     }
     if (ok) return;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${context ? `\n${context()}` : ''}`);
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
@@ -289,9 +285,13 @@ export class Machine {
     for (const b of this.boots) b.kill();
   }
 
-  /** A USR slot's boot flags in the disk's GPT, as gptprio reads them (read while the machine is off, or at any time for a look). */
+  /**
+   * A USR slot's boot flags in the disk's GPT, as gptprio reads them. Read-only (no repair of a
+   * half-written table), so it may look while the guest writes the table: a repair from here would
+   * overwrite the guest's write.
+   */
   slotFlags(label: 'USR-A' | 'USR-B'): { priority: number; tries: number; successful: boolean } {
-    const e = readGpt(this.disk).entries.find((x) => x.name === label);
+    const e = readGpt(this.disk, { repair: false }).entries.find((x) => x.name === label);
     if (!e) throw new Error(`${this.disk} has no ${label}`);
     return { priority: attr.priority(e.attributes), tries: attr.tries(e.attributes), successful: attr.successful(e.attributes) };
   }
@@ -303,7 +303,7 @@ export class Machine {
 
   /** ROOT's file system, read with debugfs at its offset in the disk (after a clean poweroff). */
   root(): Ext4 {
-    const root = readGpt(this.disk).entries.find((e) => e.name === 'ROOT');
+    const root = readGpt(this.disk, { repair: false }).entries.find((e) => e.name === 'ROOT');
     if (!root) throw new Error(`${this.disk} has no ROOT partition`);
     return new Ext4(`${this.disk}?offset=${Number(root.firstLba) * sectorSize}`);
   }

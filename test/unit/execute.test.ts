@@ -1,9 +1,10 @@
 /** The executor's rules for unit commands, with a recording stand-in for systemd (the real one is in test/integration/systemd). */
-import { mkdtempSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Executor } from '../../src/apply/execute';
+import { Executor, hostnameTries } from '../../src/apply/execute';
 import type { Action } from '../../src/apply/plan';
+import * as paths from '../../src/system/paths';
 import { unitDirs } from '../../src/system/paths';
 import type { Systemd } from '../../src/system/systemd';
 
@@ -88,4 +89,40 @@ test('a dry run sees what the actions before it would have written: a unit file,
   const real = await new Executor({ root, dryRun: false, systemd: undefined, unitDirs }).run(actions);
   expect(real.map((r) => `${r.outcome} ${r.subject}`)).toEqual(results.map((r) => `${r.outcome} ${r.subject}`));
   expect(readlinkSync(join(root, 'etc/systemd/system/a.service.wants/b.service'))).toBe('/etc/systemd/system/b.service');
+});
+
+describe('the hostname', () => {
+  // A stand-in hostnamectl that fails its first `failures` runs as hostnamectl does when D-Bus gives
+  // up activating systemd-hostnamed, and records each run.
+  const saved = { command: paths.commands.hostnamectl, tries: { ...hostnameTries } };
+  let dir: string;
+  const standIn = (failures: number) => {
+    dir = mkdtempSync(join(tmpdir(), 'bootsmith-hostnamectl-'));
+    const script = join(dir, 'hostnamectl');
+    writeFileSync(script, `#!/bin/sh\necho "$*" >>"${dir}/runs"\n[ "$(wc -l <"${dir}/runs")" -gt ${failures} ] && exit 0\necho "Could not set static hostname: Connection timed out" >&2\nexit 1\n`, { mode: 0o755 });
+    paths.commands.hostnamectl = script;
+    Object.assign(hostnameTries, { pauseMs: 10 });
+  };
+  const runs = () => readFileSync(join(dir, 'runs'), 'utf8').trim().split('\n');
+  afterEach(() => {
+    paths.commands.hostnamectl = saved.command;
+    Object.assign(hostnameTries, saved.tries);
+  });
+  const setName: Action = { kind: 'hostname', origin: 'hostname', hostname: 'not-this-host-0123' };
+  const apply = async () => {
+    const root = mkdtempSync(join(tmpdir(), 'bootsmith-exec-'));
+    return (await new Executor({ root, dryRun: false, systemd: recordingSystemd({}), unitDirs, newInstance: false }).run([setName])).map((r) => r.outcome);
+  };
+
+  test('hostnamectl timing out while systemd-hostnamed starts is tried again', async () => {
+    standIn(2);
+    expect(await apply()).toEqual(['changed']);
+    expect(runs()).toEqual(['set-hostname not-this-host-0123', 'set-hostname not-this-host-0123', 'set-hostname not-this-host-0123']);
+  });
+
+  test('a hostnamectl that keeps failing fails the action after the last try', async () => {
+    standIn(10);
+    expect(await apply()).toEqual(['failed']);
+    expect(runs()).toHaveLength(hostnameTries.attempts);
+  });
 });
