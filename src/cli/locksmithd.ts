@@ -15,9 +15,10 @@ import { connectEtcd } from '../lock/etcd';
 import { files } from '../system/paths';
 import { RootedFs } from '../system/rooted-fs';
 import type { Logger } from '../report/log';
-import { addLogOptions, addMetricsOption, earlyLogger, listenMetrics, stderrLogger } from './logging';
+import { addLogOptions, addMetricsOption, announceReady, earlyLogger, startMetrics, stderrLogger } from './logging';
+import type { StartedMetrics } from './logging';
 import { slotsReader } from '../lock/fleetlock';
-import { LockMetrics, newRegistry } from '../report/metrics';
+import { LockMetrics } from '../report/metrics';
 import { etcdEnvironment, parseArgs, rootDir, standardOptions } from './options';
 
 interface Options {
@@ -128,17 +129,16 @@ export async function main(argv: string[]): Promise<number> {
   const { bus, systemd } = buses;
   // Only with --metrics-listen. The metrics outlive a reload (SIGHUP): the counters go on; slots
   // are read from the current etcd.
-  const registry = opts.metricsListen !== undefined ? newRegistry('locksmithd') : undefined;
   let readSlots: ReturnType<typeof slotsReader> | undefined;
-  const metrics = registry && new LockMetrics(registry, (group) => (readSlots ? readSlots(group) : Promise.resolve(undefined)));
-  let metricsServer: Awaited<ReturnType<typeof listenMetrics>>;
+  let observed: StartedMetrics<LockMetrics> | undefined;
   try {
-    metricsServer = registry && (await listenMetrics(opts.metricsListen, registry, log));
+    observed = await startMetrics('locksmithd', opts.metricsListen, log, (registry) => new LockMetrics(registry, (group) => (readSlots ? readSlots(group) : Promise.resolve(undefined))));
   } catch (err) {
     log.error((err as Error).message);
     buses.close();
     return 1;
   }
+  const metrics = observed?.metrics;
 
   let etcd: ReturnType<typeof connectEtcd> | undefined;
   let daemon: Daemon | undefined;
@@ -163,7 +163,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     log.error((err as Error).message);
     etcd?.close();
-    metricsServer?.close();
+    observed?.close();
     buses.close();
     return 1;
   }
@@ -171,7 +171,7 @@ export async function main(argv: string[]): Promise<number> {
     await daemon?.stop().catch((err: Error) => log.error(`stopping: ${err.message}`));
     try {
       etcd?.close();
-      metricsServer?.close();
+      observed?.close();
       buses.close();
       rmSync(opts.pidFile, { force: true });
     } catch (err) {
@@ -185,6 +185,9 @@ export async function main(argv: string[]): Promise<number> {
     await shutDown();
     return 1;
   }
+  // Ready: the settings read, the buses connected, the agent started (etcd is reached by the agent,
+  // which waits out an etcd that is down: no reason to hold up the start).
+  await announceReady(log, `strategy ${settings.strategy.kind}`);
 
   return new Promise<number>((resolve) => {
     const stop = () => void shutDown().then(() => resolve(0));

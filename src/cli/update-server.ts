@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { defaultServerLimits, UpdateServer } from '../update/server';
 import { newRegistry, ServerMetrics } from '../report/metrics';
-import { addLogOptions, earlyLogger, stderrLogger } from './logging';
+import { addLogOptions, announceReady, earlyLogger, stderrLogger } from './logging';
 import { addTlsOptions, readTls } from './tls';
 import type { TlsFiles } from './tls';
 import { numberOf, parseArgs, parseListen, standardOptions, untilStopped, UsageError } from './options';
@@ -109,6 +109,7 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   log(`serving ${opts.tree} at ${url}/v1/update/ (admin API ${adminToken !== undefined ? 'on, with a token' : 'off: no --admin-token-file'})`);
+  await announceReady(log, `serving ${url}/v1/update/`);
   await untilStopped();
   await server.close();
   return 0;

@@ -42,4 +42,6 @@ export const commands = {
   gpasswd: '/usr/bin/gpasswd',
   hostnamectl: '/usr/bin/hostnamectl',
   chroot: '/usr/sbin/chroot',
+  /** Tells systemd a Type=notify daemon is ready (the daemons, not the apply engine). */
+  systemdNotify: '/usr/bin/systemd-notify',
 };
