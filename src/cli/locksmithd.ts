@@ -19,7 +19,7 @@ import { addLogOptions, addMetricsOption, announceReady, earlyLogger, startMetri
 import type { StartedMetrics } from './logging';
 import { slotsReader } from '../lock/fleetlock';
 import { LockMetrics } from '../report/metrics';
-import { etcdEnvironment, parseArgs, rootDir, standardOptions } from './options';
+import { etcdEnvironment, locksmithVersion, parseArgs, rootDir, standardOptions } from './options';
 
 interface Options {
   root: string;
@@ -86,6 +86,11 @@ export async function main(argv: string[]): Promise<number> {
   addLogOptions(program);
   addMetricsOption(program);
   standardOptions(program, { environment: locksmithdEnvironment });
+  const referenceVersion = locksmithVersion('locksmithd', argv);
+  if (referenceVersion !== undefined) {
+    process.stdout.write(referenceVersion);
+    return 0;
+  }
   const exit = parseArgs(program, argv);
   if (exit !== undefined) return exit;
   const opts = program.opts<Options>();
