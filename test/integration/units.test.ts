@@ -6,13 +6,14 @@
  * daemon that fails before then fails the start.
  */
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asRoot } from '../support/roots';
 import { freePort } from '../support/metrics';
+import { keyPair, updateMachine, updateTools } from '../support/update';
 
 const repo = join(__dirname, '../..');
 const harness = join(__dirname, '../support/systemd-user.sh');
@@ -140,6 +141,38 @@ const report = (unit: string, prefix: string) =>
     );
     expect(values).toMatchObject({ 'waiting.ActiveState': 'activating', 'waiting.SubState': 'start', 'waiting.StatusText': '' });
     expect(values).toMatchObject({ 'ready.start': '0', 'ready.pidFile': 'written', 'ready.ActiveState': 'active', 'ready.SubState': 'running', 'ready.StatusText': 'strategy reboot' });
+    expect(values['failing.start']).not.toBe('0');
+    expect(values).toMatchObject({ 'failing.ActiveState': 'failed', 'failing.Result': 'exit-code' });
+  }, 150_000);
+
+  (updateTools ? test : test.skip)('update_engine: active once it owns com.coreos.update1 (Type=dbus); failing before then fails the start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootsmith-units-engine-'));
+    const key = keyPair();
+    writeFileSync(join(dir, 'key.pub.pem'), key.publicKey);
+    const m = updateMachine(dir, 'machine', 'http://127.0.0.1:9');
+    const command = execStart(readFileSync(join(unitsDir, 'update-engine.service'), 'utf8')).join(' ');
+    const args = `--root ${m.root} --bus unix:path=/run/user/0/bus --disk \${DISK} --active USR-A --state-dir ${m.root}/var/lib/update_engine --boot-id-file ${m.root}/boot_id --public-key ${dir}/key.pub.pem --first-check 3600`;
+    const dropIns = '/etc/systemd/user/update-engine.service.d';
+    const disk = (file: string) => `printf '[Service]\\nEnvironment=DISK=${file}\\n' > ${dropIns}/phase.conf; systemctl --user daemon-reload`;
+    const client = `${process.execPath} ${repo}/bin/update_engine_client.js --bus unix:path=/run/user/0/bus -status --wait 0`;
+    const values = inNamespace(
+      [
+        `cp ${unitsDir}/update-engine.service /etc/systemd/user/`,
+        `mkdir -p ${dropIns}`,
+        // The machine is in this test's temporary directory, which the unit's private /tmp hides: bound in.
+        `printf '${containerDropIn}BindPaths=${dir}\\nExecStart=\\nExecStart=${command} ${args}\\n' > ${dropIns}/test.conf`,
+        disk(m.disk),
+        'systemctl --user start update-engine.service; echo "@@ ready.start=$?"',
+        `${client} | grep CURRENT_OP | sed 's/^/@@ ready./'`,
+        report('update-engine.service', 'ready'),
+        'systemctl --user stop update-engine.service',
+        disk(`${dir}/missing.img`),
+        'systemctl --user start update-engine.service 2>/dev/null; echo "@@ failing.start=$?"',
+        report('update-engine.service', 'failing'),
+      ].join('\n'),
+    );
+    rmSync(dir, { recursive: true, force: true });
+    expect(values).toMatchObject({ 'ready.start': '0', 'ready.CURRENT_OP': 'UPDATE_STATUS_IDLE', 'ready.ActiveState': 'active', 'ready.SubState': 'running' });
     expect(values['failing.start']).not.toBe('0');
     expect(values).toMatchObject({ 'failing.ActiveState': 'failed', 'failing.Result': 'exit-code' });
   }, 150_000);
