@@ -75,7 +75,7 @@ export interface InstallOptions {
   root: string;
   /** Where the units go. Default /etc/systemd/system. */
   unitDir: string;
-  /** The command line (ExecStart= syntax) that runs each program in the units: see commandsFrom in cli/coreos-cloudinit.ts. */
+  /** The command line (ExecStart= syntax) that runs each program in the units: see unitCommands in cli/coreos-cloudinit.ts. */
   commandOf: (program: UnitProgram) => string;
   /** A platform whose datasource unit is enabled too: ec2-compat or openstack. */
   oem: string | undefined;

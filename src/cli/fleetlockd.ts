@@ -115,8 +115,9 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   log(`serving FleetLock on ${tls ? 'https' : 'http'}://${o.listen}`);
+  const stopped = untilStopped();
   await announceReady(log, `serving FleetLock on ${o.listen}`);
-  await untilStopped();
+  await stopped;
   await new Promise((resolve) => server.close(resolve));
   client.close();
   return 0;

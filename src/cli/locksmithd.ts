@@ -190,14 +190,14 @@ export async function main(argv: string[]): Promise<number> {
     await shutDown();
     return 1;
   }
-  // Ready: the settings read, the buses connected, the agent started (etcd is reached by the agent,
-  // which waits out an etcd that is down: no reason to hold up the start).
-  await announceReady(log, `strategy ${settings.strategy.kind}`);
 
   return new Promise<number>((resolve) => {
     const stop = () => void shutDown().then(() => resolve(0));
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
+    // Ready: the settings read, the buses connected, the agent started (etcd is reached by the
+    // agent, which waits out an etcd that is down: no reason to hold up the start).
+    void announceReady(log, `strategy ${settings.strategy.kind}`);
     process.on('SIGHUP', () => {
       if (rebooting) return log.warning('not reloading: a reboot is under way');
       void (async () => {

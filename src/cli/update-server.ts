@@ -109,8 +109,9 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   log(`serving ${opts.tree} at ${url}/v1/update/ (admin API ${adminToken !== undefined ? 'on, with a token' : 'off: no --admin-token-file'})`);
+  const stopped = untilStopped();
   await announceReady(log, `serving ${url}/v1/update/`);
-  await untilStopped();
+  await stopped;
   await server.close();
   return 0;
 }

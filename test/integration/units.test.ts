@@ -177,6 +177,33 @@ const report = (unit: string, prefix: string) =>
     expect(values).toMatchObject({ 'failing.ActiveState': 'failed', 'failing.Result': 'exit-code' });
   }, 150_000);
 
+  test('bootsmith-update-server: active once it listens; a missing channel tree fails the start', async () => {
+    const port = await freePort();
+    // The program as installed (this node and the script), without the unit's own flags.
+    const command = execStart(readFileSync(join(unitsDir, 'bootsmith-update-server.service'), 'utf8')).slice(0, 2).join(' ');
+    const dropIns = '/etc/systemd/user/bootsmith-update-server.service.d';
+    const tree = (dir: string) => `printf '[Service]\\nEnvironment=TREE=${dir}\\n' > ${dropIns}/phase.conf; systemctl --user daemon-reload`;
+    const healthz = `node -e "fetch('http://127.0.0.1:${port}/healthz').then((r) => console.log('@@ ready.healthz=' + r.status), (e) => console.log('@@ ready.healthz=' + e.cause?.code))"`;
+    const values = inNamespace(
+      [
+        `cp ${unitsDir}/bootsmith-update-server.service /etc/systemd/user/`,
+        `mkdir -p ${dropIns} /run/ups/tree/stable`,
+        `printf '${containerDropIn}ExecStart=\\nExecStart=${command} --tree \${TREE} --state-dir /run/ups/state --listen 127.0.0.1:${port}\\n' > ${dropIns}/test.conf`,
+        tree('/run/ups/tree'),
+        'systemctl --user start bootsmith-update-server.service; echo "@@ ready.start=$?"',
+        healthz,
+        report('bootsmith-update-server.service', 'ready'),
+        'systemctl --user stop bootsmith-update-server.service',
+        tree('/run/ups/missing'),
+        'systemctl --user start bootsmith-update-server.service 2>/dev/null; echo "@@ failing.start=$?"',
+        report('bootsmith-update-server.service', 'failing'),
+      ].join('\n'),
+    );
+    expect(values).toMatchObject({ 'ready.start': '0', 'ready.healthz': '200', 'ready.ActiveState': 'active', 'ready.StatusText': `serving http://127.0.0.1:${port}/v1/update/` });
+    expect(values['failing.start']).not.toBe('0');
+    expect(values).toMatchObject({ 'failing.ActiveState': 'failed', 'failing.Result': 'exit-code' });
+  }, 150_000);
+
   describe('fleetlockd', () => {
     let taken: Server;
     let takenPort: number;
