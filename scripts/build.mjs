@@ -1,5 +1,8 @@
-// Builds what runs: the cloud-config schema compiled to a standalone ajv validator, each program
-// bundled into one file under dist/, and a V8 code cache for each bundle.
+// Builds what runs: the cloud-config schema and the Ignition schemas compiled to standalone ajv
+// validators, each program bundled into one file under dist/, and a V8 code cache for each bundle.
+// The Ignition validators are bundles of their own (dist/ignition-vX_Y.js, one per spec version),
+// loaded only when the user data is an Ignition config of that version, so cloud-config validation
+// starts no slower for them.
 import { mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -7,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import Ajv from 'ajv';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 import { build } from 'esbuild';
+import { ignitionVersions, schemaFile } from './ignition-schemas.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const generated = join(root, 'src/cloudconfig/generated');
@@ -32,6 +36,45 @@ function compileSchema() {
   );
 }
 
+/**
+ * One module per Ignition spec version, `generated/ignition-vX_Y.js`, holding its validator
+ * (`validate`) and its schema (`schema`, which the validator reads to place findings and suggest
+ * keys). A config loads only its own version's module.
+ */
+function compileIgnitionSchemas() {
+  for (const version of ignitionVersions) {
+    const schema = JSON.parse(readFileSync(schemaFile(version), 'utf8'));
+    const ajv = new Ajv.default(ajvOptions);
+    ajv.addKeyword({ keyword: 'deprecationMessage', schemaType: 'string' });
+    const code = standaloneCode.default(ajv, ajv.compile(schema));
+    const name = `ignition-v${version.split('.').slice(0, 2).join('_')}`;
+    writeFileSync(join(generated, `${name}.js`), `${code}\nmodule.exports.validate = module.exports;\nmodule.exports.schema = ${JSON.stringify(schema)};\n`);
+    writeFileSync(
+      join(generated, `${name}.d.ts`),
+      "import type { ErrorObject } from 'ajv';\n" +
+        'export declare const validate: ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };\n' +
+        'export declare const schema: unknown;\n',
+    );
+  }
+}
+
+/** The Ignition validators stay out of the program bundles: each program loads dist/ignition-vX_Y.js when needed. */
+const separateIgnitionValidators = {
+  name: 'separate-ignition-validators',
+  setup(b) {
+    b.onResolve({ filter: /generated\/ignition-v\d_\d$/ }, (args) =>
+      args.kind === 'entry-point' ? undefined : { path: `./${args.path.split('/').pop()}.js`, external: true },
+    );
+  },
+};
+
+const ignitionEntries = Object.fromEntries(
+  ignitionVersions.map((v) => {
+    const name = `ignition-v${v.split('.').slice(0, 2).join('_')}`;
+    return [name, join(generated, `${name}.js`)];
+  }),
+);
+
 const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'fleetlockd', 'update_engine', 'update_engine_client', 'update-server'];
 
 /**
@@ -54,11 +97,11 @@ const lazyChildProcess = {
 
 async function bundle() {
   await build({
-    plugins: [lazyChildProcess],
+    plugins: [lazyChildProcess, separateIgnitionValidators],
     // dbus-next looks up X11 session buses through an optional package we do not use; etcd3 loads
     // its .proto files from beside its own code, so it stays in node_modules.
     external: ['x11', 'etcd3'],
-    entryPoints: { ...Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])), 'make-images': join(root, 'images/make.ts') },
+    entryPoints: { ...Object.fromEntries(programs.map((p) => [p, join(root, 'src/cli', `${p}.ts`)])), 'make-images': join(root, 'images/make.ts'), ...ignitionEntries },
     outdir: join(root, 'dist'),
     bundle: true,
     platform: 'node',
@@ -90,5 +133,6 @@ function writeCodeCaches() {
 }
 
 compileSchema();
+compileIgnitionSchemas();
 await bundle();
 writeCodeCaches();

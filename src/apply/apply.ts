@@ -140,7 +140,8 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
   const values = variableValues(fetched.metadata, options.env ?? {});
   const limits = options.maxSize === undefined ? {} : { maxSize: options.maxSize };
   const validation = validateUserData(bytes, { ...limits, variables: values });
-  const hasErrors = (r: ValidationReport) => r.diagnostics.some((d) => d.severity === 'error');
+  // An Ignition config is Ignition's to apply: its errors are reported, and the metadata still applied.
+  const hasErrors = (r: ValidationReport) => r.kind !== 'ignition' && r.diagnostics.some((d) => d.severity === 'error');
   if (hasErrors(validation)) {
     return { validation, substituted: false, applied: false, results: [], timings: { validateMs: performance.now() - started, applyMs: 0 } };
   }

@@ -1,7 +1,7 @@
 /**
  * Installing the units shipped in the package into a root: the boot units (units/), each written
  * with the command that runs coreos-cloudinit, then enabled by the links `systemctl enable` would
- * make: user-config.target always, and the EC2 or OpenStack unit for `--oem`. With `daemons`, the
+ * make: user-config.target always, and the platform's unit for `--oem`. With `daemons`, the
  * daemons' units too (services/: locksmithd, update-engine, fleetlockd, bootsmith-update-server),
  * written but not enabled (an operator picks which run where), and update_engine's bus policy.
  *
@@ -69,7 +69,13 @@ export function fillUnit(text: string, commandOf: (program: UnitProgram) => stri
   });
 }
 
-export const oemUnits: Record<string, string> = { 'ec2-compat': 'oem-cloudinit-ec2.service', openstack: 'oem-cloudinit-openstack.service' };
+export const oemUnits: Record<string, string> = {
+  'ec2-compat': 'oem-cloudinit-ec2.service',
+  openstack: 'oem-cloudinit-openstack.service',
+  digitalocean: 'oem-cloudinit-digitalocean.service',
+  gce: 'oem-cloudinit-gce.service',
+  packet: 'oem-cloudinit-packet.service',
+};
 
 export interface InstallOptions {
   root: string;
@@ -77,7 +83,7 @@ export interface InstallOptions {
   unitDir: string;
   /** The command line (ExecStart= syntax) that runs each program in the units: see unitCommands in cli/coreos-cloudinit.ts. */
   commandOf: (program: UnitProgram) => string;
-  /** A platform whose datasource unit is enabled too: ec2-compat or openstack. */
+  /** A platform whose datasource unit is enabled too: a key of oemUnits. */
   oem: string | undefined;
   /** Whether the daemons' units and the bus policy are written too (not enabled). */
   daemons: boolean;

@@ -13,7 +13,7 @@ import { formatGithub, formatJson, formatText, formats, jsonFile } from '../repo
 import type { FileReport, Format } from '../report/format';
 import { defaultValidateOptions, validateUserData } from '../cloudconfig/validate';
 import { unitDirs } from '../system/paths';
-import { defaultEc2Url, defaultOpenstackUrl, defaultRetryPolicy } from '../datasource/defaults';
+import { defaultDigitaloceanUrl, defaultEc2Url, defaultGceUrl, defaultOpenstackUrl, defaultPacketUrl, defaultRetryPolicy } from '../datasource/defaults';
 import type { Fetched } from '../datasource/types';
 import type { UnitProgram } from '../apply/install-units';
 
@@ -28,6 +28,7 @@ export const longFlags = [
   'http-backoff', 'http-max-backoff',
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
+  'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata',
 ];
 
 interface Options {
@@ -45,6 +46,9 @@ interface Options {
   fromUrl?: string;
   fromEc2Metadata?: string | true;
   fromOpenstackMetadata?: string | true;
+  fromGceMetadata?: string | true;
+  fromDigitaloceanMetadata?: string | true;
+  fromPacketMetadata?: string | true;
   fromConfigdrive?: string;
   fromProcCmdline?: boolean;
   cmdlineFile: string;
@@ -66,9 +70,6 @@ const unsupportedFlags: Record<string, string> = {
   'from-vmware-guestinfo': 'VMware guestinfo is not read; serve the user data with --from-url',
   'from-vmware-ovf-env': 'VMware OVF environments are not read; use --from-file or --from-url',
   'from-waagent': 'the Azure agent\'s files are not read; use --from-file DIR/CustomData',
-  'from-gce-metadata': 'the GCE metadata service is not read; use --from-url',
-  'from-digitalocean-metadata': 'the DigitalOcean metadata service is not read; use --from-url',
-  'from-packet-metadata': 'the Packet metadata service is not read; use --from-url',
   'from-cloudsigma-metadata': 'the CloudSigma server context is not read; use --from-url',
   'from-metadata-service': 'it was deprecated in favour of --from-ec2-metadata, which bootsmith has',
   'convert-netconf': 'network configurations are not converted to networkd units; write the units with coreos.units',
@@ -77,12 +78,15 @@ const unsupportedFlags: Record<string, string> = {
 };
 
 /** The reference's `--oem` presets that bootsmith does not have. */
-const unsupportedOems = ['digitalocean', 'gce', 'rackspace-onmetal', 'azure', 'cloudsigma', 'packet', 'vmware'];
+const unsupportedOems = ['rackspace-onmetal', 'azure', 'cloudsigma', 'vmware'];
 
 /** `--oem` presets: the datasources a platform's images use. */
 const oemPresets: Record<string, Partial<Options>> = {
   'ec2-compat': { fromEc2Metadata: true, fromConfigdrive: '/media/configdrive' },
   openstack: { fromOpenstackMetadata: true, fromConfigdrive: '/media/configdrive' },
+  digitalocean: { fromDigitaloceanMetadata: true },
+  gce: { fromGceMetadata: true },
+  packet: { fromPacketMetadata: true },
 };
 
 function program(io: Io): Command {
@@ -93,6 +97,9 @@ function program(io: Io): Command {
     .option('--from-url <url>', 'fetch user data from a URL')
     .option('--from-ec2-metadata [url]', `EC2 instance metadata service (default ${defaultEc2Url})`)
     .option('--from-openstack-metadata [url]', `OpenStack metadata service (default ${defaultOpenstackUrl})`)
+    .option('--from-gce-metadata [url]', `Google Compute Engine metadata server (default ${defaultGceUrl})`)
+    .option('--from-digitalocean-metadata [url]', `DigitalOcean metadata service (default ${defaultDigitaloceanUrl})`)
+    .option('--from-packet-metadata [url]', `Packet (Equinix Metal) metadata service (default ${defaultPacketUrl})`)
     .option('--from-configdrive <path>', 'a config drive: a mounted directory, or a config-2 image')
     .option('--from-proc-cmdline', 'fetch user data from cloud-config-url= on the kernel command line (PXE)')
     .option('--cmdline-file <path>', 'where the kernel command line is read', '/proc/cmdline')
@@ -174,10 +181,12 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   }
   if (opts.installUnits) return installBootUnits(opts, io);
   const files = opts.fromFile ?? [];
-  const cloud = opts.fromUrl ?? opts.fromEc2Metadata ?? opts.fromOpenstackMetadata ?? opts.fromConfigdrive ?? opts.fromProcCmdline;
+  const cloud = opts.fromUrl ?? opts.fromEc2Metadata ?? opts.fromOpenstackMetadata ?? opts.fromGceMetadata ?? opts.fromDigitaloceanMetadata ?? opts.fromPacketMetadata ??
+    opts.fromConfigdrive ?? opts.fromProcCmdline;
   if (files.length === 0 && cloud === undefined) {
     io.stderr.write(
-      'coreos-cloudinit: provide at least one of --from-file, --from-url, --from-ec2-metadata, --from-openstack-metadata, --from-configdrive, --from-proc-cmdline or --oem\n',
+      'coreos-cloudinit: provide at least one of --from-file, --from-url, --from-ec2-metadata, --from-openstack-metadata, --from-gce-metadata, ' +
+        '--from-digitalocean-metadata, --from-packet-metadata, --from-configdrive, --from-proc-cmdline or --oem\n',
     );
     return 2;
   }
@@ -334,9 +343,11 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
   return firstAnswer(datasourcesFor({
     files: opts.fromFile ?? [],
     url: opts.fromUrl,
-    // Without a URL, the link-local default, or the one in the environment (for tests and labs).
-    ec2: opts.fromEc2Metadata === true ? (process.env.COREOS_CLOUDINIT_EC2_METADATA_URL ?? defaultEc2Url) : opts.fromEc2Metadata,
-    openstack: opts.fromOpenstackMetadata === true ? (process.env.COREOS_CLOUDINIT_OPENSTACK_METADATA_URL ?? defaultOpenstackUrl) : opts.fromOpenstackMetadata,
+    ec2: serviceUrl(opts.fromEc2Metadata, 'COREOS_CLOUDINIT_EC2_METADATA_URL', defaultEc2Url),
+    openstack: serviceUrl(opts.fromOpenstackMetadata, 'COREOS_CLOUDINIT_OPENSTACK_METADATA_URL', defaultOpenstackUrl),
+    gce: serviceUrl(opts.fromGceMetadata, 'COREOS_CLOUDINIT_GCE_METADATA_URL', defaultGceUrl),
+    digitalocean: serviceUrl(opts.fromDigitaloceanMetadata, 'COREOS_CLOUDINIT_DIGITALOCEAN_METADATA_URL', defaultDigitaloceanUrl),
+    packet: serviceUrl(opts.fromPacketMetadata, 'COREOS_CLOUDINIT_PACKET_METADATA_URL', defaultPacketUrl),
     configDrive: opts.fromConfigdrive,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
     policy: {
@@ -349,6 +360,11 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
       onRetry: (r) => io.stderr.write(`coreos-cloudinit: ${r.cause}; retry ${r.attempt} of ${r.attempts} in ${r.waitMs} ms\n`),
     },
   }));
+}
+
+/** A metadata service's URL: the one given; without one, the one in `variable` (for tests and labs), else the cloud's default. */
+function serviceUrl(given: string | true | undefined, variable: string, fallback: string): string | undefined {
+  return given === true ? (process.env[variable] ?? fallback) : given;
 }
 
 /** Validates user data from a datasource, warning about metadata variables that would be empty. */

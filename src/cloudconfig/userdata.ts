@@ -77,6 +77,11 @@ export function classifyUserData(text: string): UserDataKind {
   return 'unknown';
 }
 
+/**
+ * A JSON object with an `ignition` (spec 2 and 3) or `ignitionVersion` (spec 1) key. JSON that does
+ * not parse but names one of them is taken as a broken Ignition config, so its syntax error is
+ * reported with its place rather than as a missing #cloud-config header.
+ */
 function isIgnition(text: string): boolean {
   const start = text.trimStart();
   if (!start.startsWith('{')) return false;
@@ -84,11 +89,10 @@ function isIgnition(text: string): boolean {
   try {
     doc = JSON.parse(text);
   } catch {
-    return false;
+    return /"ignition(?:Version)?"\s*:/.test(text);
   }
-  if (typeof doc !== 'object' || doc === null) return false;
-  const record = doc as { ignitionVersion?: unknown; ignition?: { version?: unknown } };
-  return typeof record.ignitionVersion === 'number' || typeof record.ignition?.version === 'string';
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return false;
+  return Object.hasOwn(doc, 'ignition') || Object.hasOwn(doc, 'ignitionVersion');
 }
 
 /** Findings about the first line: a missing or misspelt header, or a script that looks like cloud-config. */

@@ -1,6 +1,7 @@
 /**
  * Validates user data as `coreos-cloudinit --validate` does, and more: a report of diagnostics in
- * a fixed order. Never throws on any input.
+ * a fixed order. Cloud-config is checked here; Ignition configs by ignition/validate.ts. Never
+ * throws on any input.
  */
 import type { Diagnostic, Finding } from '../report/diagnostic';
 import { compareDiagnostics } from '../report/diagnostic';
@@ -59,9 +60,17 @@ export function validateUserData(bytes: Uint8Array, options: Partial<ValidateOpt
       findings = findings.concat(parsed.findings);
       if (root && !parsed.syntaxErrors) findings = findings.concat(checkCloudConfig(root, text));
       findings = findings.concat(checkVariables(text, opts.variables));
+    } else if (kind === 'ignition') {
+      findings = findings.concat(ignitionModule().validateIgnition(text).findings);
     }
   }
   return { kind, gzipped: decoded.gzipped, text, diagnostics: place(findings, text), root };
+}
+
+/** The Ignition validator, loaded only for Ignition configs: cloud-config validation starts without it. */
+function ignitionModule(): typeof import('./ignition/validate') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('./ignition/validate') as typeof import('./ignition/validate');
 }
 
 /** The rules that need a well-formed tree, in a fixed order. */

@@ -35,3 +35,12 @@ export const defaultEc2Url = 'http://169.254.169.254/';
 
 /** OpenStack's metadata service. */
 export const defaultOpenstackUrl = 'http://169.254.169.254/';
+
+/** Google Compute Engine's metadata server (the name resolves to 169.254.169.254 on GCE). */
+export const defaultGceUrl = 'http://metadata.google.internal/';
+
+/** DigitalOcean's metadata service. */
+export const defaultDigitaloceanUrl = 'http://169.254.169.254/';
+
+/** Packet's (Equinix Metal's) metadata service. */
+export const defaultPacketUrl = 'https://metadata.packet.net/';

@@ -7,7 +7,7 @@
 import { FetchError, fetchWithRetry } from './http';
 import { userDataOf } from './simple';
 import type { HttpResult, RetryPolicy } from './http';
-import { hostnameValue, instanceIdValue, ipAddressValue, sshPublicKeyValue } from './metadata-values';
+import { hostnameValue, instanceIdValue, ipAddressValue, maxPublicKeys, sshPublicKeyValue } from './metadata-values';
 import type { Datasource, Metadata, SshPublicKey } from './types';
 
 const version = '2009-04-04';
@@ -15,8 +15,6 @@ const version = '2009-04-04';
 const tokenTtl = '21600';
 /** How errors name this source. */
 const where = 'ec2 metadata service';
-/** Most public keys read: each is a request, and the list is the service's to make as long as it likes. */
-export const maxPublicKeys = 100;
 
 class Imds {
   /** undefined: not asked yet; null: IMDSv1 (no token). */

@@ -1,7 +1,10 @@
 /** The datasources, built from what the command line asks for, in its order. */
+import { digitaloceanSource } from './digitalocean';
 import { ec2Source } from './ec2';
+import { gceSource } from './gce';
 import type { RetryPolicy } from './http';
 import { configDriveSource, openstackSource } from './openstack';
+import { packetSource } from './packet';
 import { cmdlineSource, fileSource, urlSource } from './simple';
 import type { Datasource } from './types';
 
@@ -10,6 +13,9 @@ export interface SourceRequest {
   url: string | undefined;
   ec2: string | undefined;
   openstack: string | undefined;
+  gce: string | undefined;
+  digitalocean: string | undefined;
+  packet: string | undefined;
   configDrive: string | undefined;
   /** The kernel command line's file, when --from-proc-cmdline is given. */
   cmdlineFile: string | undefined;
@@ -21,6 +27,9 @@ export function datasourcesFor(r: SourceRequest): Datasource[] {
   if (r.url !== undefined) out.push(urlSource(r.url, r.policy));
   if (r.ec2 !== undefined) out.push(ec2Source(r.ec2, r.policy));
   if (r.openstack !== undefined) out.push(openstackSource(r.openstack, r.policy));
+  if (r.gce !== undefined) out.push(gceSource(r.gce, r.policy));
+  if (r.digitalocean !== undefined) out.push(digitaloceanSource(r.digitalocean, r.policy));
+  if (r.packet !== undefined) out.push(packetSource(r.packet, r.policy));
   if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive));
   if (r.cmdlineFile !== undefined) out.push(cmdlineSource(r.cmdlineFile, r.policy));
   return out;

@@ -8,7 +8,10 @@
 import { hostnameProblem, parseIpAddress, quoteValue } from '../cloudconfig/values';
 import type { Hostname, IpAddress } from '../cloudconfig/values';
 import { sshKeyProblem } from '../cloudconfig/rules/users';
-import type { InstanceId, SshPublicKey } from './types';
+import type { InstanceId, Metadata, SshPublicKey } from './types';
+
+/** Most SSH keys taken from one source: the list is the service's to make as long as it likes. */
+export const maxPublicKeys = 100;
 
 /** A metadata value that does not parse. */
 export class MetadataError extends Error {}
@@ -41,4 +44,57 @@ export function sshPublicKeyValue(source: string, field: string, text: string): 
   if (/[\r\n]/.test(text)) refuse(source, field, 'an SSH key is one line', text);
   const problem = sshKeyProblem(text);
   return problem === undefined ? (text as SshPublicKey) : refuse(source, field, problem, text);
+}
+
+/** A JSON document that must be an object: the metadata documents of DigitalOcean and Packet. */
+export function jsonObjectValue(source: string, field: string, bytes: Buffer): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new MetadataError(`${source}: ${field}: not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  return jsonField(source, field, value, 'object') ?? refuse(source, field, 'not a JSON object', String(value));
+}
+
+interface JsonKinds {
+  string: string;
+  number: number;
+  boolean: boolean;
+  object: Record<string, unknown>;
+  list: unknown[];
+}
+
+/** The kinds of JSON value a field can be asked to hold. */
+export type JsonKind = keyof JsonKinds;
+
+const jsonKind = (value: unknown) => (Array.isArray(value) ? 'list' : value === null ? 'null' : typeof value);
+/** "a list", "an object". */
+const withArticle = (kind: string) => `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind}`;
+
+/**
+ * A JSON value of the kind a field should hold; undefined when the field is absent or null. Any
+ * other kind is refused, naming the source and field: a list where a host name goes is no host name.
+ */
+export function jsonField<K extends JsonKind>(source: string, field: string, value: unknown, kind: K): JsonKinds[K] | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (jsonKind(value) !== kind) throw new MetadataError(`${source}: ${field}: not ${withArticle(kind)} but ${withArticle(jsonKind(value))}`);
+  return value as JsonKinds[K];
+}
+
+/** A JSON list of OpenSSH public key lines (empty entries skipped), at most maxPublicKeys. */
+export function sshPublicKeyList(source: string, field: string, value: unknown): SshPublicKey[] {
+  const list = jsonField(source, field, value, 'list') ?? [];
+  if (list.length > maxPublicKeys) throw new MetadataError(`${source}: ${field}: ${list.length} keys, more than ${maxPublicKeys}`);
+  return list.flatMap((entry, i) => {
+    const text = jsonField(source, `${field}[${i}]`, entry, 'string')?.trim();
+    return text ? [sshPublicKeyValue(source, `${field}[${i}]`, text)] : [];
+  });
+}
+
+/** Metadata from the values a source found: those it did not find (undefined) are left out. */
+export function metadataOf(values: Partial<Metadata>): Metadata {
+  const metadata: Metadata = { sshPublicKeys: [] };
+  for (const [name, value] of Object.entries(values)) if (value !== undefined) Object.assign(metadata, { [name]: value });
+  return metadata;
 }

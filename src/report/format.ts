@@ -115,7 +115,7 @@ export function formatGithub(reports: FileReport[]): string {
         `col=${d.column}`,
         `endLine=${d.endLine}`,
         `endColumn=${d.endColumn}`,
-        `title=${escapeProperty(`cloud-config ${d.code}`)}`,
+        `title=${escapeProperty(`${r.kind === 'ignition' ? 'ignition' : 'cloud-config'} ${d.code}`)}`,
       ];
       out += `::${githubLevel[d.severity]} ${props.join(',')}::${escapeData(d.message)}\n`;
     }

@@ -1,12 +1,12 @@
 /**
- * First boot from EC2: the boot units installed into a temp root, started in a real systemd (a user
- * manager in a private mount namespace) against a stand-in EC2 metadata service; then the
- * drop-in, files, users and units are checked.
+ * First boot from EC2 (and from GCE): the boot units installed into a temp root, started in a real
+ * systemd (a user manager in a private mount namespace) against a stand-in metadata service; then
+ * the drop-in, files, users and units are checked.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FakeMetadata } from '../support/fake-metadata';
+import { FakeMetadata, gceInstance } from '../support/fake-metadata';
 import { asRoot, makeRoot } from '../support/roots';
 
 const repo = join(__dirname, '../..');
@@ -105,5 +105,46 @@ function inNamespace(script: string): Promise<string> {
     expect(readFileSync(join(root, 'home/core/.ssh/authorized_keys'), 'utf8')).toBe(`${key}\n`);
     expect(JSON.parse(readFileSync(join(root, 'var/lib/coreos-cloudinit/instance.json'), 'utf8'))).toEqual({ source: 'ec2', instanceId: 'i-boot' });
     expect(state['web.service']).toMatchObject({ ActiveState: 'active' });
+  });
+});
+
+(canRun ? describe : describe.skip)('booting from GCE with the boot units', () => {
+  const root = makeRoot();
+  const server = new FakeMetadata({}, undefined, { gce: { userData, instance: gceInstance } });
+  let out: string;
+
+  beforeAll(async () => {
+    await server.start();
+    const apply = `${bin} --root ${root} --systemd-bus unix:path=/run/user/0/bus --unit-dir /etc/systemd/user --runtime-unit-dir /run/systemd/user --http-timeout 2000`;
+    out = await inNamespace(
+      [
+        `mkdir -p ${root}/etc/systemd/user ${root}/run/systemd/user`,
+        `mount --bind ${root}/etc/systemd/user /etc/systemd/user`,
+        `mount --bind ${root}/run/systemd/user /run/systemd/user`,
+        `${bin} --install-units --root ${root} --unit-dir /etc/systemd/user --oem gce --exec '${apply}'`,
+        `systemctl --user set-environment COREOS_CLOUDINIT_GCE_METADATA_URL=${server.url}`,
+        'systemctl --user daemon-reload',
+        'systemctl --user start --no-block user-config.target',
+        'for _ in $(seq 1 300); do s=$(systemctl --user is-active oem-cloudinit-gce.service); [ "$s" = activating ] || [ "$s" = inactive ] || break; sleep 0.1; done',
+        'echo "gce unit: $s"',
+        'systemctl --user show -p Result,ExecStart oem-cloudinit-gce.service',
+      ].join('\n'),
+    );
+  }, 120_000);
+  afterAll(() => server.stop());
+
+  test('the GCE unit ran --oem=gce against the metadata server, every request with Metadata-Flavor: Google', () => {
+    expect(out).toMatch(/^gce unit: active$/m);
+    expect(out).toMatch(/^Result=success$/m);
+    expect(out).toMatch(/^ExecStart=.* --oem=gce ;/m);
+    expect(server.requests.length).toBeGreaterThan(0);
+    expect(server.requests.every((r) => r.flavor === 'Google' && r.status === 200)).toBe(true);
+  });
+
+  test("the metadata's address, hostname and instance id", () => {
+    expect(readFileSync(join(root, 'etc/motd'), 'utf8')).toBe('This is 10.128.0.5\n');
+    expect(readFileSync(join(root, 'run/systemd/user/etcd2.service.d/20-cloudinit.conf'), 'utf8')).toMatch(/^Environment="ETCD_ADVERTISE_CLIENT_URLS=http:\/\/10\.128\.0\.5:2379"$/m);
+    expect(readFileSync(join(root, 'etc/hostname'), 'utf8')).toBe(`${gceInstance.hostname}\n`);
+    expect(JSON.parse(readFileSync(join(root, 'var/lib/coreos-cloudinit/instance.json'), 'utf8'))).toEqual({ source: 'gce', instanceId: gceInstance.id });
   });
 });

@@ -83,6 +83,7 @@ test('the tarball holds the programs, their source maps, units and LICENSE; no s
     expect(files).toEqual(expect.arrayContaining([`dist/${bundle}.js`, `dist/${bundle}.js.map`]));
   }
   expect(files).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'bin/load-bundle.js', 'units/user-config.target', 'schemas/cloud-config.schema.json']));
+  expect(files).toEqual(expect.arrayContaining(['dist/ignition-v3_4.js', 'dist/ignition-v2_3.js', 'schemas/ignition-v3_4.schema.json', 'schemas/ignition-v2_3.schema.json']));
   const notShipped = files.filter((f) => /^(src|test|bench|images|scripts|docs|examples)\/|make-images|bench-|tsconfig|jest\.config|\.ts$/.test(f));
   expect(notShipped).toEqual([]);
   const license = readFileSync(join(copy, 'LICENSE'), 'utf8');
@@ -124,6 +125,16 @@ describe('installed with npm install -g into a temporary prefix', () => {
     expect(r.status).toBe(1);
     const report = JSON.parse(r.stdout) as { files: Array<{ diagnostics: Array<{ code: string; line: number }> }> };
     expect(report.files[0]!.diagnostics.map((d) => `${d.code}@${d.line}`)).toEqual(['invalid-value@4']);
+  });
+
+  test('coreos-cloudinit --validate on an Ignition config loads its version\'s validator from the package', () => {
+    const ign = join(outside, 'node.ign');
+    writeFileSync(ign, '{"ignition": {"version": "3.4.0"},\n "storage": {"files": [{"path": "etc/x"}]}}\n');
+    const r = sh(bin('coreos-cloudinit'), ['--validate', '--format', 'json', '--from-file', ign]);
+    expect(r).toMatchObject({ status: 1, stderr: '' });
+    const report = JSON.parse(r.stdout) as { files: Array<{ kind: string; diagnostics: Array<{ code: string; line: number }> }> };
+    expect(report.files[0]!.kind).toBe('ignition');
+    expect(report.files[0]!.diagnostics.map((d) => `${d.code}@${d.line}`)).toEqual(['relative-path@2']);
   });
 
   test('coreos-cloudinit --install-units writes the units shipped in the package into a root', () => {

@@ -4,7 +4,8 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { FakeMetadata } from '../support/fake-metadata';
+import { FakeMetadata, cloudKey, digitaloceanDocument, gceInstance, packetDocument } from '../support/fake-metadata';
+import type { CloudSettings } from '../support/fake-metadata';
 import { asRoot, makeRoot, snapshot } from '../support/roots';
 
 const bin = join(__dirname, '../../bin/coreos-cloudinit.js');
@@ -94,6 +95,93 @@ async function cli(args: string[]) {
     const r = await cli(['--validate', '--from-ec2-metadata', server.url]);
     expect(r.stdout).toContain(`${server.url.replace(/\/?$/, '/')}2009-04-04/user-data:11:15: warning:`);
     expect(r.stdout).toMatch(/^\S+:11:15: warning: \$public_ipv4 has no value in the metadata \(nor in COREOS_PUBLIC_IPV4\): it becomes empty \[empty-variable\]$/m);
+  });
+});
+
+(asRoot ? describe : describe.skip)('from GCE, DigitalOcean and Packet: a first boot', () => {
+  const userData = '#cloud-config\ncoreos:\n  etcd2:\n    advertise_client_urls: http://$private_ipv4:2379\nwrite_files:\n  - path: /etc/public-address\n    content: "$public_ipv4"\n';
+  const injection = '10.0.0.1"\nwrite_files:\n  - path: /etc/injected\n    content: x\n#';
+  const clouds = [
+    {
+      oem: 'gce',
+      variable: 'GCE',
+      settings: (address = gceInstance['network-interfaces/0/ip']): CloudSettings => ({ gce: { userData, instance: { ...gceInstance, 'network-interfaces/0/ip': address } } }),
+      userDataUrl: 'computeMetadata/v1/instance/attributes/user-data',
+      expect: { id: gceInstance.id, hostname: gceInstance.hostname, private: '10.128.0.5', public: '203.0.113.7', keys: undefined, environment: 'COREOS_PRIVATE_IPV4=10.128.0.5\nCOREOS_PUBLIC_IPV4=203.0.113.7\n' },
+    },
+    {
+      oem: 'digitalocean',
+      variable: 'DIGITALOCEAN',
+      settings: (address = '10.132.255.113'): CloudSettings => {
+        const private0 = { ...digitaloceanDocument.interfaces.private[0]!, ipv4: { ip_address: address, netmask: '255.255.0.0', gateway: '10.132.0.1' } };
+        return { digitalocean: { userData, metadata: { ...digitaloceanDocument, interfaces: { ...digitaloceanDocument.interfaces, private: [private0] } } } };
+      },
+      userDataUrl: 'metadata/v1/user-data',
+      expect: {
+        id: '2756294',
+        hostname: 'droplet-1',
+        private: '10.132.255.113',
+        public: '203.0.113.20',
+        keys: `${cloudKey}\n`,
+        environment: 'COREOS_PRIVATE_IPV4=10.132.255.113\nCOREOS_PUBLIC_IPV4=203.0.113.20\nCOREOS_PUBLIC_IPV6=2001:0DB8:0800:0010:0000:0000:017D:2001\n',
+      },
+    },
+    {
+      oem: 'packet',
+      variable: 'PACKET',
+      settings: (address = '10.88.1.3'): CloudSettings => {
+        const addresses = packetDocument.network.addresses.map((a) => (a.public ? a : { ...a, address }));
+        return { packet: { userData, metadata: { ...packetDocument, network: { ...packetDocument.network, addresses } } } };
+      },
+      userDataUrl: 'userdata',
+      expect: { id: packetDocument.id, hostname: 'metal-1', private: '10.88.1.3', public: '203.0.113.11', keys: `${cloudKey}\n`, environment: 'COREOS_PRIVATE_IPV4=10.88.1.3\nCOREOS_PUBLIC_IPV4=203.0.113.11\nCOREOS_PUBLIC_IPV6=2001:db8:1::3\n' },
+    },
+  ];
+  let server: FakeMetadata | undefined;
+  afterEach(async () => {
+    await server?.stop();
+    server = undefined;
+  });
+
+  test.each(clouds)('$oem: user data, metadata and $private_ipv4; --oem $oem does the same', async (cloud) => {
+    server = new FakeMetadata({}, undefined, cloud.settings());
+    await server.start();
+    const root = makeRoot();
+    const r = await cli([`--from-${cloud.oem}-metadata`, server.url, '--root', root, '--http-timeout', '500']);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toMatch(new RegExp(`^user data from ${server.url}${cloud.userDataUrl}\n`));
+    expect(r.stdout).toMatch(new RegExp(`^changed\\s+instance ${cloud.expect.id} \\[${cloud.oem}\\]: first boot$`, 'm'));
+    expect(readFileSync(join(root, 'run/systemd/system/etcd2.service.d/20-cloudinit.conf'), 'utf8')).toBe(`[Service]\nEnvironment="ETCD_ADVERTISE_CLIENT_URLS=http://${cloud.expect.private}:2379"\n`);
+    expect(readFileSync(join(root, 'etc/public-address'), 'utf8')).toBe(cloud.expect.public);
+    expect(readFileSync(join(root, 'etc/hostname'), 'utf8')).toBe(`${cloud.expect.hostname}\n`); // none in the user data: the metadata's
+    expect(readFileSync(join(root, 'etc/environment'), 'utf8')).toBe(cloud.expect.environment);
+    if (cloud.expect.keys) expect(readFileSync(join(root, 'home/core/.ssh/authorized_keys'), 'utf8')).toBe(cloud.expect.keys);
+    else expect(existsSync(join(root, 'home/core/.ssh'))).toBe(false);
+    expect(JSON.parse(readFileSync(join(root, 'var/lib/coreos-cloudinit/instance.json'), 'utf8'))).toEqual({ source: cloud.oem, instanceId: cloud.expect.id });
+    // The preset: the cloud's default URL, which the variable overrides.
+    const viaOem = makeRoot();
+    const o = await cliWithEnv(['--oem', cloud.oem, '--root', viaOem], { [`COREOS_CLOUDINIT_${cloud.variable}_METADATA_URL`]: server.url });
+    expect([o.status, o.stderr, o.stdout]).toEqual([0, '', r.stdout]);
+    expect(snapshot(viaOem)).toEqual(snapshot(root));
+  });
+
+  test.each(clouds)('$oem: a private address that carries YAML is refused, naming the field; nothing is written', async (cloud) => {
+    server = new FakeMetadata({}, undefined, cloud.settings(injection));
+    await server.start();
+    const root = makeRoot();
+    const before = snapshot(root);
+    const r = await cli([`--from-${cloud.oem}-metadata`, server.url, '--root', root]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^coreos-cloudinit: no datasource answered \\(http://127\\.0\\.0\\.1:\\d+/\\S*: ${cloud.oem} metadata service: \\S+.* not an IP address: "10\\.0\\.0\\.1\\\\"\\\\nwrite_files`));
+    expect(snapshot(root)).toEqual(before);
+  });
+
+  test.each(clouds)('--install-units --oem $oem enables its unit, which runs --oem=$oem', async ({ oem }) => {
+    const root = makeRoot();
+    const r = await cli(['--install-units', '--root', root, '--oem', oem, '--exec', '/usr/bin/coreos-cloudinit']);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(readlinkSync(join(root, `etc/systemd/system/user-config.target.wants/oem-cloudinit-${oem}.service`))).toBe(`/etc/systemd/system/oem-cloudinit-${oem}.service`);
+    expect(readFileSync(join(root, `etc/systemd/system/oem-cloudinit-${oem}.service`), 'utf8')).toMatch(new RegExp(`^ExecStart=/usr/bin/coreos-cloudinit --oem=${oem}$`, 'm'));
   });
 });
 

@@ -86,9 +86,6 @@ describe('coreos-cloudinit v1.14 flags bootsmith does not have', () => {
     ['-from-vmware-guestinfo'],
     ['--from-vmware-ovf-env=/tmp/ovf.xml'],
     ['-from-waagent', '/var/lib/waagent'],
-    ['-from-gce-metadata=http://metadata.google.internal/'],
-    ['-from-digitalocean-metadata', 'http://169.254.169.254/'],
-    ['-from-packet-metadata=https://metadata.packet.net/'],
     ['-from-cloudsigma-metadata'],
     ['-from-metadata-service'],
     ['-convert-netconf=debian'],
@@ -102,17 +99,23 @@ describe('coreos-cloudinit v1.14 flags bootsmith does not have', () => {
     expect(r.stderr).toMatch(new RegExp(`^coreos-cloudinit: ${flag} is not supported by bootsmith: .+\\n$`));
   });
 
-  test.each(['digitalocean', 'gce', 'rackspace-onmetal', 'azure', 'cloudsigma', 'packet', 'vmware'])('--oem %s: not supported, the supported presets named', (oem) => {
+  test.each(['rackspace-onmetal', 'azure', 'cloudsigma', 'vmware'])('--oem %s: not supported, the supported presets named', (oem) => {
     for (const args of [['--oem', oem], [`-oem=${oem}`]]) {
       const r = run('coreos-cloudinit', args);
       expect(r.status).toBe(2);
-      expect(r.stderr).toBe(`coreos-cloudinit: --oem ${oem} is not supported by bootsmith; supported: ec2-compat, openstack\n`);
+      expect(r.stderr).toBe(`coreos-cloudinit: --oem ${oem} is not supported by bootsmith; supported: ec2-compat, openstack, digitalocean, gce, packet\n`);
     }
+  });
+
+  test.each(['gce', 'digitalocean', 'packet'])('-from-%s-metadata=URL, as Go spells it, is read: the service is asked', (cloud) => {
+    const r = run('coreos-cloudinit', ['--validate', `-from-${cloud}-metadata=http://127.0.0.1:9/`, '--http-deadline', '300']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^coreos-cloudinit: no datasource answered \(http:\/\/127\.0\.0\.1:9\/\S+: connect ECONNREFUSED .*\(gave up after retrying\)\)\n$/m);
   });
 
   test('a flag no version of coreos-cloudinit had stays an unknown option; after -- nothing is a flag', () => {
     expect(run('coreos-cloudinit', ['--no-such-flag']).stderr).toMatch(/unknown option '--no-such-flag'/);
-    expect(run('coreos-cloudinit', ['--oem', 'nowhere']).stderr).toBe('coreos-cloudinit: --oem nowhere is unknown; supported: ec2-compat, openstack\n');
+    expect(run('coreos-cloudinit', ['--oem', 'nowhere']).stderr).toBe('coreos-cloudinit: --oem nowhere is unknown; supported: ec2-compat, openstack, digitalocean, gce, packet\n');
     expect(run('coreos-cloudinit', ['--validate', '--from-file', '--', '-from-vmware-guestinfo']).stderr).not.toContain('not supported');
   });
 });

@@ -15,6 +15,28 @@ const acceptedName = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$/;
 /** Hashes crypt(3) produces: $id$...$ forms, DES, and the locked or empty markers. */
 const cryptHash = /^(?:\$(?:1|2[abxy]?|5|6|7|y|gy|sha1|md5)\$[^\s:]+|[./0-9A-Za-z]{13}|_[./0-9A-Za-z]{19}|[!*][^\s:]*)$/;
 
+/**
+ * Why useradd or groupadd would refuse a user or group name (an error), or might (a warning):
+ * undefined for a portable name.
+ */
+export function accountNameProblem(name: string, what: 'user' | 'group'): { severity: 'error' | 'warning'; message: string } | undefined {
+  if (name.length > 32 || !acceptedName.test(name) || /^\d+$/.test(name)) {
+    return { severity: 'error', message: `${JSON.stringify(name)} is not a valid ${what} name: use lower-case letters, digits, _ and -, at most 32 characters` };
+  }
+  if (!portableName.test(name)) {
+    return {
+      severity: 'warning',
+      message: `${JSON.stringify(name)} is not a portable ${what} name (lower-case letters, digits, _ and -, not starting with a digit); ${what}add may refuse it`,
+    };
+  }
+  return undefined;
+}
+
+/** Whether a password field holds a crypt(3) hash (or a locked or empty marker) rather than plain text. */
+export function isCryptHash(text: string): boolean {
+  return cryptHash.test(text);
+}
+
 export function checkUsers(root: YNode): Finding[] {
   const out: Finding[] = [];
   const seen = new Map<string, number>();
@@ -25,18 +47,15 @@ export function checkUsers(root: YNode): Finding[] {
     } else {
       const at = [...path, 'name'];
       const range = name.pair.value.range;
-      if (name.text.length > 32 || !acceptedName.test(name.text) || /^\d+$/.test(name.text)) {
-        out.push(finding('error', 'user-name', `${JSON.stringify(name.text)} is not a valid user name: use lower-case letters, digits, _ and -, at most 32 characters`, at, range));
-      } else if (!portableName.test(name.text)) {
-        out.push(finding('warning', 'user-name', `${JSON.stringify(name.text)} is not a portable user name (lower-case letters, digits, _ and -, not starting with a digit); useradd may refuse it`, at, range));
-      }
+      const problem = accountNameProblem(name.text, 'user');
+      if (problem) out.push(finding(problem.severity, 'user-name', problem.message, at, range));
       const first = seen.get(name.text);
       if (first !== undefined) {
         out.push(finding('warning', 'duplicate-user', `user ${name.text} is also defined by users[${first}]; only the first creates it`, at, range));
       } else seen.set(name.text, path[1] as number);
     }
     const passwd = stringField(entry, 'passwd');
-    if (passwd && !cryptHash.test(passwd.text)) {
+    if (passwd && !isCryptHash(passwd.text)) {
       out.push(
         finding('error', 'plain-password', 'passwd looks like plain text, not a crypt hash: generate one with `mkpasswd --method=SHA-512` or `openssl passwd -6`', [...path, 'passwd'], passwd.pair.value.range),
       );
