@@ -49,6 +49,16 @@ function execStart(unitText: string): string[] {
     expect(readFileSync(join(installed.root, 'etc/dbus-1/system.d/com.coreos.update1.conf'), 'utf8')).toBe(readFileSync(join(repo, 'services/com.coreos.update1.conf'), 'utf8'));
   });
 
+  test('the shipped units name programs by placeholder on ExecStart= lines only', () => {
+    for (const dir of ['units', 'services']) {
+      for (const name of readdirSync(join(repo, dir)).filter((n) => n.endsWith('.service'))) {
+        const lines = readFileSync(join(repo, dir, name), 'utf8').split('\n').filter((l) => /@[A-Z_]+@/.test(l));
+        expect(lines.length).toBeGreaterThan(0);
+        for (const line of lines) expect(line).toMatch(/^ExecStart=@[A-Z_]+@( |$)/);
+      }
+    }
+  });
+
   test('every ExecStart= names executables that exist (this node and the package\'s bin/PROGRAM.js)', () => {
     for (const name of installed.names.filter((n) => n.endsWith('.service'))) {
       const text = readFileSync(join(unitsDir, name), 'utf8');
