@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { asRoot } from '../support/roots';
 import { freePort } from '../support/metrics';
 import { keyPair, updateMachine, updateTools } from '../support/update';
+import { notifyReady } from '../../src/system/notify';
 
 const repo = join(__dirname, '../..');
 const harness = join(__dirname, '../support/systemd-user.sh');
@@ -84,6 +85,13 @@ function execStart(unitText: string): string[] {
     }
     expect(service('update-engine.service')).toMatch(/^Type=dbus\nBusName=com\.coreos\.update1$/m);
   });
+});
+
+test('notifyReady: nothing without NOTIFY_SOCKET; a socket nobody reads is an error that says so', async () => {
+  await expect(notifyReady({}, 'ready')).resolves.toBe(false);
+  const dir = mkdtempSync(join(tmpdir(), 'bootsmith-notify-'));
+  await expect(notifyReady({ NOTIFY_SOCKET: join(dir, 'missing') }, 'ready')).rejects.toThrow(/^cannot tell systemd this daemon is ready: /);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 /**
