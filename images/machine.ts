@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { attr, createGpt, sectorSize } from '../src/update/gpt';
 import { Bzip2Pool } from '../src/update/bzip2';
+import { fillUnit } from '../src/apply/install-units';
 import { layout, makeKeyPair, publishRelease } from './make';
 import { cacheDir, ensureRootfs, pruneCache } from './rootfs';
 
@@ -145,10 +146,9 @@ function installBootsmith(tree: string, pkg: string, nodeBinary: string): void {
 function installUnits(tree: string, pkg: string): void {
   const system = join(tree, 'usr/lib/systemd/system');
   const units = join(pkg, 'units');
-  for (const name of readdirSync(units)) {
-    writeFileSync(join(system, name), readFileSync(join(units, name), 'utf8').replace(/@COREOS_CLOUDINIT@/g, '/usr/bin/coreos-cloudinit'));
-  }
-  for (const name of ['update-engine.service', 'locksmithd.service']) copyFileSync(join(pkg, 'services', name), join(system, name));
+  const usrBin = (program: string) => `/usr/bin/${program}`;
+  for (const name of readdirSync(units)) writeFileSync(join(system, name), fillUnit(readFileSync(join(units, name), 'utf8'), usrBin));
+  for (const name of ['update-engine.service', 'locksmithd.service']) writeFileSync(join(system, name), fillUnit(readFileSync(join(pkg, 'services', name), 'utf8'), usrBin));
   mkdirSync(join(tree, 'usr/share/dbus-1/system.d'), { recursive: true });
   copyFileSync(join(pkg, 'services/com.coreos.update1.conf'), join(tree, 'usr/share/dbus-1/system.d/com.coreos.update1.conf'));
   const here = join(pkg, 'images/machine');

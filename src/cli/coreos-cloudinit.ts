@@ -4,7 +4,8 @@
  * streams for this program; exit codes: 0 fine, 1 errors (validation errors, or an action that
  * failed; warnings too under --strict), 2 usage.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { normalizeGoFlags, parseArgs, rootDir, standardOptions, unsupportedFlag } from './options';
 import type { Diagnostic, Severity } from '../report/diagnostic';
@@ -14,6 +15,7 @@ import { defaultValidateOptions, validateUserData } from '../cloudconfig/validat
 import { unitDirs } from '../system/paths';
 import { defaultDigitaloceanUrl, defaultEc2Url, defaultGceUrl, defaultOpenstackUrl, defaultPacketUrl, defaultRetryPolicy } from '../datasource/defaults';
 import type { Fetched } from '../datasource/types';
+import type { UnitProgram } from '../apply/install-units';
 
 export interface Io {
   stdout: { write(s: string): unknown; isTTY?: boolean };
@@ -22,7 +24,7 @@ export interface Io {
 
 /** Flags that Go's flag package lets users write with one dash (`-validate`, `-from-file=x`). */
 export const longFlags = [
-  'timings', 'install-units', 'exec', 'cmdline-file', 'unit-dir', 'runtime-unit-dir', 'http-timeout', 'http-attempts', 'http-deadline',
+  'timings', 'install-units', 'exec', 'bin-dir', 'with-daemons', 'cmdline-file', 'unit-dir', 'runtime-unit-dir', 'http-timeout', 'http-attempts', 'http-deadline',
   'http-backoff', 'http-max-backoff',
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
@@ -57,7 +59,9 @@ interface Options {
   httpBackoff: number;
   httpMaxBackoff: number;
   installUnits?: boolean;
-  exec: string;
+  exec?: string;
+  binDir?: string;
+  withDaemons?: boolean;
   timings?: boolean;
 }
 
@@ -107,7 +111,9 @@ function program(io: Io): Command {
     .option('--http-max-backoff <ms>', 'longest wait before a retry', parseCount, defaultRetryPolicy.maxBackoffMs)
     .option('--timings', 'after applying, print how long fetching, validating and applying took')
     .option('--install-units', 'install the boot units into --root (--unit-dir) and enable them (with --oem, its datasource too)')
-    .option('--exec <command>', 'the command the boot units run', '/usr/bin/coreos-cloudinit')
+    .option('--exec <command>', 'the command the boot units run (default: this coreos-cloudinit, as installed)')
+    .option('--bin-dir <dir>', 'where the units find the programs (default: beside this coreos-cloudinit)')
+    .option('--with-daemons', 'with --install-units: the daemons\' units (not enabled) and update_engine\'s bus policy too')
     .addOption(new Option('--format <format>', 'report format').choices(formats).default('text'))
     .option('--strict', 'warnings fail validation too')
     .option('--max-size <bytes>', 'largest user data accepted, before and after gunzip', parseSize, defaultValidateOptions.maxSize)
@@ -279,19 +285,40 @@ function writeApplyReport(name: string, report: ApplyReport, fetchMs: number, op
 /** --install-units: the boot units into the root, enabled. */
 async function installBootUnits(opts: Options, io: Io): Promise<number> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { installUnits } = require('../apply/install-units') as typeof import('../apply/install-units');
+  const { installUnits, packageRoot } = require('../apply/install-units') as typeof import('../apply/install-units');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { formatResults } = require('../apply/report') as typeof import('../apply/report');
   const refused = refusePrivilege(opts, io);
   if (refused !== undefined) return refused;
   try {
-    const results = await installUnits({ root: opts.root, unitDir: opts.unitDir, exec: opts.exec, oem: opts.oem, dryRun: opts.dryRun === true });
+    const commandOf = unitCommands(opts, packageRoot(), process.argv[1], process.execPath);
+    const results = await installUnits({ root: opts.root, unitDir: opts.unitDir, commandOf, oem: opts.oem, daemons: opts.withDaemons === true, dryRun: opts.dryRun === true });
     io.stdout.write(formatResults(results, opts.dryRun === true));
     return results.some((r) => r.outcome === 'failed') ? 1 : 0;
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
     return 1;
   }
+}
+
+/**
+ * The command that runs each program in the units: `--exec` for coreos-cloudinit, else the program
+ * in `--bin-dir`; without --bin-dir, the directory this coreos-cloudinit was run from (`script`, as
+ * npm's PREFIX/bin or an image's /usr/bin link it) when the program is there too; else (run as the
+ * package's bin/coreos-cloudinit.js) this node (`node`) with the package's bin/PROGRAM.js.
+ */
+export function unitCommands(opts: { exec?: string; binDir?: string }, pkg: string, script: string | undefined, node: string): (program: UnitProgram) => string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { execArgument } = require('../apply/install-units') as typeof import('../apply/install-units');
+  if (opts.exec !== undefined && /[\r\n]/.test(opts.exec)) throw new Error('--exec must be one line');
+  if (opts.binDir !== undefined && !isAbsolute(opts.binDir)) throw new Error(`--bin-dir ${opts.binDir}: want an absolute path`);
+  const linkDir = script && basename(script) === 'coreos-cloudinit' ? dirname(script) : undefined;
+  return (program) => {
+    if (program === 'coreos-cloudinit' && opts.exec !== undefined) return opts.exec;
+    if (opts.binDir !== undefined) return execArgument(join(opts.binDir, program));
+    if (linkDir !== undefined && existsSync(join(linkDir, program))) return execArgument(join(linkDir, program));
+    return `${execArgument(node)} ${execArgument(join(pkg, 'bin', `${program}.js`))}`;
+  };
 }
 
 /** The apply options the flags give. */

@@ -12,7 +12,7 @@ import { connectEtcd, splitEndpoints } from '../lock/etcd';
 import { fleetLockHandler, slotsReader } from '../lock/fleetlock';
 import { LockMetrics, newRegistry } from '../report/metrics';
 import { metricsRoute } from '../system/metrics-http';
-import { addLogOptions, stderrLogger } from './logging';
+import { addLogOptions, announceReady, stderrLogger } from './logging';
 import { addTlsOptions, readTls } from './tls';
 import type { TlsFiles } from './tls';
 import { addEtcdOptions, collect, etcdEnvironment, parseArgs, parseListen, standardOptions, untilStopped } from './options';
@@ -104,15 +104,20 @@ export async function main(argv: string[]): Promise<number> {
     client.close();
     return 1;
   }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, resolve);
-  }).catch((err: Error) => {
-    log.error(`cannot listen on ${o.listen}: ${err.message}`);
-    throw err;
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listen.port, listen.host, resolve);
+    });
+  } catch (err) {
+    log.error(`cannot listen on ${o.listen}: ${(err as Error).message}`);
+    client.close();
+    return 1;
+  }
   log(`serving FleetLock on ${tls ? 'https' : 'http'}://${o.listen}`);
-  await untilStopped();
+  const stopped = untilStopped();
+  await announceReady(log, `serving FleetLock on ${o.listen}`);
+  await stopped;
   await new Promise((resolve) => server.close(resolve));
   client.close();
   return 0;

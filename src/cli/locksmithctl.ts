@@ -13,7 +13,7 @@ import { defaultEndpoints, describeEtcdError, openEtcd, splitEndpoints } from '.
 import { lastSeenRecord, liveness, parseDuration } from '../lock/presence';
 import { Semaphore, SemaphoreError, defaultGroup, semaphoreLimits } from '../lock/semaphore';
 import { readStrategy, writeStrategy, strategies } from '../lock/strategy-file';
-import { addEtcdOptions, collect, etcdEnvironment, rootDir, standardOptions } from './options';
+import { addEtcdOptions, collect, etcdEnvironment, locksmithVersion, rootDir, standardOptions } from './options';
 import type { MessageBus } from 'dbus-next';
 
 /** Sends SIGHUP to a running locksmithd; its pid, or undefined when none runs. */
@@ -360,6 +360,11 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     result = 2;
   });
 
+  const referenceVersion = locksmithVersion('locksmithctl', argv);
+  if (referenceVersion !== undefined) {
+    io.stdout.write(referenceVersion);
+    return 0;
+  }
   try {
     if (argv.length === 0) {
       program.outputHelp();

@@ -15,10 +15,11 @@ import { connectEtcd } from '../lock/etcd';
 import { files } from '../system/paths';
 import { RootedFs } from '../system/rooted-fs';
 import type { Logger } from '../report/log';
-import { addLogOptions, addMetricsOption, earlyLogger, listenMetrics, stderrLogger } from './logging';
+import { addLogOptions, addMetricsOption, announceReady, earlyLogger, startMetrics, stderrLogger } from './logging';
+import type { StartedMetrics } from './logging';
 import { slotsReader } from '../lock/fleetlock';
-import { LockMetrics, newRegistry } from '../report/metrics';
-import { etcdEnvironment, parseArgs, rootDir, standardOptions } from './options';
+import { LockMetrics } from '../report/metrics';
+import { etcdEnvironment, locksmithVersion, parseArgs, rootDir, standardOptions } from './options';
 
 interface Options {
   root: string;
@@ -85,6 +86,11 @@ export async function main(argv: string[]): Promise<number> {
   addLogOptions(program);
   addMetricsOption(program);
   standardOptions(program, { environment: locksmithdEnvironment });
+  const referenceVersion = locksmithVersion('locksmithd', argv);
+  if (referenceVersion !== undefined) {
+    process.stdout.write(referenceVersion);
+    return 0;
+  }
   const exit = parseArgs(program, argv);
   if (exit !== undefined) return exit;
   const opts = program.opts<Options>();
@@ -128,17 +134,16 @@ export async function main(argv: string[]): Promise<number> {
   const { bus, systemd } = buses;
   // Only with --metrics-listen. The metrics outlive a reload (SIGHUP): the counters go on; slots
   // are read from the current etcd.
-  const registry = opts.metricsListen !== undefined ? newRegistry('locksmithd') : undefined;
   let readSlots: ReturnType<typeof slotsReader> | undefined;
-  const metrics = registry && new LockMetrics(registry, (group) => (readSlots ? readSlots(group) : Promise.resolve(undefined)));
-  let metricsServer: Awaited<ReturnType<typeof listenMetrics>>;
+  let observed: StartedMetrics<LockMetrics> | undefined;
   try {
-    metricsServer = registry && (await listenMetrics(opts.metricsListen, registry, log));
+    observed = await startMetrics('locksmithd', opts.metricsListen, log, (registry) => new LockMetrics(registry, (group) => (readSlots ? readSlots(group) : Promise.resolve(undefined))));
   } catch (err) {
     log.error((err as Error).message);
     buses.close();
     return 1;
   }
+  const metrics = observed?.metrics;
 
   let etcd: ReturnType<typeof connectEtcd> | undefined;
   let daemon: Daemon | undefined;
@@ -163,7 +168,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     log.error((err as Error).message);
     etcd?.close();
-    metricsServer?.close();
+    observed?.close();
     buses.close();
     return 1;
   }
@@ -171,7 +176,7 @@ export async function main(argv: string[]): Promise<number> {
     await daemon?.stop().catch((err: Error) => log.error(`stopping: ${err.message}`));
     try {
       etcd?.close();
-      metricsServer?.close();
+      observed?.close();
       buses.close();
       rmSync(opts.pidFile, { force: true });
     } catch (err) {
@@ -190,6 +195,9 @@ export async function main(argv: string[]): Promise<number> {
     const stop = () => void shutDown().then(() => resolve(0));
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
+    // Ready: the settings read, the buses connected, the agent started (etcd is reached by the
+    // agent, which waits out an etcd that is down: no reason to hold up the start).
+    void announceReady(log, `strategy ${settings.strategy.kind}`);
     process.on('SIGHUP', () => {
       if (rebooting) return log.warning('not reloading: a reboot is under way');
       void (async () => {

@@ -1,4 +1,7 @@
-/** The daemons' log options (`--log-format`, `--log-level`) and logger on stderr, and `--metrics-listen`. */
+/**
+ * What the daemons share at start-up: the log options (`--log-format`, `--log-level`) and logger on
+ * stderr, `--metrics-listen`, and telling systemd they are ready.
+ */
 import { fstatSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
@@ -7,6 +10,8 @@ import type { Command } from 'commander';
 import { createLogger, defaultLogFormat, logFormats, logLevels } from '../report/log';
 import type { LogFormat, Logger, LogLevel } from '../report/log';
 import { serveMetrics } from '../system/metrics-http';
+import { newRegistry } from '../report/metrics';
+import { notifyReady } from '../system/notify';
 import { parseListen } from './options';
 
 /** Adds `--log-format` and `--log-level` to a daemon. */
@@ -44,19 +49,43 @@ export function addMetricsOption(program: Command): Command {
   return program.option('--metrics-listen <host:port>', 'serve Prometheus /metrics and /healthz here (off by default)');
 }
 
+/** A daemon's metrics as `--metrics-listen` asks for them: the set it counts into, and the listener serving them. */
+export interface StartedMetrics<T> {
+  metrics: T;
+  /** Stops serving /metrics. */
+  close(): void;
+}
+
 /**
- * Starts the /metrics listener `--metrics-listen` asks for; undefined when it is off. Throws
- * (a message naming the address) when the address is not HOST:PORT or cannot be listened on.
+ * Starts what `--metrics-listen VALUE` asks for: a registry for `program`, the daemon's metrics in
+ * it (`make`), and a listener serving /metrics and /healthz; undefined when VALUE is undefined (off).
+ * Throws (a message naming the address) when VALUE is not HOST:PORT or cannot be listened on.
  */
-export async function listenMetrics(value: string | undefined, registry: Registry, log: Logger): Promise<Server | undefined> {
+export async function startMetrics<T>(program: string, value: string | undefined, log: Logger, make: (registry: Registry) => T): Promise<StartedMetrics<T> | undefined> {
   if (value === undefined) return undefined;
   const listen = parseListen(value);
   if (!listen) throw new Error(`--metrics-listen ${value}: want host:port`);
+  const registry = newRegistry(program);
+  const metrics = make(registry);
+  let server: Server;
   try {
-    const { url, server } = await serveMetrics(registry, listen.host, listen.port);
+    let url: string;
+    ({ url, server } = await serveMetrics(registry, listen.host, listen.port));
     log(`serving metrics at ${url}/metrics`);
-    return server;
   } catch (err) {
     throw new Error(`cannot listen on ${value} for metrics: ${(err as Error).message}`, { cause: err });
+  }
+  return { metrics, close: () => server.close() };
+}
+
+/**
+ * Tells systemd (Type=notify, when NOTIFY_SOCKET is set) that the daemon is ready, with `status` as
+ * its status text. A failure is logged and the daemon goes on: systemd, not told, times the start out.
+ */
+export async function announceReady(log: Logger, status: string): Promise<void> {
+  try {
+    if (await notifyReady(process.env, status)) log.debug('told systemd it is ready');
+  } catch (err) {
+    log.error((err as Error).message);
   }
 }

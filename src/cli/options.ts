@@ -116,6 +116,16 @@ export function standardOptions(program: Command, opts: { environment?: Environm
   return program;
 }
 
+/**
+ * locksmith's own version flag, Go's single-dash `-version` (before any `--`): it prints
+ * `NAME version VERSION`, as `locksmithctl -version` and `locksmithd -version` do, for scripts
+ * that parse that. `-V` and `--version` print `NAME VERSION`, as every bootsmith program does.
+ */
+export function locksmithVersion(name: string, argv: string[]): string | undefined {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('-version') ? `${name} version ${version}\n` : undefined;
+}
+
 /** The etcd variables PREFIX_ETCD_CAFILE ...: for the `--etcd-*` flags, or (`asFlags` false) on their own. */
 export function etcdEnvironment(prefix: string, asFlags = true): EnvironmentVariable[] {
   return etcdOptions.map(([name, , what]) => ({ name: `${prefix}_ETCD_${name.toUpperCase()}`, means: asFlags ? `--etcd-${name}` : what }));

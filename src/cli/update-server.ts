@@ -17,7 +17,7 @@ import { openEtcd, splitEndpoints } from '../lock/etcd';
 import { defaultEtcdPrefix, EtcdState } from '../update/etcd-state';
 import { defaultServerLimits, UpdateServer } from '../update/server';
 import { newRegistry, ServerMetrics } from '../report/metrics';
-import { addLogOptions, earlyLogger, stderrLogger } from './logging';
+import { addLogOptions, announceReady, earlyLogger, stderrLogger } from './logging';
 import { addTlsOptions, readTls } from './tls';
 import type { TlsFiles } from './tls';
 import { addEtcdOptions, collect, numberOf, parseArgs, parseListen, standardOptions, untilStopped, UsageError } from './options';
@@ -156,7 +156,9 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   log(`serving ${opts.tree} at ${url}/v1/update/ (admin API ${adminToken !== undefined ? 'on, with a token' : 'off: no --admin-token-file'}); state ${state ? `in etcd under ${opts.etcdPrefix}` : opts.stateDir ? `in ${opts.stateDir}` : 'in memory'}`);
-  await untilStopped();
+  const stopped = untilStopped();
+  await announceReady(log, `serving ${url}/v1/update/`);
+  await stopped;
   await server.close();
   await state?.close();
   etcd?.close();

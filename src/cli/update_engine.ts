@@ -15,8 +15,9 @@ import { defaultStateDir } from '../update/engine';
 import { defaultSchedule } from '../update/schedule';
 import { daemonBuses } from '../system/systemd';
 import { RootedFs } from '../system/rooted-fs';
-import { addLogOptions, addMetricsOption, earlyLogger, listenMetrics, stderrLogger } from './logging';
-import { EngineMetrics, newRegistry } from '../report/metrics';
+import { addLogOptions, addMetricsOption, earlyLogger, startMetrics, stderrLogger } from './logging';
+import type { StartedMetrics } from './logging';
+import { EngineMetrics } from '../report/metrics';
 import { collect, normalizeGoFlags, numberOf, parseArgs, rootDir, standardOptions, untilStopped } from './options';
 
 /** The reference's key, used when no --public-key is given and it exists under --root. */
@@ -99,10 +100,9 @@ export async function main(argv: string[]): Promise<number> {
     log.error((err as Error).message);
     return 1;
   }
-  const registry = opts.metricsListen !== undefined ? newRegistry('update_engine') : undefined;
-  let metricsServer: Awaited<ReturnType<typeof listenMetrics>>;
+  let observed: StartedMetrics<EngineMetrics> | undefined;
   try {
-    metricsServer = registry && (await listenMetrics(opts.metricsListen, registry, log));
+    observed = await startMetrics('update_engine', opts.metricsListen, log, (registry) => new EngineMetrics(registry, statuses));
   } catch (err) {
     log.error((err as Error).message);
     buses.close();
@@ -128,17 +128,17 @@ export async function main(argv: string[]): Promise<number> {
       finalizeAfterStaging: opts.finalizeAfterStaging ?? false,
       ...(opts.bootIdFile ? { bootIdFile: opts.bootIdFile } : {}),
       log,
-      ...(registry ? { metrics: new EngineMetrics(registry, statuses) } : {}),
+      ...(observed ? { metrics: observed.metrics } : {}),
     });
   } catch (err) {
     log.error((err as Error).message);
-    metricsServer?.close();
+    observed?.close();
     buses.close();
     return 1;
   }
   await untilStopped();
   await daemon.stop();
-  metricsServer?.close();
+  observed?.close();
   buses.close();
   const op = daemon.attempter.status().currentOperation;
   if (op !== 'UPDATE_STATUS_IDLE' && op !== 'UPDATE_STATUS_UPDATED_NEED_REBOOT') {

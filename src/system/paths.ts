@@ -44,4 +44,6 @@ export const commands = {
   chroot: '/usr/sbin/chroot',
   /** coreutils' sync: `sync -f` is syncfs(2), which Node does not have. */
   sync: '/usr/bin/sync',
+  /** Tells systemd a Type=notify daemon is ready (the daemons, not the apply engine). */
+  systemdNotify: '/usr/bin/systemd-notify',
 };

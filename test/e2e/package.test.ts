@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { SpawnSyncOptions } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -145,6 +145,27 @@ describe('installed with npm install -g into a temporary prefix', () => {
     expect(r.status).toBe(0);
     const unit = 'etc/systemd/system/user-config.target';
     expect(readFileSync(join(target, unit), 'utf8')).toBe(readFileSync(join(prefix, 'lib/node_modules/bootsmith/units/user-config.target'), 'utf8'));
+  });
+
+  test('the installed units run the programs installed in the prefix', () => {
+    const target = join(outside, 'root-daemons');
+    mkdirSync(target);
+    const r = sh(bin('coreos-cloudinit'), ['--install-units', '--with-daemons', '--root', target]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const dir = join(target, 'etc/systemd/system');
+    const services = readdirSync(dir).filter((n) => n.endsWith('.service'));
+    expect(services).toEqual(expect.arrayContaining(['locksmithd.service', 'update-engine.service', 'fleetlockd.service', 'bootsmith-update-server.service', 'oem-cloudinit-ec2.service']));
+    const programs = services.map((name) => /^ExecStart=(\S+)/m.exec(readFileSync(join(dir, name), 'utf8'))?.[1]);
+    for (const program of programs) {
+      expect(Object.keys(pkg.bin).map(bin)).toContain(program);
+      accessSync(program!, constants.X_OK);
+    }
+    expect(new Set(programs)).toEqual(new Set(['coreos-cloudinit', 'locksmithd', 'update_engine', 'fleetlockd', 'bootsmith-update-server'].map(bin)));
+    if (sh('systemd-analyze', ['--version']).status === 0) {
+      const verify = sh('systemd-analyze', ['verify', ...readdirSync(dir).filter((n) => /\.(service|target|path|mount)$/.test(n)).map((n) => join(dir, n))]);
+      expect(verify).toMatchObject({ status: 0, stdout: '', stderr: '' });
+    }
   });
 
   test('locksmithctl reaches for etcd with the installed etcd3 (none listening: exit 1, no missing module)', () => {

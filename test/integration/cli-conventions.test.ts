@@ -26,6 +26,11 @@ test.each(programs)('%s: --version and -V print "NAME VERSION" and exit 0', (pro
   }
 });
 
+test.each(['locksmithctl', 'locksmithd'])('%s -version prints locksmith\'s "NAME version VERSION" (scripts parse it), before anything else is read', (program) => {
+  expect(run(program, ['-version'])).toEqual({ status: 0, stdout: `${program} version ${pkg.version}\n`, stderr: '' });
+  expect(run(program, ['--endpoint', 'http://127.0.0.1:9', '-version', 'status'])).toEqual({ status: 0, stdout: `${program} version ${pkg.version}\n`, stderr: '' });
+});
+
 test.each(programs)('%s: --help in the one style', (program) => {
   const r = run(program, ['--help']);
   expect(r.status).toBe(0);
