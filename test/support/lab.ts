@@ -88,7 +88,7 @@ export async function updateUnderLock(m: Machine, deadlines: { journeyMs: number
     throw new Error(`boot ${before.number} ended without the update's reboot (${JSON.stringify(exit)})\n${tail(before.console())}`);
   }
   const after = m.start();
-  await after.waitFor(/update_engine\[\d+\]: USR-[AB] marked successful/, deadlines.bootMs, brokenBoot);
+  await after.waitFor(/update_engine\[\d+\]: USR-[AB] (was already )?marked successful/, deadlines.bootMs, brokenBoot);
   await after.waitFor(/locksmithd\[\d+\]: healthy after the reboot: gave back the reboot slot/, deadlines.bootMs, brokenBoot);
   steps.good = Date.now();
   return { before, after, steps };
