@@ -7,7 +7,7 @@
 import type { ErrorObject } from 'ajv';
 import validateSchema from './generated/schema-validator';
 import type { Finding, PathSegment } from '../report/diagnostic';
-import { formatPath } from '../report/diagnostic';
+import { decodePointer, formatPath } from '../report/diagnostic';
 import { resolve, rootSchema, typesOf } from './schema';
 import type { Schema } from './schema';
 import { suggestKey } from './suggest';
@@ -117,17 +117,6 @@ function scalarInstance(node: YNode & { kind: 'scalar' }, schema: Schema | undef
     return node.source;
   }
   return value;
-}
-
-function decodePointer(pointer: string): PathSegment[] {
-  if (pointer === '') return [];
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((seg) => {
-      const s = seg.replace(/~1/g, '/').replace(/~0/g, '~');
-      return /^\d+$/.test(s) ? Number(s) : s;
-    });
 }
 
 const typeNames: Record<string, string> = {

@@ -54,3 +54,15 @@ export function formatPath(path: readonly PathSegment[]): string {
   }
   return out;
 }
+
+/** A JSON Pointer (RFC 6901, as ajv gives `instancePath`) as path segments; array indexes as numbers. */
+export function decodePointer(pointer: string): PathSegment[] {
+  if (pointer === '') return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((seg) => {
+      const s = seg.replace(/~1/g, '/').replace(/~0/g, '~');
+      return /^\d+$/.test(s) ? Number(s) : s;
+    });
+}

@@ -6,7 +6,7 @@
  */
 import type { ErrorObject } from 'ajv';
 import type { Finding, PathSegment } from '../../report/diagnostic';
-import { formatPath } from '../../report/diagnostic';
+import { decodePointer, formatPath } from '../../report/diagnostic';
 import { editDistance } from '../suggest';
 import type { MapNode, Pair, Range, YNode } from '../tree';
 
@@ -115,17 +115,6 @@ function locate(root: YNode, schemaRoot: IgnitionSchema, path: PathSegment[]): L
     } else return undefined;
   }
   return at;
-}
-
-function decodePointer(pointer: string): PathSegment[] {
-  if (pointer === '') return [];
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((seg) => {
-      const s = seg.replace(/~1/g, '/').replace(/~0/g, '~');
-      return /^\d+$/.test(s) ? Number(s) : s;
-    });
 }
 
 const typeNames: Record<string, string> = {
