@@ -107,8 +107,9 @@ function ctl(args: string[]): Promise<{ status: number | null; stdout: string; s
     expect(exited).toBeUndefined();
     const logind = await serveLogind(bus);
     // The first retry comes 5 s after the failure.
-    await until(() => logind.reboots.length === 1, 45_000);
-    expect(log()).toContain('reboot requested; waiting for the machine to go down');
+    // The daemon logs the request once logind's answer has come back, after logind has seen the call.
+    await until(() => logind.reboots.length === 1 && log().includes('reboot requested; waiting for the machine to go down'), 45_000);
+    expect(logind.reboots).toHaveLength(1);
     expect(log()).not.toContain('bug:');
     expect(exited).toBeUndefined();
     bus.disconnect();
