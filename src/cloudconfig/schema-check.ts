@@ -11,8 +11,8 @@ import { decodePointer, formatPath } from '../report/diagnostic';
 import { resolve, rootSchema, typesOf } from './schema';
 import type { Schema } from './schema';
 import { suggestKey } from './suggest';
-import { scalarText } from './tree';
-import type { MapNode, Pair, Range, YNode } from './tree';
+import { pairOf, scalarText } from './tree';
+import type { Range, YNode } from './tree';
 
 interface Located {
   node: YNode;
@@ -73,18 +73,6 @@ function toInstance(node: YNode, schema: Schema | undefined, path: PathSegment[]
     });
   }
   return scalarInstance(node, s);
-}
-
-/** Key lookup for the mappings that have errors, built on first use: a file can have thousands of unknown keys in one mapping. */
-const pairIndex = new WeakMap<MapNode, Map<string, Pair>>();
-
-function pairOf(node: MapNode, key: string): Pair | undefined {
-  let index = pairIndex.get(node);
-  if (!index) {
-    index = new Map(node.pairs.map((p) => [p.key, p]));
-    pairIndex.set(node, index);
-  }
-  return index.get(key);
 }
 
 /** The node and schema at a JSON path, found by walking the tree (only for the nodes with errors). */

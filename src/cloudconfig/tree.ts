@@ -59,3 +59,15 @@ export function scalarText(node: YNode | undefined): string | undefined {
   if (node.value instanceof Uint8Array) return Buffer.from(node.value).toString('latin1');
   return node.source;
 }
+
+/** Key lookup for the mappings that have errors, built on first use: a file can have thousands of unknown keys in one mapping. */
+const pairIndex = new WeakMap<MapNode, Map<string, Pair>>();
+
+export function pairOf(node: MapNode, key: string): Pair | undefined {
+  let index = pairIndex.get(node);
+  if (!index) {
+    index = new Map(node.pairs.map((p) => [p.key, p]));
+    pairIndex.set(node, index);
+  }
+  return index.get(key);
+}

@@ -8,7 +8,8 @@ import type { ErrorObject } from 'ajv';
 import type { Finding, PathSegment } from '../../report/diagnostic';
 import { decodePointer, formatPath } from '../../report/diagnostic';
 import { editDistance } from '../suggest';
-import type { MapNode, Pair, Range, YNode } from '../tree';
+import { pairOf } from '../tree';
+import type { Range, YNode } from '../tree';
 
 /** The part of JSON Schema that the Ignition schemas use. */
 export interface IgnitionSchema {
@@ -85,18 +86,6 @@ interface Located {
   node: YNode;
   keyRange?: Range;
   schema?: IgnitionSchema;
-}
-
-/** Key lookup for the objects that have errors, built on first use: an object can have thousands of unknown keys. */
-const pairIndex = new WeakMap<MapNode, Map<string, Pair>>();
-
-function pairOf(node: MapNode, key: string): Pair | undefined {
-  let index = pairIndex.get(node);
-  if (!index) {
-    index = new Map(node.pairs.map((p) => [p.key, p]));
-    pairIndex.set(node, index);
-  }
-  return index.get(key);
 }
 
 function locate(root: YNode, schemaRoot: IgnitionSchema, path: PathSegment[]): Located | undefined {
