@@ -58,11 +58,11 @@ function printBuild(label: string, b: { seconds: number; steps: Map<string, numb
 async function main(): Promise<void> {
   const missing = missingMachineTools();
   if (process.getuid?.() !== 0 || missing.length > 0) {
-    console.log(`\n9. skipped: building and booting the machine needs root${missing.length > 0 ? ` and ${missing.join(', ')}` : ''} (scripts/ensure-deps.sh installs them as root)`);
+    console.log(`\n10. skipped: building and booting the machine needs root${missing.length > 0 ? ` and ${missing.join(', ')}` : ''} (scripts/ensure-deps.sh installs them as root)`);
     return;
   }
   const [load1] = loadavg();
-  console.log('\n9. the machine image (npm run images -- machine) built cold and from its cache, and its first boot in QEMU (TCG) with examples/machine.yaml');
+  console.log('\n10. the machine image (npm run images -- machine) built cold and from its cache, and its first boot in QEMU (TCG) with examples/machine.yaml');
   console.log(`   load average at the start: ${load1!.toFixed(1)} (the figures grow with the machine's load)`);
   const work = mkdtempSync(join(tmpdir(), 'bootsmith-bench-machine-'));
   let machine: Machine | undefined;

@@ -20,7 +20,7 @@ const targetMinutes = 10;
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'bootsmith-bench-machines-'));
   const s = (ms: number) => `${(ms / 1000).toFixed(0)} s`;
-  console.log('\n10. the update journey of two real machines (QEMU, TCG): publish N+1 to both marked good, one reboot slot');
+  console.log('\n11. the update journey of two real machines (QEMU, TCG): publish N+1 to both marked good, one reboot slot');
   const lab = await Lab.start({ work, image: process.env['BOOTSMITH_MACHINE_IMAGE'] });
   try {
     if (lab.timings['image build'] !== undefined) console.log(`   image built in ${lab.timings['image build'].toFixed(0)} s`);
