@@ -23,7 +23,9 @@ function loadBundle(name) {
   const cacheFile = `${file}.cache`;
   let source;
   try {
-    source = fs.readFileSync(file, 'utf8');
+    // The bundles are ASCII (scripts/build.mjs: charset ascii): read as latin1, the text becomes a
+    // one-byte string without UTF-8 decoding, about 2 ms of a start.
+    source = fs.readFileSync(file, 'latin1');
   } catch (err) {
     throw new Error(`${file} is missing: run "npm run build" first`, { cause: err });
   }

@@ -123,6 +123,9 @@ async function bundle() {
     // Smaller bundles read and deserialize faster at start-up; names are kept for stack traces.
     minify: true,
     keepNames: true,
+    // ASCII only (esbuild escapes anything else): bin/load-bundle.js reads a bundle as latin1,
+    // which makes V8's one-byte string without decoding UTF-8.
+    charset: 'ascii',
     // A map beside each bundle, so a crash trace names src/*.ts lines (bin/load-bundle.js reads it
     // only when a stack is printed). Positions only: the sources themselves are not shipped.
     sourcemap: 'linked',

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { directOutput } from './stdio';
 import { normalizeGoFlags, parseArgs, rootDir, standardOptions, unsupportedFlag } from './options';
 import type { Diagnostic, Severity } from '../report/diagnostic';
 import { formatGithub, formatJson, formatText, formats, jsonFile } from '../report/format';
@@ -426,5 +427,5 @@ async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
 }
 
 function processIo(): Io {
-  return { stdout: process.stdout, stderr: process.stderr };
+  return { stdout: directOutput(1), stderr: directOutput(2) };
 }
