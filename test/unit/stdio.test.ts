@@ -20,7 +20,6 @@ async function child(body: string): Promise<{ stdout: string; stderr: string; co
   let stderr = '';
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   proc.stdout.on('data', (d: Buffer) => chunks.push(d));
-  proc.stdout.resume();
   const code = await new Promise<number | null>((r) => proc.on('close', r));
   return { stdout: Buffer.concat(chunks).toString(), stderr, code };
 }
