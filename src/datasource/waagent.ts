@@ -46,7 +46,7 @@ const parser = new XMLParser({
 
 type XmlNode = Record<string, unknown>;
 const node = (value: unknown): XmlNode | undefined => (value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as XmlNode) : undefined);
-const nodes = (value: unknown): XmlNode[] => (Array.isArray(value) ? value.flatMap((v) => node(v) ?? []) : []);
+const nodes = (value: unknown): XmlNode[] => (Array.isArray(value) ? value.map(node).filter((n): n is XmlNode => n !== undefined) : []);
 const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
 
 /** A load-balanced endpoint's `HOST:PORT` (`[HOST]:PORT` for IPv6): its host. */
