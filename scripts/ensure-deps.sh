@@ -14,7 +14,7 @@ declare -A packages=(
   [/usr/bin/etcd]=etcd-server [/usr/bin/dbus-daemon]=dbus-daemon [/usr/bin/openssl]=openssl
   [/usr/sbin/sgdisk]=gdisk [/usr/bin/cgpt]=cgpt [/usr/bin/bzip2]=bzip2 [/usr/sbin/mkfs.ext4]=e2fsprogs
   [/usr/sbin/debugfs]=e2fsprogs [/usr/bin/truncate]=coreutils [/usr/bin/lbzip2]=lbzip2
-  [/usr/bin/nc]=netcat-openbsd [/usr/bin/strace]=strace
+  [/usr/bin/nc]=netcat-openbsd [/usr/bin/strace]=strace [/usr/bin/python3]=python3
 )
 # The machine tests (test/machine): building the image and booting it. Installed without their
 # recommendations (qemu-system-x86 would bring a GUI, firmware and more that a serial console

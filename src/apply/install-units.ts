@@ -75,6 +75,8 @@ export const oemUnits: Record<string, string> = {
   digitalocean: 'oem-cloudinit-digitalocean.service',
   gce: 'oem-cloudinit-gce.service',
   packet: 'oem-cloudinit-packet.service',
+  azure: 'oem-cloudinit-azure.service',
+  cloudsigma: 'oem-cloudinit-cloudsigma.service',
 };
 
 export interface InstallOptions {

@@ -15,6 +15,7 @@ import type { FileReport, Format } from '../report/format';
 import { defaultValidateOptions, validateUserData } from '../cloudconfig/validate';
 import { unitDirs } from '../system/paths';
 import { defaultDigitaloceanUrl, defaultEc2Url, defaultGceUrl, defaultOpenstackUrl, defaultPacketUrl, defaultRetryPolicy } from '../datasource/defaults';
+import { defaultCloudsigmaSerial, defaultDmiProductName, defaultWaagentDir } from '../datasource/defaults';
 import type { Fetched } from '../datasource/types';
 import type { UnitProgram } from '../apply/install-units';
 
@@ -30,6 +31,7 @@ export const longFlags = [
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
   'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata',
+  'from-waagent', 'from-cloudsigma-metadata', 'cloudsigma-serial', 'dmi-product-name',
 ];
 
 interface Options {
@@ -50,6 +52,10 @@ interface Options {
   fromGceMetadata?: string | true;
   fromDigitaloceanMetadata?: string | true;
   fromPacketMetadata?: string | true;
+  fromWaagent?: string;
+  fromCloudsigmaMetadata?: boolean;
+  cloudsigmaSerial: string;
+  dmiProductName: string;
   fromConfigdrive?: string;
   fromProcCmdline?: boolean;
   cmdlineFile: string;
@@ -70,8 +76,6 @@ interface Options {
 const unsupportedFlags: Record<string, string> = {
   'from-vmware-guestinfo': 'VMware guestinfo is not read; serve the user data with --from-url',
   'from-vmware-ovf-env': 'VMware OVF environments are not read; use --from-file or --from-url',
-  'from-waagent': 'the Azure agent\'s files are not read; use --from-file DIR/CustomData',
-  'from-cloudsigma-metadata': 'the CloudSigma server context is not read; use --from-url',
   'from-metadata-service': 'it was deprecated in favour of --from-ec2-metadata, which bootsmith has',
   'convert-netconf': 'network configurations are not converted to networkd units; write the units with coreos.units',
   'workspace': 'bootsmith keeps no workspace',
@@ -79,7 +83,7 @@ const unsupportedFlags: Record<string, string> = {
 };
 
 /** The reference's `--oem` presets that bootsmith does not have. */
-const unsupportedOems = ['rackspace-onmetal', 'azure', 'cloudsigma', 'vmware'];
+const unsupportedOems = ['rackspace-onmetal', 'vmware'];
 
 /** `--oem` presets: the datasources a platform's images use. */
 const oemPresets: Record<string, Partial<Options>> = {
@@ -88,6 +92,8 @@ const oemPresets: Record<string, Partial<Options>> = {
   digitalocean: { fromDigitaloceanMetadata: true },
   gce: { fromGceMetadata: true },
   packet: { fromPacketMetadata: true },
+  azure: { fromWaagent: defaultWaagentDir },
+  cloudsigma: { fromCloudsigmaMetadata: true },
 };
 
 function program(io: Io): Command {
@@ -101,6 +107,10 @@ function program(io: Io): Command {
     .option('--from-gce-metadata [url]', `Google Compute Engine metadata server (default ${defaultGceUrl})`)
     .option('--from-digitalocean-metadata [url]', `DigitalOcean metadata service (default ${defaultDigitaloceanUrl})`)
     .option('--from-packet-metadata [url]', `Packet (Equinix Metal) metadata service (default ${defaultPacketUrl})`)
+    .option('--from-waagent <dir>', `the Azure agent's directory (--oem azure: ${defaultWaagentDir})`)
+    .option('--from-cloudsigma-metadata', 'CloudSigma\'s server context, over the serial port --cloudsigma-serial')
+    .option('--cloudsigma-serial <path>', 'the serial port CloudSigma\'s server context is read from', defaultCloudsigmaSerial)
+    .option('--dmi-product-name <path>', 'where the DMI product name is read (CloudSigma\'s tells a CloudSigma machine)', defaultDmiProductName)
     .option('--from-configdrive <path>', 'a config drive: a mounted directory, or a config-2 image')
     .option('--from-proc-cmdline', 'fetch user data from cloud-config-url= on the kernel command line (PXE)')
     .option('--cmdline-file <path>', 'where the kernel command line is read', '/proc/cmdline')
@@ -183,11 +193,11 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   if (opts.installUnits) return installBootUnits(opts, io);
   const files = opts.fromFile ?? [];
   const cloud = opts.fromUrl ?? opts.fromEc2Metadata ?? opts.fromOpenstackMetadata ?? opts.fromGceMetadata ?? opts.fromDigitaloceanMetadata ?? opts.fromPacketMetadata ??
-    opts.fromConfigdrive ?? opts.fromProcCmdline;
+    opts.fromWaagent ?? opts.fromCloudsigmaMetadata ?? opts.fromConfigdrive ?? opts.fromProcCmdline;
   if (files.length === 0 && cloud === undefined) {
     io.stderr.write(
       'coreos-cloudinit: provide at least one of --from-file, --from-url, --from-ec2-metadata, --from-openstack-metadata, --from-gce-metadata, ' +
-        '--from-digitalocean-metadata, --from-packet-metadata, --from-configdrive, --from-proc-cmdline or --oem\n',
+        '--from-digitalocean-metadata, --from-packet-metadata, --from-waagent, --from-cloudsigma-metadata, --from-configdrive, --from-proc-cmdline or --oem\n',
     );
     return 2;
   }
@@ -349,6 +359,8 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
     gce: serviceUrl(opts.fromGceMetadata, 'COREOS_CLOUDINIT_GCE_METADATA_URL', defaultGceUrl),
     digitalocean: serviceUrl(opts.fromDigitaloceanMetadata, 'COREOS_CLOUDINIT_DIGITALOCEAN_METADATA_URL', defaultDigitaloceanUrl),
     packet: serviceUrl(opts.fromPacketMetadata, 'COREOS_CLOUDINIT_PACKET_METADATA_URL', defaultPacketUrl),
+    waagent: opts.fromWaagent,
+    cloudsigma: opts.fromCloudsigmaMetadata ? { serialPort: opts.cloudsigmaSerial, productNameFile: opts.dmiProductName } : undefined,
     configDrive: opts.fromConfigdrive,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
     policy: {

@@ -44,3 +44,12 @@ export const defaultDigitaloceanUrl = 'http://169.254.169.254/';
 
 /** Packet's (Equinix Metal's) metadata service. */
 export const defaultPacketUrl = 'https://metadata.packet.net/';
+
+/** Where the Azure agent (waagent) keeps what it provisioned the machine with. */
+export const defaultWaagentDir = '/var/lib/waagent';
+
+/** The serial port CloudSigma serves the server context on. */
+export const defaultCloudsigmaSerial = '/dev/ttyS1';
+
+/** Where the kernel shows the machine's DMI product name (CloudSigma's begins with CloudSigma). */
+export const defaultDmiProductName = '/sys/class/dmi/id/product_name';

@@ -1,4 +1,6 @@
 /** The datasources, built from what the command line asks for, in its order. */
+import { cloudsigmaSource } from './cloudsigma';
+import type { CloudsigmaOptions } from './cloudsigma';
 import { digitaloceanSource } from './digitalocean';
 import { ec2Source } from './ec2';
 import { gceSource } from './gce';
@@ -7,6 +9,7 @@ import { configDriveSource, openstackSource } from './openstack';
 import { packetSource } from './packet';
 import { cmdlineSource, fileSource, urlSource } from './simple';
 import type { Datasource } from './types';
+import { waagentSource } from './waagent';
 
 export interface SourceRequest {
   files: string[];
@@ -16,6 +19,10 @@ export interface SourceRequest {
   gce: string | undefined;
   digitalocean: string | undefined;
   packet: string | undefined;
+  /** The Azure agent's directory (--from-waagent). */
+  waagent: string | undefined;
+  /** Where CloudSigma's server context and the DMI product name are read (--from-cloudsigma-metadata). */
+  cloudsigma: CloudsigmaOptions | undefined;
   configDrive: string | undefined;
   /** The kernel command line's file, when --from-proc-cmdline is given. */
   cmdlineFile: string | undefined;
@@ -30,6 +37,8 @@ export function datasourcesFor(r: SourceRequest): Datasource[] {
   if (r.gce !== undefined) out.push(gceSource(r.gce, r.policy));
   if (r.digitalocean !== undefined) out.push(digitaloceanSource(r.digitalocean, r.policy));
   if (r.packet !== undefined) out.push(packetSource(r.packet, r.policy));
+  if (r.waagent !== undefined) out.push(waagentSource(r.waagent));
+  if (r.cloudsigma !== undefined) out.push(cloudsigmaSource(r.cloudsigma, r.policy));
   if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive));
   if (r.cmdlineFile !== undefined) out.push(cmdlineSource(r.cmdlineFile, r.policy));
   return out;

@@ -2,13 +2,13 @@
  * OpenStack: the metadata service (openstack/latest/meta_data.json, user_data, network_data.json)
  * and config drives, which hold the same files under openstack/latest/.
  */
-import { constants } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { looksLikeFat, withFatImage } from './fat';
 import { withIsoImage } from './iso9660';
 import { join } from 'node:path';
 import { fetchWithRetry } from './http';
 import type { RetryPolicy } from './http';
+import { readSourceFile } from './local-file';
 import { hostnameValue, instanceIdValue, ipAddressValue, sshPublicKeyValue } from './metadata-values';
 import type { Datasource, Fetched, Metadata } from './types';
 
@@ -89,32 +89,6 @@ export function openstackSource(base: string, policy: RetryPolicy): Datasource {
 /** Largest file read from a config drive directory, as from a metadata service (http.ts): 16 MiB. */
 export const maxConfigDriveFile = 16 * 1024 * 1024;
 
-/**
- * A regular file of a mounted config drive, or undefined when it is missing. The drive is outside
- * us: a FIFO or device there (which could block or stream for ever) and a file over
- * maxConfigDriveFile are refused before any byte is read.
- */
-async function readDriveFile(path: string, name: string): Promise<Buffer | undefined> {
-  let handle;
-  try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw new Error(`openstack config drive: ${name} is not a regular file`);
-    if (st.size > maxConfigDriveFile) throw new Error(`openstack config drive: ${name} is ${st.size} bytes, more than the ${maxConfigDriveFile} accepted`);
-    const buf = Buffer.alloc(st.size);
-    let done = 0;
-    for (let n = -1; n !== 0 && done < st.size; done += n) n = (await handle.read(buf, done, st.size - done, done)).bytesRead;
-    return buf.subarray(0, done);
-  } finally {
-    await handle.close();
-  }
-}
-
 /** The labels a config drive has (Nova writes config-2; some tools upper-case it). */
 const configDriveLabels = ['config-2', 'CONFIG-2'];
 
@@ -134,7 +108,7 @@ export function configDriveSource(path: string): Datasource {
         return volume.read(`openstack/latest/${name}`);
       });
     }
-    return readDriveFile(join(path, 'openstack/latest', name), `openstack/latest/${name}`);
+    return readSourceFile(join(path, 'openstack/latest', name), 'openstack config drive', `openstack/latest/${name}`, maxConfigDriveFile);
   };
   return {
     name: 'configdrive',

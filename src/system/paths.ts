@@ -46,4 +46,6 @@ export const commands = {
   sync: '/usr/bin/sync',
   /** Tells systemd a Type=notify daemon is ready (the daemons, not the apply engine). */
   systemdNotify: '/usr/bin/systemd-notify',
+  /** Sets a serial port raw (CloudSigma's server context), which Node cannot. */
+  stty: '/usr/bin/stty',
 };
