@@ -29,6 +29,7 @@ export const longFlags = [
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
   'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata',
+  'from-vmware-guestinfo', 'from-vmware-ovf-env',
 ];
 
 interface Options {
@@ -50,6 +51,8 @@ interface Options {
   fromDigitaloceanMetadata?: string | true;
   fromPacketMetadata?: string | true;
   fromConfigdrive?: string;
+  fromVmwareGuestinfo?: boolean;
+  fromVmwareOvfEnv?: string;
   fromProcCmdline?: boolean;
   cmdlineFile: string;
   oem?: string;
@@ -67,8 +70,6 @@ interface Options {
 
 /** coreos-cloudinit v1.14's flags that bootsmith does not have, and why. */
 const unsupportedFlags: Record<string, string> = {
-  'from-vmware-guestinfo': 'VMware guestinfo is not read; serve the user data with --from-url',
-  'from-vmware-ovf-env': 'VMware OVF environments are not read; use --from-file or --from-url',
   'from-waagent': 'the Azure agent\'s files are not read; use --from-file DIR/CustomData',
   'from-cloudsigma-metadata': 'the CloudSigma server context is not read; use --from-url',
   'from-metadata-service': 'it was deprecated in favour of --from-ec2-metadata, which bootsmith has',
@@ -78,7 +79,7 @@ const unsupportedFlags: Record<string, string> = {
 };
 
 /** The reference's `--oem` presets that bootsmith does not have. */
-const unsupportedOems = ['rackspace-onmetal', 'azure', 'cloudsigma', 'vmware'];
+const unsupportedOems = ['rackspace-onmetal', 'azure', 'cloudsigma'];
 
 /** `--oem` presets: the datasources a platform's images use. */
 const oemPresets: Record<string, Partial<Options>> = {
@@ -87,6 +88,7 @@ const oemPresets: Record<string, Partial<Options>> = {
   digitalocean: { fromDigitaloceanMetadata: true },
   gce: { fromGceMetadata: true },
   packet: { fromPacketMetadata: true },
+  vmware: { fromVmwareGuestinfo: true },
 };
 
 function program(io: Io): Command {
@@ -101,6 +103,8 @@ function program(io: Io): Command {
     .option('--from-digitalocean-metadata [url]', `DigitalOcean metadata service (default ${defaultDigitaloceanUrl})`)
     .option('--from-packet-metadata [url]', `Packet (Equinix Metal) metadata service (default ${defaultPacketUrl})`)
     .option('--from-configdrive <path>', 'a config drive: a mounted directory, or a config-2 image')
+    .option('--from-vmware-guestinfo', 'VMware guestinfo, read with vmware-rpctool (open-vm-tools)')
+    .option('--from-vmware-ovf-env <path>', 'a VMware OVF environment file (ovf-env.xml)')
     .option('--from-proc-cmdline', 'fetch user data from cloud-config-url= on the kernel command line (PXE)')
     .option('--cmdline-file <path>', 'where the kernel command line is read', '/proc/cmdline')
     .option('--oem <name>', `a platform's datasources: ${Object.keys(oemPresets).join(', ')}`)
@@ -182,11 +186,11 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   if (opts.installUnits) return installBootUnits(opts, io);
   const files = opts.fromFile ?? [];
   const cloud = opts.fromUrl ?? opts.fromEc2Metadata ?? opts.fromOpenstackMetadata ?? opts.fromGceMetadata ?? opts.fromDigitaloceanMetadata ?? opts.fromPacketMetadata ??
-    opts.fromConfigdrive ?? opts.fromProcCmdline;
+    opts.fromVmwareGuestinfo ?? opts.fromVmwareOvfEnv ?? opts.fromConfigdrive ?? opts.fromProcCmdline;
   if (files.length === 0 && cloud === undefined) {
     io.stderr.write(
       'coreos-cloudinit: provide at least one of --from-file, --from-url, --from-ec2-metadata, --from-openstack-metadata, --from-gce-metadata, ' +
-        '--from-digitalocean-metadata, --from-packet-metadata, --from-configdrive, --from-proc-cmdline or --oem\n',
+        '--from-digitalocean-metadata, --from-packet-metadata, --from-vmware-guestinfo, --from-vmware-ovf-env, --from-configdrive, --from-proc-cmdline or --oem\n',
     );
     return 2;
   }
@@ -349,6 +353,8 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
     digitalocean: serviceUrl(opts.fromDigitaloceanMetadata, 'COREOS_CLOUDINIT_DIGITALOCEAN_METADATA_URL', defaultDigitaloceanUrl),
     packet: serviceUrl(opts.fromPacketMetadata, 'COREOS_CLOUDINIT_PACKET_METADATA_URL', defaultPacketUrl),
     configDrive: opts.fromConfigdrive,
+    vmwareGuestinfo: opts.fromVmwareGuestinfo === true,
+    vmwareOvfEnv: opts.fromVmwareOvfEnv,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
     policy: {
       timeoutMs: opts.httpTimeout,

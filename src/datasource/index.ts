@@ -7,6 +7,7 @@ import { configDriveSource, openstackSource } from './openstack';
 import { packetSource } from './packet';
 import { cmdlineSource, fileSource, urlSource } from './simple';
 import type { Datasource } from './types';
+import { vmwareGuestinfoSource, vmwareOvfSource } from './vmware';
 
 export interface SourceRequest {
   files: string[];
@@ -17,6 +18,9 @@ export interface SourceRequest {
   digitalocean: string | undefined;
   packet: string | undefined;
   configDrive: string | undefined;
+  /** Whether to read VMware guestinfo (--from-vmware-guestinfo). */
+  vmwareGuestinfo: boolean;
+  vmwareOvfEnv: string | undefined;
   /** The kernel command line's file, when --from-proc-cmdline is given. */
   cmdlineFile: string | undefined;
   policy: RetryPolicy;
@@ -31,6 +35,8 @@ export function datasourcesFor(r: SourceRequest): Datasource[] {
   if (r.digitalocean !== undefined) out.push(digitaloceanSource(r.digitalocean, r.policy));
   if (r.packet !== undefined) out.push(packetSource(r.packet, r.policy));
   if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive));
+  if (r.vmwareGuestinfo) out.push(vmwareGuestinfoSource(r.policy));
+  if (r.vmwareOvfEnv !== undefined) out.push(vmwareOvfSource(r.vmwareOvfEnv, r.policy));
   if (r.cmdlineFile !== undefined) out.push(cmdlineSource(r.cmdlineFile, r.policy));
   return out;
 }

@@ -46,4 +46,6 @@ export const commands = {
   sync: '/usr/bin/sync',
   /** Tells systemd a Type=notify daemon is ready (the daemons, not the apply engine). */
   systemdNotify: '/usr/bin/systemd-notify',
+  /** open-vm-tools' guestinfo reader, looked up on PATH: distributions put it in /usr/bin or /usr/sbin, and tests put a stand-in first. */
+  vmwareRpctool: 'vmware-rpctool',
 };
