@@ -171,7 +171,8 @@ export async function readVmwareNetwork(where: string, read: KeyReader): Promise
 export function roleAddresses(network: VmwareNetwork): Pick<Metadata, 'publicIpv4' | 'privateIpv4' | 'publicIpv6' | 'privateIpv6'> {
   const found: Pick<Metadata, 'publicIpv4' | 'privateIpv4' | 'publicIpv6' | 'privateIpv6'> = {};
   for (const { role, addresses } of network.interfaces) {
-    for (const { address } of role ? addresses : []) found[`${role}Ipv${ipFamily(address)}` as const] ??= address;
+    if (role === undefined) continue;
+    for (const { address } of addresses) found[`${role}Ipv${ipFamily(address)}` as const] ??= address;
   }
   return found;
 }

@@ -37,6 +37,12 @@ const ovfWhere = 'vmware ovf environment';
 /** The encodings `coreos.config.data.encoding` may name: write_files' (schemas/cloud-config.schema.json). */
 export const configDataEncodings = ['base64', 'b64', 'gz', 'gzip', 'gz+base64', 'gzip+base64', 'gz+b64', 'gzip+b64'];
 
+/**
+ * Time allowed for reading all the guestinfo keys, in ms: each call has its own limit, and this
+ * bounds the whole, however many keys there are and however slowly each is answered.
+ */
+export const guestinfoDeadlineMs = 60_000;
+
 /** Largest OVF environment read, as a document from a metadata service (http.ts): 16 MiB. */
 export const maxOvfEnvironment = 16 * 1024 * 1024;
 
@@ -52,6 +58,15 @@ async function vmwareFetched(source: string, where: string, container: string | 
   }
   const data = await read('coreos.config.data');
   const url = data === undefined ? await read('coreos.config.url') : undefined;
+  // Every key is read before the URL is fetched: a slow server takes no time from guestinfo's deadline.
+  const hostname = await read('hostname');
+  const network = await readVmwareNetwork(where, read);
+  const described = network.interfaces.length + network.dnsServers.length + network.dnsDomains.length > 0;
+  const metadata = metadataOf({
+    hostname: hostname === undefined ? undefined : hostnameValue(where, guestinfoKey('hostname'), hostname),
+    ...roleAddresses(network),
+    vmwareNetwork: described ? network : undefined,
+  });
   let got: Pick<Fetched, 'location' | 'userData' | 'noUserData'>;
   if (data !== undefined) got = { location: locate('coreos.config.data'), userData: Buffer.from(data) };
   else if (url !== undefined) {
@@ -69,14 +84,6 @@ async function vmwareFetched(source: string, where: string, container: string | 
     if (typeof decoded === 'string') throw new MetadataError(`${where}: ${what}: cannot be decoded as ${encoding}: ${decoded}`);
     got = decoded.length > 0 ? { ...got, userData: decoded } : { ...got, userData: undefined, noUserData: `it is empty once decoded (${encoding})` };
   }
-  const hostname = await read('hostname');
-  const network = await readVmwareNetwork(where, read);
-  const described = network.interfaces.length + network.dnsServers.length + network.dnsDomains.length > 0;
-  const metadata = metadataOf({
-    hostname: hostname === undefined ? undefined : hostnameValue(where, guestinfoKey('hostname'), hostname),
-    ...roleAddresses(network),
-    vmwareNetwork: described ? network : undefined,
-  });
   return { source, ...got, metadata };
 }
 
@@ -93,6 +100,10 @@ const ovfParser = new XMLParser({
   removeNSPrefix: true,
   isArray: (name) => name === 'PropertySection' || name === 'Property',
   processEntities: true,
+  // Character references too (`&#10;`, a line break in a value); the library counts them as HTML's.
+  htmlEntities: true,
+  // A value is the document's, spaces and line breaks included.
+  trimValues: false,
   parseAttributeValue: false,
   parseTagValue: false,
 });
@@ -133,14 +144,22 @@ export function ovfProperties(where: string, bytes: Buffer): Map<string, string>
 }
 
 /**
- * `--from-vmware-guestinfo`: the keys through vmware-rpctool (`rpctool`: its time and output
- * limits and environment, for tests; by default defaultRpctoolLimits and this process's
- * environment). Not there without vmware-rpctool or outside VMware.
+ * `--from-vmware-guestinfo`: the keys through vmware-rpctool (`rpctool`: a call's limits and
+ * environment and the deadline of all calls, for tests; by default defaultRpctoolLimits, this
+ * process's environment and guestinfoDeadlineMs). Not there without vmware-rpctool or outside VMware.
  */
-export function vmwareGuestinfoSource(policy: RetryPolicy, rpctool: Partial<RpctoolOptions> = {}): Datasource {
-  const options: RpctoolOptions = { ...defaultRpctoolLimits, ...rpctool };
+export function vmwareGuestinfoSource(policy: RetryPolicy, rpctool: Partial<RpctoolOptions> & { deadlineMs?: number } = {}): Datasource {
+  const { deadlineMs = guestinfoDeadlineMs, ...given } = rpctool;
+  const options: RpctoolOptions = { ...defaultRpctoolLimits, ...given };
+  let deadline = 0;
+  /** One call, within what is left of the deadline. */
+  const call = (key: string) => {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`${guestinfoWhere}: reading the keys took more than ${deadlineMs} ms`);
+    return readGuestinfo(key, { ...options, timeoutMs: Math.min(options.timeoutMs, left) });
+  };
   const read: KeyReader = async (key) => {
-    const answer = await readGuestinfo(key, options);
+    const answer = await call(key);
     if (answer.kind === 'value') return answer.text || undefined;
     if (answer.kind === 'unset') return undefined;
     throw new Error(`${guestinfoWhere}: ${guestinfoKey(key)}: ${answer.kind === 'no-tool' ? 'vmware-rpctool is gone' : 'vmware-rpctool says this is no VMware virtual machine'}`);
@@ -149,7 +168,8 @@ export function vmwareGuestinfoSource(policy: RetryPolicy, rpctool: Partial<Rpct
     name: 'vmware-guestinfo',
     location: guestinfoWhere,
     async fetch() {
-      const ovfEnv = await readGuestinfo('ovfEnv', options);
+      deadline = Date.now() + deadlineMs;
+      const ovfEnv = await call('ovfEnv');
       if (ovfEnv.kind === 'no-tool' || ovfEnv.kind === 'not-vmware') return undefined;
       if (ovfEnv.kind === 'value' && ovfEnv.text !== '') {
         const where = `${guestinfoWhere}: ${guestinfoKey('ovfEnv')}`;

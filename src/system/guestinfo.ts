@@ -16,8 +16,8 @@ export interface RpctoolOptions {
   timeoutMs: number;
   /** Largest output accepted from one call, in bytes. */
   maxOutputBytes: number;
-  /** The environment the tool runs with: its PATH is where the tool is looked up. */
-  env: NodeJS.ProcessEnv;
+  /** The environment the tool runs with: its PATH is where the tool is looked up. Default: this process's. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The limits of one call: 10 s (as an HTTP request's), 16 MiB (as an HTTP body's). */

@@ -204,6 +204,16 @@ describe('--from-vmware-guestinfo: vmware-rpctool "info-get guestinfo.KEY"', () 
       expect(Date.now() - started).toBeLessThan(20_000); // the stand-in sleeps 600 s
     });
 
+    test('calls that each answer slowly: all of them within the deadline', async () => {
+      const r = rpctool();
+      r.fail('slow');
+      const started = Date.now();
+      await expect(vmwareGuestinfoSource(fast, { env: { PATH: r.path() }, deadlineMs: 1_000 }).fetch()).rejects.toThrow(
+        /^(vmware guestinfo: reading the keys took more than 1000 ms|vmware-rpctool "info-get guestinfo\.\S+": no answer within \d+ ms)$/,
+      );
+      expect(Date.now() - started).toBeLessThan(10_000); // about 50 calls of 0.3 s each without it
+    });
+
     test('a first call that never answers is a failure, not a missing source', async () => {
       const r = rpctool();
       r.fail('hang', 'ovfEnv');
@@ -298,7 +308,7 @@ describe('--from-vmware-ovf-env PATH', () => {
 
   test('a bad value names the key', async () => {
     const file = tempFile('ovf-env.xml', ovfEnvironment({ ...keys, 'interface.1.ip.0.address': '10.0.0.5/16"\nx' }));
-    await expect(vmwareOvfSource(file, fast).fetch()).rejects.toThrow(/^vmware ovf environment: guestinfo\.interface\.1\.ip\.0\.address: not an IP address with a prefix length/);
+    await expect(vmwareOvfSource(file, fast).fetch()).rejects.toThrow(/^vmware ovf environment: guestinfo\.interface\.1\.ip\.0\.address: the prefix length is not 0 to 32: "10\.0\.0\.5\/16\\"\\nx"$/);
   });
 
   const laughs = '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]><Environment><PropertySection><Property key="guestinfo.hostname" value="&lol2;"/></PropertySection></Environment>';
@@ -335,9 +345,11 @@ async function cli(args: string[], path: string) {
 }
 
 describe('coreos-cloudinit with VMware', () => {
-  test('-from-vmware-guestinfo, as Go spells it, with --validate: the keys are read', async () => {
+  test('-from-vmware-guestinfo, as Go spells it, with --validate: the keys are read, the report names the key', async () => {
     const r = rpctool();
-    expect(await cli(['--validate', '-from-vmware-guestinfo'], r.path())).toEqual({ status: 0, stdout: '', stderr: '' });
+    const run = await cli(['--validate', '-from-vmware-guestinfo'], r.path());
+    expect([run.status, run.stderr]).toEqual([0, '']);
+    expect(run.stdout).toBe('guestinfo.coreos.config.data:3:3: warning: deprecated key "etcd2" (etcd2 is no longer shipped in Container Linux) [deprecated-key]\n0 errors, 1 warning, 0 infos in 1 file\n');
     expect(r.calls()[0]).toBe('info-get guestinfo.ovfEnv');
   });
 

@@ -3,14 +3,14 @@
  * directory, to put first on PATH. `vmware-rpctool "info-get guestinfo.KEY"` prints the file
  * keys/KEY and a newline (exit 0), or says `No value found` on stderr (exit 1) when there is none,
  * as the real tool does. It can be told to fail instead, for every key or one: say it is no VMware
- * machine, hang, print more than any limit, or die. Every call's argument is logged.
+ * machine, hang, answer slowly, print more than any limit, or die. Every call's argument is logged.
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** `not-vmware`: as outside VMware; `hang`: never answers; `huge`: 17 MB of output; `crash`: exit 139 with a message. */
-export type RpctoolFailure = 'not-vmware' | 'hang' | 'huge' | 'crash';
+/** `not-vmware`: as outside VMware; `hang`: never answers; `slow`: answers after 0.3 s; `huge`: 17 MB of output; `crash`: exit 139 with a message. */
+export type RpctoolFailure = 'not-vmware' | 'hang' | 'slow' | 'huge' | 'crash';
 
 const script = `#!/bin/sh
 here=$(dirname "$0")
@@ -26,6 +26,7 @@ if [ -f "$here/failure" ]; then
     case "$failure" in
       not-vmware) echo "Failed sending message to VMware." >&2; exit 1 ;;
       hang) exec sleep 600 ;;
+      slow) sleep 0.3 ;;
       huge) exec head -c 17000000 /dev/zero ;;
       crash) echo "Segmentation fault" >&2; exit 139 ;;
     esac
