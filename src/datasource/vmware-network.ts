@@ -18,9 +18,9 @@ declare const brand: unique symbol;
 export type MacAddress = string & { readonly [brand]: 'mac-address' };
 
 /**
- * A network interface name: 1 to 15 letters, digits, `_`, `-` and `.` (the kernel's limit is 15
- * bytes without `/`, `:` or whitespace; this is the part of it that is safe in any file), and not
- * `.` or `..`.
+ * A network interface name: 1 to 15 letters, digits, `_`, `-` and `.`, not starting with `-` or
+ * `.` (the kernel takes 15 bytes without `/`, `:` or whitespace; this is the part of it that is
+ * safe in any file and on any command line).
  */
 export type InterfaceName = string & { readonly [brand]: 'interface-name' };
 
@@ -93,7 +93,7 @@ export function macAddressValue(where: string, key: string, text: string): MacAd
 }
 
 export function interfaceNameValue(where: string, key: string, text: string): InterfaceName {
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(text) || text === '.' || text === '..') refuse(where, key, 'not an interface name (1 to 15 letters, digits, "_", "-" and ".")', text);
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/.test(text)) refuse(where, key, 'not an interface name (1 to 15 letters, digits, "_", "-" and ".", not starting with "-" or ".")', text);
   return text as InterfaceName;
 }
 

@@ -252,6 +252,7 @@ describe('values are parsed into their type, or refused naming the key', () => {
     ['interface.1.mac', '00:50:56:8b:91', /^vmware guestinfo: guestinfo\.interface\.1\.mac: not a MAC address \(six hex pairs separated by ":"\): "00:50:56:8b:91"$/],
     ['interface.0.name', 'ens192\n[Match]', /^vmware guestinfo: guestinfo\.interface\.0\.name: not an interface name .*: "ens192\\n\[Match\]"$/],
     ['interface.0.name', 'a-name-of-16-chr', /guestinfo\.interface\.0\.name: not an interface name/],
+    ['interface.0.name', '-ens192', /guestinfo\.interface\.0\.name: not an interface name/],
     ['interface.2.dhcp', 'true', /^vmware guestinfo: guestinfo\.interface\.2\.dhcp: not "yes" or "no": "true"$/],
     ['interface.0.role', 'dmz', /^vmware guestinfo: guestinfo\.interface\.0\.role: not "public" or "private": "dmz"$/],
     ['interface.0.route.0.gateway', '2001:db8::1', /^vmware guestinfo: guestinfo\.interface\.0\.route\.0\.gateway: not an IPv4 address, as the destination is: "2001:db8::1"$/],
