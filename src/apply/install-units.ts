@@ -77,6 +77,7 @@ export const oemUnits: Record<string, string> = {
   packet: 'oem-cloudinit-packet.service',
   azure: 'oem-cloudinit-azure.service',
   cloudsigma: 'oem-cloudinit-cloudsigma.service',
+  vmware: 'oem-cloudinit-vmware.service',
 };
 
 export interface InstallOptions {

@@ -32,6 +32,7 @@ export const longFlags = [
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
   'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata',
   'from-waagent', 'from-cloudsigma-metadata', 'cloudsigma-serial', 'dmi-product-name',
+  'from-vmware-guestinfo', 'from-vmware-ovf-env',
 ];
 
 interface Options {
@@ -57,6 +58,8 @@ interface Options {
   cloudsigmaSerial: string;
   dmiProductName: string;
   fromConfigdrive?: string;
+  fromVmwareGuestinfo?: boolean;
+  fromVmwareOvfEnv?: string;
   fromProcCmdline?: boolean;
   cmdlineFile: string;
   oem?: string;
@@ -74,8 +77,6 @@ interface Options {
 
 /** coreos-cloudinit v1.14's flags that bootsmith does not have, and why. */
 const unsupportedFlags: Record<string, string> = {
-  'from-vmware-guestinfo': 'VMware guestinfo is not read; serve the user data with --from-url',
-  'from-vmware-ovf-env': 'VMware OVF environments are not read; use --from-file or --from-url',
   'from-metadata-service': 'it was deprecated in favour of --from-ec2-metadata, which bootsmith has',
   'convert-netconf': 'network configurations are not converted to networkd units; write the units with coreos.units',
   'workspace': 'bootsmith keeps no workspace',
@@ -83,7 +84,7 @@ const unsupportedFlags: Record<string, string> = {
 };
 
 /** The reference's `--oem` presets that bootsmith does not have. */
-const unsupportedOems = ['rackspace-onmetal', 'vmware'];
+const unsupportedOems = ['rackspace-onmetal'];
 
 /** `--oem` presets: the datasources a platform's images use. */
 const oemPresets: Record<string, Partial<Options>> = {
@@ -94,6 +95,7 @@ const oemPresets: Record<string, Partial<Options>> = {
   packet: { fromPacketMetadata: true },
   azure: { fromWaagent: defaultWaagentDir },
   cloudsigma: { fromCloudsigmaMetadata: true },
+  vmware: { fromVmwareGuestinfo: true },
 };
 
 function program(io: Io): Command {
@@ -112,6 +114,8 @@ function program(io: Io): Command {
     .option('--cloudsigma-serial <path>', 'the serial port CloudSigma\'s server context is read from', defaultCloudsigmaSerial)
     .option('--dmi-product-name <path>', 'where the DMI product name is read (CloudSigma\'s tells a CloudSigma machine)', defaultDmiProductName)
     .option('--from-configdrive <path>', 'a config drive: a mounted directory, or a config-2 image')
+    .option('--from-vmware-guestinfo', 'VMware guestinfo, read with vmware-rpctool (open-vm-tools)')
+    .option('--from-vmware-ovf-env <path>', 'a VMware OVF environment file (ovf-env.xml)')
     .option('--from-proc-cmdline', 'fetch user data from cloud-config-url= on the kernel command line (PXE)')
     .option('--cmdline-file <path>', 'where the kernel command line is read', '/proc/cmdline')
     .option('--oem <name>', `a platform's datasources: ${Object.keys(oemPresets).join(', ')}`)
@@ -193,11 +197,12 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   if (opts.installUnits) return installBootUnits(opts, io);
   const files = opts.fromFile ?? [];
   const cloud = opts.fromUrl ?? opts.fromEc2Metadata ?? opts.fromOpenstackMetadata ?? opts.fromGceMetadata ?? opts.fromDigitaloceanMetadata ?? opts.fromPacketMetadata ??
-    opts.fromWaagent ?? opts.fromCloudsigmaMetadata ?? opts.fromConfigdrive ?? opts.fromProcCmdline;
+    opts.fromWaagent ?? opts.fromCloudsigmaMetadata ?? opts.fromVmwareGuestinfo ?? opts.fromVmwareOvfEnv ?? opts.fromConfigdrive ?? opts.fromProcCmdline;
   if (files.length === 0 && cloud === undefined) {
     io.stderr.write(
       'coreos-cloudinit: provide at least one of --from-file, --from-url, --from-ec2-metadata, --from-openstack-metadata, --from-gce-metadata, ' +
-        '--from-digitalocean-metadata, --from-packet-metadata, --from-waagent, --from-cloudsigma-metadata, --from-configdrive, --from-proc-cmdline or --oem\n',
+        '--from-digitalocean-metadata, --from-packet-metadata, --from-waagent, --from-cloudsigma-metadata, --from-vmware-guestinfo, --from-vmware-ovf-env, ' +
+        '--from-configdrive, --from-proc-cmdline or --oem\n',
     );
     return 2;
   }
@@ -362,6 +367,8 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
     waagent: opts.fromWaagent,
     cloudsigma: opts.fromCloudsigmaMetadata ? { serialPort: opts.cloudsigmaSerial, productNameFile: opts.dmiProductName } : undefined,
     configDrive: opts.fromConfigdrive,
+    vmwareGuestinfo: opts.fromVmwareGuestinfo === true,
+    vmwareOvfEnv: opts.fromVmwareOvfEnv,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
     policy: {
       timeoutMs: opts.httpTimeout,

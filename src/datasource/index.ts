@@ -10,6 +10,7 @@ import { packetSource } from './packet';
 import { cmdlineSource, fileSource, urlSource } from './simple';
 import type { Datasource } from './types';
 import { waagentSource } from './waagent';
+import { vmwareGuestinfoSource, vmwareOvfSource } from './vmware';
 
 export interface SourceRequest {
   files: string[];
@@ -24,6 +25,9 @@ export interface SourceRequest {
   /** Where CloudSigma's server context and the DMI product name are read (--from-cloudsigma-metadata). */
   cloudsigma: CloudsigmaOptions | undefined;
   configDrive: string | undefined;
+  /** Whether to read VMware guestinfo (--from-vmware-guestinfo). */
+  vmwareGuestinfo: boolean;
+  vmwareOvfEnv: string | undefined;
   /** The kernel command line's file, when --from-proc-cmdline is given. */
   cmdlineFile: string | undefined;
   policy: RetryPolicy;
@@ -40,6 +44,8 @@ export function datasourcesFor(r: SourceRequest): Datasource[] {
   if (r.waagent !== undefined) out.push(waagentSource(r.waagent));
   if (r.cloudsigma !== undefined) out.push(cloudsigmaSource(r.cloudsigma, r.policy));
   if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive));
+  if (r.vmwareGuestinfo) out.push(vmwareGuestinfoSource(r.policy));
+  if (r.vmwareOvfEnv !== undefined) out.push(vmwareOvfSource(r.vmwareOvfEnv, r.policy));
   if (r.cmdlineFile !== undefined) out.push(cmdlineSource(r.cmdlineFile, r.policy));
   return out;
 }

@@ -1,5 +1,6 @@
 /** What a datasource gives: user data (or none) and the machine's metadata. */
 import type { Hostname, IpAddress } from '../cloudconfig/values';
+import type { VmwareNetwork } from './vmware-network';
 
 declare const brand: unique symbol;
 
@@ -24,6 +25,8 @@ export interface Metadata {
   publicIpv6?: IpAddress;
   /** OpenSSH public key lines, added to user core like ssh_authorized_keys. */
   sshPublicKeys: SshPublicKey[];
+  /** The network VMware's guestinfo keys describe, for a writer of networkd files. */
+  vmwareNetwork?: VmwareNetwork;
 }
 
 export interface Fetched {

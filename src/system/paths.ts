@@ -48,4 +48,6 @@ export const commands = {
   systemdNotify: '/usr/bin/systemd-notify',
   /** Sets a serial port raw (CloudSigma's server context), which Node cannot. */
   stty: '/usr/bin/stty',
+  /** open-vm-tools' guestinfo reader, looked up on PATH: distributions put it in /usr/bin or /usr/sbin, and tests put a stand-in first. */
+  vmwareRpctool: 'vmware-rpctool',
 };
