@@ -15,6 +15,7 @@ import { defaultValidateOptions, validateUserData } from '../cloudconfig/validat
 import { unitDirs } from '../system/paths';
 import { defaultDigitaloceanUrl, defaultEc2Url, defaultGceUrl, defaultOpenstackUrl, defaultPacketUrl, defaultRetryPolicy } from '../datasource/defaults';
 import type { Fetched } from '../datasource/types';
+import type { RetryPolicy } from '../datasource/defaults';
 import type { UnitProgram } from '../apply/install-units';
 
 export interface Io {
@@ -242,7 +243,7 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
   }
   const readMs = performance.now() - readStarted;
   try {
-    const report = await applyModule().applyUserData(bytes, applyOptions(opts));
+    const report = await applyModule().applyUserData(bytes, applyOptions(opts, io));
     return writeApplyReport(name, report, readMs, opts, io);
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
@@ -322,8 +323,9 @@ export function unitCommands(opts: { exec?: string; binDir?: string }, pkg: stri
 }
 
 /** The apply options the flags give. */
-function applyOptions(opts: Options) {
+function applyOptions(opts: Options, io: Io) {
   return {
+    http: httpPolicy(opts, io),
     root: opts.root,
     dryRun: opts.dryRun === true,
     systemdBus: opts.systemdBus,
@@ -350,16 +352,21 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
     packet: serviceUrl(opts.fromPacketMetadata, 'COREOS_CLOUDINIT_PACKET_METADATA_URL', defaultPacketUrl),
     configDrive: opts.fromConfigdrive,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
-    policy: {
-      timeoutMs: opts.httpTimeout,
-      attempts: opts.httpAttempts,
-      deadlineMs: opts.httpDeadline,
-      backoffMs: opts.httpBackoff,
-      maxBackoffMs: opts.httpMaxBackoff,
-      // Said as it happens: a fetch that retries for a minute is not a hang.
-      onRetry: (r) => io.stderr.write(`coreos-cloudinit: ${r.cause}; retry ${r.attempt} of ${r.attempts} in ${r.waitMs} ms\n`),
-    },
+    policy: httpPolicy(opts, io),
   }));
+}
+
+/** The --http-* flags as a retry policy: for datasources, and for an Ignition config's http(s) sources. */
+function httpPolicy(opts: Options, io: Io): RetryPolicy {
+  return {
+    timeoutMs: opts.httpTimeout,
+    attempts: opts.httpAttempts,
+    deadlineMs: opts.httpDeadline,
+    backoffMs: opts.httpBackoff,
+    maxBackoffMs: opts.httpMaxBackoff,
+    // Said as it happens: a fetch that retries for a minute is not a hang.
+    onRetry: (r) => io.stderr.write(`coreos-cloudinit: ${r.cause}; retry ${r.attempt} of ${r.attempts} in ${r.waitMs} ms\n`),
+  };
 }
 
 /** A metadata service's URL: the one given; without one, the one in `variable` (for tests and labs), else the cloud's default. */
@@ -417,7 +424,7 @@ async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
     if (opts.format !== 'json') {
       io.stdout.write(fetched.userData ? `user data from ${where}\n` : `no user data at ${where}${fetched.noUserData ? ` (${fetched.noUserData})` : ''}\n`);
     }
-    const report = await applyModule().applyFetched(fetched, applyOptions(opts));
+    const report = await applyModule().applyFetched(fetched, applyOptions(opts, io));
     return writeApplyReport(where, report, fetchMs, opts, io);
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
