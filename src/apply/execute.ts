@@ -440,7 +440,7 @@ export class Executor {
 export function touchesSystemd(actions: Action[], dirs: UnitDirs): boolean {
   const roots = [dirs.system.persistent, dirs.system.runtime, dirs.network.persistent, dirs.network.runtime].map((d) => `${d}/`);
   return actions.some((a) => {
-    const path = a.kind === 'mask' ? undefined : nodePath(a);
+    const path = nodePath(a);
     return a.kind === 'mask' || needsReload(a) || (path !== undefined && roots.some((r) => path.startsWith(r)));
   });
 }

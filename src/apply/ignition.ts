@@ -36,9 +36,11 @@ export interface FetchOptions {
   policy: RetryPolicy;
   /** Most bytes of contents in all; default maxContentTotal. */
   maxTotal: number;
+  /** Most milliseconds for all the fetches together; default 10 minutes. */
+  totalMs: number;
 }
 
-export const defaultFetchOptions: FetchOptions = { policy: defaultRetryPolicy, maxTotal: maxContentTotal };
+export const defaultFetchOptions: FetchOptions = { policy: defaultRetryPolicy, maxTotal: maxContentTotal, totalMs: 600_000 };
 
 /** The hash functions of verification hashes, with their digest length in hex digits. */
 const hashFunctions: Record<string, number> = { sha512: 128, sha256: 64 };
@@ -83,9 +85,15 @@ function resourcesOf(config: IgnitionConfig): Resource[] {
 export async function resolveResources(config: IgnitionConfig, options: FetchOptions = defaultFetchOptions): Promise<Map<Resource, ResolvedResource>> {
   const out = new Map<Resource, ResolvedResource>();
   let total = 0;
+  // Each fetch has its own bounds; this one bounds them all, however many sources a config names.
+  const deadline = Date.now() + options.totalMs;
   for (const resource of resourcesOf(config)) {
     const source = resource.source;
-    let resolved = source.kind === 'inline' ? ({ kind: 'ok', data: source.data } as const) : await fetchSource(resource, source.url, source.scheme, options.policy);
+    const left = deadline - Date.now();
+    let resolved: ResolvedResource;
+    if (source.kind === 'inline') resolved = { kind: 'ok', data: source.data };
+    else if (left <= 0) resolved = { kind: 'failed', why: `not fetched: fetching the config's sources took more than ${options.totalMs} ms in all` };
+    else resolved = await fetchSource(resource, source.url, source.scheme, { ...options.policy, deadlineMs: Math.min(options.policy.deadlineMs, left) });
     if (resolved.kind === 'ok' && resource.compression === 'gzip') {
       try {
         resolved = { kind: 'ok', data: zlib().gunzipSync(resolved.data, { maxOutputLength: Math.max(1, options.maxTotal - total + 1) }) };

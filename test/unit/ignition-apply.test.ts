@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { decodeDataUrl, toIgnitionConfig } from '../../src/cloudconfig/ignition/config';
 import type { IgnitionConfig } from '../../src/cloudconfig/ignition/config';
 import { validateUserData } from '../../src/cloudconfig/validate';
-import { hashMismatch, planIgnition, resolveResources } from '../../src/apply/ignition';
+import { defaultFetchOptions, hashMismatch, planIgnition, resolveResources } from '../../src/apply/ignition';
 import type { Action } from '../../src/apply/plan';
 import { unitDirs } from '../../src/system/paths';
 
@@ -212,6 +212,6 @@ test('resources: gzip unpacked before the hash is checked; a mismatch or too muc
   const plan = planIgnition(config, await resolveResources(config), { unitDirs }).map(describeAction);
   expect(plan).toEqual(['file /a 644 keep-existing', 'failed file /b']);
   // A budget smaller than the unpacked contents: the gzip is cut off, not unpacked whole.
-  const small = [...(await resolveResources(config, { policy: { timeoutMs: 1000, attempts: 1, backoffMs: 1, maxBackoffMs: 1, deadlineMs: 1000 }, maxTotal: 100 })).values()];
+  const small = [...(await resolveResources(config, { ...defaultFetchOptions, maxTotal: 100 })).values()];
   expect(small[0]).toMatchObject({ kind: 'failed', why: expect.stringMatching(/more than the 100 bytes/) });
 });

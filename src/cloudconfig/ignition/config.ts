@@ -304,6 +304,10 @@ function ignitionNotApplied(root: YNode, spec: Spec, notApplied: NotApplied[]): 
       why: 'not applied: https sources are checked against the system\'s certificate authorities only',
     });
   }
+  const timeouts = objectAt(root, ['ignition', 'timeouts']);
+  if (integer(timeouts, 'httpResponseHeaders') !== undefined || integer(timeouts, 'httpTotal') !== undefined) {
+    notApplied.push({ origin: 'ignition.timeouts', what: 'timeouts', target: '', why: 'not applied: fetches are bounded by the --http-* flags' });
+  }
   const proxy = objectAt(root, ['ignition', 'proxy']);
   if (proxy && (text(proxy, 'httpProxy') ?? text(proxy, 'httpsProxy')) !== undefined) {
     notApplied.push({ origin: 'ignition.proxy', what: 'proxy', target: text(proxy, 'httpsProxy') ?? text(proxy, 'httpProxy')!, why: 'not applied: sources are fetched directly' });
