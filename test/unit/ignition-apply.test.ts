@@ -215,3 +215,12 @@ test('resources: gzip unpacked before the hash is checked; a mismatch or too muc
   const small = [...(await resolveResources(config, { ...defaultFetchOptions, maxTotal: 100 })).values()];
   expect(small[0]).toMatchObject({ kind: 'failed', why: expect.stringMatching(/more than the 100 bytes/) });
 });
+
+test('one deadline bounds all the fetches of a config: past it, a remote source is not fetched', async () => {
+  const config = configOf({ ignition: { version: '3.4.0' }, storage: { files: [{ path: '/a', contents: { source: 'http://127.0.0.1:9/never-asked' } }, { path: '/b', contents: { source: 'data:,b' } }] } });
+  const resolved = [...(await resolveResources(config, { ...defaultFetchOptions, totalMs: 0 })).values()];
+  expect(resolved).toEqual([
+    { kind: 'failed', why: 'not fetched: fetching the config\'s sources took more than 0 ms in all' },
+    { kind: 'ok', data: Buffer.from('b') },
+  ]);
+});
