@@ -165,11 +165,12 @@ export function planIgnition(config: IgnitionConfig, resolved: Map<Resource, Res
     }
   }
   // Parents before what is in them, as Ignition orders them; in the config's order otherwise.
-  const nodes: Array<{ path: string; action: Action }> = [
-    ...config.directories.map((d) => ({ path: d.path, action: { kind: 'directory', origin: d.origin, path: d.path, mode: d.mode, owner: ownerOf(d.owner), overwrite: d.overwrite } as Action })),
-    ...config.files.map((f) => ({ path: f.path, action: fileAction(f, resolved) })),
-    ...config.links.map((l) => ({ path: l.path, action: { kind: 'link', origin: l.origin, path: l.path, target: l.target, hard: l.hard, owner: l.hard ? undefined : ownerOf(l.owner), overwrite: l.overwrite } as Action })),
-  ];
+  const nodes: Array<{ path: string; action: Action }> = [];
+  for (const d of config.directories) nodes.push({ path: d.path, action: { kind: 'directory', origin: d.origin, path: d.path, mode: d.mode, owner: ownerOf(d.owner), overwrite: d.overwrite } });
+  for (const f of config.files) nodes.push({ path: f.path, action: fileAction(f, resolved) });
+  for (const l of config.links) {
+    nodes.push({ path: l.path, action: { kind: 'link', origin: l.origin, path: l.path, target: l.target, hard: l.hard, owner: l.hard ? undefined : ownerOf(l.owner), overwrite: l.overwrite } });
+  }
   nodes.sort((a, b) => depth(a.path) - depth(b.path));
   actions.push(...nodes.map((n) => n.action));
   const later: Action[] = [];

@@ -171,19 +171,19 @@ export function decodeDataUrl(url: string): Buffer | string {
   if (!/^data:/i.test(url) || comma === -1) return 'not a data URL';
   const base64 = /;base64$/i.test(url.slice(5, comma));
   const raw = url.slice(comma + 1);
-  const bytes: number[] = [];
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw[i]!;
-    if (c === '%') {
-      const hex = raw.slice(i + 1, i + 3);
-      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return 'a "%" that does not start a %XX escape';
-      bytes.push(parseInt(hex, 16));
-      i += 2;
-    } else {
-      for (const b of Buffer.from(c, 'utf8')) bytes.push(b);
-    }
+  // An escape is three characters for one byte, so the UTF-8 length of the text bounds the bytes.
+  const out = Buffer.allocUnsafe(Buffer.byteLength(raw, 'utf8'));
+  let size = 0;
+  let run = 0;
+  for (let i = raw.indexOf('%'); i !== -1; i = raw.indexOf('%', run)) {
+    const hex = raw.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return 'a "%" that does not start a %XX escape';
+    size += out.write(raw.slice(run, i), size, 'utf8');
+    out[size++] = parseInt(hex, 16);
+    run = i + 3;
   }
-  const data = Buffer.from(bytes);
+  size += out.write(raw.slice(run), size, 'utf8');
+  const data = out.subarray(0, size);
   if (!base64) return data;
   const b64 = data.toString('latin1');
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) return 'the data is not valid base64';
