@@ -21,6 +21,8 @@ import { Executor, resultFor, touchesSystemd } from './execute';
 import { absoluteRoot, RootedFs } from '../system/rooted-fs';
 import type { ActionResult } from './execute';
 import { plan } from './plan';
+import { toIgnitionConfig } from '../cloudconfig/ignition/config';
+import { defaultFetchOptions, planIgnition, resolveResources } from './ignition';
 import type { Action } from './plan';
 
 export interface ApplyOptions {
@@ -115,20 +117,11 @@ function instanceResult(root: string, fetched: Fetched): ActionResult {
   return result;
 }
 
-/** The Ignition apply module, loaded only for Ignition configs: it brings HTTP(S), which cloud-config does not need. */
-function ignitionModule() {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { toIgnitionConfig } = require('../cloudconfig/ignition/config') as typeof import('../cloudconfig/ignition/config');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return { toIgnitionConfig, ...(require('./ignition') as typeof import('./ignition')) };
-}
-
 /**
  * The actions of a validated Ignition config: its sources fetched and checked, then planned. The
  * metadata is not merged in (Ignition does not read it) and no variables are substituted.
  */
 async function ignitionActions(report: ValidationReport, options: ApplyOptions): Promise<Action[]> {
-  const { toIgnitionConfig, resolveResources, planIgnition, defaultFetchOptions } = ignitionModule();
   const version = report.ignitionVersion;
   if (!report.root || !version) throw new Error('the Ignition config was not validated');
   const [major, minor] = version.split('.').map(Number);
