@@ -179,7 +179,14 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
   let systemd: Systemd | undefined;
   if (bus !== 'none' && touchesSystemd(actions, options.unitDirs)) systemd = await connectSystemd(bus);
   try {
-    const executor = new Executor({ root: options.root, dryRun: options.dryRun, systemd, unitDirs: options.unitDirs, newInstance: instance?.outcome === 'changed' });
+    const executor = new Executor({
+      root: options.root,
+      dryRun: options.dryRun,
+      systemd,
+      unitDirs: options.unitDirs,
+      newInstance: instance?.outcome === 'changed',
+      unitsOrigin: substituted.kind === 'ignition' ? 'systemd.units' : 'coreos.units',
+    });
     const results = [...(instance ? [instance] : []), ...(await executor.run(actions))];
     return { validation, substituted: false, applied: true, results, timings: { validateMs: validated - started, applyMs: performance.now() - validated } };
   } finally {

@@ -55,6 +55,8 @@ export interface ExecuteOptions {
    * commands run even when nothing changed, as on a first boot.
    */
   newInstance?: boolean;
+  /** The origin the reload of systemd is reported with: the user data's units section. Default `coreos.units`. */
+  unitsOrigin?: string;
 }
 
 const restartLike = new Set(['restart', 'reload', 'try-restart', 'reload-or-restart', 'reload-or-try-restart']);
@@ -201,7 +203,7 @@ export class Executor {
   private async reloadIfNeeded(): Promise<ActionResult | undefined> {
     if (this.reloaded || !this.unitFilesChanged || !this.options.systemd) return undefined;
     this.reloaded = true;
-    const result: ActionResult = { ...resultFor('reload', 'systemd', 'coreos.units'), outcome: 'changed' };
+    const result: ActionResult = { ...resultFor('reload', 'systemd', this.options.unitsOrigin ?? 'coreos.units'), outcome: 'changed' };
     if (!this.options.dryRun) await this.options.systemd.reload();
     return result;
   }
