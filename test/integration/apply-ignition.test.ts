@@ -10,9 +10,11 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { applyUserData } from '../../src/apply/apply';
+import { applyFetched, applyUserData } from '../../src/apply/apply';
 import type { ActionResult } from '../../src/apply/execute';
 import type { RetryPolicy } from '../../src/datasource/defaults';
+import type { Hostname } from '../../src/cloudconfig/values';
+import type { InstanceId, SshPublicKey } from '../../src/datasource/types';
 import { asRoot, makeRoot, snapshot } from '../support/roots';
 
 const adminKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq7E68devjRKAB2lwqxl16pR8Y+7vOt6k2VMYV4L7l6 admin@example.com';
@@ -394,5 +396,23 @@ describeAsRoot('invalid configs', () => {
     });
     expect(readFileSync(join(root, 'etc/x'), 'utf8')).toBe('$private_ipv4');
     expect(readFileSync(join(root, 'etc/systemd/system/a.service'), 'utf8')).toContain('$private_ipv4');
+  });
+});
+
+describeAsRoot('from a datasource', () => {
+  test('an Ignition config as a cloud\'s user data: applied and kept with its instance record; the metadata is not merged in', async () => {
+    const root = makeRoot();
+    const userData = Buffer.from(JSON.stringify({ ignition: { version: '3.4.0' }, storage: { files: [{ path: '/etc/from-cloud', contents: { source: 'data:,yes' } }] } }));
+    const metadata = { instanceId: 'i-0123' as InstanceId, hostname: 'from-metadata' as Hostname, sshPublicKeys: [adminKey as SshPublicKey] };
+    const { results } = await applyFetched({ source: 'ec2', userData, metadata }, { root, http: policy });
+    expect(outcomes(results)).toEqual([
+      'changed instance i-0123',
+      'changed file /var/lib/coreos-cloudinit/user-data',
+      'changed file /var/lib/coreos-cloudinit/instance.json',
+      'changed file /etc/from-cloud',
+    ]);
+    expect(readFileSync(join(root, 'var/lib/coreos-cloudinit/user-data'))).toEqual(userData);
+    expect(existsSync(join(root, 'etc/hostname'))).toBe(false);
+    expect(existsSync(join(root, 'home/core/.ssh'))).toBe(false);
   });
 });
