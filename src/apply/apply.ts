@@ -1,6 +1,7 @@
 /**
  * Applying user data: validate (errors stop here), read the settings, plan, execute. Scripts run
- * with their own interpreter; Ignition configs are not ours to apply.
+ * with their own interpreter; Ignition configs are applied through the same plan and executor
+ * (see ignition.ts), their remote sources fetched first.
  */
 import { statSync } from 'node:fs';
 import { toCloudConfig } from '../cloudconfig/config';
@@ -9,6 +10,7 @@ import { substitute, variableValues } from '../cloudconfig/substitute';
 import type { VariableValues } from '../cloudconfig/substitute';
 import { validateUserData } from '../cloudconfig/validate';
 import type { Fetched, Metadata } from '../datasource/types';
+import type { RetryPolicy } from '../datasource/defaults';
 import { files } from '../system/paths';
 import type { ValidationReport } from '../cloudconfig/validate';
 import { unitDirs as defaultUnitDirs } from '../system/paths';
@@ -19,6 +21,8 @@ import { Executor, resultFor, touchesSystemd } from './execute';
 import { absoluteRoot, RootedFs } from '../system/rooted-fs';
 import type { ActionResult } from './execute';
 import { plan } from './plan';
+import { toIgnitionConfig } from '../cloudconfig/ignition/config';
+import { defaultFetchOptions, planIgnition, resolveResources } from './ignition';
 import type { Action } from './plan';
 
 export interface ApplyOptions {
@@ -38,6 +42,8 @@ export interface ApplyOptions {
   maxSize?: number;
   /** Where COREOS_PRIVATE_IPV4 and the like are read when metadata lacks an address. */
   env?: Record<string, string | undefined>;
+  /** Timeouts, retries and deadline of each fetch of an Ignition config's http(s) sources. Default: the datasources'. */
+  http?: RetryPolicy;
 }
 
 export const defaultApplyOptions: ApplyOptions = { root: '/', dryRun: false, systemdBus: undefined, unitDirs: defaultUnitDirs, sshKeyName: 'coreos-cloudinit' };
@@ -111,9 +117,21 @@ function instanceResult(root: string, fetched: Fetched): ActionResult {
   return result;
 }
 
-/** The actions for validated user data: none for empty data and Ignition configs. */
+/**
+ * The actions of a validated Ignition config: its sources fetched and checked, then planned. The
+ * metadata is not merged in (Ignition does not read it) and no variables are substituted.
+ */
+async function ignitionActions(report: ValidationReport, options: ApplyOptions): Promise<Action[]> {
+  const version = report.ignitionVersion;
+  if (!report.root || !version) throw new Error('the Ignition config was not validated');
+  const [major, minor] = version.split('.').map(Number);
+  const config = toIgnitionConfig(report.root, { version, major: major!, minor: minor! });
+  const resolved = await resolveResources(config, { ...defaultFetchOptions, ...(options.http ? { policy: options.http } : {}) });
+  return planIgnition(config, resolved, { unitDirs: options.unitDirs });
+}
+
+/** The actions for validated cloud-config, a script, or empty user data (with the metadata, when there is some). */
 function actionsFor(report: ValidationReport, options: ApplyOptions, metadata: Metadata | undefined, values: VariableValues): Action[] {
-  if (report.kind === 'ignition') return []; // Ignition configs are Ignition's to apply
   // Metadata (hostname, SSH keys, addresses) is applied whatever the user data is, even none.
   const base = toCloudConfig(report.kind === 'cloud-config' ? report.root : undefined);
   const config = metadata ? withMetadata(base, metadata) : base;
@@ -140,27 +158,35 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
   const values = variableValues(fetched.metadata, options.env ?? {});
   const limits = options.maxSize === undefined ? {} : { maxSize: options.maxSize };
   const validation = validateUserData(bytes, { ...limits, variables: values });
-  // An Ignition config is Ignition's to apply: its errors are reported, and the metadata still applied.
-  const hasErrors = (r: ValidationReport) => r.kind !== 'ignition' && r.diagnostics.some((d) => d.severity === 'error');
+  const hasErrors = (r: ValidationReport) => r.diagnostics.some((d) => d.severity === 'error');
   if (hasErrors(validation)) {
     return { validation, substituted: false, applied: false, results: [], timings: { validateMs: performance.now() - started, applyMs: 0 } };
   }
   if (!statSync(options.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--root ${options.root} is not a directory`);
   // What is applied is the substituted text, so it is validated again, and its errors stop the
   // apply just as the original's do (an address can still make the YAML wrong: `key: fd00::`).
-  const substituted = validation.text.includes('$') ? validateUserData(Buffer.from(substitute(validation.text, values)), limits) : validation;
+  // Ignition has no variables: its `$` are its own.
+  const substituted = validation.kind !== 'ignition' && validation.text.includes('$') ? validateUserData(Buffer.from(substitute(validation.text, values)), limits) : validation;
   if (substituted !== validation && hasErrors(substituted)) {
     return { validation: substituted, substituted: true, applied: false, results: [], timings: { validateMs: performance.now() - started, applyMs: 0 } };
   }
   const fromCloud = fetched.source !== 'file';
   const validated = performance.now();
   const instance = fromCloud ? instanceResult(options.root, fetched) : undefined;
-  const actions = [...(fromCloud ? keepActions(fetched, bytes) : []), ...actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values)];
+  const planned = substituted.kind === 'ignition' ? await ignitionActions(substituted, options) : actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values);
+  const actions = [...(fromCloud ? keepActions(fetched, bytes) : []), ...planned];
   const bus = options.systemdBus ?? (options.root === '/' ? 'system' : 'none');
   let systemd: Systemd | undefined;
   if (bus !== 'none' && touchesSystemd(actions, options.unitDirs)) systemd = await connectSystemd(bus);
   try {
-    const executor = new Executor({ root: options.root, dryRun: options.dryRun, systemd, unitDirs: options.unitDirs, newInstance: instance?.outcome === 'changed' });
+    const executor = new Executor({
+      root: options.root,
+      dryRun: options.dryRun,
+      systemd,
+      unitDirs: options.unitDirs,
+      newInstance: instance?.outcome === 'changed',
+      unitsOrigin: substituted.kind === 'ignition' ? 'systemd.units' : 'coreos.units',
+    });
     const results = [...(instance ? [instance] : []), ...(await executor.run(actions))];
     return { validation, substituted: false, applied: true, results, timings: { validateMs: validated - started, applyMs: performance.now() - validated } };
   } finally {

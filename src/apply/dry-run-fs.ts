@@ -11,6 +11,7 @@
 import type * as fs from 'node:fs';
 import { posix } from 'node:path';
 import type { User } from '../cloudconfig/config';
+import type { IgnitionGroup } from '../cloudconfig/ignition/config';
 import { files } from '../system/paths';
 import { RootedFs } from '../system/rooted-fs';
 import type { FileAttributes, Outcome } from '../system/rooted-fs';
@@ -21,7 +22,7 @@ import { parseEnvFile } from '../system/env-file';
 type Pending =
   | { kind: 'file'; content: Buffer; attrs: FileAttributes }
   | { kind: 'dir'; attrs: FileAttributes }
-  | { kind: 'link'; target: string }
+  | { kind: 'link'; target: string; owner: { uid: number; gid: number } | undefined }
   | { kind: 'gone' };
 
 /** As Linux's MAXSYMLINKS. */
@@ -29,7 +30,7 @@ const maxLinks = 40;
 
 /** The part of fs.Stats that callers of RootedFs use, for something that exists only in the overlay. */
 function pendingStats(p: Exclude<Pending, { kind: 'gone' }>): fs.Stats {
-  const attrs = p.kind === 'link' ? { mode: 0o777, uid: 0, gid: 0 } : p.attrs;
+  const attrs = p.kind === 'link' ? { mode: 0o777, uid: 0, gid: 0, ...p.owner } : p.attrs;
   const type = p.kind === 'file' ? 0o100000 : p.kind === 'dir' ? 0o040000 : 0o120000;
   return {
     isFile: () => p.kind === 'file',
@@ -119,10 +120,32 @@ export class DryRunFs extends RootedFs {
     return 'changed';
   }
 
-  override symlink(inRoot: string, target: string): Outcome {
-    if (this.readLink(inRoot) === target) return 'unchanged';
+  override symlink(inRoot: string, target: string, owner?: { uid: number; gid: number }): Outcome {
+    const current = this.lstat(inRoot);
+    const owned = owner === undefined || (current?.uid === owner.uid && current.gid === owner.gid);
+    if (this.readLink(inRoot) === target && owned) return 'unchanged';
+    if (current?.isDirectory()) throw new PathError(`${inRoot} is a directory`);
+    this.pending.set(this.find(inRoot, false).key, { kind: 'link', target, owner });
+    return 'changed';
+  }
+
+  override isHardLink(inRoot: string, target: string): boolean {
+    const a = this.find(inRoot, false);
+    const b = this.find(target, false);
+    return a.entry === undefined && b.entry === undefined && super.isHardLink(a.key, b.key);
+  }
+
+  /** A hard link as the dry run sees it: a copy of what the target is now (later changes to either are not shared). */
+  override hardLink(inRoot: string, target: string): Outcome {
+    if (this.isHardLink(inRoot, target)) return 'unchanged';
+    const st = this.lstat(target);
+    if (!st) throw new PathError(`${target} does not exist: nothing to link to`);
+    if (st.isDirectory()) throw new PathError(`${target} is a directory: it cannot be hard linked`);
     if (this.lstat(inRoot)?.isDirectory()) throw new PathError(`${inRoot} is a directory`);
-    this.pending.set(this.find(inRoot, false).key, { kind: 'link', target });
+    const key = this.find(inRoot, false).key;
+    const link = this.readLink(target);
+    if (link !== undefined) this.pending.set(key, { kind: 'link', target: link, owner: { uid: st.uid, gid: st.gid } });
+    else this.pending.set(key, { kind: 'file', content: this.read(target) ?? Buffer.alloc(0), attrs: { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid } });
     return 'changed';
   }
 
@@ -165,7 +188,7 @@ export class DryRunFs extends RootedFs {
     const groups = readGroups(this);
     const taken = users.map((u) => u.uid).filter((id) => id >= low && id <= high);
     // useradd takes the id after the highest in use (for system users, the one below the lowest).
-    const uid = taken.length === 0 ? (user.system ? high : low) : user.system ? Math.min(...taken) - 1 : Math.max(...taken) + 1;
+    const uid = user.uid ?? (taken.length === 0 ? (user.system ? high : low) : user.system ? Math.min(...taken) - 1 : Math.max(...taken) + 1);
     const named = user.primaryGroup === undefined ? undefined : groups.find((g) => g.name === user.primaryGroup || String(g.gid) === user.primaryGroup);
     const userGroup = user.primaryGroup === undefined && !user.noUserGroup && defs.get('USERGROUPS_ENAB') === 'yes';
     let gid = named?.gid ?? Number(defaults.get('GROUP') ?? 100);
@@ -180,6 +203,21 @@ export class DryRunFs extends RootedFs {
     this.writeAtomic(files.passwd, Buffer.from(`${passwdText}${passwdText && !passwdText.endsWith('\n') ? '\n' : ''}${line}`), this.attrsOf(files.passwd));
     if (!user.noCreateHome && !this.stat(home)) this.ensureDir(home, { mode: 0o755, uid, gid });
     this.pendingUsers.add(user.name);
+  }
+
+  /**
+   * Records a group that groupadd would create: a group line with the gid asked for, or the next
+   * free one (as groupadd picks it), so later users can name it; the id is a prediction.
+   */
+  addGroup(group: IgnitionGroup): void {
+    const defs = loginDefs(this.read('/etc/login.defs')?.toString('utf8') ?? '');
+    const num = (key: string, fallback: number) => (/^\d+$/.test(defs.get(key) ?? '') ? Number(defs.get(key)) : fallback);
+    const [low, high] = group.system ? [num('SYS_GID_MIN', 101), num('SYS_GID_MAX', 999)] : [num('GID_MIN', 1000), num('GID_MAX', 60000)];
+    const taken = readGroups(this).map((g) => g.gid).filter((id) => id >= low && id <= high);
+    const free = taken.length === 0 ? (group.system ? high : low) : group.system ? Math.min(...taken) - 1 : Math.max(...taken) + 1;
+    const groupText = this.read(files.group)?.toString('utf8') ?? '';
+    const line = `${group.name}:x:${group.gid ?? free}:\n`;
+    this.writeAtomic(files.group, Buffer.from(`${groupText}${groupText && !groupText.endsWith('\n') ? '\n' : ''}${line}`), this.attrsOf(files.group));
   }
 
   /** Whether the user exists only in this dry run (useradd would create it). */

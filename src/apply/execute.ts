@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import { hostname as currentHostname } from 'node:os';
 import { posix } from 'node:path';
 import type { Action, FileAction } from './plan';
-import { applyUser, readPasswd, resolveOwner, userChanges } from '../system/accounts';
+import type { NodeOwner } from '../cloudconfig/ignition/config';
+import { applyGroup, applyUser, readGroups, readPasswd, resolveOwner, userChanges } from '../system/accounts';
 import { installLinks, parseInstall } from '../system/offline-units';
 import { commands, files, unitSearchPath } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
@@ -25,7 +26,11 @@ import type { Systemd } from '../system/systemd';
 export type Outcome = 'changed' | 'unchanged' | 'failed' | 'skipped';
 
 export interface ActionResult {
-  /** What was done, one word: `file`, `user`, `ssh-keys`, `hostname`, `mask`, `unmask`, `enable`, `start` (and the other unit commands), `reload`, `script`, `instance`. */
+  /**
+   * What was done, one word: `file`, `directory`, `link`, `user`, `group`, `ssh-keys`, `hostname`,
+   * `mask`, `unmask`, `enable`, `disable`, `start` (and the other unit commands), `reload`,
+   * `script`, `instance`; for what was not applied, what it is (`disk`, `filesystem`, ...).
+   */
   action: string;
   /** What it was done to: a path, a user or unit name, `systemd`, an instance id; empty for a script. */
   target: string;
@@ -50,6 +55,8 @@ export interface ExecuteOptions {
    * commands run even when nothing changed, as on a first boot.
    */
   newInstance?: boolean;
+  /** The origin the reload of systemd is reported with: the user data's units section. Default `coreos.units`. */
+  unitsOrigin?: string;
 }
 
 const restartLike = new Set(['restart', 'reload', 'try-restart', 'reload-or-restart', 'reload-or-try-restart']);
@@ -84,6 +91,18 @@ function describe(action: Action): [action: string, target: string] {
       return ['restart', 'systemd-networkd.service'];
     case 'script':
       return ['script', ''];
+    case 'group':
+      return ['group', action.group.name];
+    case 'keep-file':
+      return ['file', action.path];
+    case 'directory':
+      return ['directory', action.path];
+    case 'link':
+      return ['link', action.path];
+    case 'disable':
+      return ['disable', action.unit];
+    case 'not-applied':
+      return [action.what, action.target];
   }
 }
 
@@ -169,29 +188,33 @@ export class Executor {
   }
 
   private isUnitPath(action: Action): boolean {
-    if (action.kind !== 'file' && action.kind !== 'mask') return false;
+    const path = nodePath(action);
     const { system, network } = this.options.unitDirs;
-    return [system.persistent, system.runtime, network.persistent, network.runtime].some((d) => action.path.startsWith(`${d}/`));
+    return path !== undefined && [system.persistent, system.runtime, network.persistent, network.runtime].some((d) => path.startsWith(`${d}/`));
   }
 
   private isNetworkPath(action: Action): boolean {
-    if (action.kind !== 'file' && action.kind !== 'mask') return false;
+    const path = nodePath(action);
     const { network } = this.options.unitDirs;
-    return [network.persistent, network.runtime].some((d) => action.path.startsWith(`${d}/`));
+    return path !== undefined && [network.persistent, network.runtime].some((d) => path.startsWith(`${d}/`));
   }
 
   /** systemd reads unit files again once, after they are all written and before the first enable or command. */
   private async reloadIfNeeded(): Promise<ActionResult | undefined> {
     if (this.reloaded || !this.unitFilesChanged || !this.options.systemd) return undefined;
     this.reloaded = true;
-    const result: ActionResult = { ...resultFor('reload', 'systemd', 'coreos.units'), outcome: 'changed' };
+    const result: ActionResult = { ...resultFor('reload', 'systemd', this.options.unitsOrigin ?? 'coreos.units'), outcome: 'changed' };
     if (!this.options.dryRun) await this.options.systemd.reload();
     return result;
   }
 
   private attributes(action: FileAction): FileAttributes {
-    const owner = action.owner === undefined ? this.ownIds() : resolveOwner(this.fs, action.owner);
-    return { mode: action.mode, ...owner };
+    return { mode: action.mode, ...this.owner(action.owner) };
+  }
+
+  /** The ids of an owner, resolved in the root; undefined: whoever applies. */
+  private owner(owner: string | NodeOwner | undefined): { uid: number; gid: number } {
+    return owner === undefined ? this.ownIds() : resolveOwner(this.fs, owner);
   }
 
   /** A dry run's overlay, or undefined in a real run. */
@@ -222,8 +245,54 @@ export class Executor {
       case 'ssh-keys':
         if (this.overlay?.isPendingUser(action.user)) result.detail = `once user ${action.user} exists`;
         return applySshKeys(this.fs, action.user, action.keyName, action.keys);
-      case 'file':
-        return this.write(action.path, action.content, this.attributes(action));
+      case 'file': {
+        const attrs = this.attributes(action);
+        if (action.overwrite === false && this.fs.lstat(action.path) && this.fs.differs(action.path, action.content, attrs)) {
+          throw new Error(`${action.path} exists and is not this file, and overwrite is false: set overwrite to true to replace it`);
+        }
+        return this.write(action.path, action.content, attrs);
+      }
+      case 'keep-file': {
+        const st = this.fs.stat(action.path);
+        if (st && !st.isFile()) throw new Error(`${action.path} exists and is not a regular file`);
+        const current = st ? (this.fs.read(action.path) ?? Buffer.alloc(0)) : Buffer.alloc(0);
+        const endsWith = current.length >= action.append.length && current.subarray(current.length - action.append.length).equals(action.append);
+        const content = endsWith ? current : Buffer.concat([current, action.append]);
+        return this.write(action.path, content, { mode: action.mode ?? (st ? st.mode & 0o7777 : 0o644), ...this.owner(action.owner) });
+      }
+      case 'directory': {
+        const st = this.fs.stat(action.path);
+        let removed = false;
+        if (st && !st.isDirectory()) {
+          if (!action.overwrite) throw new Error(`${action.path} exists and is not a directory, and overwrite is false`);
+          removed = this.fs.remove(action.path) === 'changed';
+        }
+        const mode = action.mode ?? (st?.isDirectory() ? st.mode & 0o7777 : 0o755);
+        const made = this.fs.ensureDir(action.path, { mode, ...this.owner(action.owner) });
+        return removed ? 'changed' : made;
+      }
+      case 'link': {
+        const st = this.fs.lstat(action.path);
+        const isThisLink = action.hard ? this.fs.isHardLink(action.path, action.target) : st?.isSymbolicLink() === true && this.fs.readLink(action.path) === action.target;
+        if (st && !isThisLink && !action.overwrite) throw new Error(`${action.path} exists and is not this link, and overwrite is false`);
+        return action.hard ? this.fs.hardLink(action.path, action.target) : this.fs.symlink(action.path, action.target, this.owner(action.owner));
+      }
+      case 'group': {
+        const overlay = this.overlay;
+        if (overlay) {
+          // groupadd is not run: the group it would create goes into the overlay, for the users after.
+          if (readGroups(overlay).some((g) => g.name === action.group.name)) return 'unchanged';
+          overlay.addGroup(action.group);
+          return 'changed';
+        }
+        const { outcome, detail } = applyGroup(this.fs, action.group);
+        if (detail) result.detail = detail;
+        return outcome;
+      }
+      case 'not-applied':
+        if (action.failed) throw new Error(action.why);
+        result.detail = action.why;
+        return 'skipped';
       case 'update-conf': {
         const current = this.fs.read(files.updateConf) ?? this.fs.read(files.updateConfDefaults) ?? Buffer.alloc(0);
         const merged = mergeSettings(current.toString('utf8'), action.settings);
@@ -259,6 +328,13 @@ export class Executor {
           return (await systemd.enable(action.unit, action.runtime)) ? 'changed' : 'unchanged';
         }
         return this.enableOffline(action.unit, action.dir, result);
+      }
+      case 'disable': {
+        if (systemd) {
+          if (dryRun) return (await systemd.unitFileState(action.unit)) === 'enabled' ? 'changed' : 'unchanged';
+          return (await systemd.disable(action.unit, action.runtime)) ? 'changed' : 'unchanged';
+        }
+        return this.disableOffline(action.unit, action.dir);
       }
       case 'networkd-restart':
         if (!this.networkChanged) return 'unchanged';
@@ -324,6 +400,18 @@ export class Executor {
     return changed ? 'changed' : 'unchanged';
   }
 
+  /** Removes the links `systemctl disable` would, from the unit's [Install] section; none when there is no unit file. */
+  private disableOffline(unit: string, dir: string): Outcome {
+    const unitPath = this.findUnit(unit, dir);
+    if (!unitPath) return 'unchanged';
+    const install = parseInstall(this.fs.read(unitPath)!.toString('utf8'));
+    let changed = false;
+    for (const [link] of installLinks(unit, install, unitPath, dir)) {
+      if (this.fs.readLink(link) !== undefined && this.fs.remove(link) === 'changed') changed = true;
+    }
+    return changed ? 'changed' : 'unchanged';
+  }
+
   private findUnit(unit: string, dir: string): string | undefined {
     const { system } = this.options.unitDirs;
     for (const d of [dir, system.persistent, system.runtime, ...unitSearchPath]) {
@@ -353,15 +441,44 @@ export class Executor {
 /** Whether the actions need systemd: unit files, masks, enables or commands. */
 export function touchesSystemd(actions: Action[], dirs: UnitDirs): boolean {
   const roots = [dirs.system.persistent, dirs.system.runtime, dirs.network.persistent, dirs.network.runtime].map((d) => `${d}/`);
-  return actions.some((a) => a.kind === 'mask' || needsReload(a) || (a.kind === 'file' && roots.some((r) => a.path.startsWith(r))));
+  return actions.some((a) => {
+    const path = nodePath(a);
+    return a.kind === 'mask' || needsReload(a) || (path !== undefined && roots.some((r) => path.startsWith(r)));
+  });
+}
+
+/** The path an action makes a file, directory or link at (or masks a unit at), if it does. */
+function nodePath(action: Action): string | undefined {
+  switch (action.kind) {
+    case 'file':
+    case 'keep-file':
+    case 'directory':
+    case 'link':
+    case 'mask':
+      return action.path;
+    default:
+      return undefined;
+  }
 }
 
 /** Whether an action touches nothing but files through RootedFs, so its writes may be staged. */
 function writesFilesOnly(action: Action): boolean {
-  return action.kind === 'file' || action.kind === 'update-conf' || action.kind === 'merge-env' || action.kind === 'ssh-keys';
+  switch (action.kind) {
+    case 'file':
+    case 'keep-file':
+    case 'directory':
+    case 'link':
+    case 'update-conf':
+    case 'merge-env':
+    case 'ssh-keys':
+    case 'not-applied':
+      return true;
+    default:
+      return false;
+  }
 }
 
 function needsReload(action: Action): boolean {
-  return action.kind === 'enable' || action.kind === 'unit-command' || action.kind === 'networkd-restart';
+  return action.kind === 'enable' || action.kind === 'disable' || action.kind === 'unit-command' || action.kind === 'networkd-restart';
 }
 

@@ -4,6 +4,7 @@
  * and changes nothing, so `--dry-run` and re-runs come for free.
  */
 import type { CloudConfig, Environment, Unit, UnitCommand, User } from '../cloudconfig/config';
+import type { IgnitionGroup, NodeOwner } from '../cloudconfig/ignition/config';
 import { dropInNameProblem } from '../cloudconfig/rules/units';
 import { hostnameProblem } from '../cloudconfig/values';
 import { unitDirs, files } from '../system/paths';
@@ -17,8 +18,16 @@ export interface FileAction {
   path: string;
   content: Buffer;
   mode: number;
-  /** Owner spec (`user`, `user:group`, ids); undefined: the user running the apply (root). */
-  owner: string | undefined;
+  /**
+   * Owner spec (`user`, `user:group`, ids), or Ignition's user and group (each by id or name, root
+   * when missing); undefined: the user running the apply (root).
+   */
+  owner: string | NodeOwner | undefined;
+  /**
+   * False: something at the path that is not already exactly this file is an error, not replaced
+   * (Ignition's `overwrite: false`). Default true.
+   */
+  overwrite?: boolean;
 }
 
 export type Action =
@@ -36,7 +45,32 @@ export type Action =
   | { kind: 'unit-command'; origin: string; unit: string; command: UnitCommand }
   /** Restart systemd-networkd, when a network unit changed. */
   | { kind: 'networkd-restart'; origin: string }
-  | { kind: 'script'; origin: string; content: Buffer };
+  | { kind: 'script'; origin: string; content: Buffer }
+  /** Make the group exist (groupadd); an existing group is left as it is. */
+  | { kind: 'group'; origin: string; group: IgnitionGroup }
+  /**
+   * A regular file whose contents are kept (Ignition's file without a source): created empty when
+   * there is none, then `append` added to its end unless it already ends with it. `mode`
+   * undefined keeps an existing file's mode (0644 for a new one).
+   */
+  | { kind: 'keep-file'; origin: string; path: string; append: Buffer; mode: number | undefined; owner: NodeOwner | undefined }
+  /**
+   * A directory with this mode (undefined: an existing one's, else 0755) and owner. Something else
+   * at the path is an error, or removed first when `overwrite` (a file or link; never a tree).
+   */
+  | { kind: 'directory'; origin: string; path: string; mode: number | undefined; owner: NodeOwner | undefined; overwrite: boolean }
+  /**
+   * A symbolic link (with its owner) or a hard link to `target`. Something else at the path is an
+   * error, or replaced when `overwrite` (a file or link; never a directory).
+   */
+  | { kind: 'link'; origin: string; path: string; target: string; hard: boolean; owner: NodeOwner | undefined; overwrite: boolean }
+  /** Remove the links enabling a unit (`systemctl disable`). */
+  | { kind: 'disable'; origin: string; unit: string; runtime: boolean; dir: string }
+  /**
+   * Something the user data asks for that this run does not do: reported as skipped with `why`,
+   * or as failed when `failed` (a source that could not be fetched or verified).
+   */
+  | { kind: 'not-applied'; origin: string; what: string; target: string; why: string; failed: boolean };
 
 export interface PlanOptions {
   /** Applying to the running system (root `/`): the kernel's hostname is set too. */
@@ -110,7 +144,7 @@ function checkedHostname(hostname: string): string {
 }
 
 /** The same guard for drop-in names, which are joined to the unit's NAME.d path. */
-function checkedDropIn(unit: string, name: string): string {
+export function checkedDropIn(unit: string, name: string): string {
   const problem = dropInNameProblem(name);
   if (problem) throw new PlanError(`${unit}: drop-in ${JSON.stringify(name)} ${problem}`);
   return name;

@@ -17,6 +17,7 @@ import { unitDirs } from '../system/paths';
 import { defaultDigitaloceanUrl, defaultEc2Url, defaultGceUrl, defaultOpenstackUrl, defaultPacketUrl, defaultRetryPolicy } from '../datasource/defaults';
 import { defaultCloudsigmaSerial, defaultDmiProductName, defaultWaagentDir } from '../datasource/defaults';
 import type { Fetched } from '../datasource/types';
+import type { RetryPolicy } from '../datasource/defaults';
 import type { UnitProgram } from '../apply/install-units';
 
 export interface Io {
@@ -258,7 +259,7 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
   }
   const readMs = performance.now() - readStarted;
   try {
-    const report = await applyModule().applyUserData(bytes, applyOptions(opts));
+    const report = await applyModule().applyUserData(bytes, applyOptions(opts, io));
     return writeApplyReport(name, report, readMs, opts, io);
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
@@ -338,8 +339,9 @@ export function unitCommands(opts: { exec?: string; binDir?: string }, pkg: stri
 }
 
 /** The apply options the flags give. */
-function applyOptions(opts: Options) {
+function applyOptions(opts: Options, io: Io) {
   return {
+    http: httpPolicy(opts, io),
     root: opts.root,
     dryRun: opts.dryRun === true,
     systemdBus: opts.systemdBus,
@@ -370,16 +372,21 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
     vmwareGuestinfo: opts.fromVmwareGuestinfo === true,
     vmwareOvfEnv: opts.fromVmwareOvfEnv,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
-    policy: {
-      timeoutMs: opts.httpTimeout,
-      attempts: opts.httpAttempts,
-      deadlineMs: opts.httpDeadline,
-      backoffMs: opts.httpBackoff,
-      maxBackoffMs: opts.httpMaxBackoff,
-      // Said as it happens: a fetch that retries for a minute is not a hang.
-      onRetry: (r) => io.stderr.write(`coreos-cloudinit: ${r.cause}; retry ${r.attempt} of ${r.attempts} in ${r.waitMs} ms\n`),
-    },
+    policy: httpPolicy(opts, io),
   }));
+}
+
+/** The --http-* flags as a retry policy: for datasources, and for an Ignition config's http(s) sources. */
+function httpPolicy(opts: Options, io: Io): RetryPolicy {
+  return {
+    timeoutMs: opts.httpTimeout,
+    attempts: opts.httpAttempts,
+    deadlineMs: opts.httpDeadline,
+    backoffMs: opts.httpBackoff,
+    maxBackoffMs: opts.httpMaxBackoff,
+    // Said as it happens: a fetch that retries for a minute is not a hang.
+    onRetry: (r) => io.stderr.write(`coreos-cloudinit: ${r.cause}; retry ${r.attempt} of ${r.attempts} in ${r.waitMs} ms\n`),
+  };
 }
 
 /** A metadata service's URL: the one given; without one, the one in `variable` (for tests and labs), else the cloud's default. */
@@ -437,7 +444,7 @@ async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
     if (opts.format !== 'json') {
       io.stdout.write(fetched.userData ? `user data from ${where}\n` : `no user data at ${where}${fetched.noUserData ? ` (${fetched.noUserData})` : ''}\n`);
     }
-    const report = await applyModule().applyFetched(fetched, applyOptions(opts));
+    const report = await applyModule().applyFetched(fetched, applyOptions(opts, io));
     return writeApplyReport(where, report, fetchMs, opts, io);
   } catch (err) {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);

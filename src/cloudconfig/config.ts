@@ -22,6 +22,8 @@ export interface WriteFile {
 export interface User {
   origin: string;
   name: string;
+  /** The id of a new user (Ignition's uid); undefined lets useradd pick one. cloud-config has none. */
+  uid?: number;
   passwd: string | undefined;
   gecos: string | undefined;
   homedir: string | undefined;

@@ -39,8 +39,10 @@ export interface ValidationReport {
   /** The decoded text the positions refer to (empty when it could not be decoded). */
   text: string;
   diagnostics: Diagnostic[];
-  /** The parsed tree of cloud-config user data, for callers that go on to apply it. */
+  /** The parsed tree of cloud-config user data or of an Ignition config, for callers that go on to apply it. */
   root: YNode | undefined;
+  /** An Ignition config's spec version, when it is one of those validated. */
+  ignitionVersion?: string;
 }
 
 export function validateUserData(bytes: Uint8Array, options: Partial<ValidateOptions> = {}): ValidationReport {
@@ -51,6 +53,7 @@ export function validateUserData(bytes: Uint8Array, options: Partial<ValidateOpt
   const text = decoded.text ?? '';
   let kind: UserDataKind | undefined;
   let root: YNode | undefined;
+  let ignitionVersion: string | undefined;
   if (decoded.text !== undefined) {
     kind = classifyUserData(text);
     findings = findings.concat(headerFindings(text, kind));
@@ -61,10 +64,13 @@ export function validateUserData(bytes: Uint8Array, options: Partial<ValidateOpt
       if (root && !parsed.syntaxErrors) findings = findings.concat(checkCloudConfig(root, text));
       findings = findings.concat(checkVariables(text, opts.variables));
     } else if (kind === 'ignition') {
-      findings = findings.concat(ignitionModule().validateIgnition(text).findings);
+      const ignition = ignitionModule().validateIgnition(text);
+      findings = findings.concat(ignition.findings);
+      root = ignition.root;
+      ignitionVersion = ignition.version;
     }
   }
-  return { kind, gzipped: decoded.gzipped, text, diagnostics: place(findings, text), root };
+  return { kind, gzipped: decoded.gzipped, text, diagnostics: place(findings, text), root, ...(ignitionVersion ? { ignitionVersion } : {}) };
 }
 
 /** The Ignition validator, loaded only for Ignition configs: cloud-config validation starts without it. */

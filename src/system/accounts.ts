@@ -1,10 +1,11 @@
 /**
  * Users and groups of the target root: lookups in its passwd and group files, and changes through
- * shadow's useradd, chpasswd and gpasswd with `--root`.
+ * shadow's useradd, groupadd, chpasswd and gpasswd with `--root`.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { User } from '../cloudconfig/config';
+import type { AccountRef, IgnitionGroup, NodeOwner } from '../cloudconfig/ignition/config';
 import { commands, files } from './paths';
 import type { RootedFs, Outcome } from './rooted-fs';
 
@@ -53,8 +54,13 @@ function shadowHash(fs: RootedFs, name: string): string | undefined {
   return lines(fs, '/etc/shadow').find((f) => f[0] === name)?.[1];
 }
 
-/** uid and gid for a chown-style owner (`user`, `user:group`, `user:`, `:group`, numeric ids), looked up in the root. */
-export function resolveOwner(fs: RootedFs, owner: string): { uid: number; gid: number } {
+/**
+ * uid and gid for an owner, looked up in the root: a chown-style spec (`user`, `user:group`,
+ * `user:`, `:group`, numeric ids), or Ignition's user and group (each by id or name; a missing one
+ * is root).
+ */
+export function resolveOwner(fs: RootedFs, owner: string | NodeOwner): { uid: number; gid: number } {
+  if (typeof owner !== 'string') return { uid: userId(fs, owner.user), gid: groupId(fs, owner.group) };
   const [userPart = '', groupPart] = owner.split(/[:.]/, 2);
   const users = readPasswd(fs);
   let uid = 0;
@@ -73,6 +79,24 @@ export function resolveOwner(fs: RootedFs, owner: string): { uid: number; gid: n
     gid = entry ? entry.gid : Number(groupPart);
   }
   return { uid, gid };
+}
+
+/** The uid of a user given by id or name (root when none is given). */
+function userId(fs: RootedFs, ref: AccountRef | undefined): number {
+  if (ref === undefined) return 0;
+  if ('id' in ref) return ref.id;
+  const entry = readPasswd(fs).find((u) => u.name === ref.name);
+  if (!entry) throw new Error(`owner: no user "${ref.name}" in ${files.passwd}`);
+  return entry.uid;
+}
+
+/** The gid of a group given by id or name (root when none is given). */
+function groupId(fs: RootedFs, ref: AccountRef | undefined): number {
+  if (ref === undefined) return 0;
+  if ('id' in ref) return ref.id;
+  const entry = readGroups(fs).find((g) => g.name === ref.name);
+  if (!entry) throw new Error(`group: no group "${ref.name}" in ${files.group}`);
+  return entry.gid;
 }
 
 /** Whether a process is gone: no such process, or a zombie nobody reaped (it holds nothing). */
@@ -146,6 +170,7 @@ export function applyUser(fs: RootedFs, user: User): Outcome {
   const existing = readPasswd(fs).some((u) => u.name === user.name);
   if (!existing) {
     const args = [...rootArgs(fs), '--password', user.passwd ?? '*'];
+    if (user.uid !== undefined) args.push('--uid', String(user.uid));
     if (user.gecos !== undefined) args.push('--comment', user.gecos);
     if (user.homedir !== undefined) args.push('--home-dir', user.homedir);
     args.push(user.noCreateHome ? '--no-create-home' : '--create-home');
@@ -168,4 +193,23 @@ export function applyUser(fs: RootedFs, user: User): Outcome {
     if (!isMember(fs, groups, g, user.name)) run(commands.gpasswd, [...rootArgs(fs), '-a', user.name, g]);
   }
   return 'changed';
+}
+
+/**
+ * Creates the group with groupadd. An existing group is left as it is (Ignition only adds groups);
+ * when its gid is not the one asked for, `detail` says so.
+ */
+export function applyGroup(fs: RootedFs, group: IgnitionGroup): { outcome: Outcome; detail?: string } {
+  const existing = readGroups(fs).find((g) => g.name === group.name);
+  if (existing) {
+    const detail = group.gid !== undefined && existing.gid !== group.gid ? `it exists with gid ${existing.gid}, not ${group.gid}; left as it is` : undefined;
+    return { outcome: 'unchanged', ...(detail ? { detail } : {}) };
+  }
+  clearStaleShadowLocks(fs);
+  const args = [...rootArgs(fs)];
+  if (group.gid !== undefined) args.push('--gid', String(group.gid));
+  if (group.passwordHash !== undefined) args.push('--password', group.passwordHash);
+  if (group.system) args.push('--system');
+  run(commands.groupadd, [...args, group.name]);
+  return { outcome: 'changed' };
 }

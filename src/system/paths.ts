@@ -38,6 +38,7 @@ export const files = {
 /** Absolute, so a PATH without the sbin directories (cron, some CI shells) still finds them. */
 export const commands = {
   useradd: '/usr/sbin/useradd',
+  groupadd: '/usr/sbin/groupadd',
   chpasswd: '/usr/sbin/chpasswd',
   gpasswd: '/usr/bin/gpasswd',
   hostnamectl: '/usr/bin/hostnamectl',

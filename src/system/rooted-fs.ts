@@ -235,17 +235,51 @@ export class RootedFs {
     return this.differsResolved(this.resolve(inRoot, follow), inRoot, content, attrs);
   }
 
-  /** Makes an in-root path itself a symlink to `target` (replacing a file or another link there, never following it). */
-  symlink(inRoot: string, target: string): Outcome {
+  /**
+   * Makes an in-root path itself a symlink to `target` (replacing a file or another link there,
+   * never following it), owned by `owner` when given (the link itself, as lchown sets it).
+   */
+  symlink(inRoot: string, target: string, owner?: { uid: number; gid: number }): Outcome {
     const resolved = this.resolve(inRoot, noFollow);
     const host = this.host(resolved);
     const current = this.lstatResolved(resolved);
-    if (current?.isSymbolicLink() && fs.readlinkSync(host) === target) return 'unchanged';
+    const owned = (st: fs.Stats) => owner === undefined || (st.uid === owner.uid && st.gid === owner.gid);
+    if (current?.isSymbolicLink() && fs.readlinkSync(host) === target && owned(current)) return 'unchanged';
     if (current?.isDirectory()) throw new PathError(`${inRoot} is a directory`);
     this.makeParents(resolved);
     const temp = tempName(host);
     fs.rmSync(temp, { force: true });
     fs.symlinkSync(target, temp);
+    if (owner) fs.lchownSync(temp, owner.uid, owner.gid);
+    fs.renameSync(temp, host);
+    syncDirectory(path.dirname(host));
+    return 'changed';
+  }
+
+  /** Whether two in-root paths (a final symlink not followed) are the same file: hard links of one another. */
+  isHardLink(inRoot: string, target: string): boolean {
+    const a = this.lstatResolved(this.resolve(inRoot, noFollow));
+    const b = this.lstatResolved(this.resolve(target, noFollow));
+    return a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino;
+  }
+
+  /**
+   * Makes an in-root path a hard link of the in-root path `target` (a final symlink there is not
+   * followed, as link(2) has it), replacing a file or link at the path; never a directory.
+   */
+  hardLink(inRoot: string, target: string): Outcome {
+    if (this.isHardLink(inRoot, target)) return 'unchanged';
+    const resolved = this.resolve(inRoot, noFollow);
+    const targetResolved = this.resolve(target, noFollow);
+    const existing = this.lstatResolved(targetResolved);
+    if (!existing) throw new PathError(`${target} does not exist: nothing to link to`);
+    if (existing.isDirectory()) throw new PathError(`${target} is a directory: it cannot be hard linked`);
+    if (this.lstatResolved(resolved)?.isDirectory()) throw new PathError(`${inRoot} is a directory`);
+    const host = this.host(resolved);
+    this.makeParents(resolved);
+    const temp = tempName(host);
+    fs.rmSync(temp, { force: true });
+    fs.linkSync(this.host(targetResolved), temp);
     fs.renameSync(temp, host);
     syncDirectory(path.dirname(host));
     return 'changed';

@@ -24,6 +24,8 @@ export interface Systemd {
   reload(): Promise<void>;
   /** Enables unit files; returns whether anything changed. */
   enable(unit: string, runtime: boolean): Promise<boolean>;
+  /** Disables unit files (removes their [Install] links); returns whether anything changed. */
+  disable(unit: string, runtime: boolean): Promise<boolean>;
   mask(unit: string, runtime: boolean): Promise<boolean>;
   unmask(unit: string, runtime: boolean): Promise<boolean>;
   activeState(unit: string): Promise<string>;
@@ -52,6 +54,7 @@ interface ManagerInterface extends dbus.ClientInterface {
   Subscribe(): Promise<void>;
   Reload(): Promise<void>;
   EnableUnitFiles(files: string[], runtime: boolean, force: boolean): Promise<[boolean, unknown[]]>;
+  DisableUnitFiles(files: string[], runtime: boolean): Promise<unknown[]>;
   MaskUnitFiles(files: string[], runtime: boolean, force: boolean): Promise<unknown[]>;
   UnmaskUnitFiles(files: string[], runtime: boolean): Promise<unknown[]>;
   LoadUnit(name: string): Promise<string>;
@@ -141,6 +144,7 @@ export async function systemdOn(bus: dbus.MessageBus): Promise<Systemd> {
   return {
     reload: () => manager.Reload(),
     enable: async (unit, runtime) => (await manager.EnableUnitFiles([unit], runtime, true))[1].length > 0,
+    disable: async (unit, runtime) => (await manager.DisableUnitFiles([unit], runtime)).length > 0,
     mask: async (unit, runtime) => (await manager.MaskUnitFiles([unit], runtime, true)).length > 0,
     unmask: async (unit, runtime) => (await manager.UnmaskUnitFiles([unit], runtime)).length > 0,
     activeState,

@@ -79,13 +79,14 @@ test('gzip-compressed Ignition is unpacked first; cloud-config and Ignition mix 
   expect(JSON.parse(r.stdout).files.map((f: { kind: string }) => f.kind)).toEqual(['ignition', 'cloud-config']);
 });
 
-test('applying an Ignition config changes nothing and reports its findings: Ignition applies it', () => {
+test('applying an Ignition config with errors reports its findings and applies none of it, exit 1', () => {
   const target = mkdtempSync(join(tmpdir(), 'bootsmith-ign-'));
   try {
-    const r = run(['--from-file', join(corpus, 'units.ign'), '--root', target, '--dry-run']);
-    expect(r.status).toBe(0);
+    const r = run(['--from-file', join(corpus, 'units.ign'), '--root', target]);
+    expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/units\.ign:5:17: error: .*\[unit-name\]/);
-    expect(r.stdout).toMatch(/nothing to change/);
+    expect(r.stdout).toMatch(/not applied: the user data has errors\n$/);
+    expect(readdirSync(target)).toEqual([]);
   } finally {
     rmSync(target, { recursive: true, force: true });
   }

@@ -145,3 +145,61 @@ describeWithSystemd('a unit command from inside a boot unit', () => {
     expect(seconds).toBeLessThan(60);
   });
 });
+
+describeWithSystemd('an Ignition config over D-Bus', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bootsmith-systemd-ign-'));
+  const file = join(dir, 'config.ign');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      ignition: { version: '3.4.0' },
+      systemd: {
+        units: [
+          {
+            name: 'app.service',
+            enabled: true,
+            contents: '[Service]\nExecStart=/bin/sleep 300\n\n[Install]\nWantedBy=default.target\n',
+            dropins: [{ name: '10-env.conf', contents: '[Service]\nEnvironment=MODE=prod\n' }],
+          },
+          { name: 'old.service', enabled: false },
+          { name: 'hidden.service', mask: true },
+        ],
+      },
+    }),
+  );
+  const apply = `node ${root}/bin/coreos-cloudinit.js --from-file ${file} --systemd-bus "$SYSTEMD_BUS" --unit-dir /etc/systemd/user`;
+  let run: ReturnType<typeof inNamespace>;
+
+  beforeAll(() => {
+    // The image ships old.service, enabled.
+    run = inNamespace(
+      `printf '[Service]\\nExecStart=/bin/sleep 300\\n\\n[Install]\\nWantedBy=default.target\\n' > /etc/systemd/user/old.service; ` +
+        `systemctl --user daemon-reload; systemctl --user enable old.service 2>/dev/null; ` +
+        `${apply} > ${dir}/first.txt; echo "exit=$?" >> ${dir}/first.txt; ${apply} > ${dir}/second.txt; echo "exit=$?" >> ${dir}/second.txt; ` +
+        'systemctl --user show -p Id,LoadState,ActiveState,UnitFileState,Environment app.service old.service hidden.service',
+    );
+  });
+
+  test('enabled and disabled through systemd, masked, drop-ins loaded; nothing started, as Ignition does', () => {
+    expect(run.status).toBe(0);
+    const unit = (name: string) => Object.fromEntries((run.stdout.split('\n\n').find((s) => s.includes(`Id=${name}`)) ?? '').split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    expect(unit('app.service')).toMatchObject({ LoadState: 'loaded', ActiveState: 'inactive', UnitFileState: 'enabled', Environment: 'MODE=prod' });
+    expect(unit('old.service')).toMatchObject({ LoadState: 'loaded', UnitFileState: 'disabled' });
+    expect(unit('hidden.service')).toMatchObject({ LoadState: 'masked' });
+    const first = require('node:fs').readFileSync(join(dir, 'first.txt'), 'utf8');
+    expect(first).toMatch(/^changed\s+reload systemd \[systemd.units\]$/m);
+    expect(first).toMatch(/^changed\s+enable app.service \[systemd.units\[0\]\]$/m);
+    expect(first).toMatch(/^changed\s+disable old.service \[systemd.units\[1\]\]$/m);
+    expect(first).toMatch(/^changed\s+mask hidden.service \[systemd.units\[2\]\]$/m);
+    expect(first).toMatch(/^exit=0$/m);
+  });
+
+  test('applying again changes nothing', () => {
+    const second = require('node:fs').readFileSync(join(dir, 'second.txt'), 'utf8');
+    expect(second).toMatch(/^unchanged\s+enable app.service/m);
+    expect(second).toMatch(/^unchanged\s+disable old.service/m);
+    expect(second).toMatch(/^unchanged\s+mask hidden.service/m);
+    expect(second).not.toMatch(/reload systemd/);
+    expect(second).toMatch(/: nothing to change\nexit=0\n$/);
+  });
+});

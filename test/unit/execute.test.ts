@@ -14,6 +14,7 @@ function recordingSystemd(states: Record<string, string>): Systemd & { calls: st
     calls,
     reload: async () => void calls.push('reload'),
     enable: async () => true,
+    disable: async () => true,
     mask: async () => true,
     unmask: async () => false,
     unitFileState: async () => 'enabled',
