@@ -7,20 +7,8 @@
  * handles. Why it exists: on the 1.7 MB benchmark config the `yaml` package takes about 900 ms
  * (most of it allocation and GC); this reader takes about 120 ms.
  */
-import { Schema, isScalar } from 'yaml';
 import { normalizeKey } from './tree';
 import type { MapNode, Pair, ScalarNode, SeqNode, YNode } from './tree';
-
-interface ScalarTag {
-  default?: boolean | 'key';
-  test?: RegExp;
-  resolve(value: string, onError: (msg: string) => void, options: object): unknown;
-}
-
-const implicitTags = (new Schema({ schema: 'yaml-1.1' }).tags as unknown as ScalarTag[]).filter(
-  (t) => t.default === true && t.test !== undefined,
-);
-const resolveOptions = { intAsBigInt: false };
 
 class Unsupported extends Error {}
 
@@ -31,31 +19,65 @@ function bail(): never {
 
 /**
  * Whether a plain scalar could be anything but a string in YAML 1.1: empty, a number or timestamp
- * (digit, sign, dot), `~`, `<<`, or one of the short null and boolean words (`null`, `false`, `Off`).
+ * (digit, sign, dot; or `e`/`E`, as the float `e5` begins), `~`, `<<`, or one of the short null and
+ * boolean words (`null`, `false`, `Off`).
  */
 function maybeTyped(text: string): boolean {
   if (text.length === 0) return true;
   const c = text.charCodeAt(0);
   const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
-  return letter ? text.length <= 5 && 'NnYyTtFfOo'.includes(text[0]!) : !(c === 95 || c === 47 || c === 36);
+  return letter ? (text.length <= 5 && 'NnYyTtFfOo'.includes(text[0]!)) || c === 101 || c === 69 : !(c === 95 || c === 47 || c === 36);
 }
 
-/** Resolves a plain scalar as YAML 1.1 does (the `yaml` package's own 1.1 tags). */
+// YAML 1.1's implicit types, with the `yaml` package's patterns (its yaml-1.1 schema), tried in its
+// order. Written out here so that reading plain YAML does not load that package (about 2 ms of a
+// start); test/unit/fast-yaml.test.ts holds the two to the same answers.
+const nullPattern = /^(?:~|[Nn]ull|NULL)?$/;
+const truePattern = /^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/;
+const falsePattern = /^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/;
+const intPatterns: [RegExp, number, number][] = [
+  [/^[-+]?0b[0-1_]+$/, 2, 2],
+  [/^[-+]?0[0-7_]+$/, 1, 8],
+  [/^[-+]?[0-9][0-9_]*$/, 0, 10],
+  [/^[-+]?0x[0-9a-fA-F_]+$/, 2, 16],
+];
+const specialFloatPattern = /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/;
+const floatPatterns = [/^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$/, /^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*$/];
+const sexagesimalPattern = /^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$/;
+
+/** An integer after its sign and `skip` prefix characters, underscores ignored. */
+function integer(text: string, skip: number, radix: number): number {
+  const signed = text[0] === '-' || text[0] === '+';
+  const n = parseInt(text.substring(skip + (signed ? 1 : 0)).replace(/_/g, ''), radix);
+  return text[0] === '-' ? -1 * n : n;
+}
+
+/** A base-60 number (`190:20:30`, `1:30.5`). */
+function sexagesimal(text: string): number {
+  const signed = text[0] === '-' || text[0] === '+';
+  const n = (signed ? text.substring(1) : text)
+    .replace(/_/g, '')
+    .split(':')
+    .reduce((total, part) => total * 60 + Number(part), 0);
+  return text[0] === '-' ? -1 * n : n;
+}
+
+/** The value of a plain scalar as YAML 1.1 types it; timestamps and the like read as their text, as in parse-yaml.ts. */
+function plainValue(text: string): ScalarNode['value'] {
+  if (!maybeTyped(text)) return text;
+  if (nullPattern.test(text)) return null;
+  if (truePattern.test(text)) return true;
+  if (falsePattern.test(text)) return false;
+  for (const [pattern, skip, radix] of intPatterns) if (pattern.test(text)) return integer(text, skip, radix);
+  if (specialFloatPattern.test(text)) return text.slice(-3).toLowerCase() === 'nan' ? NaN : text[0] === '-' ? -Infinity : Infinity;
+  if (floatPatterns.some((p) => p.test(text))) return parseFloat(text.replace(/_/g, ''));
+  if (sexagesimalPattern.test(text)) return sexagesimal(text);
+  return text;
+}
+
+/** A plain scalar node. */
 function plainScalar(text: string, start: number): ScalarNode {
-  let value: ScalarNode['value'] = text;
-  if (maybeTyped(text)) for (const tag of implicitTags) {
-    if (tag.test!.test(text)) {
-      let failed = false;
-      const resolved = tag.resolve(text, () => (failed = true), resolveOptions);
-      const v = isScalar(resolved) ? resolved.value : resolved;
-      if (failed) bail();
-      if (v === null || typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string') value = v;
-      else if (typeof v === 'bigint') value = Number(v);
-      else value = text; // timestamps and the like read as their text, as in parse-yaml.ts
-      break;
-    }
-  }
-  return { kind: 'scalar', value, source: text, plain: true, range: [start, start + text.length] };
+  return { kind: 'scalar', value: plainValue(text), source: text, plain: true, range: [start, start + text.length] };
 }
 
 function nullAt(pos: number): ScalarNode {

@@ -116,3 +116,29 @@ test('random YAML-like text: the fast reader agrees or declines', () => {
   );
   expect(accepted).toBeGreaterThan(300);
 });
+
+// The fast reader types plain scalars with YAML 1.1's patterns written out (not the `yaml`
+// package's tags, which it no longer loads): every kind, and random text of the characters
+// those patterns turn on, reads as the full reader reads it.
+const typedScalars = [
+  '', '~', 'null', 'Null', 'NULL', 'nULL', 'y', 'Y', 'yes', 'Yes', 'YES', 'yEs', 'n', 'N', 'no', 'NO', 'true', 'True', 'TRUE', 'tRUE',
+  'false', 'False', 'FALSE', 'on', 'On', 'ON', 'oN', 'off', 'Off', 'OFF', '0', '-0', '+0', '00', '0644', '-0644', '0_7', '08', '0b101',
+  '-0b1_0', '0b', '0b2', '0x1F', '+0x_f', '0xg', '1_000', '-1_000', '12', '+12', '9007199254740993', '.5', '-.5', '1.', '1.5e3',
+  '1e3', '-1E-3', '1_0.0_1', '.e1', '.inf', '-.Inf', '+.INF', '.nan', '.NaN', '.NAN', '-.nan', '1:30', '-1:30', '190:20:30', '1:60',
+  '1:5:9.5', '1:30.', '2001-12-14', '2001-12-14t21:59:43.10-05:00', '1.2.3', '1__', '_1', '1-2', '0o17', '1:2:3:4', '+', '.', '<<',
+];
+
+test.each(typedScalars)('the plain scalar %j reads as with the full reader', (text) => {
+  expect(agrees(`k: ${text}\n`)).toBe(true);
+});
+
+test('random plain scalars of digits, signs, dots, colons and letters read as with the full reader', () => {
+  let accepted = 0;
+  fc.assert(
+    fc.property(fc.string({ unit: fc.constantFrom(...'0123456789+-._:xbeEoOinfaNIlsuTrY'.split('')), maxLength: 9 }), (text) => {
+      if (agrees(`k: ${text}\nl: [${text}]\n`)) accepted++;
+    }),
+    { numRuns: 5000 },
+  );
+  expect(accepted).toBeGreaterThan(2500);
+});
