@@ -9,6 +9,7 @@ import { substitute, variableValues } from '../cloudconfig/substitute';
 import type { VariableValues } from '../cloudconfig/substitute';
 import { validateUserData } from '../cloudconfig/validate';
 import type { Fetched, Metadata } from '../datasource/types';
+import type { NetworkConfig } from '../system/network-config';
 import { files } from '../system/paths';
 import type { ValidationReport } from '../cloudconfig/validate';
 import { unitDirs as defaultUnitDirs } from '../system/paths';
@@ -111,16 +112,22 @@ function instanceResult(root: string, fetched: Fetched): ActionResult {
   return result;
 }
 
-/** The actions for validated user data: none for empty data and Ignition configs. */
-function actionsFor(report: ValidationReport, options: ApplyOptions, metadata: Metadata | undefined, values: VariableValues): Action[] {
+/** The actions for validated user data and the source's network configuration: none for Ignition configs. */
+function actionsFor(report: ValidationReport, options: ApplyOptions, metadata: Metadata | undefined, values: VariableValues, network?: NetworkConfig): Action[] {
   if (report.kind === 'ignition') return []; // Ignition configs are Ignition's to apply
   // Metadata (hostname, SSH keys, addresses) is applied whatever the user data is, even none.
   const base = toCloudConfig(report.kind === 'cloud-config' ? report.root : undefined);
   const config = metadata ? withMetadata(base, metadata) : base;
-  const actions = plan(config, { live: options.root === '/', unitDirs: options.unitDirs, sshKeyName: options.sshKeyName });
+  const actions = plan(config, { live: options.root === '/', unitDirs: options.unitDirs, sshKeyName: options.sshKeyName, network });
   if (metadata) actions.push(...environmentAction(config, values));
   if (report.kind === 'script') actions.push({ kind: 'script', origin: 'user data', content: Buffer.from(report.text) });
   return actions;
+}
+
+/** A source's network configuration that did not parse, as a failed action: it is not applied, and the run fails. */
+function networkProblem(fetched: Fetched): ActionResult[] {
+  if (fetched.networkProblem === undefined) return [];
+  return [{ ...resultFor('network', 'configuration', fetched.source), outcome: 'failed', detail: `${fetched.networkProblem}; no network files were written` }];
 }
 
 /** Applies user data read from a file (no metadata: the variables come from COREOS_* in `env`). */
@@ -155,13 +162,13 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
   const fromCloud = fetched.source !== 'file';
   const validated = performance.now();
   const instance = fromCloud ? instanceResult(options.root, fetched) : undefined;
-  const actions = [...(fromCloud ? keepActions(fetched, bytes) : []), ...actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values)];
+  const actions = [...(fromCloud ? keepActions(fetched, bytes) : []), ...actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values, fetched.network)];
   const bus = options.systemdBus ?? (options.root === '/' ? 'system' : 'none');
   let systemd: Systemd | undefined;
   if (bus !== 'none' && touchesSystemd(actions, options.unitDirs)) systemd = await connectSystemd(bus);
   try {
     const executor = new Executor({ root: options.root, dryRun: options.dryRun, systemd, unitDirs: options.unitDirs, newInstance: instance?.outcome === 'changed' });
-    const results = [...(instance ? [instance] : []), ...(await executor.run(actions))];
+    const results = [...(instance ? [instance] : []), ...networkProblem(fetched), ...(await executor.run(actions))];
     return { validation, substituted: false, applied: true, results, timings: { validateMs: validated - started, applyMs: performance.now() - validated } };
   } finally {
     systemd?.close();

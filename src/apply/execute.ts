@@ -25,7 +25,7 @@ import type { Systemd } from '../system/systemd';
 export type Outcome = 'changed' | 'unchanged' | 'failed' | 'skipped';
 
 export interface ActionResult {
-  /** What was done, one word: `file`, `user`, `ssh-keys`, `hostname`, `mask`, `unmask`, `enable`, `start` (and the other unit commands), `reload`, `script`, `instance`. */
+  /** What was done, one word: `file`, `user`, `ssh-keys`, `hostname`, `mask`, `unmask`, `enable`, `start` (and the other unit commands), `reload`, `script`, `instance`, `network` (a network configuration that did not parse). */
   action: string;
   /** What it was done to: a path, a user or unit name, `systemd`, an instance id; empty for a script. */
   target: string;

@@ -75,6 +75,7 @@ export const oemUnits: Record<string, string> = {
   digitalocean: 'oem-cloudinit-digitalocean.service',
   gce: 'oem-cloudinit-gce.service',
   packet: 'oem-cloudinit-packet.service',
+  'rackspace-onmetal': 'oem-cloudinit-rackspace-onmetal.service',
 };
 
 export interface InstallOptions {

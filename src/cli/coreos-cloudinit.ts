@@ -13,7 +13,8 @@ import { formatGithub, formatJson, formatText, formats, jsonFile } from '../repo
 import type { FileReport, Format } from '../report/format';
 import { defaultValidateOptions, validateUserData } from '../cloudconfig/validate';
 import { unitDirs } from '../system/paths';
-import { defaultDigitaloceanUrl, defaultEc2Url, defaultGceUrl, defaultOpenstackUrl, defaultPacketUrl, defaultRetryPolicy } from '../datasource/defaults';
+import { defaultDigitaloceanUrl, defaultEc2Url, defaultGceUrl, defaultOpenstackUrl, defaultPacketUrl, defaultRetryPolicy, netconfFormats } from '../datasource/defaults';
+import type { NetconfFormat } from '../datasource/defaults';
 import type { Fetched } from '../datasource/types';
 import type { UnitProgram } from '../apply/install-units';
 
@@ -28,7 +29,7 @@ export const longFlags = [
   'http-backoff', 'http-max-backoff',
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
-  'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata',
+  'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata', 'convert-netconf',
 ];
 
 interface Options {
@@ -53,6 +54,7 @@ interface Options {
   fromProcCmdline?: boolean;
   cmdlineFile: string;
   oem?: string;
+  convertNetconf?: NetconfFormat;
   httpTimeout: number;
   httpAttempts: number;
   httpDeadline: number;
@@ -72,21 +74,21 @@ const unsupportedFlags: Record<string, string> = {
   'from-waagent': 'the Azure agent\'s files are not read; use --from-file DIR/CustomData',
   'from-cloudsigma-metadata': 'the CloudSigma server context is not read; use --from-url',
   'from-metadata-service': 'it was deprecated in favour of --from-ec2-metadata, which bootsmith has',
-  'convert-netconf': 'network configurations are not converted to networkd units; write the units with coreos.units',
   'workspace': 'bootsmith keeps no workspace',
   'ignore-failure': 'failures always exit 1',
 };
 
 /** The reference's `--oem` presets that bootsmith does not have. */
-const unsupportedOems = ['rackspace-onmetal', 'azure', 'cloudsigma', 'vmware'];
+const unsupportedOems = ['azure', 'cloudsigma', 'vmware'];
 
 /** `--oem` presets: the datasources a platform's images use. */
 const oemPresets: Record<string, Partial<Options>> = {
   'ec2-compat': { fromEc2Metadata: true, fromConfigdrive: '/media/configdrive' },
   openstack: { fromOpenstackMetadata: true, fromConfigdrive: '/media/configdrive' },
-  digitalocean: { fromDigitaloceanMetadata: true },
+  digitalocean: { fromDigitaloceanMetadata: true, convertNetconf: 'digitalocean' },
   gce: { fromGceMetadata: true },
   packet: { fromPacketMetadata: true },
+  'rackspace-onmetal': { fromConfigdrive: '/media/configdrive', convertNetconf: 'debian' },
 };
 
 function program(io: Io): Command {
@@ -104,6 +106,9 @@ function program(io: Io): Command {
     .option('--from-proc-cmdline', 'fetch user data from cloud-config-url= on the kernel command line (PXE)')
     .option('--cmdline-file <path>', 'where the kernel command line is read', '/proc/cmdline')
     .option('--oem <name>', `a platform's datasources: ${Object.keys(oemPresets).join(', ')}`)
+    .addOption(
+      new Option('--convert-netconf <format>', 'also write the network configuration the source gives in this format as networkd files (network_data.json needs none)').choices(netconfFormats),
+    )
     .option('--http-timeout <ms>', 'time allowed for one HTTP request', parseCount, defaultRetryPolicy.timeoutMs)
     .option('--http-attempts <n>', 'most tries of one HTTP request', parseCount, defaultRetryPolicy.attempts)
     .option('--http-deadline <ms>', 'total time allowed for one HTTP fetch, retries included', parseCount, defaultRetryPolicy.deadlineMs)
@@ -350,6 +355,7 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
     packet: serviceUrl(opts.fromPacketMetadata, 'COREOS_CLOUDINIT_PACKET_METADATA_URL', defaultPacketUrl),
     configDrive: opts.fromConfigdrive,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
+    netconf: opts.convertNetconf,
     policy: {
       timeoutMs: opts.httpTimeout,
       attempts: opts.httpAttempts,

@@ -44,3 +44,11 @@ export const defaultDigitaloceanUrl = 'http://169.254.169.254/';
 
 /** Packet's (Equinix Metal's) metadata service. */
 export const defaultPacketUrl = 'https://metadata.packet.net/';
+
+/**
+ * The network configuration formats --convert-netconf reads, each from the source that has it:
+ * debian (the config drive's interfaces file, Rackspace OnMetal) and digitalocean (metadata/v1.json's
+ * interfaces). OpenStack's network_data.json needs no flag.
+ */
+export const netconfFormats = ['debian', 'digitalocean'] as const;
+export type NetconfFormat = (typeof netconfFormats)[number];

@@ -7,6 +7,7 @@ import { configDriveSource, openstackSource } from './openstack';
 import { packetSource } from './packet';
 import { cmdlineSource, fileSource, urlSource } from './simple';
 import type { Datasource } from './types';
+import type { NetconfFormat } from './defaults';
 
 export interface SourceRequest {
   files: string[];
@@ -19,6 +20,8 @@ export interface SourceRequest {
   configDrive: string | undefined;
   /** The kernel command line's file, when --from-proc-cmdline is given. */
   cmdlineFile: string | undefined;
+  /** --convert-netconf: the network configuration format read from the source that has it (debian: the config drive; digitalocean: DigitalOcean's). */
+  netconf?: NetconfFormat;
   policy: RetryPolicy;
 }
 
@@ -28,9 +31,9 @@ export function datasourcesFor(r: SourceRequest): Datasource[] {
   if (r.ec2 !== undefined) out.push(ec2Source(r.ec2, r.policy));
   if (r.openstack !== undefined) out.push(openstackSource(r.openstack, r.policy));
   if (r.gce !== undefined) out.push(gceSource(r.gce, r.policy));
-  if (r.digitalocean !== undefined) out.push(digitaloceanSource(r.digitalocean, r.policy));
+  if (r.digitalocean !== undefined) out.push(digitaloceanSource(r.digitalocean, r.policy, r.netconf === 'digitalocean' ? r.netconf : undefined));
   if (r.packet !== undefined) out.push(packetSource(r.packet, r.policy));
-  if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive));
+  if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive, r.netconf === 'debian' ? r.netconf : undefined));
   if (r.cmdlineFile !== undefined) out.push(cmdlineSource(r.cmdlineFile, r.policy));
   return out;
 }
