@@ -88,7 +88,6 @@ describe('coreos-cloudinit v1.14 flags bootsmith does not have', () => {
     ['-from-waagent', '/var/lib/waagent'],
     ['-from-cloudsigma-metadata'],
     ['-from-metadata-service'],
-    ['-convert-netconf=debian'],
     ['-workspace=/var/lib/coreos-cloudinit'],
     ['-ignore-failure'],
   ])('%s: named as not supported, exit 2', (...args) => {
@@ -99,11 +98,11 @@ describe('coreos-cloudinit v1.14 flags bootsmith does not have', () => {
     expect(r.stderr).toMatch(new RegExp(`^coreos-cloudinit: ${flag} is not supported by bootsmith: .+\\n$`));
   });
 
-  test.each(['rackspace-onmetal', 'azure', 'cloudsigma', 'vmware'])('--oem %s: not supported, the supported presets named', (oem) => {
+  test.each(['azure', 'cloudsigma', 'vmware'])('--oem %s: not supported, the supported presets named', (oem) => {
     for (const args of [['--oem', oem], [`-oem=${oem}`]]) {
       const r = run('coreos-cloudinit', args);
       expect(r.status).toBe(2);
-      expect(r.stderr).toBe(`coreos-cloudinit: --oem ${oem} is not supported by bootsmith; supported: ec2-compat, openstack, digitalocean, gce, packet\n`);
+      expect(r.stderr).toBe(`coreos-cloudinit: --oem ${oem} is not supported by bootsmith; supported: ec2-compat, openstack, digitalocean, gce, packet, rackspace-onmetal\n`);
     }
   });
 
@@ -115,7 +114,7 @@ describe('coreos-cloudinit v1.14 flags bootsmith does not have', () => {
 
   test('a flag no version of coreos-cloudinit had stays an unknown option; after -- nothing is a flag', () => {
     expect(run('coreos-cloudinit', ['--no-such-flag']).stderr).toMatch(/unknown option '--no-such-flag'/);
-    expect(run('coreos-cloudinit', ['--oem', 'nowhere']).stderr).toBe('coreos-cloudinit: --oem nowhere is unknown; supported: ec2-compat, openstack, digitalocean, gce, packet\n');
+    expect(run('coreos-cloudinit', ['--oem', 'nowhere']).stderr).toBe('coreos-cloudinit: --oem nowhere is unknown; supported: ec2-compat, openstack, digitalocean, gce, packet, rackspace-onmetal\n');
     expect(run('coreos-cloudinit', ['--validate', '--from-file', '--', '-from-vmware-guestinfo']).stderr).not.toContain('not supported');
   });
 });

@@ -43,7 +43,8 @@ function networkFile(link: Link, config: NetworkConfig, header: string): Network
   const bond = config.links.find((l) => l.kind === 'bond' && l.bond.members.includes(link.name));
   const vlans = config.links.filter((l) => l.kind === 'vlan' && l.vlan.parent === link.name).map((l) => l.name);
   if (link.kind === 'physical' && !configures(link, bond !== undefined || vlans.length > 0)) return undefined;
-  const match = link.kind === 'physical' && link.mac !== undefined ? section('Match', [['MACAddress', link.mac]]) : section('Match', [['Name', link.name]]);
+  // A bond or VLAN takes a member's or its parent's MAC address: Type=ether keeps a physical link's file from matching it too.
+  const match = link.kind === 'physical' && link.mac !== undefined ? section('Match', [['MACAddress', link.mac], ['Type', 'ether']]) : section('Match', [['Name', link.name]]);
   const network: Array<[string, string | undefined]> = [
     ['DHCP', dhcpValue(link)],
     ['IPv6AcceptRA', link.acceptRa ? 'yes' : undefined],
