@@ -47,8 +47,9 @@ export const defaultPacketUrl = 'https://metadata.packet.net/';
 
 /**
  * The network configuration formats --convert-netconf reads, each from the source that has it:
- * debian (the config drive's interfaces file, Rackspace OnMetal) and digitalocean (metadata/v1.json's
- * interfaces). OpenStack's network_data.json needs no flag.
+ * debian (the config drive's interfaces file, Rackspace OnMetal), digitalocean (metadata/v1.json's
+ * interfaces) and packet (the `metadata` document's network). OpenStack's network_data.json needs
+ * no flag. The reference's vmware is not read here.
  */
-export const netconfFormats = ['debian', 'digitalocean'] as const;
+export const netconfFormats = ['debian', 'digitalocean', 'packet'] as const;
 export type NetconfFormat = (typeof netconfFormats)[number];

@@ -20,7 +20,7 @@ export interface SourceRequest {
   configDrive: string | undefined;
   /** The kernel command line's file, when --from-proc-cmdline is given. */
   cmdlineFile: string | undefined;
-  /** --convert-netconf: the network configuration format read from the source that has it (debian: the config drive; digitalocean: DigitalOcean's). */
+  /** --convert-netconf: the network configuration format read from the source that has it (debian: the config drive; digitalocean, packet: those clouds'). */
   netconf?: NetconfFormat;
   policy: RetryPolicy;
 }
@@ -32,7 +32,7 @@ export function datasourcesFor(r: SourceRequest): Datasource[] {
   if (r.openstack !== undefined) out.push(openstackSource(r.openstack, r.policy));
   if (r.gce !== undefined) out.push(gceSource(r.gce, r.policy));
   if (r.digitalocean !== undefined) out.push(digitaloceanSource(r.digitalocean, r.policy, r.netconf === 'digitalocean' ? r.netconf : undefined));
-  if (r.packet !== undefined) out.push(packetSource(r.packet, r.policy));
+  if (r.packet !== undefined) out.push(packetSource(r.packet, r.policy, r.netconf === 'packet' ? r.netconf : undefined));
   if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive, r.netconf === 'debian' ? r.netconf : undefined));
   if (r.cmdlineFile !== undefined) out.push(cmdlineSource(r.cmdlineFile, r.policy));
   return out;

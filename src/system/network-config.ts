@@ -44,6 +44,9 @@ export interface Bond {
   members: InterfaceName[];
   /** MII link monitoring interval, in milliseconds; undefined: the kernel's default. */
   miimonMs?: number;
+  /** How long a link must be up, and down, before the bond uses it or stops, in milliseconds. */
+  upDelayMs?: number;
+  downDelayMs?: number;
   transmitHashPolicy?: HashPolicy;
   /** 802.3ad's LACPDU rate. */
   lacpRate?: 'slow' | 'fast';

@@ -11,7 +11,8 @@ import { addressBytes, netmaskPrefix, networkConfigProblem } from '../../src/sys
 import type { InterfaceName, Link, NetworkConfig } from '../../src/system/network-config';
 import type { IpAddress } from '../../src/cloudconfig/values';
 import { unitDirs } from '../../src/system/paths';
-import { digitaloceanDocument } from '../support/fake-metadata';
+import { digitaloceanDocument, packetDocument } from '../support/fake-metadata';
+import { packetNetwork } from '../../src/datasource/netconf-packet';
 
 const where = 'openstack config drive';
 
@@ -127,6 +128,30 @@ describe('DigitalOcean interfaces', () => {
     ['a nameserver that is none', only({ mac }, { nameservers: ['dns.example'] }), 'metadata/v1.json dns.nameservers[0]: not an IP address: "dns.example"'],
   ])('%s is refused, naming the field', (_, doc, message) => {
     expect(networkOf(() => digitaloceanNetwork(doc, 'digitalocean metadata service'))).toEqual({ networkProblem: `digitalocean metadata service: ${message}` });
+  });
+});
+
+describe('Packet network', () => {
+  test('every interface in bond0, which has the addresses, the default routes, 10.0.0.0/8 through the private gateway, and default DNS', () => {
+    const h = header('Packet metadata');
+    expect(filesOf(packetNetwork(packetDocument, 'packet metadata service'))).toEqual({
+      '10-bootsmith-bond0.netdev': `${h}[NetDev]\nName=bond0\nKind=bond\nMACAddress=0c:c4:7a:e5:43:fa\n\n[Bond]\nMode=802.3ad\nMIIMonitorSec=200ms\nUpDelaySec=200ms\nDownDelaySec=200ms\nLACPTransmitRate=fast\n`,
+      '10-bootsmith-enp1s0f0.network': `${h}[Match]\nMACAddress=0c:c4:7a:e5:43:fa\nType=ether\n\n[Network]\nBond=bond0\n`,
+      '10-bootsmith-bond0.network':
+        `${h}[Match]\nName=bond0\n\n[Network]\nAddress=203.0.113.11/31\nAddress=2001:db8:1::3/127\nAddress=10.88.1.3/31\nAddress=198.51.100.9/32\n` +
+        'Gateway=203.0.113.10\nGateway=2001:db8:1::2\nDNS=8.8.8.8\nDNS=8.8.4.4\n\n[Route]\nDestination=10.0.0.0/8\nGateway=10.88.1.2\n',
+    });
+  });
+
+  const network = (n: object) => ({ network: { interfaces: [{ name: 'eth0', mac: '0c:c4:7a:e5:43:fa' }], ...n } });
+  test.each([
+    ['no interfaces: nothing', { network: { addresses: packetDocument.network.addresses } }, {}],
+    ['an address family that is none', network({ addresses: [{ address_family: 5, address: '10.0.0.1', cidr: 8 }] }), { networkProblem: 'packet metadata service: metadata network.addresses[0].address_family: not 4 or 6: 5' }],
+    ['a cidr that does not fit', network({ addresses: [{ address_family: 4, address: '10.0.0.1', cidr: 64 }] }), { networkProblem: 'packet metadata service: metadata network.addresses[0].cidr: not a prefix length for IPv4 (0 to 32): 64' }],
+    ['an interface name that is none', { network: { interfaces: [{ name: 'eth 0', mac: '0c:c4:7a:e5:43:fa' }] } }, { networkProblem: expect.stringContaining('metadata network.interfaces[0].name: not an interface name') }],
+    ['a DNS server that is none', network({ dns: ['x'] }), { networkProblem: 'packet metadata service: metadata network.dns[0]: not an IP address: "x"' }],
+  ])('%s', (_, doc, expected) => {
+    expect(networkOf(() => packetNetwork(doc, 'packet metadata service'))).toEqual(expected);
   });
 });
 

@@ -66,6 +66,9 @@ function networkFile(link: Link, config: NetworkConfig, header: string): Network
   return { name: `${networkdFilePrefix}${link.name}.network`, content };
 }
 
+/** A time span in networkd's syntax. */
+const ms = (n: number | undefined) => (n === undefined ? undefined : `${n}ms`);
+
 function netdevFile(link: Link, header: string): NetworkdFile | undefined {
   if (link.kind === 'physical') return undefined;
   const netdev = section('NetDev', [['Name', link.name], ['Kind', link.kind], ['MTUBytes', link.mtu], ['MACAddress', link.mac]]);
@@ -73,7 +76,9 @@ function netdevFile(link: Link, header: string): NetworkdFile | undefined {
     link.kind === 'bond'
       ? section('Bond', [
           ['Mode', link.bond.mode],
-          ['MIIMonitorSec', link.bond.miimonMs === undefined ? undefined : `${link.bond.miimonMs}ms`],
+          ['MIIMonitorSec', ms(link.bond.miimonMs)],
+          ['UpDelaySec', ms(link.bond.upDelayMs)],
+          ['DownDelaySec', ms(link.bond.downDelayMs)],
           ['TransmitHashPolicy', link.bond.transmitHashPolicy],
           ['LACPTransmitRate', link.bond.lacpRate],
         ])
