@@ -99,7 +99,7 @@ export class NetworkConfigError extends Error {}
 
 /** Throws a NetworkConfigError: `WHERE: FIELD: WHY: "VALUE"`. */
 export function refuseNetwork(where: string, field: string, why: string, value?: unknown): never {
-  const shown = value === undefined ? '' : `: ${typeof value === 'string' ? quoteValue(value) : JSON.stringify(value)}`;
+  const shown = value === undefined ? '' : `: ${typeof value === 'string' ? quoteValue(value) : String(JSON.stringify(value)).slice(0, 60)}`;
   throw new NetworkConfigError(`${where}: ${field}: ${why}${shown}`);
 }
 
