@@ -223,7 +223,7 @@ describe('Debian interfaces files', () => {
   test.each([
     ['a static iface without an address', 'iface eth0 inet static\n  netmask 255.255.255.0\n', 'interfaces: line 1: static iface eth0 has no address'],
     ['a static iface without a netmask', 'iface eth0 inet static\n  address 10.0.0.2\n', 'interfaces: line 1: static iface eth0 has no netmask (or /prefix on its address)'],
-    ['an address that is none', '\niface eth0 inet static\n  address 10.0.0.300/24\n', 'interfaces: line 3: not an IPv4 address: "10.0.0.300"'],
+    ['an address that is none', '\niface eth0 inet static\n  address 10.0.0.300/24\n', 'interfaces: line 3: not an IP address: "10.0.0.300"'],
     ['an IPv4 address on inet6', 'iface eth0 inet6 static\n  address 10.0.0.3/24\n', 'interfaces: line 2: not an IPv6 address: "10.0.0.3"'],
     ['a gateway that carries a unit section', 'iface eth0 inet static\n  address 10.0.0.2/24\n  gateway 10.0.0.1\\n[Network]\n', 'interfaces: line 3: not an IP address: "10.0.0.1\\\\n[Network]"'],
     ['a method it does not read', 'iface eth0 inet ppp\n', 'interfaces: line 1: not a method this reads for inet (static, dhcp, manual): "ppp"'],
