@@ -388,7 +388,7 @@ async function validateFromDatasources(opts: Options, io: Io, failsOn: (s: Sever
   }
   const where = fetched.location ?? fetched.source;
   const report = validateUserData(fetched.userData ?? Buffer.alloc(0), { maxSize: opts.maxSize, variables });
-  const reports: FileReport[] = [{ file: where, kind: report.kind, text: report.text, diagnostics: [...(fetched.userData ? [] : [noUserData(fetched)]), ...report.diagnostics] }];
+  const reports: FileReport[] = [{ file: where, kind: report.kind, text: report.text, diagnostics: [...(fetched.userData ? [] : [noUserData(fetched)]), ...networkProblem(fetched), ...report.diagnostics] }];
   // As applying would: the text with the metadata's values in is checked too, and its errors shown against it.
   if (report.kind === 'cloud-config' && report.text.includes('$') && !report.diagnostics.some((d) => d.severity === 'error')) {
     const after = validateUserData(Buffer.from(substitute(report.text, variables)), { maxSize: opts.maxSize });
@@ -409,6 +409,12 @@ function writeReports(reports: FileReport[], opts: Options, io: Io, failsOn: (s:
 function noUserData(fetched: Fetched): Diagnostic {
   const message = `no user data here${fetched.noUserData ? `: ${fetched.noUserData}` : ''}`;
   return { severity: 'warning', code: 'no-user-data', message, path: [], line: 1, column: 1, endLine: 1, endColumn: 1 };
+}
+
+/** An error for a source whose network configuration does not parse: applying would not write it. */
+function networkProblem(fetched: Fetched): Diagnostic[] {
+  if (fetched.networkProblem === undefined) return [];
+  return [{ severity: 'error', code: 'network-config', message: `the network configuration is not applied: ${fetched.networkProblem}`, path: [], line: 1, column: 1, endLine: 1, endColumn: 1 }];
 }
 
 /** Fetches from the datasources given and applies what the first to answer gave. */

@@ -96,6 +96,11 @@ const staticAddress = {
     );
     expect(networkFiles(root)).toEqual([]);
     expect(readFileSync(join(root, 'etc/hostname'), 'utf8')).toBe('node-2\n');
+    // --validate says so too.
+    const v = await cli(['--validate', '--from-configdrive', drive]);
+    expect(v.status).toBe(1);
+    expect(v.stdout).toContain(': error: the network configuration is not applied: openstack config drive: network_data.json networks[0].netmask: not a netmask');
+    expect(v.stdout).toMatch(/\[network-config\]$/m);
   });
 
   const interfaces = 'auto eth0\niface eth0 inet static\n    address 10.1.0.4\n    netmask 255.255.0.0\n    gateway 10.1.0.1\n    dns-nameservers 10.1.0.2\n';
