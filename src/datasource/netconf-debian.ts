@@ -32,6 +32,8 @@ interface Stanza {
 
 const methods: Record<string, ReadonlyArray<Stanza['method']>> = { inet: ['static', 'dhcp', 'manual'], inet6: ['static', 'dhcp', 'manual', 'auto'] };
 const otherStanzas = new Set(['auto', 'no-auto-down', 'no-scripts']);
+/** bond-lacp-rate's values, by name or number. */
+const lacpRates = new Map<string, 'slow' | 'fast'>([['0', 'slow'], ['1', 'fast'], ['slow', 'slow'], ['fast', 'fast']]);
 
 /** The logical lines (continuations joined), each with the number of its first line; comments and blank lines dropped. */
 function logicalLines(text: string): Array<{ line: number; fields: string[] }> {
@@ -61,7 +63,7 @@ function stanzas(text: string, where: string): Stanza[] {
         current = 'ignored'; // the loopback is the system's
         continue;
       }
-      const allowed = methods[familyWord] ?? refuseNetwork(where, at, 'not an address family this reads (inet, inet6)', familyWord);
+      const allowed = (Object.hasOwn(methods, familyWord) ? methods[familyWord] : undefined) ?? refuseNetwork(where, at, 'not an address family this reads (inet, inet6)', familyWord);
       if (!allowed.includes(method as Stanza['method'])) refuseNetwork(where, at, `not a method this reads for ${familyWord} (${allowed.join(', ')})`, method);
       if (out.length >= networkLimits.links * 2) refuseNetwork(where, at, `more than ${networkLimits.links * 2} iface stanzas`);
       current = { name: interfaceNameValue(where, at, name), family: familyWord === 'inet' ? 4 : 6, method: method as Stanza['method'], line, options: [] };
@@ -81,7 +83,6 @@ function stanzas(text: string, where: string): Stanza[] {
 }
 
 interface Pending {
-  link: Link | undefined;
   settings: ReturnType<typeof emptyLink>;
   /** hwaddress: the MAC address a bond or VLAN is given, and its line. */
   mac?: { text: string; line: number };
@@ -96,7 +97,7 @@ export function debianNetwork(text: string, where: string): NetworkConfig {
   const pending = new Map<string, Pending>();
   const entry = (name: InterfaceName, line: number) => {
     let p = pending.get(name);
-    if (!p) pending.set(name, (p = { link: undefined, settings: emptyLink(name), members: [], bondOptions: {}, line }));
+    if (!p) pending.set(name, (p = { settings: emptyLink(name), members: [], bondOptions: {}, line }));
     return p;
   };
   for (const stanza of stanzas(text, where)) {
@@ -152,8 +153,7 @@ export function debianNetwork(text: string, where: string): NetworkConfig {
           p.bondOptions.transmitHashPolicy = hashPolicyValue(where, at, first());
           break;
         case 'bond-lacp-rate': {
-          const rate = ({ 0: 'slow', 1: 'fast', slow: 'slow', fast: 'fast' } as Record<string, 'slow' | 'fast'>)[first()];
-          p.bondOptions.lacpRate = rate ?? refuseNetwork(where, at, 'not an LACP rate (slow, fast, 0 or 1)', first());
+          p.bondOptions.lacpRate = lacpRates.get(first()) ?? refuseNetwork(where, at, 'not an LACP rate (slow, fast, 0 or 1)', first());
           break;
         }
         case 'vlan-raw-device':

@@ -85,7 +85,7 @@ export function openstackNetwork(doc: Record<string, unknown>, where: string): N
     if (net.link === undefined || net.link === null) return; // on no link: nothing to configure
     const link = linkOf(linkNamed(`${path}.link`, net.link));
     const type = field(`${path}.type`, net.type, 'string') ?? refuse(`${path}.type`, 'missing');
-    const dynamic = dynamicTypes[type];
+    const dynamic = Object.hasOwn(dynamicTypes, type) ? dynamicTypes[type] : undefined;
     if (dynamic) {
       link[dynamic] = true;
     } else if (type === 'ipv4' || type === 'ipv6') {

@@ -99,6 +99,7 @@ describe('network_data.json', () => {
     ['an MTU that is none', { links: [{ ...phy, mtu: 10 }] }, 'network_data.json links[0].mtu: not an MTU (68 to 65535 bytes): 10'],
     ['a DNS server that carries text', { links: [phy], networks: [{ type: 'ipv4_dhcp', link: 'eth0' }], services: [{ type: 'dns', address: '8.8.8.8\nDNS=1.1.1.1' }] }, 'network_data.json services[0].address: not an IP address: "8.8.8.8\\nDNS=1.1.1.1"'],
     ['a network type it does not read', { links: [phy], networks: [{ type: 'ipx', link: 'eth0' }] }, 'network_data.json networks[0].type: not a network type this reads'],
+    ['a network type named like an Object property', { links: [phy], networks: [{ type: 'constructor', link: 'eth0' }] }, 'network_data.json networks[0].type: not a network type this reads'],
     ['links that are no list', { links: { eth0: phy } }, 'network_data.json links: not a list but an object'],
   ])('%s is refused, naming the field', (_, doc, message) => {
     expect(networkOf(() => openstackNetwork(doc, where))).toEqual({ networkProblem: expect.stringContaining(`${where}: ${message}`) });
@@ -233,6 +234,8 @@ describe('Debian interfaces files', () => {
     ['a VLAN id out of range', 'iface eth0.5000 inet dhcp\n', 'interfaces: line 1: not a VLAN id (1 to 4094): 5000'],
     ['a route without a gateway', 'iface eth0 inet dhcp\n  post-up route add -net 10.0.0.0/8 dev eth0\n', 'interfaces: line 2: a route without a gateway ("gw") is not read'],
     ['a bond mode that is none', 'iface bond0 inet dhcp\n  bond-slaves eth0\n  bond-mode 9\n', 'interfaces: line 3: not a bonding mode'],
+    ['an LACP rate named like an Object property', 'iface bond0 inet dhcp\n  bond-slaves eth0\n  bond-lacp-rate constructor\n', 'interfaces: line 3: not an LACP rate (slow, fast, 0 or 1): "constructor"'],
+    ['an address family named like an Object property', 'iface eth0 constructor dhcp\n', 'interfaces: line 1: not an address family this reads (inet, inet6): "constructor"'],
     ['a bond member that is a VLAN', 'iface eth0.4 inet manual\niface bond0 inet dhcp\n  bond-slaves eth0.4\n', 'interfaces: bond bond0: member eth0.4 is not a physical link here'],
   ])('%s is refused, naming the line', (_, text, message) => {
     expect(networkOf(() => debianNetwork(text, 'interfaces'))).toEqual({ networkProblem: expect.stringContaining(message) });
