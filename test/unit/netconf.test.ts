@@ -1,4 +1,5 @@
 /** Network configuration from metadata: each format's parser (good and bad input) and the networkd writer's exact files. */
+import fc from 'fast-check';
 import { networkdFiles } from '../../src/apply/netconf/networkd';
 import { plan } from '../../src/apply/plan';
 import { toCloudConfig } from '../../src/cloudconfig/config';
@@ -274,5 +275,59 @@ describe('the model', () => {
     const shown = actions.map((a) => (a.kind === 'file' ? `file ${a.path} [${a.origin}]` : `${a.kind} [${a.origin}]`));
     expect(shown.filter((s) => s.startsWith('file /run/systemd/network/10-bootsmith-'))).toHaveLength(7);
     expect(shown.slice(7)).toEqual(['file /etc/systemd/network/extra.network [coreos.units[0]]', 'file /etc/systemd/system/web.service [coreos.units[1]]', 'networkd-restart [network_data.json]', 'unit-command [coreos.units[1]]']);
+  });
+});
+
+describe('hostile input', () => {
+  /** What networkd would read from the files: every line a comment, a section, a Key=value of plain characters, or empty. */
+  const plainFiles = (config: NetworkConfig | undefined) => {
+    for (const file of config ? networkdFiles(config) : []) {
+      expect(file.name).toMatch(/^10-bootsmith-[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\.(network|netdev)$/);
+      for (const line of file.content.split('\n')) expect(line).toMatch(/^(# Written by coreos-cloudinit from [^\n]+\.|\[[A-Za-z]+\]|[A-Za-z0-9]+=[A-Za-z0-9:./+ _-]+|)$/);
+    }
+  };
+  const value = (...good: unknown[]) => fc.oneof(fc.constantFrom(...good), fc.jsonValue({ maxDepth: 2 }), fc.string({ maxLength: 12 }));
+
+  test('any network_data.json gives files of plain values, or a problem: never another throw', () => {
+    const link = fc.record({
+      id: value('eth0', 'eth1', 'bond0', 'vlan7'),
+      type: value('phy', 'bond', 'vlan', 'ovs'),
+      ethernet_mac_address: value('52:54:00:12:34:56', '52:54:00:12:34:57'),
+      mtu: value(1500, 9000),
+      bond_links: value(['eth0'], ['eth0', 'eth1']),
+      bond_mode: value('802.3ad', 1, 'active-backup'),
+      bond_miimon: value(100),
+      vlan_id: value(7, 4094),
+      vlan_link: value('eth0', 'bond0'),
+    }, { requiredKeys: ['id', 'type'] });
+    const network = fc.record({
+      type: value('ipv4', 'ipv6', 'ipv4_dhcp', 'ipv6_slaac'),
+      link: value('eth0', 'eth1', 'bond0', 'vlan7'),
+      ip_address: value('10.0.0.2', 'fd00::2', '10.0.0.2/24'),
+      netmask: value('255.255.255.0', 'ffff:ffff::'),
+      routes: fc.array(fc.record({ network: value('0.0.0.0', '10.1.0.0'), netmask: value('0.0.0.0', '255.255.0.0'), gateway: value('10.0.0.1', 'fd00::1') }), { maxLength: 2 }),
+      services: fc.array(fc.record({ type: value('dns'), address: value('10.0.0.53') }), { maxLength: 2 }),
+    });
+    fc.assert(
+      fc.property(fc.record({ links: fc.array(link, { maxLength: 5 }), networks: fc.array(network, { maxLength: 5 }), services: value([{ type: 'dns', address: '8.8.8.8' }]) }), (doc) => {
+        const got = networkOf(() => openstackNetwork(doc, where));
+        plainFiles(got.network);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('any interfaces file gives files of plain values, or a problem: never another throw', () => {
+    const words = ['iface', 'auto', 'eth0', 'eth0.7', 'bond0', 'vlan7', 'inet', 'inet6', 'static', 'dhcp', 'manual', 'address', '10.0.0.2/24', 'fd00::2', 'netmask', '255.255.255.0', '64',
+      'gateway', '10.0.0.1', 'bond-slaves', 'bond-master', 'bond-mode', '4', 'vlan-raw-device', 'post-up', 'route', 'add', '-net', 'gw', 'default', 'hwaddress', 'ether',
+      '52:54:00:12:34:56', 'mtu', '1500', 'dns-nameservers', 'dns-search', 'example.com', '\\', '#', '=', '\n[Network]'];
+    const line = fc.tuple(fc.boolean(), fc.array(fc.oneof(fc.constantFrom(...words), fc.string({ maxLength: 6 })), { maxLength: 6 })).map(([indent, w]) => `${indent ? '  ' : ''}${w.join(' ')}`);
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 12 }), (lines) => {
+        const got = networkOf(() => debianNetwork(lines.join('\n'), 'interfaces'));
+        plainFiles(got.network);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
