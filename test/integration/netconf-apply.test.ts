@@ -143,7 +143,7 @@ const staticAddress = {
     expect(r.stderr).toMatch(/argument 'yaml' is invalid\. Allowed choices are debian, digitalocean, packet\./);
   });
 
-  test('--install-units --oem rackspace-onmetal enables its unit, which runs --oem=rackspace-onmetal once the config drive is mounted', async () => {
+  test('--install-units --oem rackspace-onmetal enables its unit, which runs --oem=rackspace-onmetal once the config drive is mounted, and masks the plain config drive service', async () => {
     const root = makeRoot();
     const r = await cli(['--install-units', '--root', root, '--oem', 'rackspace-onmetal', '--exec', '/usr/bin/coreos-cloudinit']);
     expect([r.status, r.stderr]).toEqual([0, '']);
@@ -152,7 +152,13 @@ const staticAddress = {
     const text = readFileSync(join(root, `etc/systemd/system/${unit}`), 'utf8');
     expect(text).toMatch(/^ExecStart=\/usr\/bin\/coreos-cloudinit --oem=rackspace-onmetal$/m);
     expect(text).toMatch(/^RequiresMountsFor=\/media\/configdrive$/m);
-    expect(text).toMatch(/^Before=user-configdrive\.service$/m);
+    expect(text).toMatch(/^Before=network-online\.target$/m);
+    expect(readlinkSync(join(root, 'etc/systemd/system/user-configdrive.service'))).toBe('/dev/null');
+    expect(existsSync(join(root, 'etc/systemd/system/media-configdrive.mount.wants/user-configdrive.service'))).toBe(false);
+    expect(r.stdout).toMatch(/^changed\s+mask user-configdrive\.service \[--oem rackspace-onmetal\]$/m);
+    // Installed again, the same: nothing changes.
+    const again = await cli(['--install-units', '--root', root, '--oem', 'rackspace-onmetal', '--exec', '/usr/bin/coreos-cloudinit']);
+    expect([again.status, again.stdout]).toEqual([0, expect.stringMatching(/^0 changed, /m)]);
   });
 });
 
