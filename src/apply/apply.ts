@@ -11,6 +11,7 @@ import type { VariableValues } from '../cloudconfig/substitute';
 import { validateUserData } from '../cloudconfig/validate';
 import type { Fetched, Metadata } from '../datasource/types';
 import type { RetryPolicy } from '../datasource/defaults';
+import type { NetworkConfig } from '../system/network-config';
 import { files } from '../system/paths';
 import type { ValidationReport } from '../cloudconfig/validate';
 import { unitDirs as defaultUnitDirs } from '../system/paths';
@@ -119,7 +120,8 @@ function instanceResult(root: string, fetched: Fetched): ActionResult {
 
 /**
  * The actions of a validated Ignition config: its sources fetched and checked, then planned. The
- * metadata is not merged in (Ignition does not read it) and no variables are substituted.
+ * metadata is not merged in (Ignition does not read it; nor is the source's network configuration)
+ * and no variables are substituted.
  */
 async function ignitionActions(report: ValidationReport, options: ApplyOptions): Promise<Action[]> {
   const version = report.ignitionVersion;
@@ -130,15 +132,21 @@ async function ignitionActions(report: ValidationReport, options: ApplyOptions):
   return planIgnition(config, resolved, { unitDirs: options.unitDirs });
 }
 
-/** The actions for validated cloud-config, a script, or empty user data (with the metadata, when there is some). */
-function actionsFor(report: ValidationReport, options: ApplyOptions, metadata: Metadata | undefined, values: VariableValues): Action[] {
+/** The actions for validated cloud-config, a script, or empty user data, with the metadata and the source's network configuration when there are some. */
+function actionsFor(report: ValidationReport, options: ApplyOptions, metadata: Metadata | undefined, values: VariableValues, network?: NetworkConfig): Action[] {
   // Metadata (hostname, SSH keys, addresses) is applied whatever the user data is, even none.
   const base = toCloudConfig(report.kind === 'cloud-config' ? report.root : undefined);
   const config = metadata ? withMetadata(base, metadata) : base;
-  const actions = plan(config, { live: options.root === '/', unitDirs: options.unitDirs, sshKeyName: options.sshKeyName });
+  const actions = plan(config, { live: options.root === '/', unitDirs: options.unitDirs, sshKeyName: options.sshKeyName, network });
   if (metadata) actions.push(...environmentAction(config, values));
   if (report.kind === 'script') actions.push({ kind: 'script', origin: 'user data', content: Buffer.from(report.text) });
   return actions;
+}
+
+/** A source's network configuration that did not parse, as a failed action: it is not applied, and the run fails. */
+function networkProblem(fetched: Fetched): ActionResult[] {
+  if (fetched.networkProblem === undefined) return [];
+  return [{ ...resultFor('network', 'configuration', fetched.source), outcome: 'failed', detail: `${fetched.networkProblem}; no network files were written` }];
 }
 
 /** Applies user data read from a file (no metadata: the variables come from COREOS_* in `env`). */
@@ -173,7 +181,8 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
   const fromCloud = fetched.source !== 'file';
   const validated = performance.now();
   const instance = fromCloud ? instanceResult(options.root, fetched) : undefined;
-  const planned = substituted.kind === 'ignition' ? await ignitionActions(substituted, options) : actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values);
+  const planned =
+    substituted.kind === 'ignition' ? await ignitionActions(substituted, options) : actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values, fetched.network);
   const actions = [...(fromCloud ? keepActions(fetched, bytes) : []), ...planned];
   const bus = options.systemdBus ?? (options.root === '/' ? 'system' : 'none');
   let systemd: Systemd | undefined;
@@ -187,7 +196,7 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
       newInstance: instance?.outcome === 'changed',
       unitsOrigin: substituted.kind === 'ignition' ? 'systemd.units' : 'coreos.units',
     });
-    const results = [...(instance ? [instance] : []), ...(await executor.run(actions))];
+    const results = [...(instance ? [instance] : []), ...networkProblem(fetched), ...(await executor.run(actions))];
     return { validation, substituted: false, applied: true, results, timings: { validateMs: validated - started, applyMs: performance.now() - validated } };
   } finally {
     systemd?.close();

@@ -29,7 +29,8 @@ export interface ActionResult {
   /**
    * What was done, one word: `file`, `directory`, `link`, `user`, `group`, `ssh-keys`, `hostname`,
    * `mask`, `unmask`, `enable`, `disable`, `start` (and the other unit commands), `reload`,
-   * `script`, `instance`; for what was not applied, what it is (`disk`, `filesystem`, ...).
+   * `script`, `instance`, `network` (a network configuration that did not parse); for what was not
+   * applied, what it is (`disk`, `filesystem`, ...).
    */
   action: string;
   /** What it was done to: a path, a user or unit name, `systemd`, an instance id; empty for a script. */

@@ -1,7 +1,8 @@
 /**
  * Installing the units shipped in the package into a root: the boot units (units/), each written
  * with the command that runs coreos-cloudinit, then enabled by the links `systemctl enable` would
- * make: user-config.target always, and the platform's unit for `--oem`. With `daemons`, the
+ * make: user-config.target always, and the platform's unit for `--oem` (masking the boot units it
+ * replaces, oemMasks). With `daemons`, the
  * daemons' units too (services/: locksmithd, update-engine, fleetlockd, bootsmith-update-server),
  * written but not enabled (an operator picks which run where), and update_engine's bus policy.
  *
@@ -78,6 +79,16 @@ export const oemUnits: Record<string, string> = {
   azure: 'oem-cloudinit-azure.service',
   cloudsigma: 'oem-cloudinit-cloudsigma.service',
   vmware: 'oem-cloudinit-vmware.service',
+  'rackspace-onmetal': 'oem-cloudinit-rackspace-onmetal.service',
+};
+
+/**
+ * Boot units a platform's unit replaces, masked with it: Rackspace OnMetal's reads the config
+ * drive itself (with its interfaces file), so the plain config drive service, which would apply
+ * the drive again with its network_data.json, must not run beside it.
+ */
+export const oemMasks: Record<string, string[]> = {
+  'rackspace-onmetal': ['user-configdrive.service'],
 };
 
 export interface InstallOptions {
@@ -100,7 +111,9 @@ export async function installUnits(options: InstallOptions): Promise<ActionResul
       .filter((name) => /\.(service|target|path|mount)$/.test(name))
       .sort()
       .map((name) => file(`${options.unitDir}/${name}`, fillUnit(readFileSync(join(dir, name), 'utf8'), options.commandOf), origin));
-  const actions: Action[] = units(packageUnitsDir(), 'boot units');
+  const masked = options.oem ? (oemMasks[options.oem] ?? []) : [];
+  const actions: Action[] = units(packageUnitsDir(), 'boot units').filter((a) => !masked.some((m) => a.kind === 'file' && a.path === `${options.unitDir}/${m}`));
+  for (const unit of masked) actions.push({ kind: 'mask', origin: `--oem ${options.oem}`, unit, path: `${options.unitDir}/${unit}`, runtime: false, mask: true });
   if (options.daemons) {
     const services = packageServicesDir();
     actions.push(...units(services, 'daemon units'));

@@ -9,6 +9,8 @@ import { dropInNameProblem } from '../cloudconfig/rules/units';
 import { hostnameProblem } from '../cloudconfig/values';
 import { unitDirs, files } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
+import type { NetworkConfig } from '../system/network-config';
+import { networkdFiles } from './netconf/networkd';
 
 /** A file to make exactly so. */
 export interface FileAction {
@@ -79,6 +81,12 @@ export interface PlanOptions {
   unitDirs: UnitDirs;
   /** The name under which SSH keys from user data are kept (update-ssh-keys' key name). */
   sshKeyName: string;
+  /**
+   * The network configuration from the metadata: written as networkd files into the runtime
+   * network directory (/run/systemd/network) before the units, and systemd-networkd restarted once
+   * after them, as the reference does. Default none.
+   */
+  network?: NetworkConfig;
 }
 
 export const defaultPlanOptions: PlanOptions = { live: true, unitDirs, sshKeyName: 'coreos-cloudinit' };
@@ -185,9 +193,17 @@ export function plan(config: CloudConfig, options: PlanOptions = defaultPlanOpti
     actions.push({ kind: 'file', origin: 'coreos.flannel', path: files.flannelOptions, content: Buffer.from(content), mode: 0o644, owner: undefined });
   }
 
+  // Network configuration from the metadata, before the units (which may need the network), as the reference orders it.
+  let network: string | undefined;
+  if (options.network) {
+    for (const file of networkdFiles(options.network)) {
+      actions.push({ kind: 'file', origin: options.network.origin, path: `${options.unitDirs.network.runtime}/${file.name}`, content: Buffer.from(file.content), mode: 0o644, owner: undefined });
+    }
+    network = options.network.origin;
+  }
+
   const units: Unit[] = [...config.units, ...generatedUnits(config)];
   const later: Action[] = [];
-  let network = false;
   for (const unit of units) {
     const net = isNetworkUnit(unit.name);
     const dirs = net ? options.unitDirs.network : options.unitDirs.system;
@@ -206,7 +222,7 @@ export function plan(config: CloudConfig, options: PlanOptions = defaultPlanOpti
       }
     }
     if (net) {
-      network = true;
+      network ??= 'coreos.units';
       continue; // network units are not enabled and take no command: networkd is restarted instead
     }
     if (unit.enable && !unit.mask) later.push({ kind: 'enable', origin: unit.origin, unit: unit.name, runtime: unit.runtime, dir });
@@ -215,7 +231,7 @@ export function plan(config: CloudConfig, options: PlanOptions = defaultPlanOpti
   const enables = later.filter((a) => a.kind === 'enable');
   const commands = later.filter((a) => a.kind === 'unit-command');
   actions.push(...enables);
-  if (network) actions.push({ kind: 'networkd-restart', origin: 'coreos.units' });
+  if (network !== undefined) actions.push({ kind: 'networkd-restart', origin: network });
   actions.push(...commands);
   return actions;
 }

@@ -14,8 +14,9 @@ import { formatGithub, formatJson, formatText, formats, jsonFile } from '../repo
 import type { FileReport, Format } from '../report/format';
 import { defaultValidateOptions, validateUserData } from '../cloudconfig/validate';
 import { unitDirs } from '../system/paths';
-import { defaultDigitaloceanUrl, defaultEc2Url, defaultGceUrl, defaultOpenstackUrl, defaultPacketUrl, defaultRetryPolicy } from '../datasource/defaults';
+import { defaultDigitaloceanUrl, defaultEc2Url, defaultGceUrl, defaultOpenstackUrl, defaultPacketUrl, defaultRetryPolicy, netconfFormats } from '../datasource/defaults';
 import { defaultCloudsigmaSerial, defaultDmiProductName, defaultWaagentDir } from '../datasource/defaults';
+import type { NetconfFormat } from '../datasource/defaults';
 import type { Fetched } from '../datasource/types';
 import type { RetryPolicy } from '../datasource/defaults';
 import type { UnitProgram } from '../apply/install-units';
@@ -31,7 +32,7 @@ export const longFlags = [
   'http-backoff', 'http-max-backoff',
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
-  'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata',
+  'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata', 'convert-netconf',
   'from-waagent', 'from-cloudsigma-metadata', 'cloudsigma-serial', 'dmi-product-name',
   'from-vmware-guestinfo', 'from-vmware-ovf-env',
 ];
@@ -64,6 +65,7 @@ interface Options {
   fromProcCmdline?: boolean;
   cmdlineFile: string;
   oem?: string;
+  convertNetconf?: NetconfFormat;
   httpTimeout: number;
   httpAttempts: number;
   httpDeadline: number;
@@ -79,24 +81,21 @@ interface Options {
 /** coreos-cloudinit v1.14's flags that bootsmith does not have, and why. */
 const unsupportedFlags: Record<string, string> = {
   'from-metadata-service': 'it was deprecated in favour of --from-ec2-metadata, which bootsmith has',
-  'convert-netconf': 'network configurations are not converted to networkd units; write the units with coreos.units',
   'workspace': 'bootsmith keeps no workspace',
   'ignore-failure': 'failures always exit 1',
 };
-
-/** The reference's `--oem` presets that bootsmith does not have. */
-const unsupportedOems = ['rackspace-onmetal'];
 
 /** `--oem` presets: the datasources a platform's images use. */
 const oemPresets: Record<string, Partial<Options>> = {
   'ec2-compat': { fromEc2Metadata: true, fromConfigdrive: '/media/configdrive' },
   openstack: { fromOpenstackMetadata: true, fromConfigdrive: '/media/configdrive' },
-  digitalocean: { fromDigitaloceanMetadata: true },
+  digitalocean: { fromDigitaloceanMetadata: true, convertNetconf: 'digitalocean' },
   gce: { fromGceMetadata: true },
   packet: { fromPacketMetadata: true },
   azure: { fromWaagent: defaultWaagentDir },
   cloudsigma: { fromCloudsigmaMetadata: true },
   vmware: { fromVmwareGuestinfo: true },
+  'rackspace-onmetal': { fromConfigdrive: '/media/configdrive', convertNetconf: 'debian' },
 };
 
 function program(io: Io): Command {
@@ -120,6 +119,9 @@ function program(io: Io): Command {
     .option('--from-proc-cmdline', 'fetch user data from cloud-config-url= on the kernel command line (PXE)')
     .option('--cmdline-file <path>', 'where the kernel command line is read', '/proc/cmdline')
     .option('--oem <name>', `a platform's datasources: ${Object.keys(oemPresets).join(', ')}`)
+    .addOption(
+      new Option('--convert-netconf <format>', 'also write the network configuration the source gives in this format as networkd files (network_data.json needs none)').choices(netconfFormats),
+    )
     .option('--http-timeout <ms>', 'time allowed for one HTTP request', parseCount, defaultRetryPolicy.timeoutMs)
     .option('--http-attempts <n>', 'most tries of one HTTP request', parseCount, defaultRetryPolicy.attempts)
     .option('--http-deadline <ms>', 'total time allowed for one HTTP fetch, retries included', parseCount, defaultRetryPolicy.deadlineMs)
@@ -189,8 +191,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   if (given.oem !== undefined) {
     const preset = oemPresets[given.oem];
     if (!preset) {
-      const why = unsupportedOems.includes(given.oem) ? 'is not supported by bootsmith' : 'is unknown';
-      io.stderr.write(`coreos-cloudinit: --oem ${given.oem} ${why}; supported: ${Object.keys(oemPresets).join(', ')}\n`);
+      io.stderr.write(`coreos-cloudinit: --oem ${given.oem} is unknown; supported: ${Object.keys(oemPresets).join(', ')}\n`);
       return 2;
     }
     opts = { ...preset, ...given };
@@ -372,6 +373,7 @@ function fetchFromDatasources(opts: Options, io: Io): Promise<Fetched> {
     vmwareGuestinfo: opts.fromVmwareGuestinfo === true,
     vmwareOvfEnv: opts.fromVmwareOvfEnv,
     cmdlineFile: opts.fromProcCmdline ? opts.cmdlineFile : undefined,
+    netconf: opts.convertNetconf,
     policy: httpPolicy(opts, io),
   }));
 }
@@ -409,7 +411,7 @@ async function validateFromDatasources(opts: Options, io: Io, failsOn: (s: Sever
   }
   const where = fetched.location ?? fetched.source;
   const report = validateUserData(fetched.userData ?? Buffer.alloc(0), { maxSize: opts.maxSize, variables });
-  const reports: FileReport[] = [{ file: where, kind: report.kind, text: report.text, diagnostics: [...(fetched.userData ? [] : [noUserData(fetched)]), ...report.diagnostics] }];
+  const reports: FileReport[] = [{ file: where, kind: report.kind, text: report.text, diagnostics: [...(fetched.userData ? [] : [noUserData(fetched)]), ...networkProblem(fetched), ...report.diagnostics] }];
   // As applying would: the text with the metadata's values in is checked too, and its errors shown against it.
   if (report.kind === 'cloud-config' && report.text.includes('$') && !report.diagnostics.some((d) => d.severity === 'error')) {
     const after = validateUserData(Buffer.from(substitute(report.text, variables)), { maxSize: opts.maxSize });
@@ -430,6 +432,12 @@ function writeReports(reports: FileReport[], opts: Options, io: Io, failsOn: (s:
 function noUserData(fetched: Fetched): Diagnostic {
   const message = `no user data here${fetched.noUserData ? `: ${fetched.noUserData}` : ''}`;
   return { severity: 'warning', code: 'no-user-data', message, path: [], line: 1, column: 1, endLine: 1, endColumn: 1 };
+}
+
+/** An error for a source whose network configuration does not parse: applying would not write it. */
+function networkProblem(fetched: Fetched): Diagnostic[] {
+  if (fetched.networkProblem === undefined) return [];
+  return [{ severity: 'error', code: 'network-config', message: `the network configuration is not applied: ${fetched.networkProblem}`, path: [], line: 1, column: 1, endLine: 1, endColumn: 1 }];
 }
 
 /** Fetches from the datasources given and applies what the first to answer gave. */

@@ -53,3 +53,11 @@ export const defaultCloudsigmaSerial = '/dev/ttyS1';
 
 /** Where the kernel shows the machine's DMI product name (CloudSigma's begins with CloudSigma). */
 export const defaultDmiProductName = '/sys/class/dmi/id/product_name';
+/**
+ * The network configuration formats --convert-netconf reads, each from the source that has it:
+ * debian (the config drive's interfaces file, Rackspace OnMetal), digitalocean (metadata/v1.json's
+ * interfaces) and packet (the `metadata` document's network). OpenStack's network_data.json needs
+ * no flag. The reference's vmware is not read here.
+ */
+export const netconfFormats = ['debian', 'digitalocean', 'packet'] as const;
+export type NetconfFormat = (typeof netconfFormats)[number];

@@ -3,12 +3,14 @@
  * metadata/v1/user-data, metadata from the document metadata/v1.json (hostname, public_keys, the
  * first public and the first private interface's IPv4 and IPv6 addresses, and beyond the
  * reference, for the instance record, droplet_id). The service is there when the document is
- * (a 404 means this is no DigitalOcean), as with OpenStack's meta_data.json.
+ * (a 404 means this is no DigitalOcean), as with OpenStack's meta_data.json. With
+ * `--convert-netconf digitalocean`, the document's interfaces are the network configuration too.
  */
 import { fetchWithRetry } from './http';
 import type { RetryPolicy } from './http';
 import { userDataOf } from './simple';
-import { MetadataError, hostnameValue, instanceIdValue, ipAddressValue, jsonField, jsonObjectValue, metadataOf, sshPublicKeyList } from './metadata-values';
+import { MetadataError, hostnameValue, instanceIdValue, ipAddressValue, jsonField, jsonObjectValue, metadataOf, networkOf, sshPublicKeyList } from './metadata-values';
+import { digitaloceanNetwork } from './netconf-digitalocean';
 import type { JsonKind } from './metadata-values';
 import type { IpAddress } from '../cloudconfig/values';
 import type { Datasource, Metadata } from './types';
@@ -43,7 +45,7 @@ export function digitaloceanMetadata(bytes: Buffer): Metadata {
   });
 }
 
-export function digitaloceanSource(base: string, policy: RetryPolicy): Datasource {
+export function digitaloceanSource(base: string, policy: RetryPolicy, netconf?: 'digitalocean'): Datasource {
   const root = base.endsWith('/') ? base : `${base}/`;
   return {
     name: 'digitalocean',
@@ -52,7 +54,9 @@ export function digitaloceanSource(base: string, policy: RetryPolicy): Datasourc
       const doc = await fetchWithRetry({ url: `${root}${document}` }, policy);
       if (doc.kind === 'not-found') return undefined;
       const userData = await fetchWithRetry({ url: `${root}metadata/v1/user-data` }, policy);
-      return { source: 'digitalocean', location: `${root}metadata/v1/user-data`, ...userDataOf(userData), metadata: digitaloceanMetadata(doc.body) };
+      const metadata = digitaloceanMetadata(doc.body);
+      const network = netconf === 'digitalocean' ? networkOf(() => digitaloceanNetwork(jsonObjectValue(where, document, doc.body), where)) : {};
+      return { source: 'digitalocean', location: `${root}metadata/v1/user-data`, ...userDataOf(userData), metadata, ...network };
     },
   };
 }

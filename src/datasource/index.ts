@@ -11,6 +11,7 @@ import { cmdlineSource, fileSource, urlSource } from './simple';
 import type { Datasource } from './types';
 import { waagentSource } from './waagent';
 import { vmwareGuestinfoSource, vmwareOvfSource } from './vmware';
+import type { NetconfFormat } from './defaults';
 
 export interface SourceRequest {
   files: string[];
@@ -30,6 +31,8 @@ export interface SourceRequest {
   vmwareOvfEnv: string | undefined;
   /** The kernel command line's file, when --from-proc-cmdline is given. */
   cmdlineFile: string | undefined;
+  /** --convert-netconf: the network configuration format read from the source that has it (debian: the config drive; digitalocean, packet: those clouds'). */
+  netconf?: NetconfFormat;
   policy: RetryPolicy;
 }
 
@@ -39,11 +42,11 @@ export function datasourcesFor(r: SourceRequest): Datasource[] {
   if (r.ec2 !== undefined) out.push(ec2Source(r.ec2, r.policy));
   if (r.openstack !== undefined) out.push(openstackSource(r.openstack, r.policy));
   if (r.gce !== undefined) out.push(gceSource(r.gce, r.policy));
-  if (r.digitalocean !== undefined) out.push(digitaloceanSource(r.digitalocean, r.policy));
-  if (r.packet !== undefined) out.push(packetSource(r.packet, r.policy));
+  if (r.digitalocean !== undefined) out.push(digitaloceanSource(r.digitalocean, r.policy, r.netconf === 'digitalocean' ? r.netconf : undefined));
+  if (r.packet !== undefined) out.push(packetSource(r.packet, r.policy, r.netconf === 'packet' ? r.netconf : undefined));
   if (r.waagent !== undefined) out.push(waagentSource(r.waagent));
   if (r.cloudsigma !== undefined) out.push(cloudsigmaSource(r.cloudsigma, r.policy));
-  if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive));
+  if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive, r.netconf === 'debian' ? r.netconf : undefined));
   if (r.vmwareGuestinfo) out.push(vmwareGuestinfoSource(r.policy));
   if (r.vmwareOvfEnv !== undefined) out.push(vmwareOvfSource(r.vmwareOvfEnv, r.policy));
   if (r.cmdlineFile !== undefined) out.push(cmdlineSource(r.cmdlineFile, r.policy));

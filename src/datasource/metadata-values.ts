@@ -8,7 +8,9 @@
 import { hostnameProblem, parseIpAddress, quoteValue } from '../cloudconfig/values';
 import type { Hostname, IpAddress } from '../cloudconfig/values';
 import { sshKeyProblem } from '../cloudconfig/rules/users';
-import type { InstanceId, Metadata, SshPublicKey } from './types';
+import { NetworkConfigError } from '../system/network-config';
+import type { NetworkConfig } from '../system/network-config';
+import type { Fetched, InstanceId, Metadata, SshPublicKey } from './types';
 
 /** Most SSH keys taken from one source: the list is the service's to make as long as it likes. */
 export const maxPublicKeys = 100;
@@ -97,4 +99,19 @@ export function metadataOf(values: Partial<Metadata>): Metadata {
   const metadata: Metadata = { sshPublicKeys: [] };
   for (const [name, value] of Object.entries(values)) if (value !== undefined) Object.assign(metadata, { [name]: value });
   return metadata;
+}
+
+/**
+ * A source's network configuration as Fetched carries it: the configuration `parse` gives (none
+ * when it has no links), or, when a value does not parse, why. A network configuration that does
+ * not parse is reported and not applied; it does not keep the user data and the rest from applying.
+ */
+export function networkOf(parse: () => NetworkConfig | undefined): Pick<Fetched, 'network' | 'networkProblem'> {
+  try {
+    const network = parse();
+    return network && network.links.length > 0 ? { network } : {};
+  } catch (err) {
+    if (err instanceof MetadataError || err instanceof NetworkConfigError) return { networkProblem: err.message };
+    throw err;
+  }
 }

@@ -1,6 +1,8 @@
 /**
  * OpenStack: the metadata service (openstack/latest/meta_data.json, user_data, network_data.json)
- * and config drives, which hold the same files under openstack/latest/.
+ * and config drives, which hold the same files under openstack/latest/. network_data.json gives
+ * the network configuration too; on a config drive with `--convert-netconf debian` (Rackspace
+ * OnMetal) the Debian interfaces file meta_data.json's network_config.content_path names does.
  */
 import { stat } from 'node:fs/promises';
 import { looksLikeFat, withFatImage } from './fat';
@@ -9,13 +11,17 @@ import { join } from 'node:path';
 import { fetchWithRetry } from './http';
 import type { RetryPolicy } from './http';
 import { readSourceFile } from './local-file';
-import { hostnameValue, instanceIdValue, ipAddressValue, sshPublicKeyValue } from './metadata-values';
+import { hostnameValue, instanceIdValue, ipAddressValue, networkOf, sshPublicKeyValue } from './metadata-values';
+import { debianNetwork } from './netconf-debian';
+import { openstackNetwork } from './netconf-openstack';
 import type { Datasource, Fetched, Metadata } from './types';
 
 interface OpenstackFiles {
   metaData: Buffer;
   userData: Buffer | undefined;
   networkData: Buffer | undefined;
+  /** With --convert-netconf debian: the interfaces file (its path on the drive and bytes), or why it could not be read. */
+  interfaces?: { path: string; bytes: Buffer } | { problem: string };
 }
 
 function parseJson(bytes: Buffer, what: string): Record<string, unknown> {
@@ -48,6 +54,7 @@ export function openstackMetadata(files: OpenstackFiles, source: string, locatio
       if (typeof key === 'string' && key.trim()) metadata.sshPublicKeys.push(sshPublicKeyValue(where, `meta_data.json public_keys.${name}`, key.trim()));
     }
   }
+  let network: Pick<Fetched, 'network' | 'networkProblem'> = {};
   if (files.networkData) {
     const net = parseJson(files.networkData, 'network_data.json');
     const networks = Array.isArray(net.networks) ? (net.networks as unknown[]) : [];
@@ -63,9 +70,30 @@ export function openstackMetadata(files: OpenstackFiles, source: string, locatio
       if (family === 6 && metadata.privateIpv6 === undefined) metadata.privateIpv6 = ip;
       if (family === 4 && metadata.privateIpv4 === undefined) metadata.privateIpv4 = ip;
     });
+    network = networkOf(() => openstackNetwork(net, where));
   }
-  if (files.userData && files.userData.length > 0) return { source, location, userData: files.userData, metadata };
-  return { source, location, userData: undefined, noUserData: files.userData ? 'it is empty' : 'there is none', metadata };
+  const interfaces = files.interfaces;
+  if (interfaces) network = 'problem' in interfaces ? { networkProblem: interfaces.problem } : networkOf(() => debianNetwork(interfaces.bytes.toString('utf8'), `${where}: ${interfaces.path}`));
+  if (files.userData && files.userData.length > 0) return { source, location, userData: files.userData, metadata, ...network };
+  return { source, location, userData: undefined, noUserData: files.userData ? 'it is empty' : 'there is none', metadata, ...network };
+}
+
+/** A path on a config drive, as meta_data.json gives one: names of letters, digits, `_`, `.` and `-`, none `.` or `..`. */
+const drivePath = /^\/?(?!\.\.?(\/|$))[A-Za-z0-9_.-]+(\/(?!\.\.?(\/|$))[A-Za-z0-9_.-]+){0,7}$/;
+
+/**
+ * The Debian interfaces file meta_data.json's network_config.content_path names (`/content/0000`,
+ * relative to the drive's openstack/ directory), read with `read`; undefined when none is named.
+ */
+async function interfacesFile(metaData: Buffer, read: (path: string) => Promise<Buffer | undefined>): Promise<OpenstackFiles['interfaces']> {
+  const field = 'openstack config drive: meta_data.json network_config.content_path';
+  const config = parseJson(metaData, 'meta_data.json').network_config;
+  const given = typeof config === 'object' && config !== null ? (config as Record<string, unknown>).content_path : undefined;
+  if (given === undefined || given === null) return undefined;
+  if (typeof given !== 'string' || !drivePath.test(given)) return { problem: `${field}: not a path on the drive: ${JSON.stringify(given).slice(0, 80)}` };
+  const path = `openstack/${given.replace(/^\//, '')}`;
+  const bytes = await read(path);
+  return bytes ? { path, bytes } : { problem: `${field}: no such file on the drive: ${path}` };
 }
 
 /** The metadata service. Not there (meta_data.json 404) means this is no OpenStack. */
@@ -97,19 +125,21 @@ const configDriveLabels = ['config-2', 'CONFIG-2'];
  * a device such as /dev/sr0), read without mounting, since not every kernel can mount it. Missing files are not
  * errors; a missing drive is no source.
  */
-export function configDriveSource(path: string): Datasource {
+export function configDriveSource(path: string, netconf?: 'debian'): Datasource {
   let image: boolean | undefined;
-  const read = async (name: string) => {
+  /** A file by its path on the drive. */
+  const readPath = async (file: string) => {
     if (image === undefined) image = !(await stat(path)).isDirectory();
     if (image) {
       const open = looksLikeFat(path) ? withFatImage : withIsoImage;
       return open(path, (volume) => {
         if (!configDriveLabels.includes(volume.label)) throw new Error(`${path} is labelled "${volume.label}", not config-2`);
-        return volume.read(`openstack/latest/${name}`);
+        return volume.read(file);
       });
     }
-    return readSourceFile(join(path, 'openstack/latest', name), 'openstack config drive', `openstack/latest/${name}`, maxConfigDriveFile);
+    return readSourceFile(join(path, file), 'openstack config drive', file, maxConfigDriveFile);
   };
+  const read = (name: string) => readPath(`openstack/latest/${name}`);
   return {
     name: 'configdrive',
     location: path,
@@ -119,7 +149,8 @@ export function configDriveSource(path: string): Datasource {
       const userData = await read('user_data');
       if (!metaData && !userData) return undefined;
       const location = image ? `${path} (openstack/latest/user_data)` : join(path, 'openstack/latest/user_data');
-      return openstackMetadata({ metaData: metaData ?? Buffer.from('{}'), userData, networkData: await read('network_data.json') }, 'configdrive', location);
+      const interfaces = netconf === 'debian' && metaData ? await interfacesFile(metaData, readPath) : undefined;
+      return openstackMetadata({ metaData: metaData ?? Buffer.from('{}'), userData, networkData: await read('network_data.json'), interfaces }, 'configdrive', location);
     },
   };
 }

@@ -3,7 +3,7 @@
  * `userdata`, metadata from the JSON document `metadata`: hostname, ssh_keys, and the addresses in
  * network.addresses by family and public flag (IPv4 public, IPv4 private, IPv6), and beyond the
  * reference, for the instance record, id. The service is there when the document is (a 404 means
- * this is no Packet).
+ * this is no Packet). With `--convert-netconf packet`, the document's network is the network configuration too.
  *
  * Of several addresses of one kind the first is taken (the reference let the last win): Packet lists
  * the machine's own (management) addresses first and elastic addresses added later after them.
@@ -11,7 +11,8 @@
 import { fetchWithRetry } from './http';
 import type { RetryPolicy } from './http';
 import { userDataOf } from './simple';
-import { MetadataError, hostnameValue, instanceIdValue, ipAddressValue, jsonField, jsonObjectValue, metadataOf, sshPublicKeyList } from './metadata-values';
+import { MetadataError, hostnameValue, instanceIdValue, ipAddressValue, jsonField, jsonObjectValue, metadataOf, networkOf, sshPublicKeyList } from './metadata-values';
+import { packetNetwork } from './netconf-packet';
 import type { JsonKind } from './metadata-values';
 import type { IpAddress } from '../cloudconfig/values';
 import type { Datasource, Metadata } from './types';
@@ -47,7 +48,7 @@ export function packetMetadata(bytes: Buffer): Metadata {
   });
 }
 
-export function packetSource(base: string, policy: RetryPolicy): Datasource {
+export function packetSource(base: string, policy: RetryPolicy, netconf?: 'packet'): Datasource {
   const root = base.endsWith('/') ? base : `${base}/`;
   return {
     name: 'packet',
@@ -56,7 +57,9 @@ export function packetSource(base: string, policy: RetryPolicy): Datasource {
       const doc = await fetchWithRetry({ url: `${root}metadata` }, policy);
       if (doc.kind === 'not-found') return undefined;
       const userData = await fetchWithRetry({ url: `${root}userdata` }, policy);
-      return { source: 'packet', location: `${root}userdata`, ...userDataOf(userData), metadata: packetMetadata(doc.body) };
+      const metadata = packetMetadata(doc.body);
+      const network = netconf === 'packet' ? networkOf(() => packetNetwork(jsonObjectValue(where, 'metadata', doc.body), where)) : {};
+      return { source: 'packet', location: `${root}userdata`, ...userDataOf(userData), metadata, ...network };
     },
   };
 }

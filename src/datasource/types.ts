@@ -1,6 +1,7 @@
 /** What a datasource gives: user data (or none) and the machine's metadata. */
 import type { Hostname, IpAddress } from '../cloudconfig/values';
 import type { VmwareNetwork } from './vmware-network';
+import type { NetworkConfig } from '../system/network-config';
 
 declare const brand: unique symbol;
 
@@ -39,6 +40,13 @@ export interface Fetched {
   /** Why there is no user data, when there is none: `the server answered 404 (not found)`, `the file is empty`. */
   noUserData?: string;
   metadata: Metadata;
+  /**
+   * The network configuration the source gives, parsed and checked: OpenStack's network_data.json,
+   * or with --convert-netconf the format asked for. Undefined when it gives none (or one without links).
+   */
+  network?: NetworkConfig;
+  /** Why the source's network configuration was not taken (it does not parse): a failed action in the report; the rest still applies. */
+  networkProblem?: string;
 }
 
 /**

@@ -147,7 +147,9 @@ async function cli(args: string[]) {
     server = new FakeMetadata({}, undefined, cloud.settings());
     await server.start();
     const root = makeRoot();
-    const r = await cli([`--from-${cloud.oem}-metadata`, server.url, '--root', root, '--http-timeout', '500']);
+    // --oem digitalocean converts the droplet's interfaces too, as the reference's preset does.
+    const netconf = cloud.oem === 'digitalocean' ? ['--convert-netconf', 'digitalocean'] : [];
+    const r = await cli([`--from-${cloud.oem}-metadata`, server.url, ...netconf, '--root', root, '--http-timeout', '500']);
     expect([r.status, r.stderr]).toEqual([0, '']);
     expect(r.stdout).toMatch(new RegExp(`^user data from ${server.url}${cloud.userDataUrl}\n`));
     expect(r.stdout).toMatch(new RegExp(`^changed\\s+instance ${cloud.expect.id} \\[${cloud.oem}\\]: first boot$`, 'm'));
