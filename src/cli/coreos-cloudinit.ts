@@ -28,7 +28,7 @@ export const longFlags = [
   'http-backoff', 'http-max-backoff',
   'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
-  'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata',
+  'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata', 'convert-to', 'platform',
 ];
 
 interface Options {
@@ -63,6 +63,8 @@ interface Options {
   binDir?: string;
   withDaemons?: boolean;
   timings?: boolean;
+  convertTo?: 'ignition' | 'butane';
+  platform?: string;
 }
 
 /** coreos-cloudinit v1.14's flags that bootsmith does not have, and why. */
@@ -123,6 +125,8 @@ function program(io: Io): Command {
     .option('--unit-dir <dir>', 'where persistent units go', unitDirs.system.persistent)
     .option('--runtime-unit-dir <dir>', 'where runtime units go', unitDirs.system.runtime)
     .option('--ssh-key-name <name>', 'name for the SSH keys from user data (update-ssh-keys)', 'coreos-cloudinit')
+    .addOption(new Option('--convert-to <format>', 'write the user data of one --from-file as an Ignition config (spec 3.3.0) or a Butane config (flatcar 1.0.0)').choices(['ignition', 'butane']))
+    .option('--platform <name>', 'with --convert-to: the cloud whose metadata agent gives $private_ipv4 and friends (ec2, openstack, azure, gce, digitalocean, packet, custom)')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   return standardOptions(program);
@@ -179,6 +183,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     }
     opts = { ...preset, ...given };
   }
+  if (opts.convertTo !== undefined || opts.platform !== undefined) return convert(opts, io);
   if (opts.installUnits) return installBootUnits(opts, io);
   const files = opts.fromFile ?? [];
   const cloud = opts.fromUrl ?? opts.fromEc2Metadata ?? opts.fromOpenstackMetadata ?? opts.fromGceMetadata ?? opts.fromDigitaloceanMetadata ?? opts.fromPacketMetadata ??
@@ -423,6 +428,62 @@ async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
     return 1;
   }
+}
+
+/**
+ * --convert-to: the user data of one --from-file as an Ignition or Butane config on stdout; what
+ * could not be converted (and validation's warnings) on stderr, in the --format of --validate.
+ * Exit codes: 0 all converted, 1 something left out (a warning), 2 usage errors and invalid input.
+ */
+function convert(opts: Options, io: Io): number {
+  const usage = (message: string) => {
+    io.stderr.write(`coreos-cloudinit: ${message}\n`);
+    return 2;
+  };
+  if (opts.convertTo === undefined) return usage('--platform goes with --convert-to');
+  const sources = [opts.fromUrl, opts.fromEc2Metadata, opts.fromOpenstackMetadata, opts.fromGceMetadata, opts.fromDigitaloceanMetadata, opts.fromPacketMetadata, opts.fromConfigdrive, opts.fromProcCmdline];
+  if ((opts.fromFile ?? []).length !== 1 || sources.some((s) => s !== undefined) || opts.validate || opts.installUnits) {
+    return usage('--convert-to takes one --from-file (the user data to convert), and no other source or action');
+  }
+  // Loaded only to convert, as the apply path is.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { convertUserData, platforms } = require('../cloudconfig/ignition/convert') as typeof import('../cloudconfig/ignition/convert');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { formatButane, formatIgnition } = require('../cloudconfig/ignition/render') as typeof import('../cloudconfig/ignition/render');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { compareDiagnostics } = require('../report/diagnostic') as typeof import('../report/diagnostic');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { placeFindings } = require('../cloudconfig/validate') as typeof import('../cloudconfig/validate');
+  if (opts.platform !== undefined && !platforms.includes(opts.platform)) return usage(`--platform ${opts.platform} is unknown; known: ${platforms.join(', ')}`);
+  const file = opts.fromFile![0]!;
+  const name = file === '-' ? '<stdin>' : file;
+  let bytes: Buffer;
+  try {
+    bytes = readInput(file);
+  } catch (err) {
+    writeConvertReport(unreadable(name, err), opts, io);
+    return 2;
+  }
+  const report = validateUserData(bytes, { maxSize: opts.maxSize });
+  const validation: FileReport = { file: name, kind: report.kind, text: report.text, diagnostics: report.diagnostics };
+  if (report.diagnostics.some((d) => d.severity === 'error')) {
+    writeConvertReport(validation, opts, io);
+    return usage(`${name} is not converted: the user data has errors (above); coreos-cloudinit --validate shows them too`);
+  }
+  if (report.kind === 'ignition') return usage(`${name} is already an Ignition config; check it with --validate`);
+  const conversion = convertUserData(report, { platform: opts.platform });
+  io.stdout.write(opts.convertTo === 'butane' ? formatButane(conversion) : formatIgnition(conversion));
+  const diagnostics = [...report.diagnostics, ...placeFindings(conversion.findings, report.text)].sort(compareDiagnostics);
+  writeConvertReport({ ...validation, diagnostics }, opts, io);
+  return diagnostics.some((d) => d.severity !== 'info') ? 1 : 0;
+}
+
+/** A conversion's findings on stderr: JSON always (tools parse it), text and github only when there are any. */
+function writeConvertReport(report: FileReport, opts: Options, io: Io): void {
+  const failsOn = (s: Severity) => s !== 'info';
+  if (opts.format === 'json') io.stderr.write(formatJson([report], failsOn));
+  else if (opts.format === 'github') io.stderr.write(formatGithub([report]));
+  else io.stderr.write(formatText([report], false));
 }
 
 function processIo(): Io {

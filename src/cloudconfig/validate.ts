@@ -64,7 +64,7 @@ export function validateUserData(bytes: Uint8Array, options: Partial<ValidateOpt
       findings = findings.concat(ignitionModule().validateIgnition(text).findings);
     }
   }
-  return { kind, gzipped: decoded.gzipped, text, diagnostics: place(findings, text), root };
+  return { kind, gzipped: decoded.gzipped, text, diagnostics: placeFindings(findings, text), root };
 }
 
 /** The Ignition validator, loaded only for Ignition configs: cloud-config validation starts without it. */
@@ -89,7 +89,8 @@ function checkCloudConfig(root: YNode, text: string): Finding[] {
   return checkSchema(root).concat(checkHostname(root), checkFiles(root), checkUsers(root), checkUnits(root, text), checkEtcd(root));
 }
 
-function place(findings: Finding[], text: string): Diagnostic[] {
+/** Findings placed in `text` (offsets made lines and columns), in the report's order. */
+export function placeFindings(findings: Finding[], text: string): Diagnostic[] {
   if (findings.length === 0) return [];
   const positions = new Positions(text);
   return findings
