@@ -468,7 +468,9 @@ function convert(opts: Options, io: Io): number {
   const validation: FileReport = { file: name, kind: report.kind, text: report.text, diagnostics: report.diagnostics };
   if (report.diagnostics.some((d) => d.severity === 'error')) {
     writeConvertReport(validation, opts, io);
-    return usage(`${name} is not converted: the user data has errors (above); coreos-cloudinit --validate shows them too`);
+    // JSON stays one document on stderr; its "valid": false says it.
+    if (opts.format !== 'json') io.stderr.write(`coreos-cloudinit: ${name} is not converted: the user data has errors\n`);
+    return 2;
   }
   if (report.kind === 'ignition') return usage(`${name} is already an Ignition config; check it with --validate`);
   const conversion = convertUserData(report, { platform: opts.platform });

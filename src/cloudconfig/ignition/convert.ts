@@ -194,13 +194,21 @@ class Converter {
     for (const wrapper of serviceWrappers) this.convertWrapper(wrapper, config[wrapper.section]);
     for (const unit of config.units) this.convertUnit(unit);
     this.warnVariablesLeft();
-    return { users: [...this.users.values()], files: [...this.files.values()], units: [...this.units.values()], findings: this.findings };
+    // A unit entry that changes nothing (one only restarted, say) is left out.
+    const units = [...this.units.values()].filter((u) => u.enabled || u.mask || u.contents !== undefined || u.dropins.length > 0);
+    // A unit written over a file of write_files wins, as when applying (units come after files); Ignition refuses both.
+    for (const u of units) {
+      if (u.contents !== undefined || u.mask) this.files.delete(`/etc/systemd/system/${u.name}`);
+      for (const d of u.dropins) this.files.delete(`/etc/systemd/system/${u.name}.d/${d.name}`);
+    }
+    return { users: [...this.users.values()], files: [...this.files.values()], units, findings: this.findings };
   }
 
   // ---- users
 
   private convertUsers(config: CloudConfig): void {
-    config.users.forEach((u, i) => {
+    for (const u of config.users) {
+      const i = indexOf(u.origin);
       const first = !this.users.has(u.name);
       const user = this.user(u.name);
       // A later entry for the same user only adds its keys (validation warns: only the first creates it).
@@ -224,7 +232,7 @@ class Converter {
         if (!pair) continue;
         this.warn('unconverted-ssh-import', `${pair.rawKey} is not converted: Ignition fetches no SSH keys; list the keys in ssh_authorized_keys`, ['users', i, key], pair.keyRange);
       }
-    });
+    }
     if (config.sshAuthorizedKeys.length > 0) addKeys(this.user('core'), config.sshAuthorizedKeys);
   }
 
@@ -253,8 +261,8 @@ class Converter {
   // ---- files
 
   private convertFiles(config: CloudConfig): void {
-    config.writeFiles.forEach((f, i) => {
-      const at = ['write_files', i];
+    for (const f of config.writeFiles) {
+      const at = ['write_files', indexOf(f.origin)];
       let path = cleanPath(f.path);
       if (path === '/tmp' || path.startsWith('/tmp/')) {
         this.warn(
@@ -263,7 +271,7 @@ class Converter {
           [...at, 'path'],
           this.range([...at, 'path']),
         );
-        return;
+        continue;
       }
       if (path.startsWith('/etc/coreos/')) {
         const moved = `/etc/flatcar/${path.slice('/etc/coreos/'.length)}`;
@@ -285,7 +293,7 @@ class Converter {
       const encoding = scalarText(getPair(this.node(at), 'encoding')?.value) ?? '';
       const gzip = /(^|\+)gz(ip)?($|\+)/.test(encoding);
       this.files.set(path, { path, mode, user, group, content: gzip ? zlib().gzipSync(f.content) : f.content, gzip });
-    });
+    }
   }
 
   private addFile(path: string, content: Buffer): void {
@@ -357,8 +365,7 @@ class Converter {
   }
 
   private convertUnit(unit: Unit): void {
-    const index = Number(/\[(\d+)\]$/.exec(unit.origin)?.[1]);
-    const at: PathSegment[] = ['coreos', 'units', index];
+    const at: PathSegment[] = ['coreos', 'units', indexOf(unit.origin)];
     const type = /\.([^.]+)$/.exec(unit.name)?.[1] ?? '';
     if (networkTypes.includes(type)) return this.convertNetworkUnit(unit, at);
     if (unit.runtime) {
@@ -562,6 +569,11 @@ class Converter {
     }
     return [0, 0];
   }
+}
+
+/** The index in an origin such as `write_files[3]`: where the entry is in the user data. */
+function indexOf(origin: string): number {
+  return Number(/\[(\d+)\]$/.exec(origin)![1]);
 }
 
 /** Keys added to a user, each once (Ignition refuses a key given twice). */
