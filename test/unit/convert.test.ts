@@ -199,7 +199,7 @@ describe('units', () => {
     expect(r.unit('a.service')).toEqual({ name: 'a.service', enabled: true, contents: '[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n' });
     expect(r.unit('b.timer')!.contents).toMatch(/\[Install\]\nWantedBy=timers.target\n$/);
     expect(r.unit('stock.service')).toEqual({ name: 'stock.service', enabled: true });
-    expect(r.findings).toEqual(['install-added@6:16', 'install-added@11:16']);
+    expect(r.findings).toEqual(['install-added@5:16', 'install-added@10:16']);
   });
 
   test('command: stop and restart are warnings at the command', () => {
@@ -250,7 +250,7 @@ describe('etcd2, flannel, etcd and fleet', () => {
   });
 
   test('a variable the platform has not is a warning', () => {
-    expect(convert('coreos:\n  etcd2:\n    listen-peer-urls: "http://[$private_ipv6]:2380"\n', 'ec2').findings).toEqual(['unconverted-variable@4:31']);
+    expect(convert('coreos:\n  etcd2:\n    listen-peer-urls: "http://[$private_ipv6]:2380"\n', 'ec2').findings).toEqual(['unconverted-variable@4:32']);
   });
 
   test('flannel is a drop-in for flanneld.service; values are quoted for systemd', () => {
@@ -287,7 +287,7 @@ describe('metadata variables in units and files', () => {
 
   test('in file contents and elsewhere they are warnings', () => {
     const r = convert('hostname: h\nwrite_files:\n  - path: /etc/ip\n    content: "IP=$private_ipv4"\ncoreos:\n  locksmith:\n    endpoint: "http://$private_ipv4:2379"\n', 'ec2');
-    expect(r.findings).toEqual(['unconverted-variable@5:17', 'unconverted-variable@8:23']);
+    expect(r.findings).toEqual(['unconverted-variable@5:18', 'unconverted-variable@8:23']);
     expect(r.content('/etc/ip')).toBe('IP=$private_ipv4');
   });
 
@@ -324,7 +324,7 @@ describe('Butane output', () => {
     expect(butane).toContain('variant: flatcar\nversion: 1.0.0\n');
     expect(butane).toContain('      password_hash: $6$s$h\n      home_dir: /home/a\n');
     expect(butane).toContain('    - path: /etc/t\n      overwrite: true\n      mode: 0640\n      contents:\n        inline: |\n          line one\n          line two\n');
-    expect(butane).toContain('        source: data:;base64,//79\n');
+    expect(butane).toContain('        source: data:,%FF%FE%FD\n');
     expect(butane).toMatch(/- path: \/etc\/z\n {6}overwrite: true\n {6}mode: 0644\n {6}contents:\n {8}source: "?data:;base64,[^\n]+\n {8}compression: gzip\n/);
   });
 });

@@ -170,7 +170,7 @@ class Converter {
   private readonly names: Partial<Record<MetadataVariable, string>> | undefined;
 
   constructor(
-    private readonly text: string,
+    text: string,
     private readonly root: YNode,
     private readonly platform: string | undefined,
   ) {
@@ -614,7 +614,7 @@ function execLines(text: string): (offset: number) => boolean {
   let start = 0;
   for (const line of text.split('\n')) {
     const end = start + line.length;
-    const exec = continued || execLine.test(line);
+    const exec: boolean = continued || execLine.test(line);
     if (exec) ranges.push([start, end]);
     continued = exec && line.endsWith('\\');
     start = end + 1;
