@@ -447,7 +447,7 @@ function convert(opts: Options, io: Io): number {
   }
   // Loaded only to convert, as the apply path is.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { convertUserData, platforms } = require('../cloudconfig/ignition/convert') as typeof import('../cloudconfig/ignition/convert');
+  const { convertUserData, platforms, supersededByConversion } = require('../cloudconfig/ignition/convert') as typeof import('../cloudconfig/ignition/convert');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { formatButane, formatIgnition } = require('../cloudconfig/ignition/render') as typeof import('../cloudconfig/ignition/render');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -475,7 +475,7 @@ function convert(opts: Options, io: Io): number {
   if (report.kind === 'ignition') return usage(`${name} is already an Ignition config; check it with --validate`);
   const conversion = convertUserData(report, { platform: opts.platform });
   io.stdout.write(opts.convertTo === 'butane' ? formatButane(conversion) : formatIgnition(conversion));
-  const diagnostics = [...report.diagnostics, ...placeFindings(conversion.findings, report.text)].sort(compareDiagnostics);
+  const diagnostics = [...report.diagnostics.filter((d) => !supersededByConversion(d)), ...placeFindings(conversion.findings, report.text)].sort(compareDiagnostics);
   writeConvertReport({ ...validation, diagnostics }, opts, io);
   return diagnostics.some((d) => d.severity !== 'info') ? 1 : 0;
 }

@@ -22,8 +22,8 @@ beforeAll(() => {
   if (!existsSync(join(root, 'dist/coreos-cloudinit.js'))) throw new Error('dist/ is missing: run "npm run build" (npm test does)');
 });
 
-function run(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, [bin, ...args], { input, encoding: 'utf8' });
+function run(args: string[], input?: string, cwd?: string) {
+  const r = spawnSync(process.execPath, [bin, ...args], { input, encoding: 'utf8', cwd });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -129,10 +129,10 @@ function dataUrlBytes(url: string): Buffer {
 }
 
 test.each(samples)('corpus %s: both formats, the recorded findings, valid Ignition, the same config in Butane', (sample) => {
-  const file = join(corpus, sample);
   const expected = readFileSync(join(expectedDir, sample.replace(/\.yaml$/, '.warnings.txt')), 'utf8');
   const results = (['ignition', 'butane'] as const).map((format) => {
-    const r = run(['--convert-to', format, '--format', 'json', '--from-file', file]);
+    // Run in the corpus, so that messages name the file as the recorded findings do.
+    const r = run(['--convert-to', format, '--format', 'json', '--from-file', sample], undefined, corpus);
     const report = r.stderr.startsWith('{') ? (JSON.parse(r.stderr) as { files: Array<{ diagnostics: Array<Record<string, unknown>> }> }) : undefined;
     const lines = report ? report.files[0]!.diagnostics.map((d) => `${d.line}:${d.column} ${d.severity} ${d.code}`) : [r.stderr.trim()];
     return { ...r, findings: [`exit=${r.status}`, ...lines].join('\n') + '\n' };

@@ -148,6 +148,17 @@ export function convertUserData(input: ConvertInput, options: ConvertOptions = {
   return new Converter(input.text, input.root, options.platform).convert(toCloudConfig(input.root));
 }
 
+/**
+ * Validation's deprecations that a conversion speaks for itself, left out of its report:
+ * coreos.etcd2 is converted (to etcd-member.service); coreos.etcd, coreos.fleet and SSH key imports
+ * have warnings of their own. Other deprecations (etcd2's ca_file, which etcd 3 dropped) stay.
+ */
+export function supersededByConversion(d: { code: string; path: PathSegment[] }): boolean {
+  if (d.code !== 'deprecated-key') return false;
+  const key = String(d.path[d.path.length - 1]).replace(/-/g, '_');
+  return (d.path.length === 2 && d.path[0] === 'coreos' && ['etcd', 'etcd2', 'fleet'].includes(key)) || (d.path[0] === 'users' && key.startsWith('coreos_ssh_import'));
+}
+
 /** How one use of a metadata variable was converted: its `${NAME}`, or why it stays as written. */
 type Outcome = { converted: string } | { code: string; why: string };
 
