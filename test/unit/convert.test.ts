@@ -134,13 +134,15 @@ describe('files', () => {
         '  - path: /etc/plain\n    content: "a b%\\n"\n    owner: core:docker\n    permissions: "0600"\n' +
         `  - path: /etc/gz\n    encoding: gzip+base64\n    content: ${gz.toString('base64')}\n    owner: "500:501"\n` +
         '  - path: /etc/b64\n    encoding: b64\n    content: aGVsbG8K\n' +
-        '  - path: etc/relative\n    content: x\n',
+        '  - path: etc/relative\n    content: x\n    owner: root:0\n',
     );
     expect(r.files.get('/etc/plain')).toEqual({ path: '/etc/plain', overwrite: true, mode: 0o600, user: { name: 'core' }, group: { name: 'docker' }, contents: { source: 'data:,a%20b%25%0A' } });
     expect(r.files.get('/etc/gz')).toMatchObject({ mode: 0o644, user: { id: 500 }, group: { id: 501 }, contents: { compression: 'gzip' } });
     expect(r.content('/etc/gz')).toBe(text);
     expect(r.content('/etc/b64')).toBe('hello\n');
     expect(r.content('/etc/relative')).toBe('x');
+    // root is Ignition's default owner: not written.
+    expect(r.files.get('/etc/relative')).toEqual({ path: '/etc/relative', overwrite: true, mode: 0o644, contents: { source: 'data:,x' } });
   });
 
   test('files under /tmp, and setuid, setgid and sticky bits, are warnings', () => {

@@ -605,11 +605,11 @@ function cleanPath(path: string): string {
   return clean.length > 1 ? clean.replace(/\/+$/, '') : clean;
 }
 
-/** `user`, `user:group` or numeric ids, as Ignition's user and group (undefined: root). */
+/** `user`, `user:group` or numeric ids, as Ignition's user and group; undefined for root, which Ignition takes when none is given. */
 function parseOwner(owner: string | undefined): [Owner | undefined, Owner | undefined] {
   if (!owner) return [undefined, undefined];
   const [user, group] = owner.split(':', 2);
-  const one = (s: string | undefined): Owner | undefined => (!s ? undefined : /^\d+$/.test(s) ? { id: Number(s) } : { name: s });
+  const one = (s: string | undefined): Owner | undefined => (!s || s === 'root' || /^0+$/.test(s) ? undefined : /^\d+$/.test(s) ? { id: Number(s) } : { name: s });
   return [one(user), one(group)];
 }
 

@@ -4,7 +4,7 @@
  * inline, modes in octal. The YAML is made by the yaml package from a document tree, never by
  * joining strings.
  */
-import { Document, isScalar, visit } from 'yaml';
+import { Document, isScalar } from 'yaml';
 import type { Conversion, MachineFile, MachineUnit, MachineUser, Owner } from './convert';
 
 /** The Ignition spec version written: what Butane's flatcar 1.0.0 variant produces. */
@@ -114,11 +114,11 @@ export function butaneConfig(c: Conversion): object {
  * YAML reader and YAML 1.1 readers both take as octal) and strings such as `yes` are quoted.
  */
 export function formatButane(c: Conversion): string {
-  const doc = new Document(butaneConfig(c), { version: '1.1' });
-  visit(doc, {
-    Pair(_, pair) {
-      if (isScalar(pair.key) && pair.key.value === 'mode' && isScalar(pair.value)) pair.value.format = 'OCT';
-    },
+  // No anchors and aliases: each value is written where it is (and the yaml package need not look for repeats).
+  const doc = new Document(butaneConfig(c), { version: '1.1', aliasDuplicateObjects: false });
+  c.files.forEach((_, i) => {
+    const mode = doc.getIn(['storage', 'files', i, 'mode'], true);
+    if (isScalar(mode)) mode.format = 'OCT';
   });
   return doc.toString({ lineWidth: 0, blockQuote: 'literal' });
 }
