@@ -472,7 +472,11 @@ function convert(opts: Options, io: Io): number {
     if (opts.format !== 'json') io.stderr.write(`coreos-cloudinit: ${name} is not converted: the user data has errors\n`);
     return 2;
   }
-  if (report.kind === 'ignition') return usage(`${name} is already an Ignition config; check it with --validate`);
+  if (report.kind === 'ignition') {
+    const message = 'this is an Ignition config already: check it with --validate';
+    writeConvertReport({ ...validation, diagnostics: [{ severity: 'error', code: 'already-ignition', message, path: [], line: 1, column: 1, endLine: 1, endColumn: 1 }] }, opts, io);
+    return 2;
+  }
   const conversion = convertUserData(report, { platform: opts.platform });
   io.stdout.write(opts.convertTo === 'butane' ? formatButane(conversion) : formatIgnition(conversion));
   const diagnostics = [...report.diagnostics.filter((d) => !supersededByConversion(d)), ...placeFindings(conversion.findings, report.text)].sort(compareDiagnostics);

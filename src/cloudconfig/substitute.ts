@@ -66,16 +66,11 @@ export function splitVariables(text: string): TextPiece[] {
   return out;
 }
 
-/** Replaces each variable in `text` with what `replace` gives for it, as substitution does; `\$name` becomes `$name`. */
-export function replaceVariables(text: string, replace: (name: MetadataVariable, index: number) => string): string {
+export function substitute(text: string, values: VariableValues): string {
   if (!text.includes('$')) return text;
   return splitVariables(text)
-    .map((p) => (typeof p === 'string' ? p : replace(p.variable, p.index)))
+    .map((p) => (typeof p === 'string' ? p : (values[p.variable] ?? '')))
     .join('');
-}
-
-export function substitute(text: string, values: VariableValues): string {
-  return replaceVariables(text, (name) => values[name] ?? '');
 }
 
 /** The variables the text uses (not escaped), for warnings about ones that would be empty. */

@@ -98,7 +98,7 @@ test('invalid input exits 2: the validation errors with their places on stderr, 
   expect(r.stderr).toMatch(/^<stdin>:\d+:\d+: error: .*$/m);
   expect(r.stderr).toMatch(/^coreos-cloudinit: <stdin> is not converted: the user data has errors/m);
   const ignition = run(['--convert-to', 'butane', '--from-file', '-'], '{"ignition": {"version": "3.3.0"}}');
-  expect(ignition).toEqual({ status: 2, stdout: '', stderr: 'coreos-cloudinit: <stdin> is already an Ignition config; check it with --validate\n' });
+  expect(ignition).toEqual({ status: 2, stdout: '', stderr: expect.stringMatching(/^<stdin>:1:1: error: this is an Ignition config already: check it with --validate \[already-ignition\]$/m) });
   const missing = run(['--convert-to', 'ignition', '--from-file', join(root, 'no-such-file.yaml')]);
   expect([missing.status, missing.stdout]).toEqual([2, '']);
   expect(missing.stderr).toMatch(/error: cannot read user data: no such file \[unreadable\]/);

@@ -9,7 +9,7 @@ import { validateUserData, placeFindings } from '../../src/cloudconfig/validate'
 import { validateIgnition } from '../../src/cloudconfig/ignition/validate';
 import { convertUserData, platforms } from '../../src/cloudconfig/ignition/convert';
 import { butaneConfig, dataUrl, formatButane, formatIgnition, ignitionConfig } from '../../src/cloudconfig/ignition/render';
-import { replaceVariables, splitVariables, substitute } from '../../src/cloudconfig/substitute';
+import { splitVariables, substitute } from '../../src/cloudconfig/substitute';
 
 interface IgnFile {
   path: string;
@@ -178,6 +178,12 @@ describe('update and locksmith', () => {
     expect(r.unit('locksmithd.service')).toBeUndefined();
     expect(r.findings).toEqual([]);
   });
+
+  test('a value with a line break is left out, with a warning: it would add a line', () => {
+    const r = convert('coreos:\n  update:\n    group: "beta\\nSERVER=http://evil"\n    server: https://u.example.com/\n');
+    expect(r.content('/etc/flatcar/update.conf')).toBe('SERVER=https://u.example.com/\n');
+    expect(r.findings).toEqual(['unconverted-setting@4:12']);
+  });
 });
 
 describe('units', () => {
@@ -339,9 +345,9 @@ describe('data URLs and variables', () => {
     for (const bytes of [Buffer.alloc(0), binary, Buffer.from('ünïcode #?%&=\r\n\t"\'')]) expect(decodeDataUrl(dataUrl(bytes))).toEqual(bytes);
   });
 
-  test('splitVariables and replaceVariables undo escapes as substitution does', () => {
+  test('splitVariables undoes escapes as substitution does', () => {
     expect(splitVariables('a $private_ipv4 \\$public_ipv4 $private_ipv4x')).toEqual(['a ', { variable: 'private_ipv4', index: 2 }, ' ', '$public_ipv4', ' $private_ipv4x']);
-    expect(replaceVariables('$private_ipv4$public_ipv4', (name) => `<${name}>`)).toBe('<private_ipv4><public_ipv4>');
+    expect(substitute('$private_ipv4$public_ipv4', { private_ipv4: '10.0.0.1' as never, public_ipv4: '1.2.3.4' as never })).toBe('10.0.0.11.2.3.4');
     expect(substitute('x=\\$private_ipv4 y=$private_ipv4', {})).toBe('x=$private_ipv4 y=');
   });
 });

@@ -313,11 +313,21 @@ class Converter {
 
   /** coreos.update and coreos.locksmith: lines of update.conf, merged into one that write_files gives. */
   private convertUpdate(config: CloudConfig): void {
+    // A line break would end the line and start another setting: such a value is left out.
+    const multiline = (v: string) => /[\r\n\0]/.test(v);
+    for (const section of ['update', 'locksmith']) {
+      const node = this.node(['coreos', section]);
+      for (const pair of node?.kind === 'map' ? node.pairs : []) {
+        const value = scalarText(pair.value);
+        if (value === undefined || !multiline(value)) continue;
+        this.warn('unconverted-setting', `coreos.${section}.${pair.key} is not converted: update.conf holds one setting a line, and this value has a line break`, ['coreos', section, pair.key], pair.value.range);
+      }
+    }
     const settings: Environment = [
       ...config.update,
       // locksmithd reads its settings from update.conf (systemd's EnvironmentFile=); the reboot window with its LOCKSMITHD_ prefix.
       ...config.locksmith.map(([k, v]): [string, string] => [k.startsWith('REBOOT_WINDOW_') ? `LOCKSMITHD_${k}` : k, v]),
-    ];
+    ].filter(([, v]) => !multiline(v));
     if (settings.length === 0) return;
     const existing = this.files.get(updateConf);
     const current = existing && !existing.gzip ? existing.content.toString('utf8') : '';
