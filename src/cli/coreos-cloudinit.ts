@@ -479,7 +479,7 @@ function convert(opts: Options, io: Io): number {
   }
   const conversion = convertUserData(report, { platform: opts.platform });
   io.stdout.write(opts.convertTo === 'butane' ? formatButane(conversion) : formatIgnition(conversion));
-  const diagnostics = [...report.diagnostics.filter((d) => !supersededByConversion(d)), ...placeFindings(conversion.findings, report.text)].sort(compareDiagnostics);
+  const diagnostics = [...report.diagnostics.filter((d) => !supersededByConversion(d, conversion)), ...placeFindings(conversion.findings, report.text)].sort(compareDiagnostics);
   writeConvertReport({ ...validation, diagnostics }, opts, io);
   return diagnostics.some((d) => d.severity !== 'info') ? 1 : 0;
 }

@@ -7,7 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import { parse } from 'yaml';
 import { validateUserData, placeFindings } from '../../src/cloudconfig/validate';
 import { validateIgnition } from '../../src/cloudconfig/ignition/validate';
-import { convertUserData, platforms } from '../../src/cloudconfig/ignition/convert';
+import { convertUserData, platforms, supersededByConversion } from '../../src/cloudconfig/ignition/convert';
 import { butaneConfig, dataUrl, formatButane, formatIgnition, ignitionConfig } from '../../src/cloudconfig/ignition/render';
 import { splitVariables, substitute } from '../../src/cloudconfig/substitute';
 
@@ -208,6 +208,15 @@ describe('units', () => {
     expect(r.unit('b.timer')!.contents).toMatch(/\[Install\]\nWantedBy=timers.target\n$/);
     expect(r.unit('stock.service')).toEqual({ name: 'stock.service', enabled: true });
     expect(r.findings).toEqual(['install-added@5:16', 'install-added@10:16']);
+  });
+
+  test('validation\'s findings that the conversion answers are superseded: etcd2\'s deprecation, and an [Install] section that was added', () => {
+    const body = 'coreos:\n  etcd2:\n    name: a\n    ca-file: /ca.pem\n  units:\n    - name: a.service\n      enable: true\n      command: start\n      content: "[Service]\\nExecStart=/bin/true\\n"\n';
+    const report = validateUserData(Buffer.from(`#cloud-config\n${body}`));
+    const conversion = convert(body).conversion;
+    const kept = report.diagnostics.filter((d) => !supersededByConversion(d, conversion)).map((d) => `${d.code}@${d.line}:${d.column}`);
+    expect(report.diagnostics.map((d) => d.code)).toEqual(['deprecated-key', 'deprecated-key', 'enable-without-install']);
+    expect(kept).toEqual(['deprecated-key@5:5']);
   });
 
   test('command: stop and restart are warnings at the command', () => {

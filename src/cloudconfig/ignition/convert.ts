@@ -149,11 +149,17 @@ export function convertUserData(input: ConvertInput, options: ConvertOptions = {
 }
 
 /**
- * Validation's deprecations that a conversion speaks for itself, left out of its report:
- * coreos.etcd2 is converted (to etcd-member.service); coreos.etcd, coreos.fleet and SSH key imports
- * have warnings of their own. Other deprecations (etcd2's ca_file, which etcd 3 dropped) stay.
+ * Validation's findings that a conversion answers itself, left out of its report: the deprecation
+ * of coreos.etcd2, which is converted (to etcd-member.service); those of coreos.etcd, coreos.fleet
+ * and SSH key imports, which have warnings of their own; and "enabled without an [Install]
+ * section" where the conversion added one. Other deprecations (etcd2's ca_file, which etcd 3
+ * dropped) stay.
  */
-export function supersededByConversion(d: { code: string; path: PathSegment[] }): boolean {
+export function supersededByConversion(d: { code: string; path: PathSegment[] }, conversion: Conversion): boolean {
+  if (d.code === 'enable-without-install') {
+    const unit = d.path.slice(0, 3).join('.');
+    return conversion.findings.some((f) => f.code === 'install-added' && f.path.slice(0, 3).join('.') === unit);
+  }
   if (d.code !== 'deprecated-key') return false;
   const key = String(d.path[d.path.length - 1]).replace(/-/g, '_');
   return (d.path.length === 2 && d.path[0] === 'coreos' && ['etcd', 'etcd2', 'fleet'].includes(key)) || (d.path[0] === 'users' && key.startsWith('coreos_ssh_import'));
@@ -195,8 +201,9 @@ class Converter {
     this.convertUsers(config);
     this.convertFiles(config);
     if (config.oem.length > 0) {
+      // As coreos-cloudinit writes it (Go's %q for the quoted fields); any other value that is more than a word is quoted too, so it stays on its line.
       const quoted = new Set(['NAME', 'HOME_URL', 'BUG_REPORT_URL']);
-      this.addFile('/etc/oem-release', Buffer.from(config.oem.map(([k, v]) => `${k}=${quoted.has(k) ? JSON.stringify(v) : v}\n`).join('')));
+      this.addFile('/etc/oem-release', Buffer.from(config.oem.map(([k, v]) => `${k}=${quoted.has(k) || /[^\w.+-]/.test(v) ? JSON.stringify(v) : v}\n`).join('')));
     }
     this.convertUpdate(config);
     this.convertEtcHosts(config);
