@@ -316,6 +316,21 @@ describe('metadata variables in units and files', () => {
   });
 });
 
+describe('large user data', () => {
+  test('near the 2 MiB limit, many variables, lines and drop-ins convert in linear steps (a quadratic one would not finish in the test\'s time)', () => {
+    const lines = Array.from({ length: 18000 }, (_, i) => `        ExecStartPre=/bin/echo ${i} $private_ipv4`).join('\n');
+    const dropIns = Array.from({ length: 8000 }, (_, i) => `        - name: ${i}.conf\n          content: "[Service]\\nEnvironment=A=$public_ipv4\\n"`).join('\n');
+    const files = Array.from({ length: 8000 }, (_, i) => `  - path: /etc/f${i}\n    content: "$private_ipv4"`).join('\n');
+    const body = `write_files:\n${files}\ncoreos:\n  units:\n    - name: a.service\n      content: |\n        [Service]\n${lines}\n      drop-ins:\n${dropIns}\n`;
+    const report = validateUserData(Buffer.from(`#cloud-config\n${body}`));
+    expect(report.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
+    const conversion = convertUserData(report, { platform: 'ec2' });
+    expect(conversion.units[0]!.dropins.length).toBe(8001);
+    expect(conversion.findings.filter((f) => f.code === 'unconverted-variable').length).toBe(16000);
+    expect(conversion.units[0]!.contents!.split('${COREOS_EC2_IPV4_LOCAL}').length).toBe(18001);
+  });
+});
+
 describe('other user data', () => {
   test('a script: an empty config and a warning on its first line', () => {
     const report = validateUserData(Buffer.from('#!/bin/bash\necho hi\n'));

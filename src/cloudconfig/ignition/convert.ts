@@ -185,6 +185,9 @@ class Converter {
   /** The `$` offsets of the uses dealt with (converted, or warned about where they are). */
   private readonly handled = new Set<number>();
   private readonly names: Partial<Record<MetadataVariable, string>> | undefined;
+  /** Each user's keys, and each unit's drop-ins by name: looked up, never searched for. */
+  private readonly keys = new Map<MachineUser, Set<string>>();
+  private readonly dropInIndex = new Map<MachineUnit, Map<string, number>>();
 
   constructor(
     text: string,
@@ -244,14 +247,14 @@ class Converter {
           shell: u.shell,
         });
       }
-      addKeys(user, u.sshAuthorizedKeys);
+      this.addKeys(user, u.sshAuthorizedKeys);
       for (const key of ['coreos_ssh_import_github', 'coreos_ssh_import_github_users', 'coreos_ssh_import_url']) {
         const pair = getPair(this.node(['users', i]), key);
         if (!pair) continue;
         this.warn('unconverted-ssh-import', `${pair.rawKey} is not converted: Ignition fetches no SSH keys; list the keys in ssh_authorized_keys`, ['users', i, key], pair.keyRange);
       }
     }
-    if (config.sshAuthorizedKeys.length > 0) addKeys(this.user('core'), config.sshAuthorizedKeys);
+    if (config.sshAuthorizedKeys.length > 0) this.addKeys(this.user('core'), config.sshAuthorizedKeys);
   }
 
   private user(name: string): MachineUser {
@@ -389,7 +392,7 @@ class Converter {
     const head = usesMetadata ? `${metadataDependency}\n[Service]\nEnvironmentFile=${metadataFile}\n` : '[Service]\n';
     const unit = this.unit(wrapper.unit);
     unit.enabled = true;
-    setDropIn(unit, { name: wrapper.dropIn, contents: `${head}ExecStart=\nExecStart=${[wrapper.exec, ...args].join(' \\\n')}\n` });
+    this.setDropIn(unit, { name: wrapper.dropIn, contents: `${head}ExecStart=\nExecStart=${[wrapper.exec, ...args].join(' \\\n')}\n` });
   }
 
   private convertUnit(unit: Unit): void {
@@ -415,10 +418,10 @@ class Converter {
       for (const { dropIn, path } of this.dropIns(unit, at)) {
         const converted = this.unitText(dropIn.content, type, [...path, 'content']);
         usesMetadata ||= converted.usesMetadata;
-        setDropIn(out, { name: dropIn.name, contents: converted.text });
+        this.setDropIn(out, { name: dropIn.name, contents: converted.text });
       }
     }
-    if (usesMetadata) setDropIn(out, { name: metadataDropIn, contents: `${metadataDependency}\n[Service]\nEnvironmentFile=${metadataFile}\n` });
+    if (usesMetadata) this.setDropIn(out, { name: metadataDropIn, contents: `${metadataDependency}\n[Service]\nEnvironmentFile=${metadataFile}\n` });
     if (unit.enable && !unit.mask) out.enabled = true;
     if (unit.command === 'start' && !unit.mask) {
       out.enabled = true;
@@ -497,6 +500,26 @@ class Converter {
     return { text: out, usesMetadata };
   }
 
+  /** Keys added to a user, each once (Ignition refuses a key given twice). */
+  private addKeys(user: MachineUser, keys: string[]): void {
+    let seen = this.keys.get(user);
+    if (!seen) this.keys.set(user, (seen = new Set(user.sshAuthorizedKeys)));
+    for (const key of keys) {
+      if (seen.has(key)) continue;
+      seen.add(key);
+      user.sshAuthorizedKeys.push(key);
+    }
+  }
+
+  /** Adds a drop-in, or replaces the one of that name. */
+  private setDropIn(unit: MachineUnit, dropIn: MachineDropIn): void {
+    let index = this.dropInIndex.get(unit);
+    if (!index) this.dropInIndex.set(unit, (index = new Map()));
+    const i = index.get(dropIn.name);
+    if (i === undefined) index.set(dropIn.name, unit.dropins.push(dropIn) - 1);
+    else unit.dropins[i] = dropIn;
+  }
+
   private unit(name: string): MachineUnit {
     let unit = this.units.get(name);
     if (!unit) {
@@ -526,10 +549,19 @@ class Converter {
     this.warn(outcome.code, `$${v.name} stays as written: ${outcome.why}`, at, [v.index, v.index + v.length]);
   }
 
-  /** The uses of variables within `range`, marking none. */
+  /** The uses of variables within `range`, marking none (a binary search: the uses are in text order). */
   private variablesIn(range: Range | undefined): Array<{ name: MetadataVariable; index: number; length: number }> {
     if (!range || this.variables.length === 0) return [];
-    return this.variables.filter((v) => v.index >= range[0] && v.index < range[1]);
+    let lo = 0;
+    let hi = this.variables.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.variables[mid]!.index < range[0]) lo = mid + 1;
+      else hi = mid;
+    }
+    const out = [];
+    for (let i = lo; i < this.variables.length && this.variables[i]!.index < range[1]; i++) out.push(this.variables[i]!);
+    return out;
   }
 
   /** A section with no equivalent: one warning at its key; the variables in it go with it. */
@@ -543,9 +575,11 @@ class Converter {
 
   /** Uses of variables in values that no conversion took: in file contents, update settings, anywhere. Comments hold none. */
   private warnVariablesLeft(): void {
-    for (const v of this.variables) {
-      if (this.handled.has(v.index)) continue;
-      const path = scalarPath(this.root, v.index, []);
+    const left = this.variables.filter((v) => !this.handled.has(v.index));
+    if (left.length === 0) return;
+    const scalars = scalarsOf(this.root);
+    for (const v of left) {
+      const path = scalarAt(scalars, v.index);
       if (!path) continue;
       const why =
         path[0] === 'write_files'
@@ -604,17 +638,6 @@ function indexOf(origin: string): number {
   return Number(/\[(\d+)\]$/.exec(origin)![1]);
 }
 
-/** Keys added to a user, each once (Ignition refuses a key given twice). */
-function addKeys(user: MachineUser, keys: string[]): void {
-  for (const key of keys) if (!user.sshAuthorizedKeys.includes(key)) user.sshAuthorizedKeys.push(key);
-}
-
-/** Adds a drop-in, or replaces the one of that name. */
-function setDropIn(unit: MachineUnit, dropIn: MachineDropIn): void {
-  const i = unit.dropins.findIndex((d) => d.name === dropIn.name);
-  if (i === -1) unit.dropins.push(dropIn);
-  else unit.dropins[i] = dropIn;
-}
 
 /** An absolute, clean path (write_files takes relative ones as from /). */
 function cleanPath(path: string): string {
@@ -635,35 +658,53 @@ function envValue(value: string): string {
   return /^[A-Za-z0-9_.,:/@+=-]*$/.test(value) ? value : `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
-/** A test of offsets in unit text: is it on an Exec line (or its continuation lines)? */
+/** A test of offsets in unit text: is it on an Exec line (or one of its continuation lines)? */
 function execLines(text: string): (offset: number) => boolean {
-  const ranges: Range[] = [];
+  const starts: number[] = [];
+  const exec: boolean[] = [];
   let continued = false;
   let start = 0;
   for (const line of text.split('\n')) {
-    const end = start + line.length;
-    const exec: boolean = continued || execLine.test(line);
-    if (exec) ranges.push([start, end]);
-    continued = exec && line.endsWith('\\');
-    start = end + 1;
+    const isExec: boolean = continued || execLine.test(line);
+    starts.push(start);
+    exec.push(isExec);
+    continued = isExec && line.endsWith('\\');
+    start += line.length + 1;
   }
-  return (offset) => ranges.some(([s, e]) => offset >= s && offset <= e);
+  return (offset) => {
+    // The last line that starts at or before the offset.
+    let lo = 0;
+    let hi = starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (starts[mid]! <= offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return exec[lo - 1] ?? false;
+  };
 }
 
-/** The path of the scalar value that holds `offset`, or undefined (a comment, a key). */
-function scalarPath(node: YNode, offset: number, path: PathSegment[]): PathSegment[] | undefined {
-  if (offset < node.range[0] || offset >= node.range[1]) return undefined;
-  if (node.kind === 'scalar') return path;
-  if (node.kind === 'seq') {
-    for (const [i, item] of node.items.entries()) {
-      const found = scalarPath(item, offset, [...path, i]);
-      if (found) return found;
-    }
-    return undefined;
+/** Every scalar value of the tree with its path, in text order (keys are not values). */
+function scalarsOf(root: YNode): Array<{ range: Range; path: PathSegment[] }> {
+  const out: Array<{ range: Range; path: PathSegment[] }> = [];
+  const walk = (node: YNode, path: PathSegment[]) => {
+    if (node.kind === 'scalar') out.push({ range: node.range, path });
+    else if (node.kind === 'seq') node.items.forEach((item, i) => walk(item, [...path, i]));
+    else for (const pair of node.pairs) walk(pair.value, [...path, pair.key]);
+  };
+  walk(root, []);
+  return out.sort((a, b) => a.range[0] - b.range[0]);
+}
+
+/** The path of the scalar that holds `offset` (a binary search), or undefined: a comment, a key. */
+function scalarAt(scalars: Array<{ range: Range; path: PathSegment[] }>, offset: number): PathSegment[] | undefined {
+  let lo = 0;
+  let hi = scalars.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (scalars[mid]!.range[0] <= offset) lo = mid + 1;
+    else hi = mid;
   }
-  for (const pair of node.pairs) {
-    const found = scalarPath(pair.value, offset, [...path, pair.key]);
-    if (found) return found;
-  }
-  return undefined;
+  const found = scalars[lo - 1];
+  return found && offset < found.range[1] ? found.path : undefined;
 }
