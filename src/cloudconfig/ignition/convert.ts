@@ -50,9 +50,9 @@ export const platforms = Object.keys(platformVariables);
 /** Where Flatcar's metadata agent writes the variables, and the unit that does it. */
 const metadataFile = '/run/metadata/flatcar';
 const metadataUnit = 'coreos-metadata.service';
-/** The drop-in that makes a unit wait for the metadata agent and read its variables. */
+/** The drop-in that makes a unit wait for the metadata agent and read its variables (the wrappers' drop-ins begin so too). */
 export const metadataDropIn = '20-coreos-metadata.conf';
-const metadataDependency = `[Unit]\nRequires=${metadataUnit}\nAfter=${metadataUnit}\n`;
+const metadataDependency = `[Unit]\nRequires=${metadataUnit}\nAfter=${metadataUnit}\n\n[Service]\nEnvironmentFile=${metadataFile}\n`;
 
 /** Flatcar's update settings (/etc/coreos is a link to /etc/flatcar there). */
 export const updateConf = '/etc/flatcar/update.conf';
@@ -389,7 +389,7 @@ class Converter {
       }
     }
     const args = env.map(([k, v]) => `  --${k.slice(wrapper.prefix.length).toLowerCase().replace(/_/g, '-')}=${this.execQuote(v)}`);
-    const head = usesMetadata ? `${metadataDependency}\n[Service]\nEnvironmentFile=${metadataFile}\n` : '[Service]\n';
+    const head = usesMetadata ? metadataDependency : '[Service]\n';
     const unit = this.unit(wrapper.unit);
     unit.enabled = true;
     this.setDropIn(unit, { name: wrapper.dropIn, contents: `${head}ExecStart=\nExecStart=${[wrapper.exec, ...args].join(' \\\n')}\n` });
@@ -421,7 +421,7 @@ class Converter {
         this.setDropIn(out, { name: dropIn.name, contents: converted.text });
       }
     }
-    if (usesMetadata) this.setDropIn(out, { name: metadataDropIn, contents: `${metadataDependency}\n[Service]\nEnvironmentFile=${metadataFile}\n` });
+    if (usesMetadata) this.setDropIn(out, { name: metadataDropIn, contents: metadataDependency });
     if (unit.enable && !unit.mask) out.enabled = true;
     if (unit.command === 'start' && !unit.mask) {
       out.enabled = true;
@@ -448,10 +448,10 @@ class Converter {
     if (unit.runtime) {
       this.info('runtime-unit', `runtime: Ignition runs once, at first boot, so ${unit.name} is written under /etc/systemd/network to last`, [...at, 'runtime'], this.range([...at, 'runtime']));
     }
-    const dir = `/etc/systemd/network/${unit.name}`;
-    if (unit.content !== undefined) this.addFile(dir, Buffer.from(this.unitText(unit.content, 'network', [...at, 'content']).text));
+    const file = `/etc/systemd/network/${unit.name}`;
+    if (unit.content !== undefined) this.addFile(file, Buffer.from(this.unitText(unit.content, 'network', [...at, 'content']).text));
     for (const { dropIn, path } of this.dropIns(unit, at)) {
-      this.addFile(`${dir}.d/${dropIn.name}`, Buffer.from(this.unitText(dropIn.content, 'network', [...path, 'content']).text));
+      this.addFile(`${file}.d/${dropIn.name}`, Buffer.from(this.unitText(dropIn.content, 'network', [...path, 'content']).text));
     }
   }
 
