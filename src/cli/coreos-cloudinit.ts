@@ -34,7 +34,7 @@ export const longFlags = [
   'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
   'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata', 'convert-netconf',
   'from-waagent', 'from-cloudsigma-metadata', 'cloudsigma-serial', 'dmi-product-name',
-  'from-vmware-guestinfo', 'from-vmware-ovf-env',
+  'from-vmware-guestinfo', 'from-vmware-ovf-env', 'convert-to', 'platform',
 ];
 
 interface Options {
@@ -76,6 +76,8 @@ interface Options {
   binDir?: string;
   withDaemons?: boolean;
   timings?: boolean;
+  convertTo?: 'ignition' | 'butane';
+  platform?: string;
 }
 
 /** coreos-cloudinit v1.14's flags that bootsmith does not have, and why. */
@@ -141,6 +143,8 @@ function program(io: Io): Command {
     .option('--unit-dir <dir>', 'where persistent units go', unitDirs.system.persistent)
     .option('--runtime-unit-dir <dir>', 'where runtime units go', unitDirs.system.runtime)
     .option('--ssh-key-name <name>', 'name for the SSH keys from user data (update-ssh-keys)', 'coreos-cloudinit')
+    .addOption(new Option('--convert-to <format>', 'write the user data of one --from-file as an Ignition config (spec 3.3.0) or a Butane config (flatcar 1.0.0)').choices(['ignition', 'butane']))
+    .option('--platform <name>', 'with --convert-to: the cloud whose metadata agent gives $private_ipv4 and friends (ec2, openstack, azure, gce, digitalocean, packet, custom)')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   return standardOptions(program);
@@ -196,11 +200,10 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     }
     opts = { ...preset, ...given };
   }
+  if (opts.convertTo !== undefined || opts.platform !== undefined) return convert(opts, io);
   if (opts.installUnits) return installBootUnits(opts, io);
   const files = opts.fromFile ?? [];
-  const cloud = opts.fromUrl ?? opts.fromEc2Metadata ?? opts.fromOpenstackMetadata ?? opts.fromGceMetadata ?? opts.fromDigitaloceanMetadata ?? opts.fromPacketMetadata ??
-    opts.fromWaagent ?? opts.fromCloudsigmaMetadata ?? opts.fromVmwareGuestinfo ?? opts.fromVmwareOvfEnv ?? opts.fromConfigdrive ?? opts.fromProcCmdline;
-  if (files.length === 0 && cloud === undefined) {
+  if (files.length === 0 && !datasourceGiven(opts)) {
     io.stderr.write(
       'coreos-cloudinit: provide at least one of --from-file, --from-url, --from-ec2-metadata, --from-openstack-metadata, --from-gce-metadata, ' +
         '--from-digitalocean-metadata, --from-packet-metadata, --from-waagent, --from-cloudsigma-metadata, --from-vmware-guestinfo, --from-vmware-ovf-env, ' +
@@ -208,9 +211,9 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     );
     return 2;
   }
-  if (!opts.validate) return cloud === undefined ? apply(files, opts, io) : applyFromDatasources(opts, io);
+  if (!opts.validate) return datasourceGiven(opts) ? applyFromDatasources(opts, io) : apply(files, opts, io);
   const failsOn = (s: Severity) => s === 'error' || (opts.strict === true && s === 'warning');
-  if (cloud !== undefined) return validateFromDatasources(opts, io, failsOn);
+  if (datasourceGiven(opts)) return validateFromDatasources(opts, io, failsOn);
   const reports: FileReport[] = files.map((file) => {
     const name = file === '-' ? '<stdin>' : file;
     let bytes: Buffer;
@@ -458,6 +461,76 @@ async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
     io.stderr.write(`coreos-cloudinit: ${(err as Error).message}\n`);
     return 1;
   }
+}
+
+/**
+ * --convert-to: the user data of one --from-file as an Ignition or Butane config on stdout; what
+ * could not be converted (and validation's warnings) on stderr, in the --format of --validate.
+ * Exit codes: 0 all converted, 1 something left out (a warning), 2 usage errors and invalid input.
+ */
+function convert(opts: Options, io: Io): number {
+  const usage = (message: string) => {
+    io.stderr.write(`coreos-cloudinit: ${message}\n`);
+    return 2;
+  };
+  if (opts.convertTo === undefined) return usage('--platform goes with --convert-to');
+  if ((opts.fromFile ?? []).length !== 1 || datasourceGiven(opts) || opts.validate || opts.installUnits) {
+    return usage('--convert-to takes one --from-file (the user data to convert), and no other source or action');
+  }
+  // Loaded only to convert, as the apply path is.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { convertUserData, platforms, supersededByConversion } = require('../cloudconfig/ignition/convert') as typeof import('../cloudconfig/ignition/convert');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { formatButane, formatIgnition } = require('../cloudconfig/ignition/render') as typeof import('../cloudconfig/ignition/render');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { compareDiagnostics } = require('../report/diagnostic') as typeof import('../report/diagnostic');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { placeFindings } = require('../cloudconfig/validate') as typeof import('../cloudconfig/validate');
+  if (opts.platform !== undefined && !platforms.includes(opts.platform)) return usage(`--platform ${opts.platform} is unknown; known: ${platforms.join(', ')}`);
+  const file = opts.fromFile![0]!;
+  const name = file === '-' ? '<stdin>' : file;
+  let bytes: Buffer;
+  try {
+    bytes = readInput(file);
+  } catch (err) {
+    writeConvertReport(unreadable(name, err), opts, io);
+    return 2;
+  }
+  const report = validateUserData(bytes, { maxSize: opts.maxSize });
+  const validation: FileReport = { file: name, kind: report.kind, text: report.text, diagnostics: report.diagnostics };
+  if (report.diagnostics.some((d) => d.severity === 'error')) {
+    writeConvertReport(validation, opts, io);
+    // JSON stays one document on stderr; its "valid": false says it.
+    if (opts.format !== 'json') io.stderr.write(`coreos-cloudinit: ${name} is not converted: the user data has errors\n`);
+    return 2;
+  }
+  if (report.kind === 'ignition') {
+    const message = 'this is an Ignition config already: check it with --validate';
+    writeConvertReport({ ...validation, diagnostics: [{ severity: 'error', code: 'already-ignition', message, path: [], line: 1, column: 1, endLine: 1, endColumn: 1 }] }, opts, io);
+    return 2;
+  }
+  const conversion = convertUserData(report, { platform: opts.platform });
+  io.stdout.write(opts.convertTo === 'butane' ? formatButane(conversion) : formatIgnition(conversion));
+  const diagnostics = [...report.diagnostics.filter((d) => !supersededByConversion(d, conversion)), ...placeFindings(conversion.findings, report.text)].sort(compareDiagnostics);
+  writeConvertReport({ ...validation, diagnostics }, opts, io);
+  return diagnostics.some((d) => d.severity !== 'info') ? 1 : 0;
+}
+
+/** A conversion's findings on stderr: JSON always (tools parse it), text and github only when there are any. */
+function writeConvertReport(report: FileReport, opts: Options, io: Io): void {
+  const failsOn = (s: Severity) => s !== 'info';
+  if (opts.format === 'json') io.stderr.write(formatJson([report], failsOn));
+  else if (opts.format === 'github') io.stderr.write(formatGithub([report]));
+  else io.stderr.write(formatText([report], false));
+}
+
+/** Whether a datasource other than --from-file is given (the --oem presets included). */
+function datasourceGiven(opts: Options): boolean {
+  const sources = [
+    opts.fromUrl, opts.fromEc2Metadata, opts.fromOpenstackMetadata, opts.fromGceMetadata, opts.fromDigitaloceanMetadata, opts.fromPacketMetadata, opts.fromWaagent,
+    opts.fromCloudsigmaMetadata, opts.fromVmwareGuestinfo, opts.fromVmwareOvfEnv, opts.fromConfigdrive, opts.fromProcCmdline,
+  ];
+  return sources.some((s) => s !== undefined);
 }
 
 function processIo(): Io {

@@ -45,9 +45,32 @@ export function variableValues(
   };
 }
 
+/** A metadata variable's name: `private_ipv4` ... */
+export type MetadataVariable = (typeof metadataVariables)[number];
+
+/** A piece of text: plain text (escapes undone), or a variable and where its `$` is. */
+export type TextPiece = string | { variable: MetadataVariable; index: number };
+
+/** The text as plain pieces and the variables between them; `\$name` is the plain `$name`. */
+export function splitVariables(text: string): TextPiece[] {
+  if (!text.includes('$')) return [text];
+  const out: TextPiece[] = [];
+  let last = 0;
+  for (const m of text.matchAll(reference)) {
+    const name = m[2] as MetadataVariable;
+    out.push(text.slice(last, m.index));
+    out.push(m[1] ? `$${name}` : { variable: name, index: m.index! });
+    last = m.index! + m[0].length;
+  }
+  out.push(text.slice(last));
+  return out;
+}
+
 export function substitute(text: string, values: VariableValues): string {
   if (!text.includes('$')) return text;
-  return text.replace(reference, (_m, escape: string, name: keyof VariableValues) => (escape ? `$${name}` : (values[name] ?? '')));
+  return splitVariables(text)
+    .map((p) => (typeof p === 'string' ? p : (values[p.variable] ?? '')))
+    .join('');
 }
 
 /** The variables the text uses (not escaped), for warnings about ones that would be empty. */

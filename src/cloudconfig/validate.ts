@@ -70,7 +70,7 @@ export function validateUserData(bytes: Uint8Array, options: Partial<ValidateOpt
       ignitionVersion = ignition.version;
     }
   }
-  return { kind, gzipped: decoded.gzipped, text, diagnostics: place(findings, text), root, ...(ignitionVersion ? { ignitionVersion } : {}) };
+  return { kind, gzipped: decoded.gzipped, text, diagnostics: placeFindings(findings, text), root, ...(ignitionVersion ? { ignitionVersion } : {}) };
 }
 
 /** The Ignition validator, loaded only for Ignition configs: cloud-config validation starts without it. */
@@ -95,7 +95,8 @@ function checkCloudConfig(root: YNode, text: string): Finding[] {
   return checkSchema(root).concat(checkHostname(root), checkFiles(root), checkUsers(root), checkUnits(root, text), checkEtcd(root));
 }
 
-function place(findings: Finding[], text: string): Diagnostic[] {
+/** Findings placed in `text` (offsets made lines and columns), in the report's order. */
+export function placeFindings(findings: Finding[], text: string): Diagnostic[] {
   if (findings.length === 0) return [];
   const positions = new Positions(text);
   return findings
