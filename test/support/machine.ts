@@ -56,6 +56,9 @@ export interface MachineOptions {
   cpus?: number;
 }
 
+/** The MAC address of every machine's network card (QEMU's default, made explicit: network_data.json names it). */
+export const machineMac = '52:54:00:12:34:56';
+
 export interface BootChoice {
   partition: number;
   label: string;
@@ -271,7 +274,7 @@ export class Machine {
       '-kernel', join(this.options.image, 'vmlinuz'), '-initrd', join(this.options.image, 'initrd.img'), '-append', append,
       '-drive', `file=${this.disk},format=raw,if=virtio`,
       ...(this.configDrive ? ['-drive', `file=${this.configDrive},format=raw,if=virtio,readonly=on`] : []),
-      '-netdev', net, '-device', 'virtio-net-pci,netdev=net0,romfile=',
+      '-netdev', net, '-device', `virtio-net-pci,netdev=net0,mac=${machineMac},romfile=`,
       '-qmp', `unix:${qmpSocket},server=on,wait=off`,
     ];
     const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
