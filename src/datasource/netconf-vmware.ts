@@ -32,7 +32,7 @@ export function vmwareNetconf(network: VmwareNetwork, where: string): NetworkCon
   const macs = new Map<string, number>();
   const links: Link[] = network.interfaces.map((iface) => {
     const at = `interface.${iface.index}`;
-    if (iface.name === undefined && iface.mac === undefined) refuse(at, `neither ${guestinfoKey(`${at}.name`)} nor ${guestinfoKey(`${at}.mac`)} is set: nothing finds the interface`);
+    if (iface.name === undefined && iface.mac === undefined) refuse(at, `neither ${guestinfoKey(`${at}.name`)} nor ${guestinfoKey(`${at}.mac`)} is set: nothing to match the interface by`);
     if (iface.mac !== undefined) {
       const other = macs.get(iface.mac);
       if (other !== undefined) refuse(`${at}.mac`, `interface ${other} has that MAC address too`, iface.mac);

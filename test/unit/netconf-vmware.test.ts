@@ -72,7 +72,7 @@ describe('--convert-netconf vmware', () => {
 
   test.each([
     ['an interface neither named nor with a MAC address', { 'interface.0.ip.0.address': '10.0.0.5/16' },
-      'vmware guestinfo: guestinfo.interface.0: neither guestinfo.interface.0.name nor guestinfo.interface.0.mac is set: nothing finds the interface'],
+      'vmware guestinfo: guestinfo.interface.0: neither guestinfo.interface.0.name nor guestinfo.interface.0.mac is set: nothing to match the interface by'],
     ['two interfaces of one name', { 'interface.0.name': 'eth0', 'interface.1.name': 'eth0', 'interface.1.dhcp': 'yes' },
       'vmware guestinfo: guestinfo.interface.1.name: interface 0\'s files have that name too: "eth0"'],
     ['two interfaces of one MAC address', { 'interface.0.mac': '00:50:56:00:00:01', 'interface.1.mac': '00:50:56:00:00:01' },

@@ -42,8 +42,8 @@ function dhcpValue(link: Link): string | undefined {
 
 /**
  * `link` for an IPv4 route without a gateway: the destination is on the link. Recent networkd
- * takes that scope by default for a route without a gateway; said, it does not depend on the
- * version. IPv6 routes have no scope.
+ * takes that scope by default when there is no gateway; written out, the route does not depend on
+ * the version's default. IPv6 routes have no scope.
  */
 function onLinkScope(route: Route): string | undefined {
   return route.gateway === undefined && ipFamily(route.destination) === 4 ? 'link' : undefined;
