@@ -96,7 +96,7 @@ const oemPresets: Record<string, Partial<Options>> = {
   packet: { fromPacketMetadata: true },
   azure: { fromWaagent: defaultWaagentDir },
   cloudsigma: { fromCloudsigmaMetadata: true },
-  vmware: { fromVmwareGuestinfo: true },
+  vmware: { fromVmwareGuestinfo: true, convertNetconf: 'vmware' },
   'rackspace-onmetal': { fromConfigdrive: '/media/configdrive', convertNetconf: 'debian' },
 };
 

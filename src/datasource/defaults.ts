@@ -56,8 +56,9 @@ export const defaultDmiProductName = '/sys/class/dmi/id/product_name';
 /**
  * The network configuration formats --convert-netconf reads, each from the source that has it:
  * debian (the config drive's interfaces file, Rackspace OnMetal), digitalocean (metadata/v1.json's
- * interfaces) and packet (the `metadata` document's network). OpenStack's network_data.json needs
- * no flag. The reference's vmware is not read here.
+ * interfaces), packet (the `metadata` document's network) and vmware (the `interface.N.*` and
+ * `dns.*` guestinfo keys, in guestinfo or an OVF environment). OpenStack's network_data.json
+ * needs no flag.
  */
-export const netconfFormats = ['debian', 'digitalocean', 'packet'] as const;
+export const netconfFormats = ['debian', 'digitalocean', 'packet', 'vmware'] as const;
 export type NetconfFormat = (typeof netconfFormats)[number];

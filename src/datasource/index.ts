@@ -31,7 +31,7 @@ export interface SourceRequest {
   vmwareOvfEnv: string | undefined;
   /** The kernel command line's file, when --from-proc-cmdline is given. */
   cmdlineFile: string | undefined;
-  /** --convert-netconf: the network configuration format read from the source that has it (debian: the config drive; digitalocean, packet: those clouds'). */
+  /** --convert-netconf: the network configuration format read from the source that has it (debian: the config drive; digitalocean, packet: those clouds'; vmware: guestinfo and OVF environments). */
   netconf?: NetconfFormat;
   policy: RetryPolicy;
 }
@@ -47,8 +47,8 @@ export function datasourcesFor(r: SourceRequest): Datasource[] {
   if (r.waagent !== undefined) out.push(waagentSource(r.waagent));
   if (r.cloudsigma !== undefined) out.push(cloudsigmaSource(r.cloudsigma, r.policy));
   if (r.configDrive !== undefined) out.push(configDriveSource(r.configDrive, r.netconf === 'debian' ? r.netconf : undefined));
-  if (r.vmwareGuestinfo) out.push(vmwareGuestinfoSource(r.policy));
-  if (r.vmwareOvfEnv !== undefined) out.push(vmwareOvfSource(r.vmwareOvfEnv, r.policy));
+  if (r.vmwareGuestinfo) out.push(vmwareGuestinfoSource(r.policy, {}, r.netconf === 'vmware' ? r.netconf : undefined));
+  if (r.vmwareOvfEnv !== undefined) out.push(vmwareOvfSource(r.vmwareOvfEnv, r.policy, r.netconf === 'vmware' ? r.netconf : undefined));
   if (r.cmdlineFile !== undefined) out.push(cmdlineSource(r.cmdlineFile, r.policy));
   return out;
 }

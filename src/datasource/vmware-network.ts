@@ -1,7 +1,9 @@
 /**
  * The network VMware's guestinfo keys describe (coreos-cloudinit's `interface.N.*`, `dns.server.N`
  * and `dns.domain.N`), as a typed model: each value parsed into its type, or refused naming its
- * key. A writer of systemd-networkd files can turn it into .network files; nothing here writes any.
+ * key. With `--convert-netconf vmware` it becomes the network configuration (netconf-vmware.ts);
+ * nothing here writes any file. Interface names and MAC addresses are the network model's types,
+ * checked by its rules (system/network-config.ts).
  *
  * The keys are read as the reference reads them: interfaces N = 0, 1, ... while one has a name, a
  * MAC, a dhcp value, an address or a route; each list (addresses, routes, DNS servers and domains)
@@ -9,20 +11,10 @@
  */
 import { ipFamily, parseIpAddress, quoteValue } from '../cloudconfig/values';
 import type { Hostname, IpAddress } from '../cloudconfig/values';
+import { interfaceNameValue, macAddressValue } from '../system/network-config';
+import type { InterfaceName, MacAddress } from '../system/network-config';
 import { MetadataError, hostnameValue, ipAddressValue } from './metadata-values';
 import type { Metadata } from './types';
-
-declare const brand: unique symbol;
-
-/** A MAC address: six pairs of hex digits separated by colons, in lower case. */
-export type MacAddress = string & { readonly [brand]: 'mac-address' };
-
-/**
- * A network interface name: 1 to 15 letters, digits, `_`, `-` and `.`, not starting with `-` or
- * `.` (the kernel takes 15 bytes without `/`, `:` or whitespace; this is the part of it that is
- * safe in any file and on any command line).
- */
-export type InterfaceName = string & { readonly [brand]: 'interface-name' };
 
 /** An address with its prefix length: `10.0.0.5/24` is `{ address: '10.0.0.5', prefix: 24 }`. */
 export interface IpPrefix {
@@ -87,16 +79,6 @@ export function ipPrefixValue(where: string, key: string, text: string): IpPrefi
   return { address, prefix: Number(digits) };
 }
 
-export function macAddressValue(where: string, key: string, text: string): MacAddress {
-  if (!/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/.test(text)) refuse(where, key, 'not a MAC address (six hex pairs separated by ":")', text);
-  return text.toLowerCase() as MacAddress;
-}
-
-export function interfaceNameValue(where: string, key: string, text: string): InterfaceName {
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/.test(text)) refuse(where, key, 'not an interface name (1 to 15 letters, digits, "_", "-" and ".", not starting with "-" or ".")', text);
-  return text as InterfaceName;
-}
-
 function dhcpValue(where: string, key: string, text: string): boolean {
   if (text !== 'yes' && text !== 'no') refuse(where, key, 'not "yes" or "no"', text);
   return text === 'yes';
@@ -107,7 +89,10 @@ function roleValue(where: string, key: string, text: string): 'public' | 'privat
   return text;
 }
 
-/** Reads and parses the network keys; rejects with a MetadataError naming the first key that does not parse. */
+/**
+ * Reads and parses the network keys; rejects with a MetadataError (a NetworkConfigError for an
+ * interface's name or MAC address) naming the first key that does not parse.
+ */
 export async function readVmwareNetwork(where: string, read: KeyReader): Promise<VmwareNetwork> {
   const get = async <T>(key: string, parse: (where: string, key: string, text: string) => T): Promise<T | undefined> => {
     const text = await read(key);
@@ -132,8 +117,8 @@ export async function readVmwareNetwork(where: string, read: KeyReader): Promise
   const interfaces: VmwareInterface[] = [];
   for (let n = 0; ; n++) {
     const at = `interface.${n}`;
-    const name = await get(`${at}.name`, interfaceNameValue);
-    const mac = await get(`${at}.mac`, macAddressValue);
+    const name = await get(`${at}.name`, (w, k, t) => interfaceNameValue(w, guestinfoKey(k), t));
+    const mac = await get(`${at}.mac`, (w, k, t) => macAddressValue(w, guestinfoKey(k), t));
     const dhcp = await get(`${at}.dhcp`, dhcpValue);
     const role = await get(`${at}.role`, roleValue);
     const addresses = await list((m) => `${at}.ip.${m}.address`, 'addresses', ipPrefixValue);

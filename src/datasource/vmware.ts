@@ -8,8 +8,9 @@
  * write_files encoding); when that is not set, what `coreos.config.url` gives (fetched with the
  * HTTP rules of http.ts; the encoding applies to it too, as in the reference). The metadata is
  * `hostname` and the network the `interface.N.*` and `dns.*` keys describe (vmware-network.ts),
- * whose public and private interfaces' addresses fill `$public_ipv4` and the like. Every value is
- * parsed into its type or refused, naming its key.
+ * whose public and private interfaces' addresses fill `$public_ipv4` and the like; with
+ * `--convert-netconf vmware`, that network is the network configuration too (netconf-vmware.ts).
+ * Every value is parsed into its type or refused, naming its key.
  *
  * Guestinfo is there when vmware-rpctool is installed and this is a VMware virtual machine; as in
  * the reference, an OVF environment in guestinfo (`guestinfo.ovfEnv`, which vSphere sets for a
@@ -24,7 +25,8 @@ import { defaultRpctoolLimits, readGuestinfo } from '../system/guestinfo';
 import type { RpctoolOptions } from '../system/guestinfo';
 import { fetchWithRetry } from './http';
 import type { RetryPolicy } from './http';
-import { MetadataError, hostnameValue, metadataOf } from './metadata-values';
+import { MetadataError, hostnameValue, metadataOf, networkOf } from './metadata-values';
+import { vmwareNetconf } from './netconf-vmware';
 import { userDataOf } from './simple';
 import type { Datasource, Fetched } from './types';
 import { guestinfoKey, readVmwareNetwork, roleAddresses } from './vmware-network';
@@ -50,7 +52,7 @@ export const maxOvfEnvironment = 16 * 1024 * 1024;
  * The user data and metadata the keys give. `container` names where the keys are when that is not
  * plain guestinfo (the OVF environment's path, or `guestinfo.ovfEnv`), for the location.
  */
-async function vmwareFetched(source: string, where: string, container: string | undefined, read: KeyReader, policy: RetryPolicy): Promise<Fetched> {
+async function vmwareFetched(source: string, where: string, container: string | undefined, read: KeyReader, policy: RetryPolicy, netconf: 'vmware' | undefined): Promise<Fetched> {
   const locate = (key: string) => (container === undefined ? guestinfoKey(key) : `${container} (${guestinfoKey(key)})`);
   const encoding = await read('coreos.config.data.encoding');
   if (encoding !== undefined && !configDataEncodings.includes(encoding)) {
@@ -84,7 +86,8 @@ async function vmwareFetched(source: string, where: string, container: string | 
     if (typeof decoded === 'string') throw new MetadataError(`${where}: ${what}: cannot be decoded as ${encoding}: ${decoded}`);
     got = decoded.length > 0 ? { ...got, userData: decoded } : { ...got, userData: undefined, noUserData: `it is empty once decoded (${encoding})` };
   }
-  return { source, ...got, metadata };
+  const converted = netconf === 'vmware' ? networkOf(() => vmwareNetconf(network, where)) : {};
+  return { source, ...got, metadata, ...converted };
 }
 
 /** A reader of the properties of an OVF environment. */
@@ -147,8 +150,9 @@ export function ovfProperties(where: string, bytes: Buffer): Map<string, string>
  * `--from-vmware-guestinfo`: the keys through vmware-rpctool (`rpctool`: a call's limits and
  * environment and the deadline of all calls, for tests; by default defaultRpctoolLimits, this
  * process's environment and guestinfoDeadlineMs). Not there without vmware-rpctool or outside VMware.
+ * With `netconf` (`--convert-netconf vmware`), the network the keys describe is the network configuration.
  */
-export function vmwareGuestinfoSource(policy: RetryPolicy, rpctool: Partial<RpctoolOptions> & { deadlineMs?: number } = {}): Datasource {
+export function vmwareGuestinfoSource(policy: RetryPolicy, rpctool: Partial<RpctoolOptions> & { deadlineMs?: number } = {}, netconf?: 'vmware'): Datasource {
   const { deadlineMs = guestinfoDeadlineMs, ...given } = rpctool;
   const options: RpctoolOptions = { ...defaultRpctoolLimits, ...given };
   let deadline = 0;
@@ -173,22 +177,22 @@ export function vmwareGuestinfoSource(policy: RetryPolicy, rpctool: Partial<Rpct
       if (ovfEnv.kind === 'no-tool' || ovfEnv.kind === 'not-vmware') return undefined;
       if (ovfEnv.kind === 'value' && ovfEnv.text !== '') {
         const where = `${guestinfoWhere}: ${guestinfoKey('ovfEnv')}`;
-        return vmwareFetched('vmware-guestinfo', where, guestinfoKey('ovfEnv'), propertyReader(ovfProperties(where, Buffer.from(ovfEnv.text))), policy);
+        return vmwareFetched('vmware-guestinfo', where, guestinfoKey('ovfEnv'), propertyReader(ovfProperties(where, Buffer.from(ovfEnv.text))), policy, netconf);
       }
-      return vmwareFetched('vmware-guestinfo', guestinfoWhere, undefined, read, policy);
+      return vmwareFetched('vmware-guestinfo', guestinfoWhere, undefined, read, policy, netconf);
     },
   };
 }
 
-/** `--from-vmware-ovf-env PATH`: the keys as an OVF environment's properties. Not there when the file is not. */
-export function vmwareOvfSource(path: string, policy: RetryPolicy): Datasource {
+/** `--from-vmware-ovf-env PATH`: the keys as an OVF environment's properties. Not there when the file is not. `netconf` as for guestinfo. */
+export function vmwareOvfSource(path: string, policy: RetryPolicy, netconf?: 'vmware'): Datasource {
   return {
     name: 'vmware-ovf-env',
     location: path,
     async fetch() {
       const bytes = await readOvfFile(path);
       if (bytes === undefined) return undefined;
-      return vmwareFetched('vmware-ovf-env', ovfWhere, path, propertyReader(ovfProperties(ovfWhere, bytes)), policy);
+      return vmwareFetched('vmware-ovf-env', ovfWhere, path, propertyReader(ovfProperties(ovfWhere, bytes)), policy, netconf);
     },
   };
 }

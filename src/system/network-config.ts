@@ -23,11 +23,11 @@ export interface InterfaceAddress {
   prefix: number;
 }
 
-/** A route to destination/prefix through a gateway of the same family. */
+/** A route to destination/prefix through a gateway of the same family, or without one: the destination is on the link. */
 export interface Route {
   destination: IpAddress;
   prefix: number;
-  gateway: IpAddress;
+  gateway?: IpAddress;
 }
 
 /** The bonding modes, in the kernel's numbering (mode 4 is 802.3ad). */
@@ -235,7 +235,7 @@ export function networkConfigProblem(config: NetworkConfig): string | undefined 
     }
     for (const r of link.routes) {
       const family = ipFamily(r.destination);
-      if (ipFamily(r.gateway) !== family) return `${at}: route to ${r.destination}/${r.prefix}: gateway ${r.gateway} is of another family`;
+      if (r.gateway !== undefined && ipFamily(r.gateway) !== family) return `${at}: route to ${r.destination}/${r.prefix}: gateway ${r.gateway} is of another family`;
       if (!Number.isInteger(r.prefix) || r.prefix < 0 || r.prefix > (family === 4 ? 32 : 128)) return `${at}: route to ${r.destination}/${r.prefix}: the prefix is out of range`;
     }
     if (link.mtu !== undefined && (!Number.isInteger(link.mtu) || link.mtu < 68 || link.mtu > 65535)) return `${at}: MTU ${link.mtu} is not 68 to 65535`;

@@ -3,7 +3,7 @@
  * from key files, failing as asked), OVF environment files, and a first boot through the CLI.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -249,7 +249,7 @@ describe('values are parsed into their type, or refused naming the key', () => {
     ['interface.0.ip.0.address', '203.0.113.10/33', /guestinfo\.interface\.0\.ip\.0\.address: the prefix length is not 0 to 32: "203\.0\.113\.10\/33"$/],
     ['interface.1.ip.1.address', 'fd00::5/129', /guestinfo\.interface\.1\.ip\.1\.address: the prefix length is not 0 to 128: "fd00::5\/129"$/],
     ['interface.1.ip.1.address', 'fd00::5/+64', /guestinfo\.interface\.1\.ip\.1\.address: the prefix length is not 0 to 128/],
-    ['interface.1.mac', '00:50:56:8b:91', /^vmware guestinfo: guestinfo\.interface\.1\.mac: not a MAC address \(six hex pairs separated by ":"\): "00:50:56:8b:91"$/],
+    ['interface.1.mac', '00:50:56:8b:91', /^vmware guestinfo: guestinfo\.interface\.1\.mac: not a MAC address \(six hex pairs with ":"\): "00:50:56:8b:91"$/],
     ['interface.0.name', 'ens192\n[Match]', /^vmware guestinfo: guestinfo\.interface\.0\.name: not an interface name .*: "ens192\\n\[Match\]"$/],
     ['interface.0.name', 'a-name-of-16-chr', /guestinfo\.interface\.0\.name: not an interface name/],
     ['interface.0.name', '-ens192', /guestinfo\.interface\.0\.name: not an interface name/],
@@ -335,6 +335,10 @@ describe('--from-vmware-ovf-env PATH', () => {
 
 const bin = join(__dirname, '../../bin/coreos-cloudinit.js');
 
+const networkDir = 'run/systemd/network';
+const networkFiles = (root: string) => (existsSync(join(root, networkDir)) ? readdirSync(join(root, networkDir)).sort() : []);
+const readNetworkFile = (root: string, name: string) => readFileSync(join(root, networkDir, name), 'utf8');
+
 async function cli(args: string[], path: string) {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], { env: { PATH: path } });
@@ -361,7 +365,7 @@ describe('coreos-cloudinit with VMware', () => {
 });
 
 (asRoot ? describe : describe.skip)('coreos-cloudinit with VMware: a first boot', () => {
-  test('guestinfo: user data, hostname and $private_ipv4 from the keys; --oem vmware does the same', async () => {
+  test('guestinfo: user data, hostname and $private_ipv4 from the keys; --oem vmware does the same, with --convert-netconf vmware', async () => {
     const r = rpctool();
     const root = makeRoot();
     const run = await cli(['--from-vmware-guestinfo', '--root', root], r.path());
@@ -373,10 +377,63 @@ describe('coreos-cloudinit with VMware', () => {
     expect(readFileSync(join(root, 'etc/hostname'), 'utf8')).toBe('vm-1\n');
     expect(readFileSync(join(root, 'etc/environment'), 'utf8')).toBe('COREOS_PRIVATE_IPV4=10.0.0.5\nCOREOS_PRIVATE_IPV6=fd00::5\nCOREOS_PUBLIC_IPV4=203.0.113.10\n');
     expect(JSON.parse(readFileSync(join(root, 'var/lib/coreos-cloudinit/instance.json'), 'utf8'))).toEqual({ source: 'vmware-guestinfo', instanceId: null });
+    expect(networkFiles(root)).toEqual([]); // without --convert-netconf vmware
+    const converting = makeRoot();
+    const c = await cli(['-from-vmware-guestinfo', '-convert-netconf=vmware', '--root', converting], r.path());
+    expect([c.status, c.stderr]).toEqual([0, '']);
     const viaOem = makeRoot();
     const o = await cli(['--oem', 'vmware', '--root', viaOem], r.path());
-    expect([o.status, o.stderr, o.stdout]).toEqual([0, '', run.stdout]);
-    expect(snapshot(viaOem)).toEqual(snapshot(root));
+    expect([o.status, o.stderr, o.stdout]).toEqual([0, '', c.stdout]);
+    expect(snapshot(viaOem)).toEqual(snapshot(converting));
+    expect(networkFiles(viaOem)).toHaveLength(3);
+  });
+
+  test('--convert-netconf vmware: a .network file for each configured interface, with exactly the addresses, routes and DNS of the keys', async () => {
+    const r = rpctool();
+    const root = makeRoot();
+    const run = await cli(['--from-vmware-guestinfo', '--convert-netconf', 'vmware', '--root', root], r.path());
+    expect([run.status, run.stderr]).toEqual([0, '']);
+    const h = '# Written by coreos-cloudinit from VMware guestinfo.\n';
+    const dns = 'DNS=10.0.0.2\nDNS=2001:db8::53\nDomains=example.com\n';
+    expect(networkFiles(root)).toEqual(['10-bootsmith-ens192.network', '10-bootsmith-ens224.network', '10-bootsmith-vmware1.network']);
+    expect(readNetworkFile(root, '10-bootsmith-ens192.network')).toBe(`${h}[Match]\nName=ens192\n\n[Network]\nAddress=203.0.113.10/24\nAddress=203.0.113.11/24\nGateway=203.0.113.1\n${dns}`);
+    expect(readNetworkFile(root, '10-bootsmith-vmware1.network')).toBe(
+      `${h}[Match]\nMACAddress=00:50:56:8b:91:42\nType=ether\n\n[Network]\nAddress=10.0.0.5/16\nAddress=fd00::5/64\n${dns}` +
+        '\n[Route]\nDestination=10.1.0.0/16\nGateway=10.0.0.1\n\n[Route]\nDestination=192.0.2.0/24\nScope=link\n',
+    );
+    expect(readNetworkFile(root, '10-bootsmith-ens224.network')).toBe(`${h}[Match]\nName=ens224\n\n[Network]\nDHCP=yes\n${dns}`);
+    expect(run.stdout).toMatch(/^changed\s+file \/run\/systemd\/network\/10-bootsmith-vmware1\.network \[VMware guestinfo\]$/m);
+    expect(run.stdout).toMatch(/^skipped\s+restart systemd-networkd\.service \[VMware guestinfo\]: no systemd to run it \(offline apply\)$/m);
+    expect(readFileSync(join(root, 'etc/hostname'), 'utf8')).toBe('vm-1\n');
+
+    // The same keys in an OVF environment file, and in guestinfo.ovfEnv: the same files.
+    const file = tempFile('ovf-env.xml', ovfEnvironment(keys));
+    const fromOvf = makeRoot();
+    const o = await cli(['--from-vmware-ovf-env', file, '--convert-netconf', 'vmware', '--root', fromOvf], process.env.PATH ?? '');
+    expect([o.status, o.stderr]).toEqual([0, '']);
+    const inGuestinfo = makeRoot();
+    const g = await cli(['--from-vmware-guestinfo', '--convert-netconf', 'vmware', '--root', inGuestinfo], rpctool({ ovfEnv: ovfEnvironment(keys) }).path());
+    expect([g.status, g.stderr]).toEqual([0, '']);
+    const network = (at: string) => snapshot(at).filter((line) => line.startsWith(`/${networkDir}/`));
+    expect(network(fromOvf)).toEqual(network(root));
+    expect(network(inGuestinfo)).toEqual(network(root));
+    expect(network(root)).toHaveLength(3);
+  });
+
+  test('--convert-netconf vmware with keys that cannot be configured: a failed action naming the key; nothing of it is written, the rest applies', async () => {
+    const r = rpctool({ ...keys, 'interface.2.mac': '00:50:56:8b:91:42' });
+    const root = makeRoot();
+    const run = await cli(['--from-vmware-guestinfo', '--convert-netconf', 'vmware', '--root', root], r.path());
+    expect(run.status).toBe(1);
+    expect(run.stdout).toContain(
+      'failed    network configuration [vmware-guestinfo]: vmware guestinfo: guestinfo.interface.2.mac: interface 1 has that MAC address too: "00:50:56:8b:91:42"; no network files were written\n',
+    );
+    expect(networkFiles(root)).toEqual([]);
+    expect(readFileSync(join(root, 'etc/hostname'), 'utf8')).toBe('vm-1\n');
+    const file = tempFile('ovf-env.xml', ovfEnvironment({ ...keys, 'interface.2.name': 'ens192' }));
+    const v = await cli(['--validate', '--from-vmware-ovf-env', file, '--convert-netconf', 'vmware'], process.env.PATH ?? '');
+    expect(v.status).toBe(1);
+    expect(v.stdout).toContain(': error: the network configuration is not applied: vmware ovf environment: guestinfo.interface.2.name: interface 0\'s files have that name too: "ens192"');
   });
 
   test('an OVF environment file gives the same machine', async () => {

@@ -140,7 +140,7 @@ const staticAddress = {
   test('--convert-netconf takes only the formats it reads', async () => {
     const r = await cli(['--from-file', '/dev/null', '--convert-netconf', 'yaml']);
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/argument 'yaml' is invalid\. Allowed choices are debian, digitalocean, packet\./);
+    expect(r.stderr).toMatch(/argument 'yaml' is invalid\. Allowed choices are debian, digitalocean, packet, vmware\./);
   });
 
   test('--install-units --oem rackspace-onmetal enables its unit, which runs --oem=rackspace-onmetal once the config drive is mounted, and masks the plain config drive service', async () => {

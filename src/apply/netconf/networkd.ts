@@ -6,7 +6,8 @@
  * reaches a file as it came. Pure.
  */
 import { checkedNetworkConfig } from '../../system/network-config';
-import type { Link, NetworkConfig } from '../../system/network-config';
+import type { Link, NetworkConfig, Route } from '../../system/network-config';
+import { ipFamily } from '../../cloudconfig/values';
 
 /** A file to write into networkd's directory. */
 export interface NetworkdFile {
@@ -39,6 +40,15 @@ function dhcpValue(link: Link): string | undefined {
   return undefined;
 }
 
+/**
+ * `link` for an IPv4 route without a gateway: the destination is on the link. Recent networkd
+ * takes that scope by default when there is no gateway; written out, the route does not depend on
+ * the version's default. IPv6 routes have no scope.
+ */
+function onLinkScope(route: Route): string | undefined {
+  return route.gateway === undefined && ipFamily(route.destination) === 4 ? 'link' : undefined;
+}
+
 function networkFile(link: Link, config: NetworkConfig, header: string): NetworkdFile | undefined {
   const bond = config.links.find((l) => l.kind === 'bond' && l.bond.members.includes(link.name));
   const vlans = config.links.filter((l) => l.kind === 'vlan' && l.vlan.parent === link.name).map((l) => l.name);
@@ -62,7 +72,7 @@ function networkFile(link: Link, config: NetworkConfig, header: string): Network
     (link.kind === 'physical' ? section('Link', [['MTUBytes', link.mtu]]) : '') +
     // [Network] even when empty: the link is brought up, as a bond member or VLAN parent must be.
     (section('Network', network) || '\n[Network]\n') +
-    link.routes.map((r) => section('Route', [['Destination', `${r.destination}/${r.prefix}`], ['Gateway', r.gateway]])).join('');
+    link.routes.map((r) => section('Route', [['Destination', `${r.destination}/${r.prefix}`], ['Gateway', r.gateway], ['Scope', onLinkScope(r)]])).join('');
   return { name: `${networkdFilePrefix}${link.name}.network`, content };
 }
 
