@@ -23,14 +23,14 @@ type Side = 'cloud-config' | 'ignition';
 /**
  * The differences a conversion announces, each with the code of its finding. `moved`: what the
  * cloud-config puts at the first path, the Ignition puts at the second (same content, mode and
- * owner). `differs`: the path may differ or exist on one side only. `substituted`: a file whose
- * Ignition text keeps the metadata variables the cloud-config replaced (offline, with no metadata,
- * by nothing). `fails`: applying that side reports a failed action.
+ * owner). `differs`: the path may differ or exist on one side only. `changed`: a file on both
+ * sides, with the same mode and owner, whose texts are related so. `fails`: applying that side
+ * reports a failed action.
  */
 type Allowance = { code: string; why: string } & (
   | { moved: [RegExp, string] }
   | { differs: RegExp }
-  | { substituted: true }
+  | { changed: (cloudConfig: string, ignition: string) => boolean }
   | { fails: Side }
 );
 
@@ -51,10 +51,10 @@ const allowances: Allowance[] = [
   { code: 'wrapper-drop-in', why: 'the wrappers\' drop-ins', differs: /^\/etc\/systemd\/system\/(etcd-member|flanneld)\.service\.d(\/20-clct-(etcd-member|flannel)\.conf)?$/ },
   { code: 'wrapper-drop-in', why: 'the wrappers enabled', differs: /^\/etc\/systemd\/system\/multi-user\.target\.wants\/(etcd-member|flanneld)\.service$/ },
   // command: start becomes enabled: the unit gains an [Install] section and its link.
-  { code: 'install-added', why: 'the unit with [Install] added', differs: /^\/etc\/systemd\/system\/[^/]+\.(service|socket|timer|path)$/ },
+  { code: 'install-added', why: 'the unit with [Install] added', changed: (a, b) => b.startsWith(a.replace(/\n*$/, '\n')) && /^\n\[Install\]\nWantedBy=(multi-user|timers|sockets|paths)\.target\n$/.test(b.slice(a.replace(/\n*$/, '\n').length)) },
   { code: 'install-added', why: 'its enablement link', differs: /^\/etc\/systemd\/system\/[^/]+\.target\.wants(\/[^/]+)?$/ },
   // Variables Ignition cannot fill stay as written; offline, the cloud-config's become empty.
-  { code: 'unconverted-variable', why: 'a variable kept as written', substituted: true },
+  { code: 'unconverted-variable', why: 'a variable kept as written', changed: (a, b) => a !== b && b.replace(/\$(private|public)_ipv[46]/g, '') === a },
   // Sections and files with no Ignition equivalent: only the cloud-config writes them.
   { code: 'unconverted-etcd', why: 'etcd 0.4\'s drop-in', differs: /^\/run\/systemd\/system\/etcd\.service\.d(\/20-cloudinit\.conf)?$/ },
   { code: 'unconverted-fleet', why: 'fleet\'s drop-in', differs: /^\/run\/systemd\/system\/fleet\.service\.d(\/20-cloudinit\.conf)?$/ },
@@ -111,17 +111,17 @@ const accountFiles: Array<[string, string[]]> = [
   ['gshadow', ['name', 'password', 'admins', 'members']],
 ];
 
-/** A file's content (base64 in the snapshot) as text. */
-function content(meta: string): string {
-  return Buffer.from(meta.split(' ')[2] ?? '', 'base64').toString('utf8');
+/** A regular file's mode and owner, and its content (base64 in the snapshot) as text. */
+function regular(meta: string): { head: string; text: string } | undefined {
+  const fields = meta.split(' ');
+  if (fields.length !== 3 || meta.endsWith('/')) return undefined;
+  return { head: `${fields[0]} ${fields[1]}`, text: Buffer.from(fields[2]!, 'base64').toString('utf8') };
 }
 
-/** Whether `withVariables` is `substituted` with its metadata variables replaced by nothing (offline, with no metadata). */
-function sameButVariables(substituted: string, withVariables: string): boolean {
-  const [a, b] = [substituted.split(' '), withVariables.split(' ')];
-  if (a[0] !== b[0] || a[1] !== b[1] || a.length !== 3 || b.length !== 3) return false;
-  const kept = content(withVariables);
-  return kept !== content(substituted) && kept.replace(/\$(private|public)_ipv[46]/g, '') === content(substituted);
+/** A path's entry for a message: its content as text. */
+function shown(meta: string): string {
+  const file = regular(meta);
+  return (file ? `${file.head} ${JSON.stringify(file.text)}` : meta).slice(0, 300);
 }
 
 interface RoundTrip {
@@ -175,14 +175,16 @@ function roundTrip(file: string): RoundTrip | undefined {
     const [inA, inB] = [moved.get(path), b.get(path)];
     if (inA === inB) continue;
     if (inA !== undefined && inB !== undefined) {
-      if (explained(path, 'cloud-config') || allowances.some((x) => 'substituted' in x && sameButVariables(inA, inB) && applies(x))) continue;
-      unexplained.push(`${path}: cloud-config ${inA.slice(0, 200)}, ignition ${inB.slice(0, 200)}`);
+      const [fileA, fileB] = [regular(inA), regular(inB)];
+      const related = fileA && fileB && fileA.head === fileB.head && allowances.some((x) => 'changed' in x && x.changed(fileA.text, fileB.text) && applies(x));
+      if (related || explained(path, 'cloud-config')) continue;
+      unexplained.push(`${path}: cloud-config ${shown(inA)}, ignition ${shown(inB)}`);
       continue;
     }
     const side: Side = inA !== undefined ? 'cloud-config' : 'ignition';
     const meta = (inA ?? inB)!;
     if (meta.endsWith('/')) oneSidedDirectories.push([side === 'cloud-config' ? (from.get(path) ?? path) : path, side, meta]);
-    else if (!explained(path, side)) unexplained.push(`${path}: only the ${side}'s: ${meta.slice(0, 200)}`);
+    else if (!explained(path, side)) unexplained.push(`${path}: only the ${side}'s: ${shown(meta)}`);
   }
   for (const [path, side, meta] of oneSidedDirectories) {
     if (!accounted[side].some((p) => p.startsWith(`${path}/`)) && !explained(path, side)) unexplained.push(`${path}/: only the ${side}'s: ${meta}`);
