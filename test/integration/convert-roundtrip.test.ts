@@ -209,12 +209,15 @@ function roundTrip(file: string): RoundTrip | undefined {
 
 /**
  * The corpus has few users (its user examples have placeholder keys, which validation refuses):
- * one config of our own with every user field, owners by name and id, /etc/coreos and unit kinds.
+ * one config of our own with every user field, owners by name and id, gzip, /etc/coreos, /etc/hosts,
+ * unit kinds and a drop-in.
  */
 const own = join(dir, 'users-and-owners.yaml');
 writeFileSync(
   own,
   `#cloud-config
+hostname: node-9
+manage_etc_hosts: localhost
 users:
   - name: alice
     gecos: Alice Example
@@ -244,6 +247,10 @@ write_files:
     content: "#!/bin/sh\\n"
   - path: /etc/coreos/extra.conf
     content: x
+  - path: /home/core/notes.gz.txt
+    owner: core
+    encoding: gzip+base64
+    content: H4sIAAAAAAACA6vKLChITeECAKwAOscHAAAA
 coreos:
   units:
     - name: daily.timer
@@ -254,6 +261,13 @@ coreos:
       content: "[Socket]\\nListenStream=80\\n[Install]\\nWantedBy=sockets.target\\n"
     - name: masked.service
       mask: true
+    - name: docker.service
+      drop_ins:
+        - name: 10-opts.conf
+          content: "[Service]\\nEnvironment=DOCKER_OPTS=--debug\\n"
+    - name: app.service
+      enable: true
+      content: "[Service]\\nExecStart=/bin/true\\n[Install]\\nWantedBy=default.target\\n"
 `,
 );
 
