@@ -61,7 +61,8 @@ const allowances: Allowance[] = [
   { code: 'unconverted-tmp-file', why: 'files under /tmp', differs: /^\/tmp(\/.*)?$/ },
   { code: 'unconverted-script', why: 'the script, kept to run', differs: /^\/var\/lib\/coreos-cloudinit\/scripts(\/[^/]+)?$/ },
   { code: 'unconverted-script', why: 'the script cannot run in a bare root', fails: 'cloud-config' },
-  // A unit Flatcar does not ship (etcd2.service): enabling it fails where its file is missing.
+  // A unit Flatcar does not ship (etcd2.service): enabling it fails where its file is missing (Ignition
+  // itself only writes a preset line, which systemd ignores for a unit that is not there).
   { code: 'missing-unit', why: 'enabling a unit that is not there', fails: 'ignition' },
 ];
 
