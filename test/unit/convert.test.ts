@@ -97,7 +97,20 @@ describe('users and SSH keys', () => {
       },
       { name: 'core', sshAuthorizedKeys: [key] },
     ]);
-    expect(r.findings).toEqual([]);
+    expect(r.findings).toEqual(['ssh-keys-file@2:1', 'ssh-keys-file@16:5']);
+  });
+
+  test('what lands elsewhere than coreos-cloudinit put it is an info at its key, naming the place (the round trip\'s allowances)', () => {
+    const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGnHNVBe0dY0D6eG9hJcRUYvN5Sr8j3yz5eUfA1Zb2kq a';
+    const r = convert(`ssh_authorized_keys: ["${key}"]\ncoreos:\n  update:\n    group: beta\n  locksmith:\n    group: web\n  flannel:\n    etcd_prefix: /net\n`);
+    const infos = r.conversion.findings.map((f) => [f.severity, f.code, f.path.join('.'), f.message]);
+    expect(infos).toEqual([
+      ['info', 'ssh-keys-file', 'ssh_authorized_keys', expect.stringContaining('~/.ssh/authorized_keys.d/ignition')],
+      ['info', 'update-conf', 'coreos.update', expect.stringContaining('/etc/flatcar/update.conf')],
+      ['info', 'update-conf', 'coreos.locksmith', expect.stringContaining('/etc/flatcar/update.conf')],
+      ['info', 'wrapper-drop-in', 'coreos.flannel', expect.stringContaining('flanneld.service in the drop-in 20-clct-flannel.conf')],
+    ]);
+    expect(r.findings).toEqual(['ssh-keys-file@2:1', 'update-conf@4:3', 'update-conf@6:3', 'wrapper-drop-in@8:3']);
   });
 
   test('core in users and in ssh_authorized_keys is one user; a key given twice is listed once', () => {
@@ -154,7 +167,7 @@ describe('files', () => {
 
   test('a path under /etc/coreos is written under /etc/flatcar, with an info', () => {
     const r = convert('write_files:\n  - path: /etc/coreos/update.conf\n    content: "GROUP=beta\\nFOO=1\\n"\ncoreos:\n  update:\n    group: stable\n');
-    expect(r.findings).toEqual(['flatcar-path@3:11']);
+    expect(r.findings).toEqual(['flatcar-path@3:11', 'update-conf@6:3']);
     expect(r.content('/etc/flatcar/update.conf')).toBe('GROUP=stable\nFOO=1\n');
   });
 
@@ -176,13 +189,13 @@ describe('update and locksmith', () => {
         'LOCKSMITHD_REBOOT_WINDOW_START="Thu 04:00"\nLOCKSMITHD_REBOOT_WINDOW_LENGTH=1h\n',
     );
     expect(r.unit('locksmithd.service')).toBeUndefined();
-    expect(r.findings).toEqual([]);
+    expect(r.findings).toEqual(['update-conf@3:3', 'update-conf@7:3']);
   });
 
   test('a value with a line break is left out, with a warning: it would add a line', () => {
     const r = convert('coreos:\n  update:\n    group: "beta\\nSERVER=http://evil"\n    server: https://u.example.com/\n');
     expect(r.content('/etc/flatcar/update.conf')).toBe('SERVER=https://u.example.com/\n');
-    expect(r.findings).toEqual(['unconverted-setting@4:12']);
+    expect(r.findings).toEqual(['update-conf@3:3', 'unconverted-setting@4:12']);
   });
 });
 
@@ -256,18 +269,18 @@ describe('etcd2, flannel, etcd and fleet', () => {
         },
       ],
     });
-    expect(r.findings).toEqual([]);
+    expect(r.findings).toEqual(['wrapper-drop-in@3:3']);
   });
 
   test('without --platform each variable is a warning where it is (not in comments), and stays as written', () => {
     const r = convert(etcd2);
-    expect(r.findings).toEqual(['needs-platform@6:36', 'needs-platform@7:31']);
+    expect(r.findings).toEqual(['wrapper-drop-in@3:3', 'needs-platform@6:36', 'needs-platform@7:31']);
     expect(r.unit('etcd-member.service')!.dropins![0]!.contents).toContain('--listen-peer-urls="http://$$private_ipv4:2380"');
     expect(r.unit('etcd-member.service')!.dropins![0]!.contents).not.toContain('Requires=');
   });
 
   test('a variable the platform has not is a warning', () => {
-    expect(convert('coreos:\n  etcd2:\n    listen-peer-urls: "http://[$private_ipv6]:2380"\n', 'ec2').findings).toEqual(['unconverted-variable@4:32']);
+    expect(convert('coreos:\n  etcd2:\n    listen-peer-urls: "http://[$private_ipv6]:2380"\n', 'ec2').findings).toEqual(['wrapper-drop-in@3:3', 'unconverted-variable@4:32']);
   });
 
   test('flannel is a drop-in for flanneld.service; values are quoted for systemd', () => {
@@ -304,14 +317,14 @@ describe('metadata variables in units and files', () => {
 
   test('in file contents and elsewhere they are warnings', () => {
     const r = convert('hostname: h\nwrite_files:\n  - path: /etc/ip\n    content: "IP=$private_ipv4"\ncoreos:\n  locksmith:\n    endpoint: "http://$private_ipv4:2379"\n', 'ec2');
-    expect(r.findings).toEqual(['unconverted-variable@5:18', 'unconverted-variable@8:23']);
+    expect(r.findings).toEqual(['unconverted-variable@5:18', 'update-conf@7:3', 'unconverted-variable@8:23']);
     expect(r.content('/etc/ip')).toBe('IP=$private_ipv4');
   });
 
   test('every platform maps $private_ipv4', () => {
     for (const platform of platforms) {
       const r = convert('coreos:\n  etcd2:\n    listen-peer-urls: "http://$private_ipv4:2380"\n', platform);
-      expect([platform, r.findings]).toEqual([platform, []]);
+      expect([platform, r.findings]).toEqual([platform, ['wrapper-drop-in@3:3']]);
     }
   });
 });

@@ -175,6 +175,11 @@ const serviceWrappers: Array<{ section: 'etcd2' | 'flannel'; unit: string; dropI
   { section: 'flannel', unit: 'flanneld.service', dropIn: '20-clct-flannel.conf', prefix: 'FLANNELD_', exec: '/usr/lib/flatcar/flannel-wrapper $FLANNEL_OPTS' },
 ];
 
+/** Where Ignition puts a user's SSH keys, and where coreos-cloudinit put them: both are merged into authorized_keys. */
+function sshKeysFile(user: string): string {
+  return `Ignition writes ${user}'s SSH keys to ~/.ssh/authorized_keys.d/ignition (coreos-cloudinit wrote authorized_keys.d/coreos-cloudinit); both end up in authorized_keys`;
+}
+
 class Converter {
   private readonly findings: Finding[] = [];
   private readonly users = new Map<string, MachineUser>();
@@ -248,13 +253,17 @@ class Converter {
         });
       }
       this.addKeys(user, u.sshAuthorizedKeys);
+      if (u.sshAuthorizedKeys.length > 0) this.infoAtKey('ssh-keys-file', sshKeysFile(u.name), ['users', i, 'ssh_authorized_keys']);
       for (const key of ['coreos_ssh_import_github', 'coreos_ssh_import_github_users', 'coreos_ssh_import_url']) {
         const pair = getPair(this.node(['users', i]), key);
         if (!pair) continue;
         this.warn('unconverted-ssh-import', `${pair.rawKey} is not converted: Ignition fetches no SSH keys; list the keys in ssh_authorized_keys`, ['users', i, key], pair.keyRange);
       }
     }
-    if (config.sshAuthorizedKeys.length > 0) this.addKeys(this.user('core'), config.sshAuthorizedKeys);
+    if (config.sshAuthorizedKeys.length > 0) {
+      this.addKeys(this.user('core'), config.sshAuthorizedKeys);
+      this.infoAtKey('ssh-keys-file', sshKeysFile('core'), ['ssh_authorized_keys']);
+    }
   }
 
   private user(name: string): MachineUser {
@@ -339,6 +348,12 @@ class Converter {
       ...config.locksmith.map(([k, v]): [string, string] => [k.startsWith('REBOOT_WINDOW_') ? `LOCKSMITHD_${k}` : k, v]),
     ].filter(([, v]) => !multiline(v));
     if (settings.length === 0) return;
+    if (config.update.length > 0) {
+      this.infoAtKey('update-conf', `coreos.update is written to ${updateConf}: /etc/coreos (where coreos-cloudinit wrote update.conf) is a link to /etc/flatcar on Flatcar`, ['coreos', 'update']);
+    }
+    if (config.locksmith.length > 0) {
+      this.infoAtKey('update-conf', `coreos.locksmith is written to ${updateConf}, which locksmithd reads on Flatcar (coreos-cloudinit gave it to locksmithd.service as its environment in a drop-in)`, ['coreos', 'locksmith']);
+    }
     const existing = this.files.get(updateConf);
     const current = existing && !existing.gzip ? existing.content.toString('utf8') : '';
     const lines = current === '' ? [] : current.replace(/\n$/, '').split('\n');
@@ -391,6 +406,11 @@ class Converter {
     const args = env.map(([k, v]) => `  --${k.slice(wrapper.prefix.length).toLowerCase().replace(/_/g, '-')}=${this.execQuote(v)}`);
     const head = usesMetadata ? metadataDependency : '[Service]\n';
     const unit = this.unit(wrapper.unit);
+    this.infoAtKey(
+      'wrapper-drop-in',
+      `coreos.${wrapper.section} becomes the flags of ${wrapper.unit} in the drop-in ${wrapper.dropIn}, enabled, as the Config Transpiler writes it (coreos-cloudinit gave the settings to ${wrapper.section === 'etcd2' ? 'etcd2.service as its environment' : 'flanneld in /run/flannel/options.env'})`,
+      ['coreos', wrapper.section],
+    );
     unit.enabled = true;
     this.setDropIn(unit, { name: wrapper.dropIn, contents: `${head}ExecStart=\nExecStart=${[wrapper.exec, ...args].join(' \\\n')}\n` });
   }
@@ -611,6 +631,12 @@ class Converter {
 
   private info(code: string, message: string, path: PathSegment[], range: Range): void {
     this.findings.push(finding('info', code, message, path, range));
+  }
+
+  /** An info at the key that ends a path (a section or a list of the user data). */
+  private infoAtKey(code: string, message: string, path: PathSegment[]): void {
+    const pair = getPair(this.node(path.slice(0, -1)), String(path[path.length - 1]));
+    if (pair) this.info(code, message, path, pair.keyRange);
   }
 
   /** The node at a path of keys and indexes. */
