@@ -63,7 +63,7 @@ function sexagesimal(text: string): number {
 }
 
 /** The value of a plain scalar as YAML 1.1 types it; timestamps and the like read as their text, as in parse-yaml.ts. */
-function plainValue(text: string): ScalarNode['value'] {
+export function plainValue(text: string): ScalarNode['value'] {
   if (!maybeTyped(text)) return text;
   if (nullPattern.test(text)) return null;
   if (truePattern.test(text)) return true;

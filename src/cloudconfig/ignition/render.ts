@@ -1,10 +1,11 @@
 /**
  * Writes a conversion out: as an Ignition config (spec 3.3.0 JSON, file contents as data URLs),
  * or as a Butane config (variant flatcar, version 1.0.0) for people to keep editing: text files
- * inline, modes in octal. The YAML is made by the yaml package from a document tree, never by
- * joining strings.
+ * inline, modes in octal. The YAML is written by yaml-writer.ts from the config's data, never by
+ * joining text from the user data.
  */
-import { Document, isScalar } from 'yaml';
+import { toYaml } from '../yaml-writer';
+import type { YamlData } from '../yaml-writer';
 import type { Conversion, MachineFile, MachineUnit, MachineUser, Owner } from './convert';
 
 /** The Ignition spec version written: what Butane's flatcar 1.0.0 variant produces. */
@@ -110,15 +111,10 @@ export function butaneConfig(c: Conversion): object {
 }
 
 /**
- * The Butane config as YAML. YAML 1.1 output, so that modes are written `0644` (which Butane's
- * YAML reader and YAML 1.1 readers both take as octal) and strings such as `yes` are quoted.
+ * The Butane config as YAML that YAML 1.1 and 1.2 readers both read back as `butaneConfig`: modes
+ * written `0644` (which Butane's reader and YAML 1.1 readers both take as octal), strings such as
+ * `yes` quoted, file contents as literal blocks.
  */
 export function formatButane(c: Conversion): string {
-  // No anchors and aliases: each value is written where it is (and the yaml package need not look for repeats).
-  const doc = new Document(butaneConfig(c), { version: '1.1', aliasDuplicateObjects: false });
-  c.files.forEach((_, i) => {
-    const mode = doc.getIn(['storage', 'files', i, 'mode'], true);
-    if (isScalar(mode)) mode.format = 'OCT';
-  });
-  return doc.toString({ lineWidth: 0, blockQuote: 'literal' });
+  return toYaml(butaneConfig(c) as { [key: string]: YamlData });
 }
