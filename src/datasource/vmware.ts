@@ -16,8 +16,6 @@
  * the reference, an OVF environment in guestinfo (`guestinfo.ovfEnv`, which vSphere sets for a
  * vApp) is read in place of the plain keys. An OVF environment file is there when it exists.
  */
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { XMLParser } from 'fast-xml-parser';
 import { decodeContent } from '../cloudconfig/encoding';
 import { quoteValue } from '../cloudconfig/values';
@@ -25,6 +23,7 @@ import { defaultRpctoolLimits, readGuestinfo } from '../system/guestinfo';
 import type { RpctoolOptions } from '../system/guestinfo';
 import { fetchWithRetry } from './http';
 import type { RetryPolicy } from './http';
+import { readSourceFile } from './local-file';
 import { MetadataError, hostnameValue, metadataOf, networkOf } from './metadata-values';
 import { vmwareNetconf } from './netconf-vmware';
 import { userDataOf } from './simple';
@@ -190,35 +189,10 @@ export function vmwareOvfSource(path: string, policy: RetryPolicy, netconf?: 'vm
     name: 'vmware-ovf-env',
     location: path,
     async fetch() {
-      const bytes = await readOvfFile(path);
+      const bytes = await readSourceFile(path, ovfWhere, path, maxOvfEnvironment);
       if (bytes === undefined) return undefined;
       return vmwareFetched('vmware-ovf-env', ovfWhere, path, propertyReader(ovfProperties(ovfWhere, bytes)), policy, netconf);
     },
   };
 }
 
-/**
- * The OVF environment file, or undefined when there is none. It is outside us (a CD-ROM the
- * hypervisor makes): anything not a regular file, and a file over maxOvfEnvironment, are refused
- * before a byte is read.
- */
-async function readOvfFile(path: string): Promise<Buffer | undefined> {
-  let handle;
-  try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`${ovfWhere}: cannot be opened: ${(err as Error).message}`, { cause: err });
-  }
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw new Error(`${ovfWhere}: not a regular file`);
-    if (st.size > maxOvfEnvironment) throw new Error(`${ovfWhere}: ${st.size} bytes, more than the ${maxOvfEnvironment} accepted`);
-    const buf = Buffer.alloc(st.size);
-    let done = 0;
-    for (let n = -1; n !== 0 && done < st.size; done += n) n = (await handle.read(buf, done, st.size - done, done)).bytesRead;
-    return buf.subarray(0, done);
-  } finally {
-    await handle.close();
-  }
-}
