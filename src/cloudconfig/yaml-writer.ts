@@ -42,8 +42,8 @@ function literal(s: string, indent: string): string | undefined {
   if (body === '') return undefined;
   const trailing = s.length - body.length;
   const chomp = trailing === 0 ? '-' : trailing === 1 ? '' : '+';
-  // A first line that starts with a blank would set the block's indentation: say it instead.
-  const indicator = /^[ \t]/.test(body) || /^\n*[ \t]/.test(body) ? '2' : '';
+  // A first line (after empty ones) that starts with a blank would set the block's indentation: say it instead.
+  const indicator = /^\n*[ \t]/.test(body) ? '2' : '';
   const lines = s.slice(0, trailing > 1 ? s.length - 1 : body.length).split('\n');
   return `|${indicator}${chomp}\n${lines.map((l) => (l === '' ? '' : `${indent}${l}`)).join('\n')}`;
 }
