@@ -24,7 +24,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import type { NetworkInterfaceInfo } from 'node:os';
 import { isatty } from 'node:tty';
-import { backoff, maxBody } from './http';
+import { maxBody, withRetries } from './http';
 import type { RetryPolicy } from './http';
 import { readSourceFile } from './local-file';
 import { MetadataError, hostnameValue, instanceIdValue, ipAddressValue, jsonField, jsonObjectValue, metadataOf, sshPublicKeyValue } from './metadata-values';
@@ -137,28 +137,18 @@ export async function askServerContext(port: string, timeoutMs: number, maxBytes
  * The server context as a JSON object, asked for again (with backoff) after silence or an answer
  * that is not whole JSON, as the policy allows, as an HTTP fetch is retried (http.ts).
  */
-export async function serverContextWithRetry(port: string, policy: RetryPolicy, maxBytes: number = maxBody): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + policy.deadlineMs;
-  let last: SerialError | undefined;
-  for (let attempt = 1; attempt <= policy.attempts; attempt++) {
-    const left = deadline - Date.now();
-    if (left <= 0) break;
-    try {
-      const answer = await askServerContext(port, Math.min(policy.timeoutMs, left), maxBytes);
-      return jsonObjectValue(where, 'the answer', answer);
-    } catch (err) {
-      if (err instanceof MetadataError) last = new SerialError(`${port}: ${err.message}`, true);
-      else if (err instanceof SerialError) last = err;
-      else throw err;
-      if (!last.retryable) throw last;
-    }
-    if (attempt === policy.attempts) break;
-    const wait = backoff(attempt, policy);
-    if (Date.now() + wait >= deadline) break;
-    policy.onRetry?.({ url: port, attempt: attempt + 1, attempts: policy.attempts, cause: last.message, waitMs: wait });
-    await sleep(wait);
-  }
-  throw new SerialError(`${last?.message ?? port} (gave up after retrying)`, false);
+export function serverContextWithRetry(port: string, policy: RetryPolicy, maxBytes: number = maxBody): Promise<Record<string, unknown>> {
+  return withRetries(
+    port,
+    policy,
+    async (timeoutMs) => jsonObjectValue(where, 'the answer', await askServerContext(port, timeoutMs, maxBytes)),
+    (err) => {
+      if (err instanceof MetadataError) return new SerialError(`${port}: ${err.message}`, true);
+      if (err instanceof SerialError) return err;
+      throw err;
+    },
+    (last) => new SerialError(`${last?.message ?? port} (gave up after retrying)`, false),
+  );
 }
 
 /** The IPv4 address this machine has on the interface with `mac`; undefined when none has it. */

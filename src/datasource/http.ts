@@ -117,24 +117,47 @@ export function backoff(attempt: number, policy: RetryPolicy, random: () => numb
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A request with retries: retryable failures are tried again until the attempts or the deadline run out. */
-export async function fetchWithRetry(req: HttpRequest, policy: RetryPolicy = defaultRetryPolicy): Promise<HttpResult> {
+/**
+ * Tries `attempt` until it succeeds, a failure is final, or the policy's attempts or deadline run
+ * out, waiting `backoff` between tries; each try is given the time left, at most the policy's
+ * timeout. `failure` turns what a try threw into the error kept, and says whether it may be tried
+ * again (it rethrows what is neither); `gaveUp` is the error when the tries run out. Every fetch
+ * from a peer with retries goes through here: HTTP (fetchWithRetry) and CloudSigma's serial port.
+ */
+export async function withRetries<T, E extends Error & { retryable: boolean }>(
+  what: string,
+  policy: RetryPolicy,
+  attempt: (timeoutMs: number) => Promise<T>,
+  failure: (err: unknown) => E,
+  gaveUp: (last: E | undefined) => Error,
+): Promise<T> {
   const deadline = Date.now() + policy.deadlineMs;
-  let last: FetchError | undefined;
-  for (let attempt = 1; attempt <= policy.attempts; attempt++) {
+  let last: E | undefined;
+  for (let n = 1; n <= policy.attempts; n++) {
     const left = deadline - Date.now();
     if (left <= 0) break;
     try {
-      return await request(req, Math.min(policy.timeoutMs, left));
+      return await attempt(Math.min(policy.timeoutMs, left));
     } catch (err) {
-      last = err instanceof FetchError ? err : new FetchError(String(err), true);
+      last = failure(err);
       if (!last.retryable) throw last;
     }
-    if (attempt === policy.attempts) break;
-    const wait = backoff(attempt, policy);
+    if (n === policy.attempts) break;
+    const wait = backoff(n, policy);
     if (Date.now() + wait >= deadline) break;
-    policy.onRetry?.({ url: req.url, attempt: attempt + 1, attempts: policy.attempts, cause: last.message, waitMs: wait });
+    policy.onRetry?.({ url: what, attempt: n + 1, attempts: policy.attempts, cause: last.message, waitMs: wait });
     await sleep(wait);
   }
-  throw new FetchError(`${last?.message ?? req.url} (gave up after retrying)`, false, last?.status);
+  throw gaveUp(last);
+}
+
+/** A request with retries: retryable failures are tried again until the attempts or the deadline run out. */
+export function fetchWithRetry(req: HttpRequest, policy: RetryPolicy = defaultRetryPolicy): Promise<HttpResult> {
+  return withRetries(
+    req.url,
+    policy,
+    (timeoutMs) => request(req, timeoutMs),
+    (err) => (err instanceof FetchError ? err : new FetchError(String(err), true)),
+    (last) => new FetchError(`${last?.message ?? req.url} (gave up after retrying)`, false, last?.status),
+  );
 }
