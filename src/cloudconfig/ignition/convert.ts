@@ -86,6 +86,7 @@ export interface MachineUnit {
   dropins: MachineDropIn[];
 }
 
+/** A user as Ignition's passwd.users entry has it: these fields, in this order, are what render.ts writes (unset ones left out). */
 export interface MachineUser {
   name: string;
   passwordHash: string | undefined;

@@ -6,7 +6,7 @@
  */
 import { toYaml } from '../yaml-writer';
 import type { YamlData } from '../yaml-writer';
-import type { Conversion, MachineFile, MachineUnit, MachineUser, Owner } from './convert';
+import type { Conversion, MachineFile, MachineUnit, Owner } from './convert';
 
 /** The Ignition spec version written: what Butane's flatcar 1.0.0 variant produces. */
 export const ignitionVersion = '3.3.0';
@@ -41,23 +41,6 @@ function compact<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0))) as Partial<T>;
 }
 
-function user(u: MachineUser) {
-  return compact({
-    name: u.name,
-    passwordHash: u.passwordHash,
-    sshAuthorizedKeys: u.sshAuthorizedKeys,
-    gecos: u.gecos,
-    homeDir: u.homeDir,
-    noCreateHome: u.noCreateHome,
-    primaryGroup: u.primaryGroup,
-    groups: u.groups,
-    noUserGroup: u.noUserGroup,
-    system: u.system,
-    noLogInit: u.noLogInit,
-    shell: u.shell,
-  });
-}
-
 function unit(u: MachineUnit) {
   return compact({ name: u.name, enabled: u.enabled, mask: u.mask, contents: u.contents, dropins: u.dropins.map((d) => ({ name: d.name, contents: d.contents })) });
 }
@@ -71,7 +54,7 @@ function file(f: MachineFile, contents: object) {
 export function ignitionConfig(c: Conversion): object {
   return {
     ignition: { version: ignitionVersion },
-    ...(c.users.length > 0 ? { passwd: { users: c.users.map(user) } } : {}),
+    ...(c.users.length > 0 ? { passwd: { users: c.users.map(compact) } } : {}),
     ...(c.files.length > 0 ? { storage: { files: c.files.map((f) => file(f, compact({ compression: f.gzip ? 'gzip' : undefined, source: dataUrl(f.content) }))) } } : {}),
     ...(c.units.length > 0 ? { systemd: { units: c.units.map(unit) } } : {}),
   };
@@ -104,7 +87,7 @@ export function butaneConfig(c: Conversion): object {
   return {
     variant: 'flatcar',
     version: '1.0.0',
-    ...(c.users.length > 0 ? { passwd: { users: snakeCase(c.users.map(user)) } } : {}),
+    ...(c.users.length > 0 ? { passwd: { users: snakeCase(c.users.map(compact)) } } : {}),
     ...(files.length > 0 ? { storage: { files } } : {}),
     ...(c.units.length > 0 ? { systemd: { units: c.units.map(unit) } } : {}),
   };
