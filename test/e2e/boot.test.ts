@@ -46,6 +46,31 @@ function inNamespace(script: string): Promise<string> {
   });
 }
 
+/**
+ * The script that boots a platform's unit beside the user manager: the boot units installed into
+ * `root` (--oem), the metadata URL in the manager's environment, user-config.target started, and
+ * the unit (oem-cloudinit-UNIT.service) waited for; `before` runs before the install, `after` once
+ * the unit is done. It echoes "UNIT unit: STATE".
+ */
+function bootScript(root: string, o: { oem: string; unit: string; url: [string, string] }, lines: { before?: string[]; after?: string[] } = {}): string {
+  const apply = `${bin} --root ${root} --systemd-bus unix:path=/run/user/0/bus --unit-dir /etc/systemd/user --runtime-unit-dir /run/systemd/user --http-timeout 2000`;
+  return [
+    `mkdir -p ${root}/etc/systemd/user ${root}/run/systemd/user`,
+    `mount --bind ${root}/etc/systemd/user /etc/systemd/user`,
+    `mount --bind ${root}/run/systemd/user /run/systemd/user`,
+    ...(lines.before ?? []),
+    `${bin} --install-units --root ${root} --unit-dir /etc/systemd/user --oem ${o.oem} --exec '${apply}'`,
+    `systemctl --user set-environment ${o.url[0]}=${o.url[1]}`,
+    'systemctl --user daemon-reload',
+    // As at boot: systemd starts the units; the unit reloads systemd while it runs, which a
+    // blocking `systemctl start` would wait out until its timeout, so poll for the result.
+    'systemctl --user start --no-block user-config.target',
+    `for _ in $(seq 1 300); do s=$(systemctl --user is-active oem-cloudinit-${o.unit}.service); [ "$s" = activating ] || [ "$s" = inactive ] || break; sleep 0.1; done`,
+    `echo "${o.unit} unit: $s"`,
+    ...(lines.after ?? []),
+  ].join('\n');
+}
+
 (canRun ? describe : describe.skip)('booting from EC2 with the boot units', () => {
   const root = makeRoot();
   const server = new FakeMetadata({ imds: 'v2', userData, metaData: { 'instance-id': 'i-boot', 'local-ipv4': '10.0.0.5', hostname: 'ip-10-0-0-5' }, keys: { ops: key } });
@@ -54,26 +79,16 @@ function inNamespace(script: string): Promise<string> {
 
   beforeAll(async () => {
     await server.start();
-    const apply = `${bin} --root ${root} --systemd-bus unix:path=/run/user/0/bus --unit-dir /etc/systemd/user --runtime-unit-dir /run/systemd/user --http-timeout 2000`;
     out = await inNamespace(
-      [
-        `mkdir -p ${root}/etc/systemd/user ${root}/run/systemd/user`,
-        `mount --bind ${root}/etc/systemd/user /etc/systemd/user`,
-        `mount --bind ${root}/run/systemd/user /run/systemd/user`,
+      bootScript(root, { oem: 'ec2-compat', unit: 'ec2', url: ['COREOS_CLOUDINIT_EC2_METADATA_URL', server.url] }, {
         // etcd2 as the image would ship it
-        "printf '[Service]\\nExecStart=/bin/sleep 300\\n' > /run/systemd/user/etcd2.service",
-        `${bin} --install-units --root ${root} --unit-dir /etc/systemd/user --oem ec2-compat --exec '${apply}'`,
-        `systemctl --user set-environment COREOS_CLOUDINIT_EC2_METADATA_URL=${server.url}`,
-        'systemctl --user daemon-reload',
-        // As at boot: systemd starts the units; the unit reloads systemd while it runs, which a
-        // blocking `systemctl start` would wait out until its timeout, so poll for the result.
-        'systemctl --user start --no-block user-config.target',
-        'for _ in $(seq 1 300); do s=$(systemctl --user is-active oem-cloudinit-ec2.service); [ "$s" = activating ] || [ "$s" = inactive ] || break; sleep 0.1; done',
-        'echo "ec2 unit: $s"',
-        'systemctl --user start etcd2.service',
-        'echo ---',
-        'systemctl --user show -p Id,ActiveState,Result,Environment,DropInPaths oem-cloudinit-ec2.service etcd2.service web.service',
-      ].join('\n'),
+        before: ["printf '[Service]\\nExecStart=/bin/sleep 300\\n' > /run/systemd/user/etcd2.service"],
+        after: [
+          'systemctl --user start etcd2.service',
+          'echo ---',
+          'systemctl --user show -p Id,ActiveState,Result,Environment,DropInPaths oem-cloudinit-ec2.service etcd2.service web.service',
+        ],
+      }),
     );
     state = Object.fromEntries(
       (out.split('\n---\n')[1] ?? '')
@@ -115,20 +130,8 @@ function inNamespace(script: string): Promise<string> {
 
   beforeAll(async () => {
     await server.start();
-    const apply = `${bin} --root ${root} --systemd-bus unix:path=/run/user/0/bus --unit-dir /etc/systemd/user --runtime-unit-dir /run/systemd/user --http-timeout 2000`;
     out = await inNamespace(
-      [
-        `mkdir -p ${root}/etc/systemd/user ${root}/run/systemd/user`,
-        `mount --bind ${root}/etc/systemd/user /etc/systemd/user`,
-        `mount --bind ${root}/run/systemd/user /run/systemd/user`,
-        `${bin} --install-units --root ${root} --unit-dir /etc/systemd/user --oem gce --exec '${apply}'`,
-        `systemctl --user set-environment COREOS_CLOUDINIT_GCE_METADATA_URL=${server.url}`,
-        'systemctl --user daemon-reload',
-        'systemctl --user start --no-block user-config.target',
-        'for _ in $(seq 1 300); do s=$(systemctl --user is-active oem-cloudinit-gce.service); [ "$s" = activating ] || [ "$s" = inactive ] || break; sleep 0.1; done',
-        'echo "gce unit: $s"',
-        'systemctl --user show -p Result,ExecStart oem-cloudinit-gce.service',
-      ].join('\n'),
+      bootScript(root, { oem: 'gce', unit: 'gce', url: ['COREOS_CLOUDINIT_GCE_METADATA_URL', server.url] }, { after: ['systemctl --user show -p Result,ExecStart oem-cloudinit-gce.service'] }),
     );
   }, 120_000);
   afterAll(() => server.stop());
