@@ -1,10 +1,11 @@
 /** coreos-cloudinit --from-file config.ign, as users run it: the built program applying Ignition into a root. */
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { applyRoot, runAsync } from '../support/cli';
 
 const root = join(__dirname, '../..');
 const bin = join(root, 'bin/coreos-cloudinit.js');
@@ -26,26 +27,6 @@ function run(args: string[]) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** As run, without blocking this process: for tests that serve HTTP to the program. */
-function runAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-/** A root for applying into: an /etc with passwd and group (the owner lookups read them). */
-function applyRoot(): string {
-  const r = mkdtempSync(join(tmpdir(), 'bootsmith-cli-ign-root-'));
-  mkdirSync(join(r, 'etc'));
-  writeFileSync(join(r, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
-  writeFileSync(join(r, 'etc/group'), 'root:x:0:\n');
-  return r;
-}
 
 const config = file('config.ign', {
   ignition: { version: '3.4.0' },
@@ -111,7 +92,7 @@ const config = file('config.ign', {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/f`;
       const remote = file('remote.ign', { ignition: { version: '3.4.0' }, storage: { files: [{ path: '/etc/remote', contents: { source: url } }, { path: '/etc/local', contents: { source: 'data:,y' } }] } });
       const r = applyRoot();
-      const out = await runAsync(['--from-file', remote, '--root', r, '--http-attempts', '2', '--http-backoff', '1', '--http-max-backoff', '1']);
+      const out = await runAsync(bin, ['--from-file', remote, '--root', r, '--http-attempts', '2', '--http-backoff', '1', '--http-max-backoff', '1']);
       expect(out.status).toBe(1);
       expect(out.stdout).toContain(`failed    file /etc/remote [storage.files[0].contents]: fetching failed: ${url}: HTTP 503 (gave up after retrying)\n`);
       expect(out.stderr).toMatch(new RegExp(`^coreos-cloudinit: ${url.replace(/[.]/g, '\\.')}: HTTP 503; retry 2 of 2 in [01] ms\\n$`));

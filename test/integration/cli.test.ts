@@ -1,12 +1,13 @@
 /** coreos-cloudinit --validate as users run it: the built program in a child process. */
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { applyRoot, runAsync } from '../support/cli';
 
 const root = join(__dirname, '../..');
 const bin = join(root, 'bin/coreos-cloudinit.js');
@@ -149,26 +150,6 @@ test('apply: user data with errors is reported and not applied', () => {
   expect(r.stdout).toMatch(/error: invalid value "false"[\s\S]*not applied: the user data has errors\n$/);
 });
 
-/** As run, without blocking this process: for tests that serve HTTP to the program. */
-function runAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-/** A root for applying into: an /etc with passwd and group (the owner lookups read them). */
-function applyRoot(): string {
-  const r = mkdtempSync(join(tmpdir(), 'bootsmith-cli-root-'));
-  mkdirSync(join(r, 'etc'));
-  writeFileSync(join(r, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
-  writeFileSync(join(r, 'etc/group'), 'root:x:0:\n');
-  return r;
-}
 
 const unitApp = file(
   'unit-app.yaml',
@@ -249,17 +230,17 @@ describe('fetching', () => {
   afterAll(() => server.close());
 
   test('--validate of a URL that answers 404 says there is no user data there', async () => {
-    const r = await runAsync(['--validate', '--from-url', `${base}/missing`]);
+    const r = await runAsync(bin, ['--validate', '--from-url', `${base}/missing`]);
     expect(r).toEqual({
       status: 0,
       stdout: `${base}/missing:1:1: warning: no user data here: the server answered 404 (not found) [no-user-data]\n0 errors, 1 warning, 0 infos in 1 file\n`,
       stderr: '',
     });
-    expect((await runAsync(['--validate', '--strict', '--from-url', `${base}/missing`])).status).toBe(1);
+    expect((await runAsync(bin, ['--validate', '--strict', '--from-url', `${base}/missing`])).status).toBe(1);
   });
 
   test('findings name the URL', async () => {
-    const r = await runAsync(['--validate', '--from-url', `${base}/user-data`]);
+    const r = await runAsync(bin, ['--validate', '--from-url', `${base}/user-data`]);
     expect(r.stdout).toMatch(new RegExp(`^${base}/user-data:2:1: warning: unrecognized key "hostnam"`));
   });
 
