@@ -1,12 +1,11 @@
 /** coreos-cloudinit fetching from a stand-in EC2 metadata service and applying into a temp root. */
-import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { FakeMetadata, cloudKey, digitaloceanDocument, gceInstance, packetDocument } from '../support/fake-metadata';
 import type { CloudSettings } from '../support/fake-metadata';
 import { asRoot, makeRoot, snapshot } from '../support/roots';
+import { pathOnly, runAsync } from '../support/cli';
 
 const bin = join(__dirname, '../../bin/coreos-cloudinit.js');
 const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq7E68devjRKAB2lwqxl16pR8Y+7vOt6k2VMYV4L7l6 from-metadata';
@@ -23,15 +22,7 @@ write_files:
     content: "$public_ipv4"
 `;
 
-async function cli(args: string[]) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH ?? '' } });
-    return { status: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { status: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (args: string[]) => runAsync(bin, args, pathOnly());
 
 (asRoot ? describe : describe.skip)('from EC2', () => {
   let server: FakeMetadata;
@@ -204,15 +195,7 @@ function configDrive(files: Record<string, string>): string {
   return dir;
 }
 
-async function cliWithEnv(args: string[], env: Record<string, string>) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
-    return { status: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { status: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cliWithEnv = (args: string[], env: Record<string, string>) => runAsync(bin, args, pathOnly(env));
 
 (asRoot ? describe : describe.skip)('nothing from the metadata becomes user data (issue 12)', () => {
   const usesAddress = '#cloud-config\ncoreos:\n  etcd2:\n    advertise_client_urls: "http://$private_ipv6:2379"\n';

@@ -4,17 +4,17 @@
  * pseudo-terminal that answers as the server context does, or fails), its faults, and a first boot
  * through the CLI into a temporary root.
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { cloudsigmaSource, serverContextData } from '../../src/datasource/cloudsigma';
 import type { RetryPolicy } from '../../src/datasource/http';
 import { customData, sharedConfigMetadata, waagentSource } from '../../src/datasource/waagent';
 import { FakeSerial, cloudsigmaContext, contextWithUserData, python } from '../support/fake-serial';
 import type { SerialMode } from '../support/fake-serial';
 import { asRoot, makeRoot, snapshot } from '../support/roots';
+import { pathOnly, runAsync } from '../support/cli';
 
 const bin = join(__dirname, '../../bin/coreos-cloudinit.js');
 const fast: RetryPolicy = { timeoutMs: 300, attempts: 6, backoffMs: 10, maxBackoffMs: 50, deadlineMs: 5_000 };
@@ -266,15 +266,7 @@ describe('CloudSigma: server context values are parsed into their type, or refus
   });
 });
 
-async function cli(args: string[]) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH ?? '' } });
-    return { status: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { status: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (args: string[]) => runAsync(bin, args, pathOnly());
 
 (asRoot ? describe : describe.skip)('Azure and CloudSigma: a first boot through the CLI', () => {
   let serial: FakeSerial | undefined;

@@ -2,18 +2,18 @@
  * The VMware datasources: guestinfo through a stand-in vmware-rpctool put first on PATH (answering
  * from key files, failing as asked), OVF environment files, and a first boot through the CLI.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import type { RetryPolicy } from '../../src/datasource/http';
 import { vmwareGuestinfoSource, vmwareOvfSource } from '../../src/datasource/vmware';
 import { FakeRpctool, ovfEnvironment } from '../support/fake-rpctool';
 import { asRoot, makeRoot, snapshot } from '../support/roots';
+import { runAsync } from '../support/cli';
 
 const fast: RetryPolicy = { timeoutMs: 300, attempts: 6, backoffMs: 10, maxBackoffMs: 50, deadlineMs: 5_000 };
 const userData = '#cloud-config\ncoreos:\n  etcd2:\n    advertise_client_urls: http://$private_ipv4:2379\nwrite_files:\n  - path: /etc/public-address\n    content: "$public_ipv4"\n';
@@ -339,15 +339,7 @@ const networkDir = 'run/systemd/network';
 const networkFiles = (root: string) => (existsSync(join(root, networkDir)) ? readdirSync(join(root, networkDir)).sort() : []);
 const readNetworkFile = (root: string, name: string) => readFileSync(join(root, networkDir, name), 'utf8');
 
-async function cli(args: string[], path: string) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], { env: { PATH: path } });
-    return { status: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { status: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (args: string[], path: string) => runAsync(bin, args, { PATH: path });
 
 describe('coreos-cloudinit with VMware', () => {
   test('-from-vmware-guestinfo, as Go spells it, with --validate: the keys are read, the report names the key', async () => {

@@ -3,25 +3,16 @@
  * drive's network_data.json, a config drive's Debian interfaces file (--convert-netconf debian,
  * Rackspace OnMetal) and DigitalOcean's interfaces (--convert-netconf digitalocean), file by file.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { FakeMetadata, digitaloceanDocument } from '../support/fake-metadata';
 import { asRoot, makeRoot, snapshot } from '../support/roots';
+import { pathOnly, runAsync } from '../support/cli';
 
 const bin = join(__dirname, '../../bin/coreos-cloudinit.js');
 
-async function cli(args: string[], env: Record<string, string> = {}) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
-    return { status: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { status: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (args: string[], env: Record<string, string> = {}) => runAsync(bin, args, pathOnly(env));
 
 /** A config drive directory with these files (paths under the drive). */
 function configDrive(files: Record<string, string>): string {
