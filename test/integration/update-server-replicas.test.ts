@@ -11,7 +11,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -20,6 +19,7 @@ import type { Answer, Identity, RequestBody } from '../../src/update/omaha';
 import { EtcdState } from '../../src/update/etcd-state';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
 import { sample, scrape, until } from '../support/metrics';
+import { post } from '../support/update';
 
 const bin = join(__dirname, '../../bin/bootsmith-update-server.js');
 const built = existsSync(join(__dirname, '../../dist/update-server.js'));
@@ -29,18 +29,6 @@ interface Replica {
   child: ChildProcess;
   url: string;
   stderr: () => string;
-}
-
-function post(url: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers: { 'content-type': 'text/xml', ...headers } }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 /** A channel tree with stable 1001.0.0 (a payload of random bytes: offers do not look inside). */

@@ -17,21 +17,9 @@ import type { Identity, RequestBody } from '../../src/update/omaha';
 import { UpdateServer, compareVersions, defaultServerLimits, tokenMatches } from '../../src/update/server';
 import { applyPayload } from '../../src/update/apply-payload';
 import { httpSource } from '../../src/update/payload-source';
-import { keyPair, updateTools, usrSlot, slotVersion } from '../support/update';
+import { keyPair, post, updateTools, usrSlot, slotVersion } from '../support/update';
 
 if (!updateTools) test.skip('needs bzip2, e2fsprogs, gdisk and cgpt', () => undefined);
-
-function post(url: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers: { 'content-type': 'text/xml', ...headers } }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
   return new Promise((resolve, reject) => {

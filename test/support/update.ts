@@ -1,5 +1,6 @@
 /** Disks, images, keys and payloads for the update tests, and the cgpt/sgdisk oracles. */
 import { spawnSync } from 'node:child_process';
+import { request } from 'node:http';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -150,5 +151,18 @@ export function attempterFor(root: string, disk: string, publicKeys: string[]): 
     stateDir: join(root, 'var/lib/update_engine'),
     prefsDir,
     publicKeys,
+  });
+}
+
+/** An HTTP POST (an Omaha request, text/xml) to the update server: its status and body. */
+export function post(url: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'text/xml', ...headers } }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
   });
 }
