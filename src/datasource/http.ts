@@ -121,8 +121,10 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * Tries `attempt` until it succeeds, a failure is final, or the policy's attempts or deadline run
  * out, waiting `backoff` between tries; each try is given the time left, at most the policy's
  * timeout. `failure` turns what a try threw into the error kept, and says whether it may be tried
- * again (it rethrows what is neither); `gaveUp` is the error when the tries run out. Every fetch
- * from a peer with retries goes through here: HTTP (fetchWithRetry) and CloudSigma's serial port.
+ * again (it rethrows what is neither); `gaveUp` is the error when the tries run out, given the
+ * last failure of a full try (one shortened by the deadline counts only when it was the first).
+ * Every fetch from a peer with retries goes through here: HTTP (fetchWithRetry) and CloudSigma's
+ * serial port.
  */
 export async function withRetries<T, E extends Error & { retryable: boolean }>(
   what: string,
@@ -136,16 +138,21 @@ export async function withRetries<T, E extends Error & { retryable: boolean }>(
   for (let n = 1; n <= policy.attempts; n++) {
     const left = deadline - Date.now();
     if (left <= 0) break;
+    const clipped = left < policy.timeoutMs;
+    let failed: E;
     try {
-      return await attempt(Math.min(policy.timeoutMs, left));
+      return await attempt(clipped ? left : policy.timeoutMs);
     } catch (err) {
-      last = failure(err);
-      if (!last.retryable) throw last;
+      failed = failure(err);
+      if (!failed.retryable) throw failed;
     }
+    // A try cut short by the deadline says little ("no answer within 3 ms"): the failure of an
+    // earlier full try is the one worth reporting.
+    if (!clipped || !last) last = failed;
     if (n === policy.attempts) break;
     const wait = backoff(n, policy);
     if (Date.now() + wait >= deadline) break;
-    policy.onRetry?.({ url: what, attempt: n + 1, attempts: policy.attempts, cause: last.message, waitMs: wait });
+    policy.onRetry?.({ url: what, attempt: n + 1, attempts: policy.attempts, cause: failed.message, waitMs: wait });
     await sleep(wait);
   }
   throw gaveUp(last);
