@@ -10,7 +10,7 @@ import { Etcd3 } from 'etcd3';
 import { rawSettings, settingsFrom } from '../../src/lock/config';
 import { openBus } from '../../src/system/dbus';
 import { systemdOn } from '../../src/system/systemd';
-import { startDaemon } from '../../src/lock/daemon';
+import { realClock, startDaemon } from '../../src/lock/daemon';
 import type { Clock } from '../../src/lock/daemon';
 import { Semaphore } from '../../src/lock/semaphore';
 import { presenceKey, seenKey } from '../../src/lock/presence';
@@ -167,15 +167,16 @@ function testClock(iso: string): Clock & { jumps: number[] } {
     const semaphore = new Semaphore(client, 'busy');
     await semaphore.lock('someone-else');
     const settings = settingsFrom(rawSettings([], { REBOOT_STRATEGY: 'etcd-lock', LOCKSMITHD_ENDPOINT: etcd.endpoints[0]!, LOCKSMITHD_GROUP: 'busy' }));
-    // A real clock: the retry backoff is 5 s and more, so a quick take means the watch woke it.
+    // A clock whose waits never end unless woken: only the watch can make the daemon try again.
+    let asleep!: () => void;
+    const sleeping = new Promise<void>((resolve) => (asleep = resolve));
+    const clock: Clock = { now: () => Date.now(), sleep: (_ms, waker) => (asleep(), realClock.sleep(Infinity, waker)) };
     const bus = await openBus(daemon.address);
-    const d = await startDaemon(settings, { bus, systemd: undefined, etcd: client, machineId: 'machine-b', log: () => undefined });
-    await new Promise((r) => setTimeout(r, 500));
+    const d = await startDaemon(settings, { bus, systemd: undefined, etcd: client, machineId: 'machine-b', clock, log: () => undefined });
+    await sleeping; // it found every slot held
     expect(logind.reboots).toEqual([]);
-    const freed = Date.now();
     await semaphore.unlock('someone-else');
     expect((await d.done).name).toBe('reboot-requested');
-    expect(Date.now() - freed).toBeLessThan(4_500); // the first retry would come after 5 s
     expect((await semaphore.read()).value.holders).toEqual(['machine-b']);
     await semaphore.unlock('machine-b');
     bus.disconnect();
