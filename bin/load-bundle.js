@@ -18,7 +18,7 @@ const Module = require('node:module');
 const wrapperHead = '(function (exports, require, module, __filename, __dirname) {\n';
 const wrapperTail = '\n})';
 
-function loadBundle(name) {
+function loadBundle(name, host) {
   const file = path.join(__dirname, '..', 'dist', `${name}.js`);
   const cacheFile = `${file}.cache`;
   let source;
@@ -39,13 +39,29 @@ function loadBundle(name) {
   reportCrashes(name);
   const script = new vm.Script(wrapperHead + source + wrapperTail, { filename: file, lineOffset: -1, cachedData });
   const mod = { exports: {} };
-  const req = Module.createRequire(file);
-  script.runInThisContext().call(mod.exports, mod.exports, req, mod, file, path.dirname(file));
-  if (process.env.BOOTSMITH_WRITE_CODE_CACHE === '1') {
+  script.runInThisContext().call(mod.exports, mod.exports, bundleRequire(name, file, mod, host), mod, file, path.dirname(file));
+  // BOOTSMITH_WRITE_CODE_CACHE: the names of the bundles whose cache to write, comma-separated.
+  if (process.env.BOOTSMITH_WRITE_CODE_CACHE?.split(',').includes(name)) {
     // Taken at exit, after a real run, so the functions that run compiled are in the cache too.
     process.on('exit', () => fs.writeFileSync(cacheFile, script.createCachedData()));
   }
   return mod.exports;
+}
+
+/**
+ * `require` for bundle `name`, which also answers the two names of a program split in two (see
+ * scripts/build.mjs): `bootsmith:more`, the second bundle NAME-more.js, loaded on first use with
+ * this one as its host; and `bootsmith:host`, the exports of the host, for NAME-more.js.
+ */
+function bundleRequire(name, file, mod, host) {
+  const base = Module.createRequire(file);
+  let more;
+  const req = (id) => {
+    if (id === 'bootsmith:more') return (more ??= loadBundle(`${name}-more`, mod.exports));
+    if (id === 'bootsmith:host') return host;
+    return base(id);
+  };
+  return Object.assign(req, base);
 }
 
 /**
