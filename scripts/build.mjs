@@ -205,6 +205,20 @@ async function bundle() {
     outdir: join(root, 'dist'),
   });
   await bundleSplit('coreos-cloudinit');
+  for (const name of [...programs, 'coreos-cloudinit-more', 'make-images']) wrapForLoader(name);
+}
+
+/**
+ * Writes the CommonJS wrapper into dist/NAME.js, as bin/load-bundle.js compiles it: the bundle
+ * becomes `(function (exports, require, module, __filename, __dirname) {` on a line of its own,
+ * the code, and `})`. Its source map gains that first line.
+ */
+function wrapForLoader(name) {
+  const file = join(root, 'dist', `${name}.js`);
+  writeFileSync(file, `(function (exports, require, module, __filename, __dirname) {\n${readFileSync(file, 'latin1')}\n})`, 'latin1');
+  const map = JSON.parse(readFileSync(`${file}.map`, 'utf8'));
+  map.mappings = `;${map.mappings}`;
+  writeFileSync(`${file}.map`, JSON.stringify(map));
 }
 
 /**
@@ -325,10 +339,10 @@ function writeCodeCaches() {
   });
   // Exit 1 means findings in the examples, which still warms the cache; anything else is a broken build.
   if (run.status !== 0 && run.status !== 1) throw new Error(`writing the code cache failed: ${run.stderr}`);
-  // And an apply (planned only, into an empty root), for the cache of coreos-cloudinit-more.js.
+  // And an apply into an empty root (files, units, hostname), for the cache of coreos-cloudinit-more.js.
   const target = mkdtempSync(join(tmpdir(), 'bootsmith-build-'));
   try {
-    const apply = spawnSync(process.execPath, [join(root, 'bin/coreos-cloudinit.js'), '--from-file', join(root, 'examples/machine.yaml'), '--root', target, '--dry-run'], {
+    const apply = spawnSync(process.execPath, [join(root, 'bin/coreos-cloudinit.js'), '--from-file', join(root, 'examples/static-network.yaml'), '--root', target], {
       env: { ...process.env, BOOTSMITH_WRITE_CODE_CACHE: 'coreos-cloudinit-more' },
       encoding: 'utf8',
     });
