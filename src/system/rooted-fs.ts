@@ -20,8 +20,9 @@
  * files are all written, made durable together, renamed, and their directories synced once.
  */
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, lchownSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+import type { Stats } from 'node:fs';
+import { basename, dirname, join, posix, resolve } from 'node:path';
 import { commands } from './paths';
 
 /** What an operation did: changed the file system, or found it already as wanted. */
@@ -76,7 +77,7 @@ const syncfsFrom = 16;
 /** As Linux's MAXSYMLINKS: more links than this on one path is a loop. */
 const maxLinks = 40;
 
-const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = fs.constants;
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = constants;
 
 /**
  * A `--root` value as an absolute path, resolved once where the root is taken in: shadow's tools
@@ -85,7 +86,7 @@ const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY
  */
 export function absoluteRoot(dir: string): string {
   if (dir === '') throw new PathError('the root is an empty path');
-  return path.resolve(dir);
+  return resolve(dir);
 }
 
 export class RootedFs {
@@ -124,7 +125,7 @@ export class RootedFs {
   }
 
   private resolveNames(target: string, how: Resolution): string {
-    if (!path.posix.isAbsolute(target)) throw new PathError(`${target} is not an absolute path`);
+    if (!posix.isAbsolute(target)) throw new PathError(`${target} is not an absolute path`);
     if (target.split('/').includes('..')) throw new PathError(`${target} has a ".." component; write the path it means`);
     const pending = components(target);
     let dir = '/';
@@ -133,10 +134,10 @@ export class RootedFs {
       const part = pending.shift()!;
       if (part === '..') {
         if (dir === '/') throw new PathError(`${target} leads out of the root through a symlink`);
-        dir = path.posix.dirname(dir);
+        dir = posix.dirname(dir);
         continue;
       }
-      const next = path.posix.join(dir, part);
+      const next = posix.join(dir, part);
       const link = pending.length > 0 || how.follow ? this.linkTarget(next) : undefined;
       if (link === undefined) {
         dir = next;
@@ -150,12 +151,12 @@ export class RootedFs {
   }
 
   /** File attributes and type of what an in-root path leads to (a final symlink followed inside the root), or undefined. */
-  stat(inRoot: string): fs.Stats | undefined {
+  stat(inRoot: string): Stats | undefined {
     return this.lstatResolved(this.resolve(inRoot, follow));
   }
 
   /** File attributes and type of an in-root path itself (a final symlink is reported as one), or undefined. */
-  lstat(inRoot: string): fs.Stats | undefined {
+  lstat(inRoot: string): Stats | undefined {
     return this.lstatResolved(this.resolve(inRoot, noFollow));
   }
 
@@ -183,21 +184,21 @@ export class RootedFs {
     this.makeParents(resolved);
     // One fixed name per target: a run killed mid-write leaves it behind, and the next run replaces it.
     const temp = tempName(host);
-    fs.rmSync(temp, { force: true });
-    const fd = fs.openSync(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    rmSync(temp, { force: true });
+    const fd = openSync(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     try {
-      fs.fchownSync(fd, attrs.uid, attrs.gid);
-      fs.fchmodSync(fd, attrs.mode);
+      fchownSync(fd, attrs.uid, attrs.gid);
+      fchmodSync(fd, attrs.mode);
       let offset = 0;
-      while (offset < content.length) offset += fs.writeSync(fd, content, offset, content.length - offset);
+      while (offset < content.length) offset += writeSync(fd, content, offset, content.length - offset);
     } catch (err) {
-      fs.closeSync(fd);
-      fs.rmSync(temp, { force: true });
+      closeSync(fd);
+      rmSync(temp, { force: true });
       throw err;
     }
-    fs.closeSync(fd);
+    closeSync(fd);
     this.staged.set(resolved, { inRoot, tag: this.tag ?? 0, host, temp });
-    for (let dir = path.posix.dirname(resolved); !this.stagedDirs.has(dir); dir = path.posix.dirname(dir)) {
+    for (let dir = posix.dirname(resolved); !this.stagedDirs.has(dir); dir = posix.dirname(dir)) {
       this.stagedDirs.add(dir);
       if (dir === '/') break;
     }
@@ -243,16 +244,16 @@ export class RootedFs {
     const resolved = this.resolve(inRoot, noFollow);
     const host = this.host(resolved);
     const current = this.lstatResolved(resolved);
-    const owned = (st: fs.Stats) => owner === undefined || (st.uid === owner.uid && st.gid === owner.gid);
-    if (current?.isSymbolicLink() && fs.readlinkSync(host) === target && owned(current)) return 'unchanged';
+    const owned = (st: Stats) => owner === undefined || (st.uid === owner.uid && st.gid === owner.gid);
+    if (current?.isSymbolicLink() && readlinkSync(host) === target && owned(current)) return 'unchanged';
     if (current?.isDirectory()) throw new PathError(`${inRoot} is a directory`);
     this.makeParents(resolved);
     const temp = tempName(host);
-    fs.rmSync(temp, { force: true });
-    fs.symlinkSync(target, temp);
-    if (owner) fs.lchownSync(temp, owner.uid, owner.gid);
-    fs.renameSync(temp, host);
-    syncDirectory(path.dirname(host));
+    rmSync(temp, { force: true });
+    symlinkSync(target, temp);
+    if (owner) lchownSync(temp, owner.uid, owner.gid);
+    renameSync(temp, host);
+    syncDirectory(dirname(host));
     return 'changed';
   }
 
@@ -278,10 +279,10 @@ export class RootedFs {
     const host = this.host(resolved);
     this.makeParents(resolved);
     const temp = tempName(host);
-    fs.rmSync(temp, { force: true });
-    fs.linkSync(this.host(targetResolved), temp);
-    fs.renameSync(temp, host);
-    syncDirectory(path.dirname(host));
+    rmSync(temp, { force: true });
+    linkSync(this.host(targetResolved), temp);
+    renameSync(temp, host);
+    syncDirectory(dirname(host));
     return 'changed';
   }
 
@@ -294,15 +295,15 @@ export class RootedFs {
     if (current && (current.mode & 0o7777) === attrs.mode && current.uid === attrs.uid && current.gid === attrs.gid) return 'unchanged';
     if (!current) {
       this.makeParents(resolved);
-      fs.mkdirSync(host, { mode: 0o700 });
+      mkdirSync(host, { mode: 0o700 });
     }
     // Through a descriptor opened without following: a symlink put there since is refused, not chowned.
     const fd = openNoFollow(host, O_RDONLY | O_DIRECTORY, inRoot);
     try {
-      fs.fchownSync(fd, attrs.uid, attrs.gid);
-      fs.fchmodSync(fd, attrs.mode);
+      fchownSync(fd, attrs.uid, attrs.gid);
+      fchmodSync(fd, attrs.mode);
     } finally {
-      fs.closeSync(fd);
+      closeSync(fd);
     }
     return 'changed';
   }
@@ -310,7 +311,7 @@ export class RootedFs {
   /** The names in the directory an in-root path leads to, sorted; empty when it does not exist. */
   list(inRoot: string): string[] {
     try {
-      return fs.readdirSync(this.host(this.resolve(inRoot, follow))).sort();
+      return readdirSync(this.host(this.resolve(inRoot, follow))).sort();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
@@ -321,20 +322,20 @@ export class RootedFs {
   remove(inRoot: string): Outcome {
     const resolved = this.resolve(inRoot, noFollow);
     if (!this.lstatResolved(resolved)) return 'unchanged';
-    fs.unlinkSync(this.host(resolved));
+    unlinkSync(this.host(resolved));
     return 'changed';
   }
 
   /** The target of the symlink at an in-root path itself, or undefined when it is not a symlink. */
   readLink(inRoot: string): string | undefined {
     const resolved = this.resolve(inRoot, noFollow);
-    return this.lstatResolved(resolved)?.isSymbolicLink() ? fs.readlinkSync(this.host(resolved)) : undefined;
+    return this.lstatResolved(resolved)?.isSymbolicLink() ? readlinkSync(this.host(resolved)) : undefined;
   }
 
   /** Whether a resolved in-root path is a staged path, or lies above or below one. */
   private touchesStaged(resolved: string): boolean {
     if (this.stagedDirs.has(resolved)) return true;
-    for (let p = resolved; ; p = path.posix.dirname(p)) {
+    for (let p = resolved; ; p = posix.dirname(p)) {
       if (this.staged.has(p)) return true;
       if (p === '/') return false;
     }
@@ -352,7 +353,7 @@ export class RootedFs {
     const failures: WriteFailure[] = [];
     const fail = (entry: Staged, err: unknown) => {
       failures.push({ path: entry.inRoot, tag: entry.tag, error: err as Error });
-      fs.rmSync(entry.temp, { force: true });
+      rmSync(entry.temp, { force: true });
     };
     try {
       syncData(batch);
@@ -364,7 +365,7 @@ export class RootedFs {
     for (const entry of batch) {
       try {
         // rename replaces the name itself: a symlink put there since resolving is replaced, not followed.
-        fs.renameSync(entry.temp, entry.host);
+        renameSync(entry.temp, entry.host);
         renamed.push(entry);
       } catch (err) {
         fail(entry, err);
@@ -372,7 +373,7 @@ export class RootedFs {
     }
     const dirs = new Map<string, Staged[]>();
     for (const entry of renamed) {
-      const dir = path.dirname(entry.host);
+      const dir = dirname(entry.host);
       if (!dirs.has(dir)) dirs.set(dir, []);
       dirs.get(dir)!.push(entry);
     }
@@ -394,16 +395,16 @@ export class RootedFs {
   /** The target of the symlink at a resolved in-root path, or undefined when there is none (or nothing). */
   private linkTarget(resolved: string): string | undefined {
     try {
-      return fs.lstatSync(this.host(resolved)).isSymbolicLink() ? fs.readlinkSync(this.host(resolved)) : undefined;
+      return lstatSync(this.host(resolved)).isSymbolicLink() ? readlinkSync(this.host(resolved)) : undefined;
     } catch (err) {
       if (isMissing(err)) return undefined;
       throw err;
     }
   }
 
-  private lstatResolved(resolved: string): fs.Stats | undefined {
+  private lstatResolved(resolved: string): Stats | undefined {
     try {
-      return fs.lstatSync(this.host(resolved));
+      return lstatSync(this.host(resolved));
     } catch (err) {
       if (isMissing(err)) return undefined;
       throw err;
@@ -420,12 +421,12 @@ export class RootedFs {
       throw err;
     }
     try {
-      const st = fs.fstatSync(fd);
+      const st = fstatSync(fd);
       if (st.isDirectory()) throw new PathError(`${inRoot} is a directory`);
       if (!st.isFile()) throw new PathError(`${inRoot} is not a regular file`);
-      return fs.readFileSync(fd);
+      return readFileSync(fd);
     } finally {
-      fs.closeSync(fd);
+      closeSync(fd);
     }
   }
 
@@ -444,7 +445,7 @@ export class RootedFs {
 
   /** Creates the missing parent directories of a resolved in-root path, mode 0755. */
   private makeParents(resolved: string): void {
-    fs.mkdirSync(this.host(path.posix.dirname(resolved)), { recursive: true, mode: 0o755 });
+    mkdirSync(this.host(posix.dirname(resolved)), { recursive: true, mode: 0o755 });
   }
 }
 
@@ -461,7 +462,7 @@ function isMissing(err: unknown): boolean {
 /** Opens a host path without following a final symlink: one there now was put there after resolving. */
 function openNoFollow(host: string, flags: number, inRoot: string): number {
   try {
-    return fs.openSync(host, flags | O_NOFOLLOW);
+    return openSync(host, flags | O_NOFOLLOW);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new PathError(`${inRoot} became a symlink while in use`);
     throw err;
@@ -469,7 +470,7 @@ function openNoFollow(host: string, flags: number, inRoot: string): number {
 }
 
 function tempName(host: string): string {
-  return path.join(path.dirname(host), `.${path.basename(host)}.bootsmith-tmp`);
+  return join(dirname(host), `.${basename(host)}.bootsmith-tmp`);
 }
 
 /**
@@ -479,10 +480,10 @@ function tempName(host: string): string {
 function syncData(batch: Staged[]): void {
   if (batch.length >= syncfsFrom) {
     // One directory of each file system: syncfs syncs the whole file system a path is on.
-    const dirs = new Set(batch.map((entry) => path.dirname(entry.temp)));
+    const dirs = new Set(batch.map((entry) => dirname(entry.temp)));
     const byDevice = new Map<number, string>();
     for (const dir of dirs) {
-      const { dev } = fs.statSync(dir);
+      const { dev } = statSync(dir);
       if (!byDevice.has(dev)) byDevice.set(dev, dir);
     }
     const run = spawnSync(commands.sync, ['-f', '--', ...byDevice.values()], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
@@ -492,20 +493,20 @@ function syncData(batch: Staged[]): void {
     }
   }
   for (const entry of batch) {
-    const fd = fs.openSync(entry.temp, O_RDONLY | O_NOFOLLOW);
+    const fd = openSync(entry.temp, O_RDONLY | O_NOFOLLOW);
     try {
-      fs.fsyncSync(fd);
+      fsyncSync(fd);
     } finally {
-      fs.closeSync(fd);
+      closeSync(fd);
     }
   }
 }
 
 function syncDirectory(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
+  const fd = openSync(dir, 'r');
   try {
-    fs.fsyncSync(fd);
+    fsyncSync(fd);
   } finally {
-    fs.closeSync(fd);
+    closeSync(fd);
   }
 }
