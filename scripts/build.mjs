@@ -160,14 +160,18 @@ const lazyLoad = {
   },
 };
 
-/** JSON files become `JSON.parse` of a string, which V8 builds faster than esbuild's object literal. */
+/**
+ * A large JSON file (the schema) becomes `JSON.parse` of a string, which V8 builds faster than
+ * esbuild's object literal. A small one (package.json, for its version) stays with esbuild, which
+ * then keeps only the fields imported.
+ */
 const jsonParse = {
   name: 'json-parse',
   setup(b) {
-    b.onLoad({ filter: /\.json$/ }, (args) => ({
-      contents: `module.exports = ${jsonExpression(JSON.parse(readFileSync(args.path, 'utf8')))};\n`,
-      loader: 'js',
-    }));
+    b.onLoad({ filter: /\.json$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      return text.length < 10_000 ? undefined : { contents: `module.exports = ${jsonExpression(JSON.parse(text))};\n`, loader: 'js' };
+    });
   },
 };
 
