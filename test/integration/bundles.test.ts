@@ -1,0 +1,69 @@
+/**
+ * coreos-cloudinit is built as two bundles (scripts/build.mjs): validating reads only
+ * dist/coreos-cloudinit.js, and the rest loads dist/coreos-cloudinit-more.js on first use, which
+ * takes the modules the two share from the first (one copy: a class is the same class in both).
+ * Each run here is the built program in a child process that records which bundles it read.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = join(__dirname, '../..');
+const loader = join(root, 'bin/load-bundle.js');
+
+beforeAll(() => {
+  if (!existsSync(join(root, 'dist/coreos-cloudinit-more.js'))) throw new Error('dist/ is missing: run "npm run build" (npm test does)');
+});
+
+/** Runs coreos-cloudinit's main with `args` in a child; its exit code and the bundles it read. */
+function bundlesRead(args: string[]) {
+  const script = `
+    const fs = require('node:fs');
+    const read = fs.readFileSync;
+    const bundles = [];
+    fs.readFileSync = (file, ...rest) => {
+      const m = /dist\\/([\\w-]+)\\.js$/.exec(String(file));
+      if (m) bundles.push(m[1]);
+      return read(file, ...rest);
+    };
+    const io = { stdout: { write() {} }, stderr: { write() {} } };
+    require(${JSON.stringify(loader)}).loadBundle('coreos-cloudinit').main(${JSON.stringify(args)}, io)
+      .then((code) => console.log(JSON.stringify({ code, bundles })));
+  `;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`the child failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { code: number; bundles: string[] };
+}
+
+const examples = ['etcd-node', 'machine', 'static-network'].map((name) => join(root, 'examples', `${name}.yaml`));
+
+test('validating plain YAML reads coreos-cloudinit.js alone', () => {
+  expect(bundlesRead(['--validate', '--from-file', ...examples])).toEqual({ code: 0, bundles: ['coreos-cloudinit'] });
+});
+
+test('converting, and YAML the fast reader declines (the yaml package), load coreos-cloudinit-more.js once', () => {
+  expect(bundlesRead(['--convert-to', 'ignition', '--from-file', examples[2]!])).toEqual({ code: 0, bundles: ['coreos-cloudinit', 'coreos-cloudinit-more'] });
+  const dir = mkdtempSync(join(tmpdir(), 'bootsmith-bundles-'));
+  try {
+    const anchors = join(dir, 'anchors.yaml');
+    writeFileSync(anchors, '#cloud-config\nhostname: &name node-1\nwrite_files:\n  - path: /etc/motd\n    content: *name\n');
+    expect(bundlesRead(['--validate', '--from-file', anchors, anchors])).toEqual({ code: 0, bundles: ['coreos-cloudinit', 'coreos-cloudinit-more'] });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('no module of ours is in both bundles: coreos-cloudinit-more.js takes the shared ones from the first', () => {
+  const sources = (bundle: string) => (JSON.parse(readFileSync(join(root, 'dist', `${bundle}.js.map`), 'utf8')) as { sources: string[] }).sources;
+  // Files only: a stand-in esbuild made (`part:`, `lazy:`, `host:` ...) is named by a namespace.
+  const files = (bundle: string) => sources(bundle).filter((s) => !/^[a-z]+:/.test(s));
+  const host = new Set(files('coreos-cloudinit'));
+  const more = files('coreos-cloudinit-more');
+  const ours = (s: string) => /\/src\/.*\.ts$/.test(s);
+  expect(more.filter((s) => ours(s) && host.has(s))).toEqual([]);
+  // Both hold some: the first what validation needs, the second the rest.
+  expect([...host].some((s) => s.endsWith('src/cloudconfig/validate.ts'))).toBe(true);
+  expect(more.some((s) => s.endsWith('src/apply/apply.ts'))).toBe(true);
+  expect([...host].some((s) => s.endsWith('src/apply/apply.ts'))).toBe(false);
+});
