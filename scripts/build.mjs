@@ -132,15 +132,17 @@ const programs = ['coreos-cloudinit', 'locksmithctl', 'locksmithd', 'fleetlockd'
 
 /**
  * Modules that are loaded on first use instead of at start-up: node's heavier built-ins,
- * dbus-next (which brings net, child_process, crypto and an XML parser), and the `yaml` package,
- * which only YAML that the fast reader declines needs (about 2 ms). A bundle runs every
+ * dbus-next (which brings net, child_process, crypto and an XML parser), the `yaml` package,
+ * which only YAML that the fast reader declines needs (about 2 ms), and commander, which
+ * coreos-cloudinit needs only for a command line its quick reader declines (src/cli/fast-args.ts;
+ * the other programs build theirs at once). A bundle runs every
  * module's top level when it starts, so `import { spawnSync } from 'node:child_process'` anywhere
  * would cost every run, validation included, about 5 ms (and dbus-next twice that). Our own code
  * (src/) uses them only inside functions, and commander only for executable subcommands, which
  * bootsmith does not use: there each import gets a stand-in with the module's export names
  * (taken here, at build time), each a getter that loads the real module the first time it is read.
  */
-const lazyModules = /^(node:)?(child_process|http|https|net|os|zlib|crypto)$|^dbus-next$|^yaml$/;
+const lazyModules = /^(node:)?(child_process|http|https|net|os|zlib|crypto)$|^dbus-next$|^yaml$|^commander$/;
 const lazyImporters = [`${root}/src/`, `${root}/node_modules/commander/`];
 const lazyRequire = createRequire(join(root, 'package.json'));
 

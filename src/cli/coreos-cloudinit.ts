@@ -8,6 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { directOutput } from './stdio';
+import { commanderOption, longNames, quickParse } from './fast-args';
+import type { OptionSpec } from './fast-args';
 import { normalizeGoFlags, parseArgs, rootDir, standardOptions, unsupportedFlag } from './options';
 import type { Diagnostic, Severity } from '../report/diagnostic';
 import { formatGithub, formatJson, formatText, formats, jsonFile } from '../report/format';
@@ -26,16 +28,6 @@ export interface Io {
   stderr: { write(s: string): unknown };
 }
 
-/** Flags that Go's flag package lets users write with one dash (`-validate`, `-from-file=x`). */
-export const longFlags = [
-  'timings', 'install-units', 'exec', 'bin-dir', 'with-daemons', 'cmdline-file', 'unit-dir', 'runtime-unit-dir', 'http-timeout', 'http-attempts', 'http-deadline',
-  'http-backoff', 'http-max-backoff',
-  'validate', 'from-file', 'format', 'strict', 'max-size', 'version', 'help', 'root', 'dry-run', 'ssh-key-name', 'from-url',
-  'from-ec2-metadata', 'from-openstack-metadata', 'from-configdrive', 'from-proc-cmdline', 'oem', 'systemd-bus',
-  'from-gce-metadata', 'from-digitalocean-metadata', 'from-packet-metadata', 'convert-netconf',
-  'from-waagent', 'from-cloudsigma-metadata', 'cloudsigma-serial', 'dmi-product-name',
-  'from-vmware-guestinfo', 'from-vmware-ovf-env', 'convert-to', 'platform',
-];
 
 interface Options {
   validate?: boolean;
@@ -100,53 +92,71 @@ const oemPresets: Record<string, Partial<Options>> = {
   'rackspace-onmetal': { fromConfigdrive: '/media/configdrive', convertNetconf: 'debian' },
 };
 
+/** coreos-cloudinit's options (and `-V`, `-h`: standardOptions); commander is built from these only when the quick reader declines. */
+export const optionSpecs: OptionSpec[] = [
+  { flags: '--validate', description: 'validate the user data and exit' },
+  { flags: '--from-file <path...>', description: 'read user data from files ("-" for standard input)' },
+  { flags: '--from-url <url>', description: 'fetch user data from a URL' },
+  { flags: '--from-ec2-metadata [url]', description: `EC2 instance metadata service (default ${defaultEc2Url})` },
+  { flags: '--from-openstack-metadata [url]', description: `OpenStack metadata service (default ${defaultOpenstackUrl})` },
+  { flags: '--from-gce-metadata [url]', description: `Google Compute Engine metadata server (default ${defaultGceUrl})` },
+  { flags: '--from-digitalocean-metadata [url]', description: `DigitalOcean metadata service (default ${defaultDigitaloceanUrl})` },
+  { flags: '--from-packet-metadata [url]', description: `Packet (Equinix Metal) metadata service (default ${defaultPacketUrl})` },
+  { flags: '--from-waagent <dir>', description: `the Azure agent's directory (--oem azure: ${defaultWaagentDir})` },
+  { flags: '--from-cloudsigma-metadata', description: 'CloudSigma\'s server context, over the serial port --cloudsigma-serial' },
+  { flags: '--cloudsigma-serial <path>', description: 'the serial port CloudSigma\'s server context is read from', default: defaultCloudsigmaSerial },
+  { flags: '--dmi-product-name <path>', description: 'where the DMI product name is read (CloudSigma\'s tells a CloudSigma machine)', default: defaultDmiProductName },
+  { flags: '--from-configdrive <path>', description: 'a config drive: a mounted directory, or a config-2 image' },
+  { flags: '--from-vmware-guestinfo', description: 'VMware guestinfo, read with vmware-rpctool (open-vm-tools)' },
+  { flags: '--from-vmware-ovf-env <path>', description: 'a VMware OVF environment file (ovf-env.xml)' },
+  { flags: '--from-proc-cmdline', description: 'fetch user data from cloud-config-url= on the kernel command line (PXE)' },
+  { flags: '--cmdline-file <path>', description: 'where the kernel command line is read', default: '/proc/cmdline' },
+  { flags: '--oem <name>', description: `a platform's datasources: ${Object.keys(oemPresets).join(', ')}` },
+  {
+    flags: '--convert-netconf <format>',
+    description: 'also write the network configuration the source gives in this format as networkd files (network_data.json needs none)',
+    choices: netconfFormats,
+  },
+  { flags: '--http-timeout <ms>', description: 'time allowed for one HTTP request', parse: parseCount, default: defaultRetryPolicy.timeoutMs },
+  { flags: '--http-attempts <n>', description: 'most tries of one HTTP request', parse: parseCount, default: defaultRetryPolicy.attempts },
+  { flags: '--http-deadline <ms>', description: 'total time allowed for one HTTP fetch, retries included', parse: parseCount, default: defaultRetryPolicy.deadlineMs },
+  { flags: '--http-backoff <ms>', description: 'first wait before a retry, doubled each time (with full jitter)', parse: parseCount, default: defaultRetryPolicy.backoffMs },
+  { flags: '--http-max-backoff <ms>', description: 'longest wait before a retry', parse: parseCount, default: defaultRetryPolicy.maxBackoffMs },
+  { flags: '--timings', description: 'after applying, print how long fetching, validating and applying took' },
+  { flags: '--install-units', description: 'install the boot units into --root (--unit-dir) and enable them (with --oem, its datasource too)' },
+  { flags: '--exec <command>', description: 'the command the boot units run (default: this coreos-cloudinit, as installed)' },
+  { flags: '--bin-dir <dir>', description: 'where the units find the programs (default: beside this coreos-cloudinit)' },
+  { flags: '--with-daemons', description: 'with --install-units: the daemons\' units (not enabled) and update_engine\'s bus policy too' },
+  { flags: '--format <format>', description: 'report format', choices: formats, default: 'text' },
+  { flags: '--strict', description: 'warnings fail validation too' },
+  { flags: '--max-size <bytes>', description: 'largest user data accepted, before and after gunzip', parse: parseSize, default: defaultValidateOptions.maxSize },
+  { flags: '--root <dir>', description: 'apply under this directory instead of /', parse: rootDir, default: '/' },
+  { flags: '--dry-run', description: 'print what applying would change, and change nothing' },
+  {
+    flags: '--systemd-bus <address>',
+    description: 'systemd\'s D-Bus: "system", an address such as unix:path=/run/user/0/bus, or "none" (default: system for /, none with --root)',
+  },
+  { flags: '--unit-dir <dir>', description: 'where persistent units go', default: unitDirs.system.persistent },
+  { flags: '--runtime-unit-dir <dir>', description: 'where runtime units go', default: unitDirs.system.runtime },
+  { flags: '--ssh-key-name <name>', description: 'name for the SSH keys from user data (update-ssh-keys)', default: 'coreos-cloudinit' },
+  {
+    flags: '--convert-to <format>',
+    description: 'write the user data of one --from-file as an Ignition config (spec 3.3.0) or a Butane config (flatcar 1.0.0)',
+    choices: ['ignition', 'butane'],
+  },
+  {
+    flags: '--platform <name>',
+    description: 'with --convert-to: the cloud whose metadata agent gives $private_ipv4 and friends (ec2, openstack, azure, gce, digitalocean, packet, custom)',
+  },
+];
+
+/** Flags that Go's flag package lets users write with one dash (`-validate`, `-from-file=x`). */
+export const longFlags = [...longNames(optionSpecs), 'version', 'help'];
+
 function program(io: Io): Command {
-  const program = new Command('coreos-cloudinit')
-    .description('Validate and apply cloud-config user data (validation: --validate --from-file PATH...)')
-    .option('--validate', 'validate the user data and exit')
-    .option('--from-file <path...>', 'read user data from files ("-" for standard input)')
-    .option('--from-url <url>', 'fetch user data from a URL')
-    .option('--from-ec2-metadata [url]', `EC2 instance metadata service (default ${defaultEc2Url})`)
-    .option('--from-openstack-metadata [url]', `OpenStack metadata service (default ${defaultOpenstackUrl})`)
-    .option('--from-gce-metadata [url]', `Google Compute Engine metadata server (default ${defaultGceUrl})`)
-    .option('--from-digitalocean-metadata [url]', `DigitalOcean metadata service (default ${defaultDigitaloceanUrl})`)
-    .option('--from-packet-metadata [url]', `Packet (Equinix Metal) metadata service (default ${defaultPacketUrl})`)
-    .option('--from-waagent <dir>', `the Azure agent's directory (--oem azure: ${defaultWaagentDir})`)
-    .option('--from-cloudsigma-metadata', 'CloudSigma\'s server context, over the serial port --cloudsigma-serial')
-    .option('--cloudsigma-serial <path>', 'the serial port CloudSigma\'s server context is read from', defaultCloudsigmaSerial)
-    .option('--dmi-product-name <path>', 'where the DMI product name is read (CloudSigma\'s tells a CloudSigma machine)', defaultDmiProductName)
-    .option('--from-configdrive <path>', 'a config drive: a mounted directory, or a config-2 image')
-    .option('--from-vmware-guestinfo', 'VMware guestinfo, read with vmware-rpctool (open-vm-tools)')
-    .option('--from-vmware-ovf-env <path>', 'a VMware OVF environment file (ovf-env.xml)')
-    .option('--from-proc-cmdline', 'fetch user data from cloud-config-url= on the kernel command line (PXE)')
-    .option('--cmdline-file <path>', 'where the kernel command line is read', '/proc/cmdline')
-    .option('--oem <name>', `a platform's datasources: ${Object.keys(oemPresets).join(', ')}`)
-    .addOption(
-      new Option('--convert-netconf <format>', 'also write the network configuration the source gives in this format as networkd files (network_data.json needs none)').choices(netconfFormats),
-    )
-    .option('--http-timeout <ms>', 'time allowed for one HTTP request', parseCount, defaultRetryPolicy.timeoutMs)
-    .option('--http-attempts <n>', 'most tries of one HTTP request', parseCount, defaultRetryPolicy.attempts)
-    .option('--http-deadline <ms>', 'total time allowed for one HTTP fetch, retries included', parseCount, defaultRetryPolicy.deadlineMs)
-    .option('--http-backoff <ms>', 'first wait before a retry, doubled each time (with full jitter)', parseCount, defaultRetryPolicy.backoffMs)
-    .option('--http-max-backoff <ms>', 'longest wait before a retry', parseCount, defaultRetryPolicy.maxBackoffMs)
-    .option('--timings', 'after applying, print how long fetching, validating and applying took')
-    .option('--install-units', 'install the boot units into --root (--unit-dir) and enable them (with --oem, its datasource too)')
-    .option('--exec <command>', 'the command the boot units run (default: this coreos-cloudinit, as installed)')
-    .option('--bin-dir <dir>', 'where the units find the programs (default: beside this coreos-cloudinit)')
-    .option('--with-daemons', 'with --install-units: the daemons\' units (not enabled) and update_engine\'s bus policy too')
-    .addOption(new Option('--format <format>', 'report format').choices(formats).default('text'))
-    .option('--strict', 'warnings fail validation too')
-    .option('--max-size <bytes>', 'largest user data accepted, before and after gunzip', parseSize, defaultValidateOptions.maxSize)
-    .option('--root <dir>', 'apply under this directory instead of /', rootDir, '/')
-    .option('--dry-run', 'print what applying would change, and change nothing')
-    .option('--systemd-bus <address>', 'systemd\'s D-Bus: "system", an address such as unix:path=/run/user/0/bus, or "none" (default: system for /, none with --root)')
-    .option('--unit-dir <dir>', 'where persistent units go', unitDirs.system.persistent)
-    .option('--runtime-unit-dir <dir>', 'where runtime units go', unitDirs.system.runtime)
-    .option('--ssh-key-name <name>', 'name for the SSH keys from user data (update-ssh-keys)', 'coreos-cloudinit')
-    .addOption(new Option('--convert-to <format>', 'write the user data of one --from-file as an Ignition config (spec 3.3.0) or a Butane config (flatcar 1.0.0)').choices(['ignition', 'butane']))
-    .option('--platform <name>', 'with --convert-to: the cloud whose metadata agent gives $private_ipv4 and friends (ec2, openstack, azure, gce, digitalocean, packet, custom)')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  const program = new Command('coreos-cloudinit').description('Validate and apply cloud-config user data (validation: --validate --from-file PATH...)');
+  for (const spec of optionSpecs) program.addOption(commanderOption(spec, Option));
+  program.exitOverride().configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   return standardOptions(program);
 }
 
@@ -187,10 +197,14 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     io.stderr.write(`coreos-cloudinit: ${unsupported}\n`);
     return 2;
   }
-  const cmd = program(io);
-  const exit = parseArgs(cmd, normalizeGoFlags(argv, longFlags));
-  if (exit !== undefined) return exit;
-  const given = cmd.opts<Options>();
+  const args = normalizeGoFlags(argv, longFlags);
+  let given = quickParse(args, optionSpecs) as Options | undefined;
+  if (!given) {
+    const cmd = program(io);
+    const exit = parseArgs(cmd, args);
+    if (exit !== undefined) return exit;
+    given = cmd.opts<Options>();
+  }
   let opts = given;
   if (given.oem !== undefined) {
     const preset = oemPresets[given.oem];
