@@ -28,7 +28,6 @@ export interface Io {
   stderr: { write(s: string): unknown };
 }
 
-
 interface Options {
   validate?: boolean;
   fromFile?: string[];

@@ -58,9 +58,14 @@ const optionLike = (arg: string) => arg.length > 1 && arg[0] === '-';
  * for anything else.
  */
 export function quickParse(argv: readonly string[], specs: readonly OptionSpec[]): Record<string, unknown> | undefined {
-  const byName = new Map(specs.map((s) => [parseFlags(s.flags).long, s]));
+  const byName = new Map(
+    specs.map((spec) => {
+      const parsed = parseFlags(spec.flags);
+      return [parsed.long, { spec, ...parsed }];
+    }),
+  );
   const opts: Record<string, unknown> = {};
-  for (const spec of specs) if (spec.default !== undefined) opts[parseFlags(spec.flags).key] = spec.default;
+  for (const { spec, key } of byName.values()) if (spec.default !== undefined) opts[key] = spec.default;
   const take = (spec: OptionSpec, key: string, text: string): boolean => {
     if (spec.choices && !spec.choices.includes(text)) return false;
     try {
@@ -74,9 +79,9 @@ export function quickParse(argv: readonly string[], specs: readonly OptionSpec[]
     const arg = argv[i++]!;
     const eq = arg.indexOf('=');
     const name = arg.startsWith('--') ? arg.slice(2, eq === -1 ? undefined : eq) : undefined;
-    const spec = name === undefined ? undefined : byName.get(name);
-    if (!spec) return undefined;
-    const { key, kind } = parseFlags(spec.flags);
+    const option = name === undefined ? undefined : byName.get(name);
+    if (!option) return undefined;
+    const { spec, key, kind } = option;
     if (eq !== -1) {
       // --name=value: a value of its own, never a list.
       if (kind === 'flag' || kind === 'variadic' || !take(spec, key, arg.slice(eq + 1))) return undefined;
@@ -93,10 +98,9 @@ export function quickParse(argv: readonly string[], specs: readonly OptionSpec[]
       if (next === undefined || optionLike(next) || !take(spec, key, argv[i++]!)) return undefined;
     } else {
       // A list: this value and those after it up to the next option, added to what came before.
+      if (spec.parse || spec.choices || argv[i] === undefined || optionLike(argv[i]!)) return undefined;
       const values = Array.isArray(opts[key]) ? [...(opts[key] as string[])] : [];
-      if (argv[i] === undefined || optionLike(argv[i]!)) return undefined;
       while (i < argv.length && !optionLike(argv[i]!)) values.push(argv[i++]!);
-      if (spec.parse || spec.choices) return undefined;
       opts[key] = values;
     }
   }
