@@ -230,15 +230,15 @@ function wrapForLoader(name) {
 /**
  * coreos-cloudinit in two bundles: dist/NAME.js holds what validating needs, and
  * dist/NAME-more.js what only applying, fetching and converting need (D-Bus, the datasources, the
- * `yaml` package ...). Validation starts about 3 ms sooner: a third of the bytes to read and
- * deserialize. The split falls at the `require()` calls that already load those modules on first
+ * `yaml` package, commander ...). Validation starts about 3 ms sooner: a quarter of the bytes to
+ * read and deserialize. The split falls at the `require()` calls that already load those modules on first
  * use: each becomes a lookup in NAME-more.js, which bin/load-bundle.js loads then. NAME-more.js
- * takes every module the two share from NAME.js (one copy, one state; `instanceof` holds across).
- * Keys are paths from the package root.
+ * takes every module the two share from NAME.js (one copy, one state; `instanceof` holds across),
+ * as the namespace object of `import * as` (so a shared module has no default export:
+ * test/integration/bundles.test.ts checks). Keys are paths from the package root.
  */
 async function bundleSplit(name) {
   const entry = join(root, 'src/cli', `${name}.ts`);
-  const key = (path) => relative(root, path).split(sep).join('/');
   // 1. What the program loads at start-up (`host`), and the modules it loads on first use that
   //    are not among them (`parts`).
   const required = new Set();
@@ -251,14 +251,14 @@ async function bundleSplit(name) {
     metafile: true,
   });
   const host = new Set(Object.keys(probe.metafile.inputs));
-  const parts = [...required].filter((path) => !host.has(key(path)));
+  const parts = [...required].filter((path) => !host.has(keyOf(path)));
   // 2. NAME-more.js: the parts, with each module of the host taken from the host.
   const shared = new Set();
   await build({
     ...bundleOptions,
     plugins: [fromHost(host, shared), ...plugins],
     stdin: {
-      contents: `module.exports = {\n${parts.map((p) => `  ${JSON.stringify(key(p))}: require(${JSON.stringify(p)}),\n`).join('')}};\n`,
+      contents: `module.exports = {\n${parts.map((p) => `  ${JSON.stringify(keyOf(p))}: require(${JSON.stringify(p)}),\n`).join('')}};\n`,
       resolveDir: root,
       sourcefile: `${name}-more.js`,
     },
@@ -268,7 +268,7 @@ async function bundleSplit(name) {
   const names = [...shared].map((k, i) => [k, `m${i}`]);
   await build({
     ...bundleOptions,
-    plugins: [onFirstUse((path) => (parts.includes(path) ? { path: key(path), namespace: 'part' } : undefined)), partLookup, ...plugins],
+    plugins: [onFirstUse((path) => (parts.includes(path) ? { path: keyOf(path), namespace: 'part' } : undefined)), partLookup, ...plugins],
     stdin: {
       contents:
         `export * from ${JSON.stringify(entry)};\n` +
@@ -280,6 +280,9 @@ async function bundleSplit(name) {
     outfile: join(root, 'dist', `${name}.js`),
   });
 }
+
+/** A module's key in the split: its path from the package root, with forward slashes. */
+const keyOf = (path) => relative(root, path).split(sep).join('/');
 
 /** Resolves what our code loads with `require()` (itself, or through a lazy stand-in) as `to` says. */
 function onFirstUse(to) {
@@ -318,7 +321,7 @@ function fromHost(host, shared) {
         if (args.pluginData?.resolving || args.kind === 'entry-point') return undefined;
         const found = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: { resolving: true } });
         if (found.external || !found.path || !found.path.endsWith('.ts')) return undefined;
-        const k = relative(root, found.path).split(sep).join('/');
+        const k = keyOf(found.path);
         if (!host.has(k)) return undefined;
         shared.add(k);
         return { path: k, namespace: 'host' };

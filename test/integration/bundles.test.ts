@@ -5,7 +5,7 @@
  * Each run here is the built program in a child process that records which bundles it read.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -66,4 +66,19 @@ test('no module of ours is in both bundles: coreos-cloudinit-more.js takes the s
   expect([...host].some((s) => s.endsWith('src/cloudconfig/validate.ts'))).toBe(true);
   expect(more.some((s) => s.endsWith('src/apply/apply.ts'))).toBe(true);
   expect([...host].some((s) => s.endsWith('src/apply/apply.ts'))).toBe(false);
+});
+
+// The second bundle takes a shared module as its `import * as` namespace object, where a default
+// export would not be found the way esbuild looks for it.
+test('no module of ours has a default export', () => {
+  const withDefault: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (path.endsWith('.ts') && /^export default\b|^export \{[^}]*\bas default\b/m.test(readFileSync(path, 'utf8'))) withDefault.push(path);
+    }
+  };
+  walk(join(root, 'src'));
+  expect(withDefault).toEqual([]);
 });
