@@ -265,7 +265,7 @@ async function bundleSplit(name) {
     outfile: join(root, 'dist', `${name}-more.js`),
   });
   // 3. NAME.js: the program, a lookup in NAME-more.js at each part, and the shared modules by key.
-  const names = [...shared].map((k, i) => [k, `m${i}`]);
+  const names = [...shared].sort().map((k, i) => [k, `m${i}`]); // sorted: found in no fixed order
   await build({
     ...bundleOptions,
     plugins: [onFirstUse((path) => (parts.includes(path) ? { path: keyOf(path), namespace: 'part' } : undefined)), partLookup, ...plugins],
@@ -284,6 +284,11 @@ async function bundleSplit(name) {
 /** A module's key in the split: its path from the package root, with forward slashes. */
 const keyOf = (path) => relative(root, path).split(sep).join('/');
 
+/** What esbuild and the other plugins make of `args`; a plugin calling this skips itself (pluginData.resolving). */
+function resolveAsUsual(b, args) {
+  return b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: { resolving: true } });
+}
+
 /** Resolves what our code loads with `require()` (itself, or through a lazy stand-in) as `to` says. */
 function onFirstUse(to) {
   return {
@@ -292,7 +297,7 @@ function onFirstUse(to) {
       b.onResolve({ filter: /.*/ }, async (args) => {
         if (args.kind !== 'require-call' || args.pluginData?.resolving) return undefined;
         if (!(args.namespace === 'lazy' || (args.namespace === 'file' && args.importer.startsWith(join(root, 'src')) && args.importer.endsWith('.ts')))) return undefined;
-        const found = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: { resolving: true } });
+        const found = await resolveAsUsual(b, args);
         return found.external || !found.path ? undefined : to(found.path);
       });
     },
@@ -319,7 +324,7 @@ function fromHost(host, shared) {
       b.onResolve({ filter: /^bootsmith:/ }, (args) => ({ path: args.path, external: true }));
       b.onResolve({ filter: /.*/ }, async (args) => {
         if (args.pluginData?.resolving || args.kind === 'entry-point') return undefined;
-        const found = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: { resolving: true } });
+        const found = await resolveAsUsual(b, args);
         if (found.external || !found.path || !found.path.endsWith('.ts')) return undefined;
         const k = keyOf(found.path);
         if (!host.has(k)) return undefined;

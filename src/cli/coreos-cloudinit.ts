@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { directOutput } from './stdio';
 import { commanderOption, longNames, quickParse } from './fast-args';
 import type { OptionSpec } from './fast-args';
@@ -154,7 +154,7 @@ export const longFlags = [...longNames(optionSpecs), 'version', 'help'];
 
 function program(io: Io): Command {
   const program = new Command('coreos-cloudinit').description('Validate and apply cloud-config user data (validation: --validate --from-file PATH...)');
-  for (const spec of optionSpecs) program.addOption(commanderOption(spec, Option));
+  for (const spec of optionSpecs) program.addOption(commanderOption(spec));
   program.exitOverride().configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   return standardOptions(program);
 }

@@ -8,7 +8,7 @@
  * then commander parses the line, with its own messages. test/unit/fast-args.test.ts holds the
  * two to the same answers on random command lines.
  */
-import type { Option } from 'commander';
+import { Option } from 'commander';
 
 /** One option: commander's flags (`--name`, `--name <value>`, `--name [value]`, `--name <value...>`) and the rest. */
 export interface OptionSpec {
@@ -35,9 +35,9 @@ function parseFlags(flags: string): Parsed {
   return { long: m[1]!, key: m[1]!.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase()), kind };
 }
 
-/** commander's Option for `spec` (`Option` is commander's class, passed in so that commander loads only when built). */
-export function commanderOption(spec: OptionSpec, OptionClass: typeof Option): Option {
-  const option = new OptionClass(spec.flags, spec.description);
+/** commander's Option for `spec` (commander itself loads on first use: scripts/build.mjs). */
+export function commanderOption(spec: OptionSpec): Option {
+  const option = new Option(spec.flags, spec.description);
   if (spec.parse) option.argParser(spec.parse);
   if (spec.choices) option.choices(spec.choices);
   if (spec.default !== undefined) option.default(spec.default);

@@ -4,7 +4,7 @@
  * same ones; whenever commander refuses a line, the quick reader declines it. On random command
  * lines over coreos-cloudinit's own options, and over a table with every kind of option.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import fc from 'fast-check';
 import { optionSpecs } from '../../src/cli/coreos-cloudinit';
 import { commanderOption, quickParse } from '../../src/cli/fast-args';
@@ -14,7 +14,7 @@ import { parseArgs, standardOptions } from '../../src/cli/options';
 /** commander's answer: the options, or undefined when it refused the line (or printed help or the version). */
 function commanderParse(argv: string[], specs: readonly OptionSpec[]): Record<string, unknown> | undefined {
   const program = new Command('x').exitOverride().configureOutput({ writeOut: () => undefined, writeErr: () => undefined });
-  for (const spec of specs) program.addOption(commanderOption(spec, Option));
+  for (const spec of specs) program.addOption(commanderOption(spec));
   standardOptions(program);
   return parseArgs(program, argv) === undefined ? program.opts() : undefined;
 }
