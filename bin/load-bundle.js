@@ -130,7 +130,7 @@ function reportCrashes(name) {
   });
 }
 
-/** Runs `main(argv)` of dist/NAME.js (argv: the command line's arguments) and sets the exit code it returns. */
+/** Runs `main(argv)` of dist/NAME.js (argv: the command line's arguments), sets the exit code it returns, and exits. */
 function run(name, argv = process.argv.slice(2)) {
   const { main } = loadBundle(name);
   Promise.resolve()
@@ -138,6 +138,12 @@ function run(name, argv = process.argv.slice(2)) {
     .then(
       (code) => {
         process.exitCode = code;
+        // Once main's promise work has settled (a tick runs after the microtasks drain) and nothing
+        // keeps the event loop alive, the loop would only run V8's housekeeping and tear the heap
+        // down: about 2 ms of a 45 ms validation. Exit now instead ('exit' listeners still run).
+        process.nextTick(() => {
+          if (process.getActiveResourcesInfo().length === 0) process.exit();
+        });
       },
       (err) => {
         process.stderr.write(`${name}: ${err && err.stack ? err.stack : err}\n`);

@@ -271,7 +271,7 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
   try {
     bytes = readInput(file);
   } catch (err) {
-    io.stdout.write(formatText([unreadable(name, err)], false));
+    io.stdout.write(formatText([unreadable(name, err)], () => false));
     return 1;
   }
   const readMs = performance.now() - readStarted;
@@ -306,7 +306,7 @@ function writeApplyReport(name: string, report: ApplyReport, fetchMs: number, op
     io.stdout.write(formatResultsJson(opts.timings ? { ...doc, timings } : doc));
     return failed ? 1 : 0;
   }
-  io.stdout.write(formatText([validation], io.stdout.isTTY === true));
+  io.stdout.write(formatText([validation], () => io.stdout.isTTY === true));
   if (!report.applied) {
     io.stdout.write(report.substituted ? 'not applied: the user data has errors once the metadata variables are substituted\n' : 'not applied: the user data has errors\n');
     return 1;
@@ -441,7 +441,7 @@ async function validateFromDatasources(opts: Options, io: Io, failsOn: (s: Sever
 function writeReports(reports: FileReport[], opts: Options, io: Io, failsOn: (s: Severity) => boolean): void {
   if (opts.format === 'json') io.stdout.write(formatJson(reports, failsOn));
   else if (opts.format === 'github') io.stdout.write(formatGithub(reports));
-  else io.stdout.write(formatText(reports, io.stdout.isTTY === true));
+  else io.stdout.write(formatText(reports, () => io.stdout.isTTY === true));
 }
 
 /** A finding for a source that answered without user data: nothing was validated, and the user is told why. */
@@ -534,7 +534,7 @@ function writeConvertReport(report: FileReport, opts: Options, io: Io): void {
   const failsOn = (s: Severity) => s !== 'info';
   if (opts.format === 'json') io.stderr.write(formatJson([report], failsOn));
   else if (opts.format === 'github') io.stderr.write(formatGithub([report]));
-  else io.stderr.write(formatText([report], false));
+  else io.stderr.write(formatText([report], () => false));
 }
 
 /** Whether a datasource other than --from-file is given (the --oem presets included). */

@@ -27,12 +27,42 @@ interface Parsed {
   kind: 'flag' | 'required' | 'optional' | 'variadic';
 }
 
+/** Reads `--name`, `--name <value>`, `--name [value]` or `--name <value...>` (by hand: a start-up compiles no pattern for it). */
 function parseFlags(flags: string): Parsed {
-  const m = /^--([a-z][a-z0-9-]*)(?: (<[^>]+>|\[[^\]]+\]))?$/.exec(flags);
-  if (!m) throw new Error(`option flags ${JSON.stringify(flags)}: want --name, --name <value>, --name [value] or --name <value...>`);
-  const value = m[2];
+  const space = flags.indexOf(' ');
+  const long = flags.slice(2, space === -1 ? undefined : space);
+  const value = space === -1 ? undefined : flags.slice(space + 1);
+  if (!flags.startsWith('--') || !isOptionName(long) || (value !== undefined && !isValueName(value))) {
+    throw new Error(`option flags ${JSON.stringify(flags)}: want --name, --name <value>, --name [value] or --name <value...>`);
+  }
   const kind = value === undefined ? 'flag' : value.startsWith('[') ? 'optional' : value.endsWith('...>') ? 'variadic' : 'required';
-  return { long: m[1]!, key: m[1]!.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase()), kind };
+  return { long, key: camelCase(long), kind };
+}
+
+/** `from-file` -> `fromFile`: each `-` before a letter or digit dropped, and that character upper-cased. */
+function camelCase(name: string): string {
+  let key = '';
+  for (let i = 0; i < name.length; i++) {
+    const next = name.charCodeAt(i + 1);
+    key += name[i] === '-' && ((next >= 97 && next <= 122) || (next >= 48 && next <= 57)) ? name[++i]!.toUpperCase() : name[i];
+  }
+  return key;
+}
+
+/** `[a-z][a-z0-9-]*` */
+function isOptionName(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    const lower = c >= 97 && c <= 122;
+    if (!(lower || (i > 0 && ((c >= 48 && c <= 57) || c === 45)))) return false;
+  }
+  return name.length > 0;
+}
+
+/** `<...>` or `[...]`, with no closing bracket inside. */
+function isValueName(value: string): boolean {
+  const close = value[0] === '<' ? '>' : value[0] === '[' ? ']' : undefined;
+  return close !== undefined && value.length > 2 && value.indexOf(close) === value.length - 1;
 }
 
 /** commander's Option for `spec` (commander itself loads on first use: scripts/build.mjs). */

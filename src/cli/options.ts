@@ -55,11 +55,22 @@ export function normalizeGoFlags(argv: string[], longFlags: string[]): string[] 
   let options = true;
   return argv.map((arg) => {
     if (arg === '--') options = false;
-    if (!options || !/^--?[a-z]/.test(arg)) return arg;
-    const [flag, ...value] = arg.replace(/^--?/, '').split('=');
-    const name = flag!.replace(/_/g, '-');
-    return longFlags.includes(name) ? [`--${name}`, ...value].join('=') : arg;
+    const name = options ? flagName(arg) : undefined;
+    return name !== undefined && longFlags.includes(name) ? `--${name}${arg.slice(arg.indexOf('=') === -1 ? arg.length : arg.indexOf('='))}` : arg;
   });
+}
+
+/**
+ * The name of a flag written `-name` or `--name`, with or without `=VALUE`, underscores as dashes
+ * (`-boot_next` -> `boot-next`); undefined when `arg` does not start with one or two dashes and a
+ * lower-case letter. Read by hand: every start reads its whole command line with it.
+ */
+function flagName(arg: string): string | undefined {
+  const dashes = arg.startsWith('--') ? 2 : arg.startsWith('-') ? 1 : 0;
+  const c = arg.charCodeAt(dashes);
+  if (dashes === 0 || !(c >= 97 && c <= 122)) return undefined;
+  const eq = arg.indexOf('=');
+  return arg.slice(dashes, eq === -1 ? undefined : eq).replaceAll('_', '-');
 }
 
 /** A `--listen` value, `HOST:PORT`; undefined when it is not one. */
@@ -139,7 +150,7 @@ export function etcdEnvironment(prefix: string, asFlags = true): EnvironmentVari
 export function unsupportedFlag(argv: string[], unsupported: Record<string, string>): string | undefined {
   for (const arg of argv) {
     if (arg === '--') return undefined;
-    const name = /^--?([a-z][a-z0-9_-]*)(=|$)/.exec(arg)?.[1]?.replace(/_/g, '-');
+    const name = flagName(arg);
     if (name !== undefined && Object.hasOwn(unsupported, name)) return `${arg.split('=')[0]} is not supported by bootsmith: ${unsupported[name]}`;
   }
   return undefined;

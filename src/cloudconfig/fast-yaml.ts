@@ -29,26 +29,40 @@ function maybeTyped(text: string): boolean {
   return letter ? (text.length <= 5 && 'NnYyTtFfOo'.includes(text[0]!)) || c === 101 || c === 69 : !(c === 95 || c === 47 || c === 36);
 }
 
-// YAML 1.1's implicit types, with the `yaml` package's patterns (its yaml-1.1 schema), tried in its
-// order. Written out here so that reading plain YAML does not load that package (about 2 ms of a
-// start); test/unit/fast-yaml.test.ts holds the two to the same answers.
-const nullPattern = /^(?:~|[Nn]ull|NULL)?$/;
-const truePattern = /^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/;
-const falsePattern = /^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/;
-const intPatterns: [RegExp, number, number][] = [
-  [/^[-+]?0b[0-1_]+$/, 2, 2],
-  [/^[-+]?0[0-7_]+$/, 1, 8],
-  [/^[-+]?[0-9][0-9_]*$/, 0, 10],
-  [/^[-+]?0x[0-9a-fA-F_]+$/, 2, 16],
-];
-const specialFloatPattern = /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/;
-const floatPatterns = [/^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$/, /^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*$/];
-const sexagesimalPattern = /^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$/;
+// YAML 1.1's implicit types, as the `yaml` package's yaml-1.1 schema reads them, tried in its order.
+// Read here by hand, not with its patterns: reading plain YAML does not load that package (about
+// 2 ms of a start), and eleven patterns compiled twice each (V8 compiles a pattern again, to machine
+// code, on its second use) were a tenth of reading a first file. test/unit/fast-yaml.test.ts holds
+// the two to the same answers.
+const words = new Map<string, null | boolean>([
+  ...['', '~', 'null', 'Null', 'NULL'].map((w): [string, null] => [w, null]),
+  ...['Y', 'y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON'].map((w): [string, boolean] => [w, true]),
+  ...['N', 'n', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF'].map((w): [string, boolean] => [w, false]),
+]);
+const specialFloats = new Map([
+  ['.inf', Infinity], ['.Inf', Infinity], ['.INF', Infinity], ['+.inf', Infinity], ['+.Inf', Infinity], ['+.INF', Infinity],
+  ['-.inf', -Infinity], ['-.Inf', -Infinity], ['-.INF', -Infinity], ['.nan', NaN], ['.NaN', NaN], ['.NAN', NaN],
+]);
+
+const isDigit = (c: number) => c >= 48 && c <= 57;
+const isDigitOr_ = (c: number) => isDigit(c) || c === 95;
+const isOctalOr_ = (c: number) => (c >= 48 && c <= 55) || c === 95;
+const isBinaryOr_ = (c: number) => c === 48 || c === 49 || c === 95;
+const isHexOr_ = (c: number) => isDigitOr_(c) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+
+/** Where the run of characters `ok` takes, from `i`, ends. */
+function span(text: string, i: number, ok: (c: number) => boolean): number {
+  while (i < text.length && ok(text.charCodeAt(i))) i++;
+  return i;
+}
+
+/** Whether `text` from `i` is one or more characters `ok` takes, to its end. */
+const allFrom = (text: string, i: number, ok: (c: number) => boolean) => i < text.length && span(text, i, ok) === text.length;
 
 /** An integer after its sign and `skip` prefix characters, underscores ignored. */
 function integer(text: string, skip: number, radix: number): number {
   const signed = text[0] === '-' || text[0] === '+';
-  const n = parseInt(text.substring(skip + (signed ? 1 : 0)).replace(/_/g, ''), radix);
+  const n = parseInt(text.substring(skip + (signed ? 1 : 0)).replaceAll('_', ''), radix);
   return text[0] === '-' ? -1 * n : n;
 }
 
@@ -56,22 +70,59 @@ function integer(text: string, skip: number, radix: number): number {
 function sexagesimal(text: string): number {
   const signed = text[0] === '-' || text[0] === '+';
   const n = (signed ? text.substring(1) : text)
-    .replace(/_/g, '')
+    .replaceAll('_', '')
     .split(':')
     .reduce((total, part) => total * 60 + Number(part), 0);
   return text[0] === '-' ? -1 * n : n;
 }
 
+/** `[-+]?([0-9][0-9_]*)?(\.[0-9_]*)?[eE][-+]?[0-9]+` from `i` (after the sign) to the end. */
+function isExponentFloat(text: string, i: number): boolean {
+  if (isDigit(text.charCodeAt(i))) i = span(text, i + 1, isDigitOr_);
+  if (text[i] === '.') i = span(text, i + 1, isDigitOr_);
+  if (text[i] !== 'e' && text[i] !== 'E') return false;
+  i++;
+  if (text[i] === '-' || text[i] === '+') i++;
+  return allFrom(text, i, isDigit);
+}
+
+/** `([0-9][0-9_]*)?\.[0-9_]*` from `i` (after the sign) to the end. */
+function isFloat(text: string, i: number): boolean {
+  if (isDigit(text.charCodeAt(i))) i = span(text, i + 1, isDigitOr_);
+  return text[i] === '.' && span(text, i + 1, isDigitOr_) === text.length;
+}
+
+/** `[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?` from `i` (after the sign) to the end. */
+function isSexagesimal(text: string, i: number): boolean {
+  if (!isDigit(text.charCodeAt(i))) return false;
+  i = span(text, i + 1, isDigitOr_);
+  let groups = 0;
+  while (text[i] === ':') {
+    const a = text.charCodeAt(i + 1);
+    if (a >= 48 && a <= 53 && isDigit(text.charCodeAt(i + 2))) i += 3;
+    else if (isDigit(a)) i += 2;
+    else return false;
+    groups++;
+  }
+  if (groups === 0) return false;
+  if (text[i] === '.') i = span(text, i + 1, isDigitOr_);
+  return i === text.length;
+}
+
 /** The value of a plain scalar as YAML 1.1 types it; timestamps and the like read as their text, as in parse-yaml.ts. */
 export function plainValue(text: string): ScalarNode['value'] {
   if (!maybeTyped(text)) return text;
-  if (nullPattern.test(text)) return null;
-  if (truePattern.test(text)) return true;
-  if (falsePattern.test(text)) return false;
-  for (const [pattern, skip, radix] of intPatterns) if (pattern.test(text)) return integer(text, skip, radix);
-  if (specialFloatPattern.test(text)) return text.slice(-3).toLowerCase() === 'nan' ? NaN : text[0] === '-' ? -Infinity : Infinity;
-  if (floatPatterns.some((p) => p.test(text))) return parseFloat(text.replace(/_/g, ''));
-  if (sexagesimalPattern.test(text)) return sexagesimal(text);
+  const word = words.get(text);
+  if (word !== undefined) return word;
+  const i = text[0] === '-' || text[0] === '+' ? 1 : 0;
+  if (text[i] === '0' && text[i + 1] === 'b' && allFrom(text, i + 2, isBinaryOr_)) return integer(text, 2, 2);
+  if (text[i] === '0' && allFrom(text, i + 1, isOctalOr_)) return integer(text, 1, 8);
+  if (isDigit(text.charCodeAt(i)) && span(text, i + 1, isDigitOr_) === text.length) return integer(text, 0, 10);
+  if (text[i] === '0' && text[i + 1] === 'x' && allFrom(text, i + 2, isHexOr_)) return integer(text, 2, 16);
+  const special = specialFloats.get(text);
+  if (special !== undefined) return special;
+  if (isExponentFloat(text, i) || isFloat(text, i)) return parseFloat(text.replaceAll('_', ''));
+  if (isSexagesimal(text, i)) return sexagesimal(text);
   return text;
 }
 
@@ -143,7 +194,7 @@ class FastParser {
     const first = this.nextContent(0);
     if (first >= this.lineCount) return undefined;
     const lineText = text.slice(this.starts[first]!, this.ends[first]!);
-    if (/^(---|\.\.\.|%)/.test(lineText)) bail();
+    if (lineText.startsWith('---') || lineText.startsWith('...') || lineText.startsWith('%')) bail();
     const indent = this.indentOf(first);
     const { node, next } = this.parseCollection(first, indent);
     if (this.nextContent(next) < this.lineCount) bail();

@@ -39,7 +39,7 @@ function follow(schema: Schema): Schema {
   let s = schema;
   for (let hops = 0; s.$ref !== undefined && hops < 16; hops++) {
     let target: unknown = rootSchema;
-    for (const seg of s.$ref.replace(/^#\//, '').split('/')) target = (target as Record<string, unknown>)[seg];
+    for (const seg of (s.$ref.startsWith('#/') ? s.$ref.slice(2) : s.$ref).split('/')) target = (target as Record<string, unknown>)[seg];
     // Deprecation and description written beside a $ref belong to the property, so keep them.
     const { $ref: _ref, ...beside } = s;
     s = { ...(target as Schema), ...beside };

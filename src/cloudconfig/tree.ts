@@ -44,7 +44,7 @@ export type YNode = MapNode | SeqNode | ScalarNode;
 
 /** Normalizes a mapping key the way coreos-cloudinit does: every `-` becomes `_`. */
 export function normalizeKey(key: string): string {
-  return key.includes('-') ? key.replace(/-/g, '_') : key;
+  return key.includes('-') ? key.replaceAll('-', '_') : key;
 }
 
 /** The value of `key` in a mapping node, if the node is a mapping and has it. */

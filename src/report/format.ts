@@ -37,13 +37,14 @@ function plural(n: number, word: string): string {
 }
 
 /**
- * `FILE:LINE:COL: severity: message [code]`, one a line. With `excerpts`, each is followed by the
- * source line and a caret under the column. Ends with a summary line when there are findings.
+ * `FILE:LINE:COL: severity: message [code]`, one a line. When `excerpts()` says so, each is followed
+ * by the source line and a caret under the column. Ends with a summary line when there are findings.
+ * `excerpts` is asked only when there is a finding (whether output is a terminal costs a system call).
  */
-export function formatText(reports: FileReport[], excerpts: boolean): string {
+export function formatText(reports: FileReport[], excerpts: () => boolean): string {
   const lines: string[] = [];
   for (const r of reports) {
-    const positions = excerpts ? new Positions(r.text) : undefined;
+    const positions = r.diagnostics.length > 0 && excerpts() ? new Positions(r.text) : undefined;
     for (const d of r.diagnostics) {
       lines.push(`${r.file}:${d.line}:${d.column}: ${d.severity}: ${d.message} [${d.code}]`);
       if (positions && r.text.length > 0) {

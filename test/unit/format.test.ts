@@ -12,15 +12,15 @@ function report(file: string, text: string): FileReport {
 const bad = report('a.yaml', '#cloud-config\ncoreos:\n  update:\n    reboot-strategy: sometimes\n');
 
 test('text: one line a finding and a summary', () => {
-  expect(formatText([bad], false)).toBe(
+  expect(formatText([bad], () => false)).toBe(
     'a.yaml:4:22: error: invalid value "sometimes" for "reboot_strategy": must be one of etcd-lock, reboot, off [invalid-value]\n' +
       '1 error, 0 warnings, 0 infos in 1 file\n',
   );
-  expect(formatText([report('ok.yaml', '#cloud-config\n')], false)).toBe('');
+  expect(formatText([report('ok.yaml', '#cloud-config\n')], () => false)).toBe('');
 });
 
 test('text on a terminal: the source line with a caret under the value', () => {
-  const lines = formatText([bad], true).split('\n');
+  const lines = formatText([bad], () => true).split('\n');
   expect(lines[1]).toBe('      reboot-strategy: sometimes');
   expect(lines[2]).toBe(`${' '.repeat(23)}^${'~'.repeat('sometimes'.length - 1)}`);
 });

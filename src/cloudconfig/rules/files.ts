@@ -50,7 +50,7 @@ export function checkFiles(root: YNode): Finding[] {
 
 /** An absolute path with no `.`, `..`, empty or trailing components, which normalizing would not change. */
 function isClean(path: string): boolean {
-  return path.startsWith('/') && !path.endsWith('/') && !/\/\.{0,2}(\/|$)/.test(path);
+  return path.startsWith('/') && path.split('/').every((part, i) => i === 0 || (part !== '' && part !== '.' && part !== '..'));
 }
 
 const namePart = '(?:[A-Za-z_][A-Za-z0-9_.-]*\\$?|\\d+)';

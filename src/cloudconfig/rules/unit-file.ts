@@ -60,7 +60,7 @@ export function checkUnitText(text: string, type: string | undefined): UnitFileP
   for (const rawLine of text.split('\n')) {
     const start = offset;
     offset += rawLine.length + 1;
-    const line = rawLine.replace(/\r$/, '');
+    const line = rawLine.endsWith('\r') ? rawLine.slice(0, -1) : rawLine;
     const trimmed = line.trim();
     const end = start + line.length;
     if (continued) {
@@ -70,13 +70,12 @@ export function checkUnitText(text: string, type: string | undefined): UnitFileP
     }
     if (trimmed === '' || trimmed.startsWith('#') || trimmed.startsWith(';')) continue;
     if (trimmed.startsWith('[')) {
-      const m = /^\[([^\]]+)\]$/.exec(trimmed);
       inSection = true; // even a broken header starts a section, so one mistake is one finding
-      if (!m) {
+      if (trimmed.length < 3 || trimmed.indexOf(']') !== trimmed.length - 1) {
         problems.push({ severity: 'error', code: 'unit-syntax', message: `bad section header ${JSON.stringify(trimmed)}: want [Name]`, start, end });
         continue;
       }
-      const name = m[1]!;
+      const name = trimmed.slice(1, -1);
       if (known && !known.includes(name) && !name.startsWith('X-')) {
         problems.push({
           severity: 'warning',
@@ -89,7 +88,7 @@ export function checkUnitText(text: string, type: string | undefined): UnitFileP
       continue;
     }
     const eq = trimmed.indexOf('=');
-    if (eq <= 0 || !/^[A-Za-z0-9_-]+$/.test(trimmed.slice(0, eq).trim())) {
+    if (eq <= 0 || !isKeyName(trimmed.slice(0, eq).trim())) {
       problems.push({
         severity: 'error',
         code: 'unit-syntax',
@@ -105,4 +104,13 @@ export function checkUnitText(text: string, type: string | undefined): UnitFileP
     continued = trimmed.endsWith('\\');
   }
   return problems;
+}
+
+/** `[A-Za-z0-9_-]+`, by hand (the rules of a first file compile no more patterns than they must). */
+function isKeyName(key: string): boolean {
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (!((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95 || c === 45)) return false;
+  }
+  return key.length > 0;
 }

@@ -18,7 +18,7 @@ const unitNamePattern = /^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.([a-z]+)$/;
 export function dropInNameProblem(name: string): string | undefined {
   if (name.includes('/')) return 'holds "/": a drop-in is a file name in the unit\'s .d directory, not a path';
   if (name === '.' || name === '..') return 'is not a file name';
-  if (/[\0\n]/.test(name)) return 'holds a NUL or newline character';
+  if (name.includes('\0') || name.includes('\n')) return 'holds a NUL or newline character';
   return undefined;
 }
 
