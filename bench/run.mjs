@@ -27,20 +27,20 @@ const bin = join(root, 'bin/coreos-cloudinit.js');
 const work = mkdtempSync(join(tmpdir(), 'bootsmith-bench-'));
 
 /** Runs node with `args` (or the arguments a function gives, made anew for each run) and returns the wall time. */
-function once(argsOrMake) {
+function once(argsOrMake, env = process.env) {
   const args = typeof argsOrMake === 'function' ? argsOrMake() : argsOrMake;
   const started = performance.now();
-  const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
   const ms = performance.now() - started;
   if (r.status !== 0 && r.status !== 1) throw new Error(`${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   return ms;
 }
 
 /** Runs the commands in turn, `runs` rounds, so drift in the machine's speed hits each alike. */
-function compare(commands, runs) {
+function compare(commands, runs, env = process.env) {
   const times = commands.map(() => []);
-  for (const args of commands) once(args); // warm the file cache
-  for (let i = 0; i < runs; i++) commands.forEach((args, k) => times[k].push(once(args)));
+  for (const args of commands) once(args, env); // warm the file cache
+  for (let i = 0; i < runs; i++) commands.forEach((args, k) => times[k].push(once(args, env)));
   return times.map((t) => {
     const sorted = [...t].sort((a, b) => a - b);
     return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0] };
@@ -116,14 +116,29 @@ writeFileSync(smallConfig, '#cloud-config\nhostname: small\nwrite_files:\n  - pa
 let smallRoots = 0;
 const applySmall = () => [bin, '--from-file', smallConfig, '--root', freshRoot(`small-${smallRoots++}`)];
 
+// Settings that make every Node start slower, which a booted machine does not have: this sandbox
+// sets NODE_EXTRA_CA_CERTS, and reading its 220 KB of certificates doubles `node -e 0` (34 -> 64 ms),
+// which shrinks every ratio against it. The target is judged without them.
+const startupSettings = ['NODE_EXTRA_CA_CERTS', 'NODE_OPTIONS'].filter((k) => process.env[k]);
+const machineEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !startupSettings.includes(k)));
+
 await section(1, () => {
-  const [node, cli, apply] = compare([['-e', '0'], validate(...examples), applySmall], 40);
-  bare = node;
   console.log(`1. validating examples/ (${examples.length} files), and applying a small config into a fresh root, vs node -e 0; median of 40 interleaved runs`);
-  console.log(`   node -e 0            ${ms(bare.median)} (min ${ms(bare.min)})`);
-  console.log(`   validating           ${ms(cli.median)} (min ${ms(cli.min)})   ratio ${(cli.median / bare.median).toFixed(2)}x`);
-  console.log(`   applying             ${ms(apply.median)} (min ${ms(apply.min)})   ratio ${(apply.median / bare.median).toFixed(2)}x`);
-  target(1, 'validating at most 1.15x the start-up of node -e 0', cli.median / bare.median <= 1.15);
+  const measure = (env) => {
+    const [node, cli, apply] = compare([['-e', '0'], validate(...examples), applySmall], 40, env);
+    console.log(`   node -e 0            ${ms(node.median)} (min ${ms(node.min)})`);
+    console.log(`   validating           ${ms(cli.median)} (min ${ms(cli.min)})   ratio ${(cli.median / node.median).toFixed(2)}x`);
+    console.log(`   applying             ${ms(apply.median)} (min ${ms(apply.min)})   ratio ${(apply.median / node.median).toFixed(2)}x`);
+    return { node, cli };
+  };
+  if (startupSettings.length > 0) {
+    console.log(`   with this shell's ${startupSettings.join(' and ')}:`);
+    bare = measure(process.env).node;
+    console.log(`   as on a machine, without ${startupSettings.join(' or ')}:`);
+  }
+  const { node, cli } = measure(machineEnv);
+  bare ??= node;
+  target(1, 'validating at most 1.15x the start-up of node -e 0 (without NODE_EXTRA_CA_CERTS or NODE_OPTIONS)', cli.median / node.median <= 1.15);
 });
 
 // 2. A large config, 1x, 2x, 4x.
