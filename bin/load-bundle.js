@@ -45,9 +45,10 @@ function loadBundle(name, host) {
 }
 
 /**
- * `require` for bundle `name`, which also answers the two names of a program split in two (see
+ * `require` for bundle `name`, which also answers the names of a program split in two (see
  * scripts/build.mjs): `bootsmith:more`, the second bundle NAME-more.js, loaded on first use with
- * this one as its host; and `bootsmith:host`, the exports of the host, for NAME-more.js. Built-in
+ * this one as its host; and, for NAME-more.js, `bootsmith:host/KEY`, the host's module KEY (its
+ * path from the package root). Built-in
  * modules and packages resolve from here as from dist/ (both look in the package's node_modules);
  * a path relative to the bundle (an Ignition validator beside it) goes through a require made for
  * it, when first needed (node:module and createRequire cost about 0.3 ms of a start).
@@ -57,7 +58,7 @@ function bundleRequire(name, file, mod, host) {
   let more;
   return (id) => {
     if (id === 'bootsmith:more') return (more ??= loadBundle(`${name}-more`, mod.exports));
-    if (id === 'bootsmith:host') return host;
+    if (id.startsWith('bootsmith:host/')) return host.sharedModules[id.slice('bootsmith:host/'.length)];
     if (!id.startsWith('.')) return require(id);
     relative ??= require('node:module').createRequire(file);
     return relative(id);

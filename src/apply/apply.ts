@@ -25,6 +25,7 @@ import { plan } from './plan';
 import { toIgnitionConfig } from '../cloudconfig/ignition/config';
 import { defaultFetchOptions, planIgnition, resolveResources } from './ignition';
 import type { Action } from './plan';
+import { millis } from '../system/clock';
 
 export interface ApplyOptions {
   /** Apply under this directory instead of `/`. */
@@ -161,14 +162,14 @@ export async function applyUserData(bytes: Uint8Array, opts: Partial<ApplyOption
  */
 export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions> = {}): Promise<ApplyReport> {
   const options = { ...defaultApplyOptions, ...opts };
-  const started = performance.now();
+  const started = millis();
   const bytes = fetched.userData ?? Buffer.alloc(0);
   const values = variableValues(fetched.metadata, options.env ?? {});
   const limits = options.maxSize === undefined ? {} : { maxSize: options.maxSize };
   const validation = validateUserData(bytes, { ...limits, variables: values });
   const hasErrors = (r: ValidationReport) => r.diagnostics.some((d) => d.severity === 'error');
   if (hasErrors(validation)) {
-    return { validation, substituted: false, applied: false, results: [], timings: { validateMs: performance.now() - started, applyMs: 0 } };
+    return { validation, substituted: false, applied: false, results: [], timings: { validateMs: millis() - started, applyMs: 0 } };
   }
   if (!statSync(options.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--root ${options.root} is not a directory`);
   // What is applied is the substituted text, so it is validated again, and its errors stop the
@@ -176,10 +177,10 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
   // Ignition has no variables: its `$` are its own.
   const substituted = validation.kind !== 'ignition' && validation.text.includes('$') ? validateUserData(Buffer.from(substitute(validation.text, values)), limits) : validation;
   if (substituted !== validation && hasErrors(substituted)) {
-    return { validation: substituted, substituted: true, applied: false, results: [], timings: { validateMs: performance.now() - started, applyMs: 0 } };
+    return { validation: substituted, substituted: true, applied: false, results: [], timings: { validateMs: millis() - started, applyMs: 0 } };
   }
   const fromCloud = fetched.source !== 'file';
-  const validated = performance.now();
+  const validated = millis();
   const instance = fromCloud ? instanceResult(options.root, fetched) : undefined;
   const planned =
     substituted.kind === 'ignition' ? await ignitionActions(substituted, options) : actionsFor(substituted, options, fromCloud ? fetched.metadata : undefined, values, fetched.network);
@@ -197,7 +198,7 @@ export async function applyFetched(fetched: Fetched, opts: Partial<ApplyOptions>
       unitsOrigin: substituted.kind === 'ignition' ? 'systemd.units' : 'coreos.units',
     });
     const results = [...(instance ? [instance] : []), ...networkProblem(fetched), ...(await executor.run(actions))];
-    return { validation, substituted: false, applied: true, results, timings: { validateMs: validated - started, applyMs: performance.now() - validated } };
+    return { validation, substituted: false, applied: true, results, timings: { validateMs: validated - started, applyMs: millis() - validated } };
   } finally {
     systemd?.close();
   }

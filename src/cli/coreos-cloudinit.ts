@@ -22,6 +22,7 @@ import type { NetconfFormat } from '../datasource/defaults';
 import type { Fetched } from '../datasource/types';
 import type { RetryPolicy } from '../datasource/defaults';
 import type { UnitProgram } from '../apply/install-units';
+import { millis } from '../system/clock';
 
 export interface Io {
   stdout: { write(s: string): unknown; isTTY?: boolean };
@@ -266,7 +267,7 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
   if (refused !== undefined) return refused;
   const file = files[0]!;
   const name = file === '-' ? '<stdin>' : file;
-  const readStarted = performance.now();
+  const readStarted = millis();
   let bytes: Buffer;
   try {
     bytes = readInput(file);
@@ -274,7 +275,7 @@ async function apply(files: string[], opts: Options, io: Io): Promise<number> {
     io.stdout.write(formatText([unreadable(name, err)], () => false));
     return 1;
   }
-  const readMs = performance.now() - readStarted;
+  const readMs = millis() - readStarted;
   try {
     const report = await applyModule().applyUserData(bytes, applyOptions(opts, io));
     return writeApplyReport(name, report, readMs, opts, io);
@@ -461,9 +462,9 @@ async function applyFromDatasources(opts: Options, io: Io): Promise<number> {
   const refused = refusePrivilege(opts, io);
   if (refused !== undefined) return refused;
   try {
-    const fetchStarted = performance.now();
+    const fetchStarted = millis();
     const fetched = await fetchFromDatasources(opts, io);
-    const fetchMs = performance.now() - fetchStarted;
+    const fetchMs = millis() - fetchStarted;
     const where = fetched.location ?? fetched.source;
     if (opts.format !== 'json') {
       io.stdout.write(fetched.userData ? `user data from ${where}\n` : `no user data at ${where}${fetched.noUserData ? ` (${fetched.noUserData})` : ''}\n`);

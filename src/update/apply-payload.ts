@@ -27,6 +27,7 @@ import type { PayloadSource } from './payload-source';
 import { decodeManifest, decodeSignatures, headerSize, opNames, opType, parseHeader, PayloadError, sha256DigestInfo, sparseHole } from './payload-format';
 import type { Manifest, Operation } from './payload-format';
 import type { RetryPolicy } from '../datasource/http';
+import { millis } from '../system/clock';
 
 const write = promisify(writeCb);
 const read = promisify(readCb);
@@ -229,7 +230,7 @@ function frontToBack(m: Manifest, imageSize: number): boolean {
 }
 
 export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
-  const started = performance.now();
+  const started = millis();
   const keys = loadKeys(opts.publicKeys ?? []);
   const pool = opts.pool ?? new Bzip2Pool();
   const { target } = opts;
@@ -269,12 +270,12 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
     const slotStart = Number(target.firstLba) * sectorSize;
     // Image bytes written: each operation's output, without the padding of its last block.
     let written = 0;
-    const firstByteAt = performance.now();
+    const firstByteAt = millis();
     let lastByteAt = firstByteAt;
     const meter = new RateMeter();
     meter.sample(firstByteAt, 0);
     const report = () => {
-      lastByteAt = performance.now();
+      lastByteAt = millis();
       if (!opts.onProgress) return;
       const shown = Math.min(written, imageSize);
       const done = shown === imageSize;
@@ -424,7 +425,7 @@ export async function applyPayload(opts: ApplyOptions): Promise<ApplyResult> {
       imageSha256: slotHash.toString('hex'),
       keyIndex,
       operations: manifest.operations.length,
-      seconds: (performance.now() - started) / 1000,
+      seconds: (millis() - started) / 1000,
       writeSeconds: (lastByteAt - firstByteAt) / 1000,
       resumes: reader.resumes,
       warnings,
