@@ -74,9 +74,17 @@ export function commanderOption(spec: OptionSpec): Option {
   return option;
 }
 
+/** Each option's flags, read once: a program reads its table for its Go-style names and again for its command line. */
+const readFlags = new WeakMap<OptionSpec, Parsed>();
+function flagsOf(spec: OptionSpec): Parsed {
+  let parsed = readFlags.get(spec);
+  if (!parsed) readFlags.set(spec, (parsed = parseFlags(spec.flags)));
+  return parsed;
+}
+
 /** The long names of `specs` (`from-file` ...). */
 export function longNames(specs: readonly OptionSpec[]): string[] {
-  return specs.map((s) => parseFlags(s.flags).long);
+  return specs.map((s) => flagsOf(s).long);
 }
 
 /** commander's test for an argument that may be an option. */
@@ -90,7 +98,7 @@ const optionLike = (arg: string) => arg.length > 1 && arg[0] === '-';
 export function quickParse(argv: readonly string[], specs: readonly OptionSpec[]): Record<string, unknown> | undefined {
   const byName = new Map(
     specs.map((spec) => {
-      const parsed = parseFlags(spec.flags);
+      const parsed = flagsOf(spec);
       return [parsed.long, { spec, ...parsed }];
     }),
   );
