@@ -20,12 +20,12 @@ beforeAll(() => {
 function bundlesRead(args: string[]) {
   const script = `
     const fs = require('node:fs');
-    const read = fs.readFileSync;
+    const open = fs.openSync;
     const bundles = [];
-    fs.readFileSync = (file, ...rest) => {
+    fs.openSync = (file, ...rest) => {
       const m = /dist\\/([\\w-]+)\\.js$/.exec(String(file));
       if (m) bundles.push(m[1]);
-      return read(file, ...rest);
+      return open(file, ...rest);
     };
     const io = { stdout: { write() {} }, stderr: { write() {} } };
     require(${JSON.stringify(loader)}).loadBundle('coreos-cloudinit').main(${JSON.stringify(args)}, io)
