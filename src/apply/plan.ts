@@ -11,6 +11,7 @@ import { unitDirs, files } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
 import type { NetworkConfig } from '../system/network-config';
 import { networkdFiles } from './netconf/networkd';
+import { settingLine } from '../system/env-file';
 
 /** A file to make exactly so. */
 export interface FileAction {
@@ -99,7 +100,7 @@ function isNetworkUnit(name: string): boolean {
 
 /** `[Service]` and one `Environment="NAME=value"` line a setting, as the reference writes drop-ins. */
 function serviceDropIn(env: Environment): Buffer {
-  return Buffer.from(`[Service]\n${env.map(([k, v]) => `Environment="${k}=${v}"\n`).join('')}`);
+  return Buffer.from(`[Service]\n${env.map(([k, v]) => `Environment="${settingLine(k, v)}"\n`).join('')}`);
 }
 
 /** Go's %q for the quoted fields of /etc/oem-release. */

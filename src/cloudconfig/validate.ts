@@ -9,6 +9,7 @@ import { Positions } from '../report/positions';
 import { defaultParseLimits, parseYaml } from './parse-yaml';
 import type { ParseLimits } from './parse-yaml';
 import { checkEtcd } from './rules/etcd';
+import { checkSettings } from './rules/settings';
 import { checkFiles } from './rules/files';
 import { checkHostname } from './rules/hostname';
 import { checkUnits } from './rules/units';
@@ -92,7 +93,7 @@ function checkCloudConfig(root: YNode, text: string): Finding[] {
       },
     ];
   }
-  return checkSchema(root).concat(checkHostname(root), checkFiles(root), checkUsers(root), checkUnits(root, text), checkEtcd(root));
+  return checkSchema(root).concat(checkHostname(root), checkFiles(root), checkUsers(root), checkUnits(root, text), checkEtcd(root), checkSettings(root));
 }
 
 /** Findings placed in `text` (offsets made lines and columns), in the report's order. */

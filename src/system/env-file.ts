@@ -1,5 +1,22 @@
 /** KEY=value files (/etc/coreos/update.conf, /etc/environment): read them, and merge settings in keeping other lines. */
 
+/**
+ * Why `value` cannot be written as the value of one NAME=value line, plain or inside a drop-in's
+ * `Environment="NAME=value"`, or undefined: a line break, a NUL or a double quote.
+ */
+export function settingValueProblem(value: string): string | undefined {
+  if (value.includes('\n') || value.includes('\r') || value.includes('\0')) return 'holds a line break or a NUL';
+  if (value.includes('"')) return 'holds a double quote';
+  return undefined;
+}
+
+/** `NAME=value`, refusing a value settingValueProblem refuses (the validator reports those first). */
+export function settingLine(name: string, value: string): string {
+  const problem = settingValueProblem(value);
+  if (problem) throw new Error(`the value of ${name} ${problem}: it cannot be written as one ${name}=value line`);
+  return `${name}=${value}`;
+}
+
 /** Merges KEY=value settings into update.conf or environment-file text: matching lines replaced in place, new keys appended sorted. */
 export function mergeSettings(current: string, settings: Array<[string, string]>): string {
   const wanted = new Map(settings);
@@ -9,9 +26,9 @@ export function mergeSettings(current: string, settings: Array<[string, string]>
     if (!wanted.has(key)) return line;
     const value = wanted.get(key)!;
     wanted.delete(key);
-    return `${key}=${value}`;
+    return settingLine(key, value);
   });
-  for (const key of [...wanted.keys()].sort()) out.push(`${key}=${wanted.get(key)}`);
+  for (const key of [...wanted.keys()].sort()) out.push(settingLine(key, wanted.get(key)!));
   return `${out.join('\n')}\n`;
 }
 

@@ -106,6 +106,20 @@ test.each(['../../../etc/cron.d/x.conf', '/etc/x.conf', 'a/b.conf', '..'])('a dr
   expect(unvalidated(`coreos:\n  units:\n    - name: a.service\n      drop_ins:\n        - name: "${name}"\n          content: "[Service]\\n"\n`)).toThrow(/a\.service: drop-in/);
 });
 
+test.each([
+  ['update.conf', 'coreos:\n  update:\n    group: "alpha\\nSERVER=http://evil.example"\n', /GROUP .*line break/],
+  ['a drop-in', 'coreos:\n  etcd2:\n    name: \'a"\\nExecStartPre=/bin/evil\'\n', /ETCD_NAME .*double quote/],
+])('a service setting that would not stay one line in %s is refused', (_name, body, message) => {
+  expect(() => {
+    for (const action of unvalidated(body)()) if (action.kind === 'update-conf') mergeSettings('', action.settings);
+  }).toThrow(message);
+});
+
+test('settings are written as NAME=value lines', () => {
+  expect(mergeSettings('', [['GROUP', 'a b'], ['SERVER', 'https://u.example/?a=1']])).toBe('GROUP=a b\nSERVER=https://u.example/?a=1\n');
+  expect(() => mergeSettings('', [['GROUP', 'a\u0000b']])).toThrow(/GROUP .*NUL/);
+});
+
 test('a valid hostname gives one line in each file', () => {
   const actions = plan(toCloudConfig(validateUserData(Buffer.from('#cloud-config\nhostname: web-1\nmanage_etc_hosts: localhost\n')).root), { live: false, unitDirs, sshKeyName: 'x' });
   const files = actions.filter((a): a is Extract<Action, { kind: 'file' }> => a.kind === 'file').map((a) => [a.path, a.content.toString()]);
