@@ -98,9 +98,13 @@ function isNetworkUnit(name: string): boolean {
   return networkSuffixes.some((s) => name.endsWith(s));
 }
 
-/** `[Service]` and one `Environment="NAME=value"` line a setting, as the reference writes drop-ins. */
+/**
+ * `[Service]` and one `Environment="NAME=value"` line a setting, as the reference writes drop-ins,
+ * with `\` and `"` escaped for systemd's quoting (the reference wrote them as they were, so a quote
+ * ended the quoting). `%` stays a systemd specifier, as with the reference.
+ */
 function serviceDropIn(env: Environment): Buffer {
-  return Buffer.from(`[Service]\n${env.map(([k, v]) => `Environment="${settingLine(k, v)}"\n`).join('')}`);
+  return Buffer.from(`[Service]\n${env.map(([k, v]) => `Environment="${settingLine(k, v).replace(/[\\"]/g, (c) => `\\${c}`)}"\n`).join('')}`);
 }
 
 /** Go's %q for the quoted fields of /etc/oem-release. */
@@ -190,7 +194,7 @@ export function plan(config: CloudConfig, options: PlanOptions = defaultPlanOpti
     actions.push({ kind: 'file', origin: 'manage_etc_hosts', path: files.hosts, content: Buffer.from(`127.0.0.1 ${h} localhost\n::1 ${h} localhost\n`), mode: 0o644, owner: undefined });
   }
   if (config.flannel.length > 0) {
-    const content = config.flannel.map(([k, v]) => `${k}=${v}\n`).join('');
+    const content = config.flannel.map(([k, v]) => `${settingLine(k, v)}\n`).join('');
     actions.push({ kind: 'file', origin: 'coreos.flannel', path: files.flannelOptions, content: Buffer.from(content), mode: 0o644, owner: undefined });
   }
 

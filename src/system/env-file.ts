@@ -1,13 +1,8 @@
 /** KEY=value files (/etc/coreos/update.conf, /etc/environment): read them, and merge settings in keeping other lines. */
 
-/**
- * Why `value` cannot be written as the value of one NAME=value line, plain or inside a drop-in's
- * `Environment="NAME=value"`, or undefined: a line break, a NUL or a double quote.
- */
+/** Why `value` cannot be the value of one NAME=value line, or undefined: a line break or a NUL. */
 export function settingValueProblem(value: string): string | undefined {
-  if (value.includes('\n') || value.includes('\r') || value.includes('\0')) return 'holds a line break or a NUL';
-  if (value.includes('"')) return 'holds a double quote';
-  return undefined;
+  return value.includes('\n') || value.includes('\r') || value.includes('\0') ? 'holds a line break or a NUL' : undefined;
 }
 
 /** `NAME=value`, refusing a value settingValueProblem refuses (the validator reports those first). */

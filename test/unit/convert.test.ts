@@ -192,10 +192,9 @@ describe('update and locksmith', () => {
     expect(r.findings).toEqual(['update-conf@3:3', 'update-conf@7:3']);
   });
 
-  test('a value with a line break is left out, with a warning: it would add a line', () => {
-    const r = convert('coreos:\n  update:\n    group: "beta\\nSERVER=http://evil"\n    server: https://u.example.com/\n');
-    expect(r.content('/etc/flatcar/update.conf')).toBe('SERVER=https://u.example.com/\n');
-    expect(r.findings).toEqual(['update-conf@3:3', 'unconverted-setting@4:12']);
+  test('a value with a line break is not converted: validation refuses it (it would add a line)', () => {
+    const report = validateUserData(Buffer.from('#cloud-config\ncoreos:\n  update:\n    group: "beta\\nSERVER=http://evil"\n'));
+    expect(report.diagnostics.map((d) => `${d.code}@${d.line}:${d.column}`)).toEqual(['setting-value@4:12']);
   });
 });
 

@@ -108,11 +108,17 @@ test.each(['../../../etc/cron.d/x.conf', '/etc/x.conf', 'a/b.conf', '..'])('a dr
 
 test.each([
   ['update.conf', 'coreos:\n  update:\n    group: "alpha\\nSERVER=http://evil.example"\n', /GROUP .*line break/],
-  ['a drop-in', 'coreos:\n  etcd2:\n    name: \'a"\\nExecStartPre=/bin/evil\'\n', /ETCD_NAME .*double quote/],
+  ['a drop-in', 'coreos:\n  etcd2:\n    name: "a\\"\\nExecStartPre=/bin/evil"\n', /ETCD_NAME .*line break/],
 ])('a service setting that would not stay one line in %s is refused', (_name, body, message) => {
   expect(() => {
     for (const action of unvalidated(body)()) if (action.kind === 'update-conf') mergeSettings('', action.settings);
   }).toThrow(message);
+});
+
+test('a service drop-in quotes each value for systemd: a quote or backslash stays in the value', () => {
+  const actions = plan(toCloudConfig(validateUserData(Buffer.from('#cloud-config\ncoreos:\n  etcd2:\n    name: \'a"b\\c %H\'\n')).root), { live: false, unitDirs, sshKeyName: 'x' });
+  const dropIn = actions.flatMap((a) => (a.kind === 'file' && a.path.endsWith('/etcd2.service.d/20-cloudinit.conf') ? [a.content.toString()] : []));
+  expect(dropIn).toEqual(['[Service]\nEnvironment="ETCD_NAME=a\\"b\\\\c %H"\n']);
 });
 
 test('settings are written as NAME=value lines', () => {

@@ -289,7 +289,7 @@ describe('values written as lines or ids (issue 12)', () => {
 
   test.each([
     ['a newline in update.group', 'coreos:\n  update:\n    group: "alpha\\nSERVER=http://evil.example"\n', ['setting-value@4:12']],
-    ['a quote in etcd2.name, a carriage return in its discovery', 'coreos:\n  etcd2:\n    name: \'a"\'\n    discovery: "x\\ry"\n', ['setting-value@4:11', 'setting-value@5:16']],
+    ['a carriage return in etcd2.discovery; a quote is fine', 'coreos:\n  etcd2:\n    name: \'a"\'\n    discovery: "x\\ry"\n', ['setting-value@5:16']],
     ['a carriage return in locksmith.group', 'coreos:\n  locksmith:\n    group: "a\\rb"\n', ['setting-value@4:12']],
     ['plain values', 'coreos:\n  update:\n    group: alpha\n    server: https://u.example/v1/update/\n  locksmith:\n    window_start: Sun 5:00\n', []],
   ])('service setting: %s', (_name, body, expected) => {

@@ -333,21 +333,12 @@ class Converter {
 
   /** coreos.update and coreos.locksmith: lines of update.conf, merged into one that write_files gives. */
   private convertUpdate(config: CloudConfig): void {
-    // A line break would end the line and start another setting: such a value is left out.
-    const multiline = (v: string) => /[\r\n\0]/.test(v);
-    for (const section of ['update', 'locksmith']) {
-      const node = this.node(['coreos', section]);
-      for (const pair of node?.kind === 'map' ? node.pairs : []) {
-        const value = scalarText(pair.value);
-        if (value === undefined || !multiline(value)) continue;
-        this.warn('unconverted-setting', `coreos.${section}.${pair.key} is not converted: update.conf holds one setting a line, and this value has a line break`, ['coreos', section, pair.key], pair.value.range);
-      }
-    }
+    // Each value is one line: validation refuses a line break in one (setting-value).
     const settings: Environment = [
       ...config.update,
       // locksmithd reads its settings from update.conf (systemd's EnvironmentFile=); the reboot window with its LOCKSMITHD_ prefix.
       ...config.locksmith.map(([k, v]): [string, string] => [k.startsWith('REBOOT_WINDOW_') ? `LOCKSMITHD_${k}` : k, v]),
-    ].filter(([, v]) => !multiline(v));
+    ];
     if (settings.length === 0) return;
     if (config.update.length > 0) {
       this.infoAtKey('update-conf', `coreos.update is written to ${updateConf}: /etc/coreos (where coreos-cloudinit wrote update.conf) is a link to /etc/flatcar on Flatcar`, ['coreos', 'update']);

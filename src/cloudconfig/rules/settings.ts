@@ -1,8 +1,8 @@
 /**
  * The CoreOS service settings (coreos.etcd, etcd2, fleet, flannel, locksmith, update): each value
  * is written as one NAME=value line, inside `Environment="NAME=value"` of the service's drop-in,
- * or in /etc/coreos/update.conf. A line break would start a line of its own (a directive in the
- * drop-in, another setting in update.conf), and a double quote would end the drop-in's quoting.
+ * or in /etc/coreos/update.conf. A line break would start a line of its own: a directive in the
+ * drop-in, another setting in update.conf.
  */
 import type { Finding } from '../../report/diagnostic';
 import { settingValueProblem } from '../../system/env-file';
