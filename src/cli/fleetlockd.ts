@@ -16,6 +16,7 @@ import { addLogOptions, announceReady, stderrLogger } from './logging';
 import { addTlsOptions, readTls } from './tls';
 import type { TlsFiles } from './tls';
 import { addEtcdOptions, collect, etcdEnvironment, parseArgs, parseListen, standardOptions, untilStopped } from './options';
+import { serverOptions } from '../system/http-server';
 
 interface Options {
   listen: string;
@@ -95,7 +96,7 @@ export async function main(argv: string[]): Promise<number> {
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     if (!observability(req, res)) void fleetLock(req, res);
   };
-  const limits = { requestTimeout: 10_000, headersTimeout: 10_000 };
+  const limits = serverOptions(10_000);
   let server: ReturnType<typeof createServer>;
   try {
     server = tls ? createTlsServer({ ...limits, ...tls }, handler) : createServer(limits, handler);

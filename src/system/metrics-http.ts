@@ -6,6 +6,7 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import { serverOptions } from './http-server';
 
 /** Answers GET /metrics and GET /healthz; false for any other request (left to the caller). */
 export function metricsRoute(registry: Registry): (req: IncomingMessage, res: ServerResponse) => boolean {
@@ -31,7 +32,7 @@ export function metricsRoute(registry: Registry): (req: IncomingMessage, res: Se
 /** A listener serving only /metrics and /healthz; resolves once listening, with its URL. */
 export function serveMetrics(registry: Registry, host: string, port: number): Promise<{ url: string; server: Server }> {
   const route = metricsRoute(registry);
-  const server = createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, (req, res) => {
+  const server = createServer(serverOptions(10_000), (req, res) => {
     if (!route(req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics or /healthz\n');
   });
   return new Promise((resolve, reject) => {

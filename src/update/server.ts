@@ -35,6 +35,7 @@ import { compareVersions, packageName, ReleaseTree } from './release-tree';
 import type { Release } from './release-tree';
 import { FileState, StateUnavailable } from './server-state';
 import type { Decision, Failure, MachineEvent, MachineRecord, ServerState } from './server-state';
+import { serverOptions } from '../system/http-server';
 
 export { compareVersions, packageName };
 export type { Release };
@@ -516,7 +517,7 @@ export class UpdateServer {
   }
 
   listen(port: number, host = '127.0.0.1'): Promise<string> {
-    const options = { requestTimeout: this.limits.requestTimeoutMs, headersTimeout: Math.min(this.limits.requestTimeoutMs, 10_000) };
+    const options = serverOptions(this.limits.requestTimeoutMs);
     const handler = (req: IncomingMessage, res: ServerResponse) => this.handle(req, res);
     this.server = this.opts.tls ? createTlsServer({ ...options, cert: this.opts.tls.cert, key: this.opts.tls.key }, handler) : createServer(options, handler);
     this.server.maxConnections = this.limits.maxConnections;

@@ -3,11 +3,14 @@
  * header, client_params) gets what Zincati expects; its locks show in locksmithctl and the other way.
  */
 import { spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { EtcdCluster, haveEtcd } from '../support/etcd';
 import { startFleetlockd } from '../support/fleetlockd';
+import { until } from '../support/metrics';
 
 const bins = join(__dirname, '../../bin');
 if (!haveEtcd) test.skip('fleetlockd tests need etcd; CI installs it', () => undefined);
@@ -69,6 +72,30 @@ if (!haveEtcd) test.skip('fleetlockd tests need etcd; CI installs it', () => und
     const bad = await fetch(`${base}/v1/pre-reboot`, { method: 'POST', headers: { 'fleet-lock-protocol': 'true' }, body: '{not json' });
     expect([bad.status, ((await bad.json()) as { kind: string }).kind]).toEqual([400, 'invalid_client_identity']);
   });
+
+  // A client reuses an idle connection until its own idle time is up (Node's fetch: 4 s, and it
+  // blocks for seconds here in spawnSync). The server once closed idle connections at Node's
+  // default 5 s, and this suite then failed under load with "other side closed".
+  test('an idle connection stays open longer than a client keeps one', async () => {
+    const socket = connect(Number(new URL(base).port), '127.0.0.1');
+    let received = '';
+    let closed = false;
+    socket.on('data', (d) => (received += d.toString()));
+    socket.on('close', () => (closed = true));
+    const healthz = async () => {
+      received = '';
+      socket.write('GET /healthz HTTP/1.1\r\nHost: fleetlockd\r\n\r\n');
+      await until(async () => /^HTTP\/1\.1 200 /.test(received) && received.includes('\r\n\r\n'), 10_000, 'the answer');
+    };
+    try {
+      await healthz();
+      await sleep(6_000);
+      expect(closed).toBe(false);
+      await healthz();
+    } finally {
+      socket.destroy();
+    }
+  }, 30_000);
 
   test.each([
     ['non-string holders', JSON.stringify({ total_slots: 3, holders: [1, { id: 'x' }, null] }), /is corrupt: holder 0 is number, not a string/],
