@@ -82,9 +82,15 @@ function flagsOf(spec: OptionSpec): Parsed {
   return parsed;
 }
 
+/** The long name in `flags` (`--from-file <path...>`: `from-file`), read without checking the rest (flagsOf does, when the option is used). */
+function longOf(flags: string): string {
+  const space = flags.indexOf(' ');
+  return flags.slice(2, space === -1 ? undefined : space);
+}
+
 /** The long names of `specs` (`from-file` ...). */
 export function longNames(specs: readonly OptionSpec[]): string[] {
-  return specs.map((s) => flagsOf(s).long);
+  return specs.map((s) => longOf(s.flags));
 }
 
 /** commander's test for an argument that may be an option. */
@@ -96,14 +102,11 @@ const optionLike = (arg: string) => arg.length > 1 && arg[0] === '-';
  * for anything else.
  */
 export function quickParse(argv: readonly string[], specs: readonly OptionSpec[]): Record<string, unknown> | undefined {
-  const byName = new Map(
-    specs.map((spec) => {
-      const parsed = flagsOf(spec);
-      return [parsed.long, { spec, ...parsed }];
-    }),
-  );
+  // Each option's flags are read in full only when it has a default or is given: a start reads a
+  // few of the table's 45, not all of them.
+  const byName = new Map(specs.map((spec) => [longOf(spec.flags), spec]));
   const opts: Record<string, unknown> = {};
-  for (const { spec, key } of byName.values()) if (spec.default !== undefined) opts[key] = spec.default;
+  for (const spec of specs) if (spec.default !== undefined) opts[flagsOf(spec).key] = spec.default;
   const take = (spec: OptionSpec, key: string, text: string): boolean => {
     if (spec.choices && !spec.choices.includes(text)) return false;
     try {
@@ -117,9 +120,9 @@ export function quickParse(argv: readonly string[], specs: readonly OptionSpec[]
     const arg = argv[i++]!;
     const eq = arg.indexOf('=');
     const name = arg.startsWith('--') ? arg.slice(2, eq === -1 ? undefined : eq) : undefined;
-    const option = name === undefined ? undefined : byName.get(name);
-    if (!option) return undefined;
-    const { spec, key, kind } = option;
+    const spec = name === undefined ? undefined : byName.get(name);
+    if (!spec) return undefined;
+    const { key, kind } = flagsOf(spec);
     if (eq !== -1) {
       // --name=value: a value of its own, never a list.
       if (kind === 'flag' || kind === 'variadic' || !take(spec, key, arg.slice(eq + 1))) return undefined;
