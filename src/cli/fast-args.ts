@@ -74,7 +74,7 @@ export function commanderOption(spec: OptionSpec): Option {
   return option;
 }
 
-/** Each option's flags, read once: a program reads its table for its Go-style names and again for its command line. */
+/** Each option's flags, read at most once a process. */
 const readFlags = new WeakMap<OptionSpec, Parsed>();
 function flagsOf(spec: OptionSpec): Parsed {
   let parsed = readFlags.get(spec);

@@ -56,7 +56,9 @@ export function normalizeGoFlags(argv: string[], longFlags: string[]): string[] 
   return argv.map((arg) => {
     if (arg === '--') options = false;
     const name = options ? flagName(arg) : undefined;
-    return name !== undefined && longFlags.includes(name) ? `--${name}${arg.slice(arg.indexOf('=') === -1 ? arg.length : arg.indexOf('='))}` : arg;
+    if (name === undefined || !longFlags.includes(name)) return arg;
+    const eq = arg.indexOf('=');
+    return eq === -1 ? `--${name}` : `--${name}${arg.slice(eq)}`;
   });
 }
 

@@ -11,7 +11,7 @@ import { getPair, scalarText } from '../tree';
 import type { YNode } from '../tree';
 import { finding } from './common';
 
-export const settingSections = ['etcd', 'etcd2', 'fleet', 'flannel', 'locksmith', 'update'] as const;
+const settingSections = ['etcd', 'etcd2', 'fleet', 'flannel', 'locksmith', 'update'] as const;
 
 export function checkSettings(root: YNode): Finding[] {
   const out: Finding[] = [];
