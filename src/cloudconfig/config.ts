@@ -4,7 +4,7 @@
  */
 import { getPair, scalarText } from './tree';
 import type { MapNode, YNode } from './tree';
-import { resolve, typesOf } from './schema';
+import { definition, typesOf } from './schema';
 import { decodeContent } from './encoding';
 import { mapEntries } from './rules/common';
 
@@ -119,9 +119,9 @@ function goValue(node: YNode | undefined, isString: boolean): string | undefined
 }
 
 /** A service section's settings as (variable, value) pairs, in schema order. */
-function environment(section: MapNode | undefined, definition: string): Environment {
+function environment(section: MapNode | undefined, name: string): Environment {
   if (!section) return [];
-  const schema = resolve({ $ref: `#/definitions/${definition}` });
+  const schema = definition(name);
   const out: Environment = [];
   for (const [key, prop] of Object.entries(schema.properties ?? {})) {
     if (!prop.env) continue;

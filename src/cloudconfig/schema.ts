@@ -35,6 +35,15 @@ export function resolve(schema: Schema): Schema {
   return out;
 }
 
+const definitions = new Map<string, Schema>();
+
+/** The schema `#/definitions/NAME`, its `$ref`s followed. Memoized (resolve's memo is keyed by the object asked about). */
+export function definition(name: string): Schema {
+  let out = definitions.get(name);
+  if (!out) definitions.set(name, (out = resolve({ $ref: `#/definitions/${name}` })));
+  return out;
+}
+
 function follow(schema: Schema): Schema {
   let s = schema;
   for (let hops = 0; s.$ref !== undefined && hops < 16; hops++) {

@@ -6,7 +6,7 @@
  */
 import type { Finding } from '../../report/diagnostic';
 import { settingValueProblem } from '../../system/env-file';
-import { resolve } from '../schema';
+import { definition } from '../schema';
 import { getPair, scalarText } from '../tree';
 import type { YNode } from '../tree';
 import { finding } from './common';
@@ -19,7 +19,7 @@ export function checkSettings(root: YNode): Finding[] {
   for (const section of settingSections) {
     const node = getPair(coreos, section)?.value;
     if (node?.kind !== 'map') continue;
-    const properties = resolve({ $ref: `#/definitions/${section}` }).properties ?? {};
+    const properties = definition(section).properties ?? {};
     for (const pair of node.pairs) {
       const name = properties[pair.key]?.env;
       const value = pair.value.kind === 'scalar' ? scalarText(pair.value) : undefined;
