@@ -16,8 +16,7 @@ import { files } from '../system/paths';
 import { RootedFs } from '../system/rooted-fs';
 import type { FileAttributes, Outcome } from '../system/rooted-fs';
 import { PathError } from '../system/rooted-fs';
-import { readGroups, readPasswd } from '../system/accounts';
-import { parseEnvFile } from '../system/env-file';
+import { homeMode, loginDefs, readGroups, readPasswd, useraddDefaults } from '../system/accounts';
 
 type Pending =
   | { kind: 'file'; content: Buffer; attrs: FileAttributes }
@@ -45,16 +44,6 @@ function pendingStats(p: Exclude<Pending, { kind: 'gone' }>): fs.Stats {
     gid: attrs.gid,
     size: p.kind === 'file' ? p.content.length : p.kind === 'link' ? p.target.length : 4096,
   } as fs.Stats;
-}
-
-/** login.defs: `KEY value` lines, `#` comments. */
-function loginDefs(text: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const m = /^\s*([A-Z_][A-Z0-9_]*)\s+(\S+)/.exec(line);
-    if (m) out.set(m[1]!, m[2]!.replace(/^"(.*)"$/, '$1'));
-  }
-  return out;
 }
 
 export class DryRunFs extends RootedFs {
@@ -157,6 +146,11 @@ export class DryRunFs extends RootedFs {
     return 'changed';
   }
 
+  /** The directory alone: what a copy of the template would put in it is not shown. */
+  override createDir(inRoot: string, attrs: FileAttributes): Outcome {
+    return this.lstat(inRoot) ? 'unchanged' : this.ensureDir(inRoot, attrs);
+  }
+
   override list(inRoot: string): string[] {
     const { key } = this.find(inRoot, true);
     const names = new Set(this.stat(inRoot)?.isDirectory() ? super.list(key) : []);
@@ -180,8 +174,8 @@ export class DryRunFs extends RootedFs {
    * an owner or for SSH keys; the ids are a prediction.
    */
   addUser(user: User): void {
-    const defs = loginDefs(this.read('/etc/login.defs')?.toString('utf8') ?? '');
-    const defaults = parseEnvFile(this.read('/etc/default/useradd')?.toString('utf8') ?? '');
+    const defs = loginDefs(this);
+    const defaults = useraddDefaults(this);
     const num = (key: string, fallback: number) => (/^\d+$/.test(defs.get(key) ?? '') ? Number(defs.get(key)) : fallback);
     const [low, high] = user.system ? [num('SYS_UID_MIN', 101), num('SYS_UID_MAX', 999)] : [num('UID_MIN', 1000), num('UID_MAX', 60000)];
     const users = readPasswd(this);
@@ -201,7 +195,7 @@ export class DryRunFs extends RootedFs {
     const passwdText = this.read(files.passwd)?.toString('utf8') ?? '';
     const line = `${user.name}:x:${uid}:${gid}:${user.gecos ?? ''}:${home}:${user.shell ?? defaults.get('SHELL') ?? '/bin/sh'}\n`;
     this.writeAtomic(files.passwd, Buffer.from(`${passwdText}${passwdText && !passwdText.endsWith('\n') ? '\n' : ''}${line}`), this.attrsOf(files.passwd));
-    if (!user.noCreateHome && !this.stat(home)) this.ensureDir(home, { mode: 0o755, uid, gid });
+    if (!user.noCreateHome && !this.lstat(home)) this.ensureDir(home, { mode: homeMode(this), uid, gid });
     this.pendingUsers.add(user.name);
   }
 
@@ -210,7 +204,7 @@ export class DryRunFs extends RootedFs {
    * free one (as groupadd picks it), so later users can name it; the id is a prediction.
    */
   addGroup(group: IgnitionGroup): void {
-    const defs = loginDefs(this.read('/etc/login.defs')?.toString('utf8') ?? '');
+    const defs = loginDefs(this);
     const num = (key: string, fallback: number) => (/^\d+$/.test(defs.get(key) ?? '') ? Number(defs.get(key)) : fallback);
     const [low, high] = group.system ? [num('SYS_GID_MIN', 101), num('SYS_GID_MAX', 999)] : [num('GID_MIN', 1000), num('GID_MAX', 60000)];
     const taken = readGroups(this).map((g) => g.gid).filter((id) => id >= low && id <= high);

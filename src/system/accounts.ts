@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { User } from '../cloudconfig/config';
 import type { AccountRef, IgnitionGroup, NodeOwner } from '../cloudconfig/ignition/config';
+import { parseEnvFile } from './env-file';
 import { commands, files } from './paths';
 import type { RootedFs, Outcome } from './rooted-fs';
 
@@ -36,6 +37,38 @@ export function readPasswd(fs: RootedFs): PasswdEntry[] {
 
 export function readGroups(fs: RootedFs): GroupEntry[] {
   return lines(fs, files.group).map((f) => ({ name: f[0]!, gid: Number(f[2]), members: (f[3] ?? '').split(',').filter(Boolean) }));
+}
+
+/** login.defs: `KEY value` lines, `#` comments. */
+export function loginDefs(fs: RootedFs): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of (fs.read('/etc/login.defs')?.toString('utf8') ?? '').split('\n')) {
+    const m = /^\s*([A-Z_][A-Z0-9_]*)\s+(\S+)/.exec(line);
+    if (m) out.set(m[1]!, m[2]!.replace(/^"(.*)"$/, '$1'));
+  }
+  return out;
+}
+
+/** useradd's defaults from the root's /etc/default/useradd. */
+export function useraddDefaults(fs: RootedFs): Map<string, string> {
+  return parseEnvFile(fs.read('/etc/default/useradd')?.toString('utf8') ?? '');
+}
+
+/** The mode useradd gives a home it makes: login.defs' HOME_MODE, or what its UMASK (022) leaves of 0777. */
+export function homeMode(fs: RootedFs): number {
+  const defs = loginDefs(fs);
+  const octal = (key: string) => (/^0?[0-7]{1,4}$/.test(defs.get(key) ?? '') ? Number.parseInt(defs.get(key)!, 8) : undefined);
+  return octal('HOME_MODE') ?? 0o777 & ~(octal('UMASK') ?? 0o022);
+}
+
+/**
+ * Makes a user's home as useradd does (a copy of the skeleton directory, SKEL of
+ * /etc/default/useradd or /etc/skel, owned by the user, with {@link homeMode}), but whole: useradd
+ * makes it in place, mode 0 and root's until its last steps, so a useradd killed there leaves a
+ * home its user cannot enter, and no run after can tell that from a home made so on purpose.
+ */
+function createHome(fs: RootedFs, entry: PasswdEntry): Outcome {
+  return fs.createDir(entry.home, { mode: homeMode(fs), uid: entry.uid, gid: entry.gid }, useraddDefaults(fs).get('SKEL') ?? '/etc/skel');
 }
 
 /**
@@ -150,7 +183,7 @@ export function userChanges(fs: RootedFs, user: User): string[] {
   if (!existing) return [`create user ${user.name}`];
   const out: string[] = [];
   // A useradd cut short can leave the user without its home: make it, as useradd would have.
-  if (!user.noCreateHome && existing.home && !fs.stat(existing.home)) out.push(`create the home directory ${existing.home}`);
+  if (!user.noCreateHome && existing.home && !fs.lstat(existing.home)) out.push(`create the home directory ${existing.home}`);
   if (user.passwd && shadowHash(fs, user.name) !== user.passwd) out.push(`set the password of ${user.name}`);
   const groups = readGroups(fs);
   for (const g of user.groups) {
@@ -160,8 +193,9 @@ export function userChanges(fs: RootedFs, user: User): string[] {
 }
 
 /**
- * Creates the user with useradd, or, when it exists, brings its password and supplementary groups
- * up to date (chpasswd -e, gpasswd -a). Other settings of an existing user are left alone.
+ * Creates the user with useradd and its home with {@link createHome}, or, when it exists, brings
+ * its password and supplementary groups up to date (chpasswd -e, gpasswd -a) and makes its home if
+ * it has none. Other settings of an existing user are left alone.
  */
 export function applyUser(fs: RootedFs, user: User): Outcome {
   const changes = userChanges(fs, user);
@@ -173,7 +207,7 @@ export function applyUser(fs: RootedFs, user: User): Outcome {
     if (user.uid !== undefined) args.push('--uid', String(user.uid));
     if (user.gecos !== undefined) args.push('--comment', user.gecos);
     if (user.homedir !== undefined) args.push('--home-dir', user.homedir);
-    args.push(user.noCreateHome ? '--no-create-home' : '--create-home');
+    args.push('--no-create-home');
     if (user.primaryGroup !== undefined) args.push('--gid', user.primaryGroup);
     if (user.groups.length > 0) args.push('--groups', user.groups.join(','));
     if (user.noUserGroup) args.push('--no-user-group');
@@ -181,10 +215,11 @@ export function applyUser(fs: RootedFs, user: User): Outcome {
     if (user.noLogInit) args.push('--no-log-init');
     if (user.shell !== undefined) args.push('--shell', user.shell);
     run(commands.useradd, [...args, user.name]);
-    return 'changed';
   }
-  const entry = readPasswd(fs).find((u) => u.name === user.name)!;
-  if (!user.noCreateHome && entry.home && !fs.stat(entry.home)) fs.ensureDir(entry.home, { mode: 0o755, uid: entry.uid, gid: entry.gid });
+  const entry = readPasswd(fs).find((u) => u.name === user.name);
+  if (!entry) throw new Error(`${commands.useradd} did not add ${user.name} to ${files.passwd}`);
+  if (!user.noCreateHome && entry.home && !fs.lstat(entry.home)) createHome(fs, entry);
+  if (!existing) return 'changed';
   if (user.passwd && shadowHash(fs, user.name) !== user.passwd) {
     run(commands.chpasswd, [...rootArgs(fs), '-e'], `${user.name}:${user.passwd}\n`);
   }

@@ -20,7 +20,7 @@
  * files are all written, made durable together, renamed, and their directories synced once.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, lchownSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, copyFileSync, fchmodSync, fchownSync, fstatSync, fsyncSync, lchownSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { commands } from './paths';
@@ -308,6 +308,33 @@ export class RootedFs {
     return 'changed';
   }
 
+  /**
+   * Creates a directory that is not there yet, whole: it is made under a temporary name beside its
+   * place, filled with a copy of the directory `template` (an in-root path; its directories, files
+   * and symlinks, owned by `attrs`' user and group, their modes kept, anything else left out),
+   * made durable and only then renamed into place. A run killed on the way leaves no directory
+   * there, only the temporary one, which the next call replaces. Unchanged when something is
+   * there already.
+   */
+  createDir(inRoot: string, attrs: FileAttributes, template?: string): Outcome {
+    const resolved = this.resolve(inRoot, follow);
+    if (this.lstatResolved(resolved)) return 'unchanged';
+    this.makeParents(resolved);
+    const host = this.host(resolved);
+    const temp = tempName(host);
+    rmSync(temp, { recursive: true, force: true });
+    mkdirSync(temp, { mode: 0o700 });
+    const made = [temp];
+    const from = template === undefined ? undefined : this.resolve(template, follow);
+    if (from !== undefined && this.lstatResolved(from)?.isDirectory()) copyTree(this.host(from), temp, attrs, made);
+    lchownSync(temp, attrs.uid, attrs.gid);
+    chmodSync(temp, attrs.mode);
+    syncData(made);
+    renameSync(temp, host);
+    syncDirectory(dirname(host));
+    return 'changed';
+  }
+
   /** The names in the directory an in-root path leads to, sorted; empty when it does not exist. */
   list(inRoot: string): string[] {
     try {
@@ -356,7 +383,7 @@ export class RootedFs {
       rmSync(entry.temp, { force: true });
     };
     try {
-      syncData(batch);
+      syncData(batch.map((entry) => entry.temp));
     } catch (err) {
       for (const entry of batch) fail(entry, err);
       return failures;
@@ -474,13 +501,38 @@ function tempName(host: string): string {
 }
 
 /**
- * Makes the content of the temporary files durable: one `sync -f` (syncfs(2)) of each file system
- * they are on, or an fsync of each when they are few (or there is no sync command).
+ * Copies the directory tree at host path `from` into the existing directory `to`, without
+ * following a symlink in it (a link is copied as a link): directories, regular files and
+ * symlinks, owned by `owner`, with their modes; sockets, FIFOs and devices are left out. Each
+ * directory and file made is added to `made`.
  */
-function syncData(batch: Staged[]): void {
-  if (batch.length >= syncfsFrom) {
+function copyTree(from: string, to: string, owner: FileAttributes, made: string[]): void {
+  for (const name of readdirSync(from).sort()) {
+    const src = join(from, name);
+    const dst = join(to, name);
+    const st = lstatSync(src);
+    if (st.isDirectory()) {
+      mkdirSync(dst, { mode: 0o700 });
+      copyTree(src, dst, owner, made);
+    } else if (st.isFile()) copyFileSync(src, dst, constants.COPYFILE_EXCL);
+    else if (st.isSymbolicLink()) symlinkSync(readlinkSync(src), dst);
+    else continue;
+    lchownSync(dst, owner.uid, owner.gid);
+    if (st.isSymbolicLink()) continue; // (made durable with its directory)
+    chmodSync(dst, st.mode & 0o7777);
+    made.push(dst);
+  }
+}
+
+/**
+ * Makes the content of files and directories (host paths) durable: one `sync -f` (syncfs(2)) of
+ * each file system they are on, or an fsync of each when they are few (or there is no sync
+ * command).
+ */
+function syncData(paths: string[]): void {
+  if (paths.length >= syncfsFrom) {
     // One directory of each file system: syncfs syncs the whole file system a path is on.
-    const dirs = new Set(batch.map((entry) => dirname(entry.temp)));
+    const dirs = new Set(paths.map((path) => dirname(path)));
     const byDevice = new Map<number, string>();
     for (const dir of dirs) {
       const { dev } = statSync(dir);
@@ -492,8 +544,8 @@ function syncData(batch: Staged[]): void {
       throw new Error(`making the files durable failed: ${commands.sync} -f ${run.error ? run.error.message : `exited ${run.status ?? run.signal}: ${run.stderr.trim()}`}`);
     }
   }
-  for (const entry of batch) {
-    const fd = openSync(entry.temp, O_RDONLY | O_NOFOLLOW);
+  for (const path of paths) {
+    const fd = openSync(path, O_RDONLY | O_NOFOLLOW);
     try {
       fsyncSync(fd);
     } finally {

@@ -2,7 +2,7 @@
  * Applying user data into temporary roots, offline (no systemd), with the real shadow tools:
  * files, users, SSH keys, generated settings, unit links; dry runs, re-runs, failures, refusals.
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { applyUserData } from '../../src/apply/apply';
@@ -132,6 +132,25 @@ describeAsRoot('sections', () => {
     await apply(root, '#cloud-config\nusers:\n  - name: core\n    passwd: $6$abc$def\n    groups: [sudo]\n');
     expect(readFileSync(join(root, 'etc/shadow'), 'utf8')).toMatch(/^core:\$6\$abc\$def:/m);
     expect(readFileSync(join(root, 'etc/group'), 'utf8')).toMatch(/^sudo:x:27:core$/m);
+  });
+
+  test('a new user\'s home is a copy of the root\'s /etc/skel, with login.defs\' HOME_MODE; one missing (a run killed after useradd) is made', async () => {
+    const root = makeRoot();
+    mkdirSync(join(root, 'etc/skel'));
+    writeFileSync(join(root, 'etc/skel/.bashrc'), 'PS1=x\n');
+    writeFileSync(join(root, 'etc/login.defs'), '# comment\nUMASK 022\nHOME_MODE 0750\n');
+    const config = '#cloud-config\nusers:\n  - name: alice\n  - name: bob\n    no_create_home: true\n';
+    await apply(root, config);
+    const home = lstatSync(join(root, 'home/alice'));
+    expect([(home.mode & 0o7777).toString(8), home.uid, home.gid]).toEqual(['750', 1000, 100]);
+    expect(readFileSync(join(root, 'home/alice/.bashrc'), 'utf8')).toBe('PS1=x\n');
+    expect(lstatSync(join(root, 'home/alice/.bashrc')).uid).toBe(1000);
+    expect(readdirSync(join(root, 'home')).sort()).toEqual(['alice', 'core']);
+    rmSync(join(root, 'home/alice'), { recursive: true });
+    const again = await apply(root, config);
+    expect(again.results.find((r) => r.subject === 'user alice')?.outcome).toBe('changed');
+    expect(readdirSync(join(root, 'home/alice'))).toEqual(['.bashrc']);
+    expect((await apply(root, config)).results.find((r) => r.subject === 'user alice')?.outcome).toBe('unchanged');
   });
 
   test('a membership in /etc/group but not /etc/gshadow (a shadow tool killed between the two) is completed', async () => {

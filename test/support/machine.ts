@@ -59,6 +59,13 @@ export interface MachineOptions {
 /** The MAC address of every machine's network card (QEMU's default, made explicit: network_data.json names it). */
 export const machineMac = '52:54:00:12:34:56';
 
+/**
+ * systemd's default start timeout (90 s) is for real hardware. A TCG guest on a loaded host runs
+ * many times slower: a daemon that is merely slow to start (update_engine and locksmithd are
+ * Type=dbus and Type=notify) would fail its boot. The boots here allow 15 minutes.
+ */
+const emulatedCmdline = 'systemd.default_timeout_start_sec=900';
+
 export interface BootChoice {
   partition: number;
   label: string;
@@ -131,7 +138,7 @@ export class Boot {
       const m = text.match(pattern);
       if (m) return m;
       const bad = failOn && text.match(failOn);
-      if (bad) throw new Error(`boot ${this.number}: "${bad[0]}" on the console while waiting for ${pattern}\n${tail(text)}`);
+      if (bad) throw new Error(`boot ${this.number}: "${lineAt(text, bad.index!)}" on the console while waiting for ${pattern}\n${tail(text)}`);
       if (!this.running) throw new Error(`boot ${this.number}: QEMU exited (${JSON.stringify(this.exit)}) before ${pattern} showed\n${tail(this.console())}`);
       if (Date.now() > deadline) throw new Error(`boot ${this.number}: ${pattern} did not show within ${timeoutMs / 1000} s\n${tail(text)}`);
       await Promise.race([new Promise((r) => setTimeout(r, 200)), this.exited]);
@@ -189,6 +196,12 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs: 
 
 export function tail(text: string, lines = 60): string {
   return text.split('\n').slice(-lines).join('\n');
+}
+
+/** The whole line of `text` that holds offset `index`, trimmed: what a match on the console was part of. */
+function lineAt(text: string, index: number): string {
+  const end = text.indexOf('\n', index);
+  return text.slice(text.lastIndexOf('\n', index) + 1, end === -1 ? undefined : end).trim();
 }
 
 /** One QMP command over the monitor socket (the greeting, capabilities, then the command). */
@@ -261,7 +274,7 @@ export class Machine {
     const serialLog = join(this.options.dir, `console-${n}.log`);
     const qmpSocket = join(this.options.dir, 'qmp.sock');
     writeFileSync(serialLog, '');
-    const append = [this.boot.cmdline, this.boot.usr.replace('{partuuid}', choice.partUuid), this.options.cmdline ?? ''].join(' ').trim();
+    const append = [this.boot.cmdline, this.boot.usr.replace('{partuuid}', choice.partUuid), emulatedCmdline, this.options.cmdline ?? ''].join(' ').trim();
     const net = [
       'user,id=net0,restrict=on',
       ...(this.options.guestfwd ?? []).map((f) => `guestfwd=tcp:10.0.2.100:${f.guestPort}-cmd:nc 127.0.0.1 ${f.hostPort}`),

@@ -41,6 +41,54 @@ test('an unchanged file is not rewritten', () => {
   expect(fs.statSync(join(root, 'a')).ino).not.toBe(inode);
 });
 
+describe('createDir', () => {
+  test('makes a directory whole from a template: directories, files, links copied as links, owner and modes', () => {
+    const root = mkdtempSync(join(tmpdir(), 'bootsmith-fs-'));
+    mkdirSync(join(root, 'etc/skel/.config'), { recursive: true });
+    writeFileSync(join(root, 'etc/skel/.profile'), 'export A=1\n', { mode: 0o640 });
+    writeFileSync(join(root, 'etc/skel/.config/app'), 'x');
+    chmodSync(join(root, 'etc/skel/.config'), 0o700);
+    symlinkSync('/etc/shadow', join(root, 'etc/skel/.secret'));
+    const rfs = new RootedFs(root);
+    // A temporary directory left by a run killed before its rename is replaced.
+    mkdirSync(join(root, 'home/.u.bootsmith-tmp/half'), { recursive: true });
+    expect(rfs.createDir('/home/u', { mode: 0o750, ...me }, '/etc/skel')).toBe('changed');
+    const entry = (rel: string) => {
+      const st = lstatSync(join(root, 'home/u', rel));
+      return [(st.mode & 0o7777).toString(8), st.uid, st.gid];
+    };
+    expect(readdirSync(join(root, 'home'))).toEqual(['u']);
+    expect(readdirSync(join(root, 'home/u')).sort()).toEqual(['.config', '.profile', '.secret']);
+    expect(entry('.')).toEqual(['750', me.uid, me.gid]);
+    expect(entry('.profile')).toEqual(['640', me.uid, me.gid]);
+    expect(entry('.config')).toEqual(['700', me.uid, me.gid]);
+    expect(readFileSync(join(root, 'home/u/.config/app'), 'utf8')).toBe('x');
+    expect(readlinkSync(join(root, 'home/u/.secret'))).toBe('/etc/shadow');
+    // Something there already is left as it is.
+    writeFileSync(join(root, 'home/u/.profile'), 'mine');
+    expect(rfs.createDir('/home/u', { mode: 0o700, ...me }, '/etc/skel')).toBe('unchanged');
+    expect(readFileSync(join(root, 'home/u/.profile'), 'utf8')).toBe('mine');
+    expect(entry('.')).toEqual(['750', me.uid, me.gid]);
+  });
+
+  test('a template that is missing, or a link out of the root, gives an empty directory; nothing outside is read', () => {
+    const root = mkdtempSync(join(tmpdir(), 'bootsmith-fs-'));
+    const outside = mkdtempSync(join(tmpdir(), 'bootsmith-outside-'));
+    writeFileSync(join(outside, 'secret'), 'host');
+    mkdirSync(join(root, 'etc'));
+    symlinkSync(`../../../../../../..${outside}`, join(root, 'etc/skel-out'));
+    symlinkSync(outside, join(root, 'etc/skel-abs'));
+    const rfs = new RootedFs(root);
+    expect(rfs.createDir('/home/a', { mode: 0o755, ...me }, '/etc/none')).toBe('changed');
+    expect(readdirSync(join(root, 'home/a'))).toEqual([]);
+    expect(() => rfs.createDir('/home/b', { mode: 0o755, ...me }, '/etc/skel-out')).toThrow(PathError);
+    expect(existsSync(join(root, 'home/b'))).toBe(false);
+    // An absolute link is taken inside the root, where there is nothing.
+    expect(rfs.createDir('/home/c', { mode: 0o755, ...me }, '/etc/skel-abs')).toBe('changed');
+    expect(readdirSync(join(root, 'home/c'))).toEqual([]);
+  });
+});
+
 describe('staged writes', () => {
   const me644 = { mode: 0o644, ...me };
 
