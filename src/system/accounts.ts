@@ -158,6 +158,9 @@ export function clearStaleShadowLocks(fs: RootedFs): void {
       const pid = Number.parseInt(fs.read(`/etc/${name}`)?.toString('latin1') ?? '', 10);
       if (Number.isSafeInteger(pid) && pid > 0 && processGone(pid)) fs.remove(`/etc/${name}`);
     }
+    // The new file a tool killed before its rename left (`shadow+`: a copy of the database, hashes
+    // and all); a tool holding the lock may be writing it now.
+    if (!fs.lstat(`/etc/${db}.lock`)) fs.remove(`/etc/${db}+`);
   }
 }
 
@@ -177,12 +180,38 @@ function rootArgs(fs: RootedFs): string[] {
   return fs.root === '/' ? [] : ['--root', fs.root];
 }
 
+/**
+ * What a useradd cut short left undone of an existing user. useradd commits passwd, shadow, group
+ * and gshadow one after the other, each renamed into place, so a run killed in between leaves the
+ * user without its shadow line, without the group of its own it was given (USERGROUPS_ENAB), or
+ * with that group in /etc/group only.
+ */
+interface Unfinished {
+  shadowLine: boolean;
+  ownGroup: 'missing' | 'no-gshadow-line' | undefined;
+}
+
+function unfinished(fs: RootedFs, user: User, entry: PasswdEntry): Unfinished {
+  const shadowLine = fs.stat('/etc/shadow') !== undefined && shadowHash(fs, user.name) === undefined;
+  let ownGroup: Unfinished['ownGroup'];
+  if (user.primaryGroup === undefined && !user.noUserGroup && loginDefs(fs).get('USERGROUPS_ENAB') === 'yes') {
+    const groups = readGroups(fs);
+    const own = groups.find((g) => g.gid === entry.gid);
+    if (!own && !groups.some((g) => g.name === user.name)) ownGroup = 'missing';
+    else if (own?.name === user.name && own.members.length === 0 && fs.stat('/etc/gshadow') && !lines(fs, '/etc/gshadow').some((f) => f[0] === user.name)) ownGroup = 'no-gshadow-line';
+  }
+  return { shadowLine, ownGroup };
+}
+
 /** What bringing a user to its settings takes, one line a change; empty when it is already so. */
 export function userChanges(fs: RootedFs, user: User): string[] {
   const existing = readPasswd(fs).find((u) => u.name === user.name);
   if (!existing) return [`create user ${user.name}`];
   const out: string[] = [];
-  // A useradd cut short can leave the user without its home: make it, as useradd would have.
+  // A useradd or an apply cut short: finish what it began.
+  const left = unfinished(fs, user, existing);
+  if (left.shadowLine) out.push(`add ${user.name} to /etc/shadow`);
+  if (left.ownGroup) out.push(`make the group ${user.name} (gid ${existing.gid}) whole`);
   if (!user.noCreateHome && existing.home && !fs.lstat(existing.home)) out.push(`create the home directory ${existing.home}`);
   if (user.passwd && shadowHash(fs, user.name) !== user.passwd) out.push(`set the password of ${user.name}`);
   const groups = readGroups(fs);
@@ -220,9 +249,13 @@ export function applyUser(fs: RootedFs, user: User): Outcome {
   if (!entry) throw new Error(`${commands.useradd} did not add ${user.name} to ${files.passwd}`);
   if (!user.noCreateHome && entry.home && !fs.lstat(entry.home)) createHome(fs, entry);
   if (!existing) return 'changed';
-  if (user.passwd && shadowHash(fs, user.name) !== user.passwd) {
-    run(commands.chpasswd, [...rootArgs(fs), '-e'], `${user.name}:${user.passwd}\n`);
-  }
+  const left = unfinished(fs, user, entry);
+  // The group again with its id, through the tools, so both files have it as groupadd writes it.
+  if (left.ownGroup === 'no-gshadow-line') run(commands.groupdel, [...rootArgs(fs), '--force', user.name]);
+  if (left.ownGroup) run(commands.groupadd, [...rootArgs(fs), '--gid', String(entry.gid), user.name]);
+  // chpasswd adds a missing shadow line; '*' is what useradd was given when no password was.
+  const hash = left.shadowLine ? (user.passwd ?? '*') : user.passwd;
+  if (hash && shadowHash(fs, user.name) !== hash) run(commands.chpasswd, [...rootArgs(fs), '-e'], `${user.name}:${hash}\n`);
   const groups = readGroups(fs);
   for (const g of user.groups) {
     if (!isMember(fs, groups, g, user.name)) run(commands.gpasswd, [...rootArgs(fs), '-a', user.name, g]);

@@ -39,6 +39,7 @@ export const files = {
 export const commands = {
   useradd: '/usr/sbin/useradd',
   groupadd: '/usr/sbin/groupadd',
+  groupdel: '/usr/sbin/groupdel',
   chpasswd: '/usr/sbin/chpasswd',
   gpasswd: '/usr/bin/gpasswd',
   hostnamectl: '/usr/bin/hostnamectl',

@@ -3,7 +3,7 @@
  * one uninterrupted run, with no half-written or temporary file left.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asRoot, makeRoot, snapshot } from '../support/roots';
@@ -153,6 +153,54 @@ const version = (v: 'old' | 'new') => {
       expect(states(root).every((s) => s === 'new')).toBe(true);
       const dirs = Array.from({ length: 4 }, (_, d) => readdirSync(join(root, `etc/batch/d${d}`))).flat();
       expect(dirs.filter((name) => name.includes('.bootsmith-tmp'))).toEqual([]);
+    }
+  }, 120_000);
+});
+
+/**
+ * A new user is committed by useradd one file at a time (passwd, shadow, group, gshadow, each
+ * renamed into place). strace kills useradd at each of those renames in turn; the next run ends in
+ * the tree of one uninterrupted run. (The home made after it is renamed into place whole: a run
+ * killed before that leaves no home, which the next makes; see apply.test.ts and rooted-fs.test.ts.)
+ */
+(asRoot && haveStrace ? describe : describe.skip)('a new user interrupted at any of its commits', () => {
+  const yaml = join(mkdtempSync(join(tmpdir(), 'bootsmith-user-')), 'user.yaml');
+  writeFileSync(yaml, '#cloud-config\nusers:\n  - name: alice\n    groups: [sudo]\n');
+  const apply = (root: string, strace: string[] = []) =>
+    spawnSync(strace.length > 0 ? 'strace' : process.execPath, [...strace, ...(strace.length > 0 ? [process.execPath] : []), bin, '--from-file', yaml, '--root', root], { encoding: 'utf8' });
+  const root = () => {
+    const r = makeRoot();
+    // As Debian has it: each user gets a group of its own; a skeleton to copy.
+    writeFileSync(join(r, 'etc/login.defs'), 'USERGROUPS_ENAB yes\nUMASK 022\n');
+    mkdirSync(join(r, 'etc/skel'));
+    writeFileSync(join(r, 'etc/skel/.profile'), 'PATH=/usr/bin\n');
+    return r;
+  };
+  const tree = (r: string) => snapshot(r).map((line) => line.replace(r, 'ROOT'));
+  let expected: string[];
+  let renames: number;
+
+  beforeAll(() => {
+    const clean = root();
+    expect(apply(clean).status).toBe(0);
+    expected = tree(clean);
+    const log = join(mkdtempSync(join(tmpdir(), 'bootsmith-strace-')), 'calls');
+    expect(apply(root(), ['-f', '-qq', '-o', log, '-e', 'trace=rename,renameat,renameat2']).status).toBe(0);
+    const byProcess = new Map<string, number>();
+    for (const m of readFileSync(log, 'utf8').split('\n').map((l) => /^(\d+) +rename/.exec(l))) if (m) byProcess.set(m[1]!, (byProcess.get(m[1]!) ?? 0) + 1);
+    renames = Math.max(0, ...byProcess.values());
+    // passwd, shadow, group and gshadow at least.
+    expect(renames).toBeGreaterThanOrEqual(4);
+  });
+
+  test('killed at each rename of each process, then run again: as one whole run', () => {
+    for (let at = 1; at <= renames; at++) {
+      const r = root();
+      const killed = apply(r, ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=rename,renameat,renameat2', '-e', `inject=rename,renameat,renameat2:signal=KILL:when=${at}`]);
+      expect([at, killed.status === 0]).toEqual([at, false]);
+      const rerun = apply(r);
+      expect([at, rerun.status, rerun.stderr, rerun.stdout.split('\n').filter((l) => l.startsWith('failed'))]).toEqual([at, 0, '', []]);
+      expect([at, tree(r)]).toEqual([at, expected]);
     }
   }, 120_000);
 });
