@@ -12,7 +12,7 @@ import { hostname as currentHostname } from 'node:os';
 import { posix } from 'node:path';
 import type { Action, FileAction } from './plan';
 import type { NodeOwner } from '../cloudconfig/ignition/config';
-import { applyGroup, applyUser, readGroups, readPasswd, resolveOwner, userChanges } from '../system/accounts';
+import { applyGroup, applyUser, groupWithoutShadowLine, readGroups, readPasswd, resolveOwner, userChanges } from '../system/accounts';
 import { installLinks, parseInstall } from '../system/offline-units';
 import { commands, files, unitSearchPath } from '../system/paths';
 import type { UnitDirs } from '../system/paths';
@@ -282,7 +282,7 @@ export class Executor {
         const overlay = this.overlay;
         if (overlay) {
           // groupadd is not run: the group it would create goes into the overlay, for the users after.
-          if (readGroups(overlay).some((g) => g.name === action.group.name)) return 'unchanged';
+          if (readGroups(overlay).some((g) => g.name === action.group.name)) return groupWithoutShadowLine(overlay, action.group.name) ? 'changed' : 'unchanged';
           overlay.addGroup(action.group);
           return 'changed';
         }

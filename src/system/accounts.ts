@@ -196,11 +196,21 @@ function unfinished(fs: RootedFs, user: User, entry: PasswdEntry): Unfinished {
   let ownGroup: Unfinished['ownGroup'];
   if (user.primaryGroup === undefined && !user.noUserGroup && loginDefs(fs).get('USERGROUPS_ENAB') === 'yes') {
     const groups = readGroups(fs);
-    const own = groups.find((g) => g.gid === entry.gid);
-    if (!own && !groups.some((g) => g.name === user.name)) ownGroup = 'missing';
-    else if (own?.name === user.name && own.members.length === 0 && fs.stat('/etc/gshadow') && !lines(fs, '/etc/gshadow').some((f) => f[0] === user.name)) ownGroup = 'no-gshadow-line';
+    if (!groups.some((g) => g.gid === entry.gid || g.name === user.name)) ownGroup = 'missing';
+    else if (groupWithoutShadowLine(fs, user.name)?.gid === entry.gid) ownGroup = 'no-gshadow-line';
   }
   return { shadowLine, ownGroup };
+}
+
+/**
+ * A group in /etc/group, with no members, that /etc/gshadow has no line for: what a groupadd or
+ * useradd killed between its commits of the two leaves. Undefined when the group is whole.
+ */
+export function groupWithoutShadowLine(fs: RootedFs, name: string): GroupEntry | undefined {
+  if (!fs.stat('/etc/gshadow')) return undefined;
+  const group = readGroups(fs).find((g) => g.name === name);
+  if (!group || group.members.length > 0 || lines(fs, '/etc/gshadow').some((f) => f[0] === name)) return undefined;
+  return group;
 }
 
 /** What bringing a user to its settings takes, one line a change; empty when it is already so. */
@@ -265,17 +275,21 @@ export function applyUser(fs: RootedFs, user: User): Outcome {
 
 /**
  * Creates the group with groupadd. An existing group is left as it is (Ignition only adds groups);
- * when its gid is not the one asked for, `detail` says so.
+ * when its gid is not the one asked for, `detail` says so. One that a groupadd cut short left
+ * without its gshadow line is deleted and added again, with the id it has.
  */
 export function applyGroup(fs: RootedFs, group: IgnitionGroup): { outcome: Outcome; detail?: string } {
   const existing = readGroups(fs).find((g) => g.name === group.name);
-  if (existing) {
+  const unfinishedGroup = groupWithoutShadowLine(fs, group.name);
+  if (existing && !unfinishedGroup) {
     const detail = group.gid !== undefined && existing.gid !== group.gid ? `it exists with gid ${existing.gid}, not ${group.gid}; left as it is` : undefined;
     return { outcome: 'unchanged', ...(detail ? { detail } : {}) };
   }
   clearStaleShadowLocks(fs);
+  if (unfinishedGroup) run(commands.groupdel, [...rootArgs(fs), '--force', group.name]);
   const args = [...rootArgs(fs)];
-  if (group.gid !== undefined) args.push('--gid', String(group.gid));
+  const gid = unfinishedGroup?.gid ?? group.gid;
+  if (gid !== undefined) args.push('--gid', String(gid));
   if (group.passwordHash !== undefined) args.push('--password', group.passwordHash);
   if (group.system) args.push('--system');
   run(commands.groupadd, [...args, group.name]);

@@ -234,6 +234,17 @@ describeAsRoot('overwrite, and what is already there', () => {
     const { results } = await apply(root, { ignition: { version: '3.4.0' }, passwd: { groups: [{ name: 'docker', gid: 999 }] } });
     expect(results).toEqual([expect.objectContaining({ subject: 'group docker', outcome: 'unchanged', detail: 'it exists with gid 233, not 999; left as it is' })]);
   });
+
+  test('a group in /etc/group but not /etc/gshadow (a groupadd killed between the two) is added again with its gid', async () => {
+    const root = makeRoot();
+    writeFileSync(join(root, 'etc/group'), `${readFileSync(join(root, 'etc/group'), 'utf8')}builders:x:4001:\n`);
+    const doc = { ignition: { version: '3.4.0' }, passwd: { groups: [{ name: 'builders', gid: 4000 }] } };
+    expect(outcomes((await apply(root, doc, true)).results)).toEqual(['changed group builders']);
+    expect(outcomes((await apply(root, doc)).results)).toEqual(['changed group builders']);
+    expect(readFileSync(join(root, 'etc/group'), 'utf8').match(/^builders:.*$/gm)).toEqual(['builders:x:4001:']);
+    expect(readFileSync(join(root, 'etc/gshadow'), 'utf8').match(/^builders:.*$/gm)).toEqual(['builders:!::']);
+    expect(outcomes((await apply(root, doc)).results)).toEqual(['unchanged group builders']);
+  });
 });
 
 describeAsRoot('spec 2.x', () => {
