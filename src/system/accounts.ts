@@ -180,17 +180,17 @@ function rootArgs(fs: RootedFs): string[] {
   return fs.root === '/' ? [] : ['--root', fs.root];
 }
 
-/**
- * What a useradd cut short left undone of an existing user. useradd commits passwd, shadow, group
- * and gshadow one after the other, each renamed into place, so a run killed in between leaves the
- * user without its shadow line, without the group of its own it was given (USERGROUPS_ENAB), or
- * with that group in /etc/group only.
- */
+/** What a useradd cut short left undone of a user: its shadow line, or its own group, missing or half made. */
 interface Unfinished {
   shadowLine: boolean;
   ownGroup: 'missing' | 'no-gshadow-line' | undefined;
 }
 
+/**
+ * useradd commits passwd, shadow, group and gshadow one after the other, each renamed into place,
+ * so a run killed in between leaves the user without its shadow line, without the group of its
+ * own it was given (USERGROUPS_ENAB), or with that group in /etc/group only.
+ */
 function unfinished(fs: RootedFs, user: User, entry: PasswdEntry): Unfinished {
   const shadowLine = fs.stat('/etc/shadow') !== undefined && shadowHash(fs, user.name) === undefined;
   let ownGroup: Unfinished['ownGroup'];
@@ -232,9 +232,10 @@ export function userChanges(fs: RootedFs, user: User): string[] {
 }
 
 /**
- * Creates the user with useradd and its home with {@link createHome}, or, when it exists, brings
- * its password and supplementary groups up to date (chpasswd -e, gpasswd -a) and makes its home if
- * it has none. Other settings of an existing user are left alone.
+ * Creates the user with useradd and its home with {@link createHome}, or, when it exists, finishes
+ * what a useradd cut short left undone ({@link unfinished}), makes its home if it has none and
+ * brings its password and supplementary groups up to date (chpasswd -e, gpasswd -a). Other
+ * settings of an existing user are left alone.
  */
 export function applyUser(fs: RootedFs, user: User): Outcome {
   const changes = userChanges(fs, user);
