@@ -95,30 +95,6 @@ export function packageRoot(from = __dirname): string {
   }
 }
 
-/**
- * The packages a bundle still loads from node_modules (esbuild leaves etcd3 external: it reads its
- * .proto files beside its code), with everything they depend on, found as Node finds them.
- */
-function runtimeModules(pkg: string, names: string[]): string[] {
-  const top = join(pkg, 'node_modules');
-  const found = new Set<string>();
-  const visit = (name: string, from: string) => {
-    for (let dir = from; ; dir = dirname(dir)) {
-      const candidate = join(dir, 'node_modules', name);
-      if (existsSync(join(candidate, 'package.json'))) {
-        if (found.has(candidate)) return;
-        found.add(candidate);
-        const meta = JSON.parse(readFileSync(join(candidate, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
-        for (const dep of Object.keys(meta.dependencies ?? {})) visit(dep, candidate);
-        return;
-      }
-      if (dir === pkg || dirname(dir) === dir) throw new Error(`${name} (needed at run time) is not in ${top}`);
-    }
-  };
-  for (const n of names) visit(n, pkg);
-  return [...found].map((d) => d.slice(pkg.length + 1));
-}
-
 /** bootsmith into /usr/lib/bootsmith, its programs linked from /usr/bin, node in /usr/bin. */
 function installBootsmith(tree: string, pkg: string, nodeBinary: string): void {
   if (!existsSync(join(pkg, 'dist/coreos-cloudinit.js'))) throw new Error(`${pkg}/dist is not built: run "node scripts/build.mjs" first`);
@@ -126,9 +102,6 @@ function installBootsmith(tree: string, pkg: string, nodeBinary: string): void {
   mkdirSync(lib, { recursive: true });
   for (const d of ['bin', 'dist', 'schemas', 'units', 'services']) cpSync(join(pkg, d), join(lib, d), { recursive: true, dereference: true });
   copyFileSync(join(pkg, 'package.json'), join(lib, 'package.json'));
-  for (const m of runtimeModules(pkg, ['etcd3'])) {
-    cpSync(join(pkg, m), join(lib, m), { recursive: true, dereference: true, filter: (src) => !src.slice(join(pkg, m).length).includes('/node_modules/') });
-  }
   copyFileSync(nodeBinary, join(tree, 'usr/bin/node'));
   chmodSync(join(tree, 'usr/bin/node'), 0o755);
   for (const p of programs) {

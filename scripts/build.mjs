@@ -177,11 +177,32 @@ const jsonParse = {
   },
 };
 
+/**
+ * etcd3 parses its .proto files with protobufjs each time it is loaded: with loading grpc-js and
+ * the rest from node_modules, 0.5-0.8 s of locksmithd's start here, and half a minute in a TCG
+ * guest. The build parses them once: the bundle holds the result as protobufjs JSON, given to
+ * proto-loader's `fromJSON` (what its `loadSync` makes of a file, without the parsing), so etcd3
+ * is bundled with the rest.
+ */
+const etcdProtos = {
+  name: 'etcd3-protos',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      const call = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`, {';
+      if (!text.includes(call)) throw new Error(`${args.path}: etcd3 no longer loads its .proto files as scripts/build.mjs expects`);
+      // protobufjs as proto-loader has it, so the JSON is in the form its fromJSON reads.
+      const protobuf = createRequire(createRequire(args.path).resolve('@grpc/proto-loader'))('protobufjs');
+      const parsed = new protobuf.Root().loadSync(join(dirname(args.path), '../proto/rpc.proto'), { keepCase: true });
+      return { contents: text.replace(call, `(0, proto_loader_1.fromJSON)(${jsonExpression(parsed.toJSON())}, {`), loader: 'js' };
+    });
+  },
+};
+
 /** What every program bundle is built with. */
 const bundleOptions = {
-  // dbus-next looks up X11 session buses through an optional package we do not use; etcd3 loads
-  // its .proto files from beside its own code, so it stays in node_modules.
-  external: ['x11', 'etcd3'],
+  // dbus-next looks up X11 session buses through an optional package we do not use.
+  external: ['x11'],
   absWorkingDir: root,
   bundle: true,
   platform: 'node',
@@ -200,7 +221,7 @@ const bundleOptions = {
   sourcesContent: false,
   logLevel: 'warning',
 };
-const plugins = [lazyLoad, separateIgnitionValidators, jsonParse];
+const plugins = [lazyLoad, separateIgnitionValidators, jsonParse, etcdProtos];
 
 async function bundle() {
   const others = programs.filter((p) => p !== 'coreos-cloudinit');
