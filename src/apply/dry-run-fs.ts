@@ -195,7 +195,7 @@ export class DryRunFs extends RootedFs {
     const passwdText = this.read(files.passwd)?.toString('utf8') ?? '';
     const line = `${user.name}:x:${uid}:${gid}:${user.gecos ?? ''}:${home}:${user.shell ?? defaults.get('SHELL') ?? '/bin/sh'}\n`;
     this.writeAtomic(files.passwd, Buffer.from(`${passwdText}${passwdText && !passwdText.endsWith('\n') ? '\n' : ''}${line}`), this.attrsOf(files.passwd));
-    if (!user.noCreateHome && !this.lstat(home)) this.ensureDir(home, { mode: homeMode(this), uid, gid });
+    if (!user.noCreateHome) this.createDir(home, { mode: homeMode(this), uid, gid });
     this.pendingUsers.add(user.name);
   }
 

@@ -197,38 +197,49 @@ function unfinished(fs: RootedFs, user: User, entry: PasswdEntry): Unfinished {
   if (user.primaryGroup === undefined && !user.noUserGroup && loginDefs(fs).get('USERGROUPS_ENAB') === 'yes') {
     const groups = readGroups(fs);
     if (!groups.some((g) => g.gid === entry.gid || g.name === user.name)) ownGroup = 'missing';
-    else if (groupWithoutShadowLine(fs, user.name)?.gid === entry.gid) ownGroup = 'no-gshadow-line';
+    else if (groupWithoutShadowLine(fs, user.name, groups)?.gid === entry.gid) ownGroup = 'no-gshadow-line';
   }
   return { shadowLine, ownGroup };
 }
 
 /**
- * A group in /etc/group, with no members, that /etc/gshadow has no line for: what a groupadd or
- * useradd killed between its commits of the two leaves. Undefined when the group is whole.
+ * A group in /etc/group (`groups`, as read from it), with no members, that /etc/gshadow has no
+ * line for: what a groupadd or useradd killed between its commits of the two leaves. Undefined
+ * when the group is whole.
  */
-export function groupWithoutShadowLine(fs: RootedFs, name: string): GroupEntry | undefined {
+export function groupWithoutShadowLine(fs: RootedFs, name: string, groups = readGroups(fs)): GroupEntry | undefined {
   if (!fs.stat('/etc/gshadow')) return undefined;
-  const group = readGroups(fs).find((g) => g.name === name);
+  const group = groups.find((g) => g.name === name);
   if (!group || group.members.length > 0 || lines(fs, '/etc/gshadow').some((f) => f[0] === name)) return undefined;
   return group;
 }
 
-/** What bringing a user to its settings takes, one line a change; empty when it is already so. */
-export function userChanges(fs: RootedFs, user: User): string[] {
-  const existing = readPasswd(fs).find((u) => u.name === user.name);
-  if (!existing) return [`create user ${user.name}`];
-  const out: string[] = [];
+/**
+ * A user as it is in the root: its passwd entry and what a useradd cut short left undone (when it
+ * exists), and what bringing it to its settings takes, one line a change (empty when it is so).
+ */
+type UserState = { entry?: undefined; changes: string[] } | { entry: PasswdEntry; left: Unfinished; changes: string[] };
+
+function userState(fs: RootedFs, user: User): UserState {
+  const entry = readPasswd(fs).find((u) => u.name === user.name);
+  if (!entry) return { changes: [`create user ${user.name}`] };
+  const changes: string[] = [];
   // A useradd or an apply cut short: finish what it began.
-  const left = unfinished(fs, user, existing);
-  if (left.shadowLine) out.push(`add ${user.name} to /etc/shadow`);
-  if (left.ownGroup) out.push(`make the group ${user.name} (gid ${existing.gid}) whole`);
-  if (!user.noCreateHome && existing.home && !fs.lstat(existing.home)) out.push(`create the home directory ${existing.home}`);
-  if (user.passwd && shadowHash(fs, user.name) !== user.passwd) out.push(`set the password of ${user.name}`);
+  const left = unfinished(fs, user, entry);
+  if (left.shadowLine) changes.push(`add ${user.name} to /etc/shadow`);
+  if (left.ownGroup) changes.push(`make the group ${user.name} (gid ${entry.gid}) whole`);
+  if (!user.noCreateHome && entry.home && !fs.lstat(entry.home)) changes.push(`create the home directory ${entry.home}`);
+  if (user.passwd && shadowHash(fs, user.name) !== user.passwd) changes.push(`set the password of ${user.name}`);
   const groups = readGroups(fs);
   for (const g of user.groups) {
-    if (!isMember(fs, groups, g, user.name)) out.push(`add ${user.name} to group ${g}`);
+    if (!isMember(fs, groups, g, user.name)) changes.push(`add ${user.name} to group ${g}`);
   }
-  return out;
+  return { entry, left, changes };
+}
+
+/** What bringing a user to its settings takes, one line a change; empty when it is already so. */
+export function userChanges(fs: RootedFs, user: User): string[] {
+  return userState(fs, user).changes;
 }
 
 /**
@@ -238,11 +249,10 @@ export function userChanges(fs: RootedFs, user: User): string[] {
  * settings of an existing user are left alone.
  */
 export function applyUser(fs: RootedFs, user: User): Outcome {
-  const changes = userChanges(fs, user);
-  if (changes.length === 0) return 'unchanged';
+  const state = userState(fs, user);
+  if (state.changes.length === 0) return 'unchanged';
   clearStaleShadowLocks(fs);
-  const existing = readPasswd(fs).some((u) => u.name === user.name);
-  if (!existing) {
+  if (!state.entry) {
     const args = [...rootArgs(fs), '--password', user.passwd ?? '*'];
     if (user.uid !== undefined) args.push('--uid', String(user.uid));
     if (user.gecos !== undefined) args.push('--comment', user.gecos);
@@ -255,15 +265,16 @@ export function applyUser(fs: RootedFs, user: User): Outcome {
     if (user.noLogInit) args.push('--no-log-init');
     if (user.shell !== undefined) args.push('--shell', user.shell);
     run(commands.useradd, [...args, user.name]);
+    const entry = readPasswd(fs).find((u) => u.name === user.name);
+    if (!entry) throw new Error(`${commands.useradd} did not add ${user.name} to ${files.passwd}`);
+    if (!user.noCreateHome && entry.home) createHome(fs, entry);
+    return 'changed';
   }
-  const entry = readPasswd(fs).find((u) => u.name === user.name);
-  if (!entry) throw new Error(`${commands.useradd} did not add ${user.name} to ${files.passwd}`);
-  if (!user.noCreateHome && entry.home && !fs.lstat(entry.home)) createHome(fs, entry);
-  if (!existing) return 'changed';
-  const left = unfinished(fs, user, entry);
+  const { entry: existing, left } = state;
   // The group again with its id, through the tools, so both files have it as groupadd writes it.
   if (left.ownGroup === 'no-gshadow-line') run(commands.groupdel, [...rootArgs(fs), '--force', user.name]);
-  if (left.ownGroup) run(commands.groupadd, [...rootArgs(fs), '--gid', String(entry.gid), user.name]);
+  if (left.ownGroup) run(commands.groupadd, [...rootArgs(fs), '--gid', String(existing.gid), user.name]);
+  if (!user.noCreateHome && existing.home && !fs.lstat(existing.home)) createHome(fs, existing);
   // chpasswd adds a missing shadow line; '*' is what useradd was given when no password was.
   const hash = left.shadowLine ? (user.passwd ?? '*') : user.passwd;
   if (hash && shadowHash(fs, user.name) !== hash) run(commands.chpasswd, [...rootArgs(fs), '-e'], `${user.name}:${hash}\n`);
@@ -280,8 +291,9 @@ export function applyUser(fs: RootedFs, user: User): Outcome {
  * without its gshadow line is deleted and added again, with the id it has.
  */
 export function applyGroup(fs: RootedFs, group: IgnitionGroup): { outcome: Outcome; detail?: string } {
-  const existing = readGroups(fs).find((g) => g.name === group.name);
-  const unfinishedGroup = groupWithoutShadowLine(fs, group.name);
+  const groups = readGroups(fs);
+  const existing = groups.find((g) => g.name === group.name);
+  const unfinishedGroup = existing && groupWithoutShadowLine(fs, group.name, groups);
   if (existing && !unfinishedGroup) {
     const detail = group.gid !== undefined && existing.gid !== group.gid ? `it exists with gid ${existing.gid}, not ${group.gid}; left as it is` : undefined;
     return { outcome: 'unchanged', ...(detail ? { detail } : {}) };

@@ -15,8 +15,14 @@ const bin = join(__dirname, '../../bin/coreos-cloudinit.js');
 const file = join(mkdtempSync(join(tmpdir(), 'bootsmith-crash-')), 'user-data.yaml');
 writeFileSync(file, generateApplyConfig({ files: 400, users: 6, units: 30 }));
 
+/** Applies `yaml` to `root`, under strace with `strace`'s arguments when there are any. */
+function applyTraced(root: string, yaml: string, strace: string[] = []) {
+  const command = [...strace, ...(strace.length > 0 ? [process.execPath] : []), bin, '--from-file', yaml, '--root', root];
+  return spawnSync(strace.length > 0 ? 'strace' : process.execPath, command, { encoding: 'utf8' });
+}
+
 function applyTo(root: string) {
-  return spawnSync(process.execPath, [bin, '--from-file', file, '--root', root], { encoding: 'utf8' });
+  return applyTraced(root, file);
 }
 
 /**
@@ -78,6 +84,23 @@ function killedAfter(root: string, ms: number): Promise<void> {
  * of each step), so every step is interrupted exactly, whatever the machine's speed.
  */
 const haveStrace = spawnSync('strace', ['-V']).status === 0;
+
+/**
+ * How often one process made each of `calls` (the most of any process) in an `strace -f` log:
+ * strace counts each process apart when it injects a fault.
+ */
+function callsPerProcess(log: string, calls: string[]): Map<string, number> {
+  // call -> process -> count
+  const byCall = new Map<string, Map<string, number>>();
+  for (const m of readFileSync(log, 'utf8').split('\n').map((l) => /^(\d+) +(\w+)\(/.exec(l))) {
+    if (!m || !calls.includes(m[2]!)) continue;
+    const byProcess = byCall.get(m[2]!) ?? new Map<string, number>();
+    byProcess.set(m[1]!, (byProcess.get(m[1]!) ?? 0) + 1);
+    byCall.set(m[2]!, byProcess);
+  }
+  return new Map(calls.map((call) => [call, Math.max(0, ...(byCall.get(call)?.values() ?? []))]));
+}
+
 const batchFiles = 40;
 const version = (v: 'old' | 'new') => {
   const out = ['#cloud-config', 'write_files:'];
@@ -93,8 +116,6 @@ const version = (v: 'old' | 'new') => {
 
 (asRoot && haveStrace ? describe : describe.skip)('a batch of writes interrupted at any point', () => {
   const [oldYaml, newYaml] = [version('old'), version('new')];
-  const apply = (root: string, yaml: string, strace: string[] = []) =>
-    spawnSync(strace.length > 0 ? 'strace' : process.execPath, [...strace, ...(strace.length > 0 ? [process.execPath] : []), bin, '--from-file', yaml, '--root', root], { encoding: 'utf8' });
   // The old files, applied once and copied for each run.
   let seeded: string;
   const oldRoot = () => {
@@ -115,20 +136,15 @@ const version = (v: 'old' | 'new') => {
 
   // How often each step's system call happens in a whole run over the old files.
   const calls = ['fchown', 'write', 'syncfs', 'rename', 'fsync'];
-  const counts = new Map<string, number>();
+  let counts: Map<string, number>;
   beforeAll(() => {
     seeded = makeRoot();
-    expect(apply(seeded, oldYaml).status).toBe(0);
+    expect(applyTraced(seeded, oldYaml).status).toBe(0);
     const log = join(mkdtempSync(join(tmpdir(), 'bootsmith-strace-')), 'calls');
-    expect(apply(oldRoot(), newYaml, ['-f', '-qq', '-o', log, '-e', `trace=${calls.join(',')}`]).status).toBe(0);
+    expect(applyTraced(oldRoot(), newYaml, ['-f', '-qq', '-o', log, '-e', `trace=${calls.join(',')}`]).status).toBe(0);
     // strace counts each process apart: a step is cut in the process that makes its calls (the
     // program, or `sync -f` for syncfs).
-    const lines = readFileSync(log, 'utf8').split('\n');
-    for (const call of calls) {
-      const byProcess = new Map<string, number>();
-      for (const m of lines.map((l) => /^(\d+) +(\w+)\(/.exec(l))) if (m?.[2] === call) byProcess.set(m[1]!, (byProcess.get(m[1]!) ?? 0) + 1);
-      counts.set(call, Math.max(0, ...byProcess.values()));
-    }
+    counts = callsPerProcess(log, calls);
     // The writes of the temporary files' content come first; the report's come after the renames
     // and vary in number, so the write step is cut at its own first, middle and last write.
     counts.set('write', batchFiles);
@@ -141,14 +157,14 @@ const version = (v: 'old' | 'new') => {
     const n = counts.get(call)!;
     for (const at of new Set([1, Math.ceil(n / 2), n])) {
       const root = oldRoot();
-      const killed = apply(root, newYaml, ['-f', '-qq', '-o', '/dev/null', '-e', `trace=${call}`, '-e', `inject=${call}:signal=KILL:when=${at}`]);
+      const killed = applyTraced(root, newYaml, ['-f', '-qq', '-o', '/dev/null', '-e', `trace=${call}`, '-e', `inject=${call}:signal=KILL:when=${at}`]);
       // syncfs runs in `sync -f`, a child: the apply sees it fail, reports it and goes on.
       expect([at, killed.status === 0]).toEqual([at, false]);
       const seen = states(root);
       expect(seen.filter((s) => s !== 'old' && s !== 'new')).toEqual([]);
       // Until the first rename, every target is old.
       if (call !== 'fsync' && (call !== 'rename' || at === 1)) expect(seen.every((s) => s === 'old')).toBe(true);
-      const rerun = apply(root, newYaml);
+      const rerun = applyTraced(root, newYaml);
       expect([rerun.status, rerun.stderr]).toEqual([0, '']);
       expect(states(root).every((s) => s === 'new')).toBe(true);
       const dirs = Array.from({ length: 4 }, (_, d) => readdirSync(join(root, `etc/batch/d${d}`))).flat();
@@ -166,8 +182,7 @@ const version = (v: 'old' | 'new') => {
 (asRoot && haveStrace ? describe : describe.skip)('a new user interrupted at any of its commits', () => {
   const yaml = join(mkdtempSync(join(tmpdir(), 'bootsmith-user-')), 'user.yaml');
   writeFileSync(yaml, '#cloud-config\nusers:\n  - name: alice\n    groups: [sudo]\n');
-  const apply = (root: string, strace: string[] = []) =>
-    spawnSync(strace.length > 0 ? 'strace' : process.execPath, [...strace, ...(strace.length > 0 ? [process.execPath] : []), bin, '--from-file', yaml, '--root', root], { encoding: 'utf8' });
+  const apply = (root: string, strace: string[] = []) => applyTraced(root, yaml, strace);
   const root = () => {
     const r = makeRoot();
     // As Debian has it: each user gets a group of its own; a skeleton to copy.
@@ -185,10 +200,9 @@ const version = (v: 'old' | 'new') => {
     expect(apply(clean).status).toBe(0);
     expected = tree(clean);
     const log = join(mkdtempSync(join(tmpdir(), 'bootsmith-strace-')), 'calls');
-    expect(apply(root(), ['-f', '-qq', '-o', log, '-e', 'trace=rename,renameat,renameat2']).status).toBe(0);
-    const byProcess = new Map<string, number>();
-    for (const m of readFileSync(log, 'utf8').split('\n').map((l) => /^(\d+) +rename/.exec(l))) if (m) byProcess.set(m[1]!, (byProcess.get(m[1]!) ?? 0) + 1);
-    renames = Math.max(0, ...byProcess.values());
+    const calls = ['rename', 'renameat', 'renameat2'];
+    expect(apply(root(), ['-f', '-qq', '-o', log, '-e', `trace=${calls.join(',')}`]).status).toBe(0);
+    renames = Math.max(...callsPerProcess(log, calls).values());
     // passwd, shadow, group and gshadow at least.
     expect(renames).toBeGreaterThanOrEqual(4);
   });
