@@ -16,7 +16,7 @@ import { files } from '../system/paths';
 import { RootedFs } from '../system/rooted-fs';
 import type { FileAttributes, Outcome } from '../system/rooted-fs';
 import { PathError } from '../system/rooted-fs';
-import { homeMode, loginDefs, readGroups, readPasswd, useraddDefaults } from '../system/accounts';
+import { homeMode, loginDefs, nextFreeId, readGroups, readPasswd, useraddDefaults } from '../system/accounts';
 
 type Pending =
   | { kind: 'file'; content: Buffer; attrs: FileAttributes }
@@ -176,18 +176,13 @@ export class DryRunFs extends RootedFs {
   addUser(user: User): void {
     const defs = loginDefs(this);
     const defaults = useraddDefaults(this);
-    const num = (key: string, fallback: number) => (/^\d+$/.test(defs.get(key) ?? '') ? Number(defs.get(key)) : fallback);
-    const [low, high] = user.system ? [num('SYS_UID_MIN', 101), num('SYS_UID_MAX', 999)] : [num('UID_MIN', 1000), num('UID_MAX', 60000)];
-    const users = readPasswd(this);
     const groups = readGroups(this);
-    const taken = users.map((u) => u.uid).filter((id) => id >= low && id <= high);
-    // useradd takes the id after the highest in use (for system users, the one below the lowest).
-    const uid = user.uid ?? (taken.length === 0 ? (user.system ? high : low) : user.system ? Math.min(...taken) - 1 : Math.max(...taken) + 1);
+    const uid = user.uid ?? nextFreeId(defs, 'UID', user.system === true, readPasswd(this).map((u) => u.uid));
     const named = user.primaryGroup === undefined ? undefined : groups.find((g) => g.name === user.primaryGroup || String(g.gid) === user.primaryGroup);
     const userGroup = user.primaryGroup === undefined && !user.noUserGroup && defs.get('USERGROUPS_ENAB') === 'yes';
     let gid = named?.gid ?? Number(defaults.get('GROUP') ?? 100);
     if (userGroup) {
-      gid = groups.some((g) => g.gid === uid) ? Math.max(...groups.map((g) => g.gid)) + 1 : uid;
+      gid = nextFreeId(defs, 'GID', user.system === true, groups.map((g) => g.gid), uid);
       const groupText = this.read(files.group)?.toString('utf8') ?? '';
       this.writeAtomic(files.group, Buffer.from(`${groupText}${groupText && !groupText.endsWith('\n') ? '\n' : ''}${user.name}:x:${gid}:\n`), this.attrsOf(files.group));
     }
@@ -204,13 +199,9 @@ export class DryRunFs extends RootedFs {
    * free one (as groupadd picks it), so later users can name it; the id is a prediction.
    */
   addGroup(group: IgnitionGroup): void {
-    const defs = loginDefs(this);
-    const num = (key: string, fallback: number) => (/^\d+$/.test(defs.get(key) ?? '') ? Number(defs.get(key)) : fallback);
-    const [low, high] = group.system ? [num('SYS_GID_MIN', 101), num('SYS_GID_MAX', 999)] : [num('GID_MIN', 1000), num('GID_MAX', 60000)];
-    const taken = readGroups(this).map((g) => g.gid).filter((id) => id >= low && id <= high);
-    const free = taken.length === 0 ? (group.system ? high : low) : group.system ? Math.min(...taken) - 1 : Math.max(...taken) + 1;
+    const gid = group.gid ?? nextFreeId(loginDefs(this), 'GID', group.system === true, readGroups(this).map((g) => g.gid));
     const groupText = this.read(files.group)?.toString('utf8') ?? '';
-    const line = `${group.name}:x:${group.gid ?? free}:\n`;
+    const line = `${group.name}:x:${gid}:\n`;
     this.writeAtomic(files.group, Buffer.from(`${groupText}${groupText && !groupText.endsWith('\n') ? '\n' : ''}${line}`), this.attrsOf(files.group));
   }
 

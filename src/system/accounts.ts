@@ -49,6 +49,21 @@ export function loginDefs(fs: RootedFs): Map<string, string> {
   return out;
 }
 
+/**
+ * The id useradd (`UID`) or groupadd (`GID`) would pick, given the ids in use: its range from
+ * login.defs (UID_MIN..UID_MAX, or SYS_UID_MIN..SYS_UID_MAX for a system account, with shadow's
+ * defaults); `preferred` when it is in that range and free (useradd's own group takes the user's
+ * id so); else the id after the highest taken in the range, for a system account the one below the lowest.
+ */
+export function nextFreeId(defs: Map<string, string>, kind: 'UID' | 'GID', system: boolean, inUse: number[], preferred?: number): number {
+  const num = (key: string, fallback: number) => (/^\d+$/.test(defs.get(key) ?? '') ? Number(defs.get(key)) : fallback);
+  const [low, high] = system ? [num(`SYS_${kind}_MIN`, 101), num(`SYS_${kind}_MAX`, 999)] : [num(`${kind}_MIN`, 1000), num(`${kind}_MAX`, 60000)];
+  if (preferred !== undefined && preferred >= low && preferred <= high && !inUse.includes(preferred)) return preferred;
+  const taken = inUse.filter((id) => id >= low && id <= high);
+  if (taken.length === 0) return system ? high : low;
+  return system ? Math.min(...taken) - 1 : Math.max(...taken) + 1;
+}
+
 /** useradd's defaults from the root's /etc/default/useradd. */
 export function useraddDefaults(fs: RootedFs): Map<string, string> {
   return parseEnvFile(fs.read('/etc/default/useradd')?.toString('utf8') ?? '');

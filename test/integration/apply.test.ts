@@ -2,10 +2,14 @@
  * Applying user data into temporary roots, offline (no systemd), with the real shadow tools:
  * files, users, SSH keys, generated settings, unit links; dry runs, re-runs, failures, refusals.
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { applyUserData } from '../../src/apply/apply';
+import { DryRunFs } from '../../src/apply/dry-run-fs';
+import type { User } from '../../src/cloudconfig/config';
+import type { IgnitionGroup } from '../../src/cloudconfig/ignition/config';
+import { commands } from '../../src/system/paths';
 import type { ActionResult } from '../../src/apply/execute';
 import { asRoot, makeRoot, snapshot } from '../support/roots';
 
@@ -127,6 +131,33 @@ describeAsRoot('dry run', () => {
 });
 
 describeAsRoot('sections', () => {
+  test.each([
+    ['shadow\'s default ranges', ''],
+    ['the ranges of the root\'s login.defs', 'UID_MIN 2000\nGID_MIN 3000\nSYS_UID_MAX 400\nSYS_GID_MAX 450\n'],
+  ])('the dry run predicts the ids useradd and groupadd pick, for plain and system accounts, with %s', (_, ranges) => {
+    const root = makeRoot();
+    writeFileSync(join(root, 'etc/login.defs'), `USERGROUPS_ENAB yes\n${ranges}`);
+    // A group holding the id the first new user's own group would take first: it must take another.
+    appendFileSync(join(root, 'etc/group'), `web:x:${ranges ? 3000 : 1000}:\n`);
+    appendFileSync(join(root, 'etc/gshadow'), 'web:!::\n');
+    const dry = new DryRunFs(root);
+    const user = (name: string, system: boolean): User => ({
+      ...{ origin: 'test', name, passwd: undefined, gecos: undefined, homedir: undefined, primaryGroup: undefined, shell: '/bin/sh' },
+      ...{ noCreateHome: true, groups: [], noUserGroup: false, system, noLogInit: false, sshAuthorizedKeys: [] },
+    });
+    const group = (name: string, system: boolean): IgnitionGroup => ({ origin: 'test', name, gid: undefined, passwordHash: undefined, system, shouldExist: true });
+    dry.addUser(user('app', false));
+    dry.addUser(user('svc', true));
+    dry.addGroup(group('team', false));
+    dry.addGroup(group('daemons', true));
+    const predicted = ['/etc/passwd', '/etc/group'].map((f) => dry.read(f)?.toString('utf8'));
+    execFileSync(commands.useradd, ['--root', root, '--no-create-home', '--shell', '/bin/sh', 'app']);
+    execFileSync(commands.useradd, ['--root', root, '--no-create-home', '--shell', '/bin/sh', '--system', 'svc']);
+    execFileSync(commands.groupadd, ['--root', root, 'team']);
+    execFileSync(commands.groupadd, ['--root', root, '--system', 'daemons']);
+    expect(predicted).toEqual(['etc/passwd', 'etc/group'].map((f) => readFileSync(join(root, f), 'utf8')));
+  });
+
   test('existing users get their password and groups brought up to date', async () => {
     const root = makeRoot();
     await apply(root, '#cloud-config\nusers:\n  - name: core\n    passwd: $6$abc$def\n    groups: [sudo]\n');
