@@ -388,6 +388,17 @@ function writeCodeCaches() {
   } finally {
     rmSync(target, { recursive: true, force: true });
   }
+  // The other programs, after `--help`: their caches hold every module's top level (grpc-js,
+  // protobufjs, dbus-next ...) and the option parsing, which is most of a start (locksmithctl
+  // --help 66 -> 35 ms, update_engine --help 92 -> 54 ms). What a real run goes on to call
+  // compiles when first called, as without a cache.
+  for (const name of programs.filter((p) => p !== 'coreos-cloudinit')) {
+    const help = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(join(root, 'bin/load-bundle.js'))}).run(${JSON.stringify(name)}, ['--help'])`], {
+      env: { ...process.env, BOOTSMITH_WRITE_CODE_CACHE: name },
+      encoding: 'utf8',
+    });
+    if (help.status !== 0) throw new Error(`writing the code cache of ${name} failed: ${help.stderr}`);
+  }
 }
 
 compileSchema();
