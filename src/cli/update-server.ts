@@ -3,8 +3,8 @@
  * tests and air-gapped fleets. Machines point SERVER= at http://HOST:PORT/v1/update/.
  * The admin endpoints (GET /admin/status: channels, halted versions, failure counts, machines;
  * POST /admin/resume?channel=C&version=V: resume a halted rollout) need --admin-token-file and
- * `Authorization: Bearer TOKEN`; without a token file they are off. GET /metrics (Prometheus) and
- * /healthz are open. --tls-cert with --tls-key serves HTTPS. SIGTERM stops it.
+ * `Authorization: Bearer TOKEN`; without a token file they are off. GET /metrics (Prometheus),
+ * /healthz and /readyz (for a load balancer) are open. --tls-cert with --tls-key serves HTTPS. SIGTERM stops it.
  *
  * Alone, it keeps its state in memory and --state-dir. With --etcd-endpoint, replicas behind a
  * load balancer keep halts, machines and events in etcd (see update/etcd-state.ts) and answer any

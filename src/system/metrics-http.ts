@@ -8,17 +8,28 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { serverOptions } from './http-server';
 
-/** Answers GET /metrics and GET /healthz; false for any other request (left to the caller). */
-export function metricsRoute(registry: Registry): (req: IncomingMessage, res: ServerResponse) => boolean {
+/**
+ * Answers GET /metrics and GET /healthz (alive: `ok`), and with `notReady` GET /readyz: 200
+ * `ready`, or 503 and why not (what notReady says), for a load balancer to send requests
+ * elsewhere meanwhile. False for any other request (left to the caller).
+ */
+export function metricsRoute(registry: Registry, notReady?: () => Promise<string | undefined>): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
     const path = (req.url ?? '').split('?')[0];
-    if (path !== '/metrics' && path !== '/healthz') return false;
+    if (path !== '/metrics' && path !== '/healthz' && !(path === '/readyz' && notReady)) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return true;
     }
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return true;
+    }
+    if (path === '/readyz') {
+      notReady!().then(
+        (why) => res.writeHead(why === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(why === undefined ? 'ready\n' : `not ready: ${why}\n`),
+        (err: Error) => res.writeHead(503, { 'content-type': 'text/plain' }).end(`not ready: ${err.message}\n`),
+      );
       return true;
     }
     registry.metrics().then(

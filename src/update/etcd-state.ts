@@ -121,6 +121,8 @@ export class EtcdState implements ServerState {
   private trimming: Promise<void> | undefined;
   private createdSinceTrim = 0;
   private closed = false;
+  /** The readiness read in flight, or its answer for a second after (see notReady). */
+  private readiness: Promise<string | undefined> | undefined;
   private readonly callTimeoutMs: number;
   private readonly maxAttempts: number;
   private readonly touchMs: number;
@@ -332,6 +334,22 @@ export class EtcdState implements ServerState {
       failures: new Map(failures.kvs.map((kv) => [kv.key.toString('utf8').replace(/^.*?failures\//, ''), parseCounts(kv)] as const).filter(([r]) => releaseForm.test(r))),
       machines: machines.kvs.map((kv) => parseRecord(kv)).filter((r): r is MachineRecord => r !== undefined),
     };
+  }
+
+  /**
+   * Ready while the watch of the halts is up and etcd answers a linearizable read within the
+   * call deadline (without quorum the watch may stay up while every write fails). One read at a
+   * time, its answer kept a second: probes, however many, cost etcd at most one read a second.
+   */
+  notReady(): Promise<string | undefined> {
+    if (!this.following) return Promise.resolve('the halted releases are not followed: the watch of them in etcd is down');
+    this.readiness ??= this.call('a readiness read', () => this.kv.getAll().prefix('halted/').options(this.deadline()).count())
+      .then(
+        () => undefined,
+        (err: Error) => err.message,
+      )
+      .finally(() => setTimeout(() => (this.readiness = undefined), 1000).unref());
+    return this.readiness;
   }
 
   async close(): Promise<void> {

@@ -90,6 +90,8 @@ export interface ServerState {
   /** The newest events of a machine, oldest first. */
   events(machineId: string): Promise<MachineEvent[]>;
   snapshot(): Promise<StateSnapshot>;
+  /** Why this server cannot answer checks now (its /readyz), or undefined when it can. */
+  notReady(): Promise<string | undefined>;
   close(): Promise<void>;
 }
 
@@ -173,6 +175,11 @@ export class FileState implements ServerState {
 
   async events(machineId: string): Promise<MachineEvent[]> {
     return [...(this.machines.get(machineId)?.events ?? [])];
+  }
+
+  /** Always ready: the state is in this process. */
+  async notReady(): Promise<string | undefined> {
+    return undefined;
   }
 
   async snapshot(): Promise<StateSnapshot> {

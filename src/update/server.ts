@@ -133,7 +133,7 @@ export interface ServerOptions {
   adminToken?: string;
   limits?: Partial<ServerLimits>;
   log?: LogFn;
-  /** Counts requests, checks, events, halts and payload bytes, and serves them at /metrics (with /healthz). */
+  /** Counts requests, checks, events, halts and payload bytes, and serves them at /metrics (with /healthz and /readyz). */
   metrics?: ServerMetrics;
   /** Serve HTTPS with this certificate and key (PEM); none: HTTP. */
   tls?: { cert: Buffer | string; key: Buffer | string };
@@ -166,9 +166,9 @@ export class UpdateServer {
     this.board = opts.board ?? 'amd64-usr';
     this.appId = opts.appId ?? coreosAppId;
     this.limits = { ...defaultServerLimits, ...opts.limits };
-    this.observability = opts.metrics ? metricsRoute(opts.metrics.registry) : undefined;
     this.tree = new ReleaseTree(opts.tree, this.board);
     this.state = opts.state ?? new FileState(this.limits, opts.stateDir);
+    this.observability = opts.metrics ? metricsRoute(opts.metrics.registry, () => this.state.notReady()) : undefined;
   }
 
   /** The releases halted now, as this server knows them (none known while the state store is out of reach). */

@@ -139,6 +139,7 @@ function httpsRequest(url: string, ca: string, method = 'GET', body?: string, he
     const a = await start();
     const b = await start();
     expect((await fetch(`${a.url}/healthz`)).status).toBe(200);
+    expect(await (await fetch(`${a.url}/readyz`)).text()).toBe('ready\n'); // its state is in this process
     const check = (n: number, version: string) => buildRequest(machine(n, version), { kind: 'check', previousVersion: undefined, rolledBack: false }, false);
     const answer = await (await omaha(a.url, check(1, '1000.0.0'))).text();
     expect(answer).toContain('status="ok"');

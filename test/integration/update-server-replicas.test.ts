@@ -185,8 +185,13 @@ function makeTree(tree: string): void {
     for (const r of replicas) expect(r.child.exitCode).toBeNull();
   }, 180_000);
 
-  test('without etcd\'s quorum a replica answers 503 and keeps running; with it back, it serves again', async () => {
+  test('without etcd\'s quorum a replica answers 503, /readyz says so, and keeps running; with it back, it serves again and is ready', async () => {
     const replica = replicas[1]!;
+    const readyz = async () => {
+      const res = await fetch(`${replica.url}/readyz`);
+      return `${res.status} ${await res.text()}`;
+    };
+    expect(await readyz()).toBe('200 ready\n');
     // One member is down since the first test (or is killed now); one more and there is no quorum.
     while (cluster.members.filter((m) => m.process).length > 1) cluster.kill(cluster.members.find((m) => m.process)!);
     const body = buildRequest(machine(200, '1000.0.0'), { kind: 'check', previousVersion: undefined, rolledBack: false }, false);
@@ -194,10 +199,14 @@ function makeTree(tree: string): void {
     expect(r.status).toBe(503);
     expect(r.body).toMatch(/^etcd /);
     expect(replica.child.exitCode).toBeNull();
+    // Not ready, for a load balancer to send machines elsewhere (alive all the same).
+    await until(async () => /^503 not ready: etcd /.test(await readyz()), 30_000, '/readyz to say 503');
+    expect((await fetch(`${replica.url}/healthz`)).status).toBe(200);
     for (const m of cluster.members.filter((x) => !x.process)) await cluster.restart(m).catch(() => undefined);
     await cluster.waitHealthy();
     await until(async () => (await post(`${replica.url}/v1/update/`, body)).status === 200, 60_000, 'the replica to serve again');
     expect(parseResponse((await post(`${replica.url}/v1/update/`, body)).body)).toMatchObject({ kind: 'update', version: '1001.0.0' });
+    await until(async () => (await readyz()) === '200 ready\n', 30_000, '/readyz to say ready again');
   }, 120_000);
 
   test('an offer decided on a stale view of the halts is not committed: decided again, nothing offered', async () => {
