@@ -2,7 +2,8 @@
  * fleetlockd: a FleetLock server (Zincati's reboot manager protocol) on the etcd semaphore that
  * locksmithd and locksmithctl use, so Zincati nodes and bootsmith nodes share slots.
  * Flags may come from FLEETLOCKD_* environment variables; flags win. The same listener serves
- * GET /metrics (Prometheus) and /healthz; --tls-cert with --tls-key makes it HTTPS.
+ * GET /metrics (Prometheus), /healthz and /readyz (ready while etcd answers); --tls-cert with
+ * --tls-key makes it HTTPS.
  */
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -11,7 +12,7 @@ import { Command } from 'commander';
 import { connectEtcd, splitEndpoints } from '../lock/etcd';
 import { fleetLockHandler, slotsReader } from '../lock/fleetlock';
 import { LockMetrics, newRegistry } from '../report/metrics';
-import { metricsRoute } from '../system/metrics-http';
+import { metricsRoute, sharedReadiness } from '../system/metrics-http';
 import { addLogOptions, announceReady, stderrLogger } from './logging';
 import { addTlsOptions, readTls } from './tls';
 import type { TlsFiles } from './tls';
@@ -89,10 +90,16 @@ export async function main(argv: string[]): Promise<number> {
   // A request (headers and its body of at most 64 KiB) must arrive within 10 s: a client that
   // drips bytes does not hold a connection open for Node's default 5 minutes.
   const registry = newRegistry('fleetlockd');
-  const metrics = new LockMetrics(registry, slotsReader(client));
+  const readSlots = slotsReader(client);
+  const metrics = new LockMetrics(registry, readSlots);
   for (const g of groups ?? []) metrics.watch(g);
   const fleetLock = fleetLockHandler(client, { log, metrics, ...(groups ? { groups } : {}) });
-  const observability = metricsRoute(registry);
+  // Ready while etcd answers a read of a semaphore this server serves (within 2 s).
+  const notReady = sharedReadiness(async () => {
+    await readSlots(groups?.[0] ?? 'default');
+    return undefined;
+  });
+  const observability = metricsRoute(registry, notReady);
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     if (!observability(req, res)) void fleetLock(req, res);
   };

@@ -40,6 +40,19 @@ export function metricsRoute(registry: Registry, notReady?: () => Promise<string
   };
 }
 
+/**
+ * A readiness check for {@link metricsRoute} that asks its peer (etcd) at most once a second
+ * however often it is probed: one check at a time, its answer kept `keepMs` after it settles.
+ * A check that throws is not ready, for the reason its error gives.
+ */
+export function sharedReadiness(check: () => Promise<string | undefined>, keepMs = 1000): () => Promise<string | undefined> {
+  let answer: Promise<string | undefined> | undefined;
+  return () =>
+    (answer ??= check()
+      .catch((err: Error) => err.message)
+      .finally(() => setTimeout(() => (answer = undefined), keepMs).unref()));
+}
+
 /** A listener serving only /metrics and /healthz; resolves once listening, with its URL. */
 export function serveMetrics(registry: Registry, host: string, port: number): Promise<{ url: string; server: Server }> {
   const route = metricsRoute(registry);

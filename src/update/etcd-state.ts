@@ -27,6 +27,7 @@
  */
 import type { Etcd3, IKeyValue, IOperation, Namespace, Watcher } from 'etcd3';
 import type { LogFn } from '../report/log';
+import { sharedReadiness } from '../system/metrics-http';
 import { StateUnavailable } from './server-state';
 import type { Applied, Decide, Failure, FailureCounts, MachineEvent, MachineRecord, ServerState, StateSnapshot } from './server-state';
 
@@ -121,8 +122,8 @@ export class EtcdState implements ServerState {
   private trimming: Promise<void> | undefined;
   private createdSinceTrim = 0;
   private closed = false;
-  /** The readiness read in flight, or its answer for a second after (see notReady). */
-  private readiness: Promise<string | undefined> | undefined;
+  /** A linearizable read of etcd, at most once a second (see notReady). */
+  private readonly etcdAnswers = sharedReadiness(() => this.call('a readiness read', () => this.kv.getAll().prefix('halted/').options(this.deadline()).count()).then(() => undefined));
   private readonly callTimeoutMs: number;
   private readonly maxAttempts: number;
   private readonly touchMs: number;
@@ -343,13 +344,7 @@ export class EtcdState implements ServerState {
    */
   notReady(): Promise<string | undefined> {
     if (!this.following) return Promise.resolve('the halted releases are not followed: the watch of them in etcd is down');
-    this.readiness ??= this.call('a readiness read', () => this.kv.getAll().prefix('halted/').options(this.deadline()).count())
-      .then(
-        () => undefined,
-        (err: Error) => err.message,
-      )
-      .finally(() => setTimeout(() => (this.readiness = undefined), 1000).unref());
-    return this.readiness;
+    return this.etcdAnswers();
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 /**
- * Prometheus /metrics and /healthz, scraped over HTTP: fleetlockd (a program, on its FleetLock
+ * Prometheus /metrics, /healthz and /readyz, scraped over HTTP: fleetlockd (a program, on its FleetLock
  * listener), two update servers in this process (each its own registry), and locksmithd with
  * --metrics-listen. Values follow what is done: a lock through fleetlockd counts.
  */
@@ -110,6 +110,20 @@ function httpsRequest(url: string, ca: string, method = 'GET', body?: string, he
     expect([only.status, only.stderr]).toEqual([2, 'fleetlockd: error: --tls-key needs --tls-cert\n']);
     rmSync(dir, { recursive: true, force: true });
   }, 30_000);
+
+  test('/readyz: ready while etcd answers; 503 and why while it does not (alive all the same); ready again once it is back', async () => {
+    const readyz = async () => {
+      const res = await fetch(`${base}/readyz`);
+      return `${res.status} ${await res.text()}`;
+    };
+    expect(await readyz()).toBe('200 ready\n');
+    const member = etcd.members[0]!;
+    etcd.kill(member);
+    await until(async () => (await readyz()).startsWith('503 not ready: '), 20_000, '/readyz to say 503');
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    await etcd.restart(member);
+    await until(async () => (await readyz()) === '200 ready\n', 30_000, '/readyz to say ready again');
+  }, 60_000);
 });
 
 (updateTools ? describe : describe.skip)('bootsmith-update-server /metrics', () => {
