@@ -224,7 +224,7 @@ const protoLoaderLazyReflection = {
         // The encoded files, made on first use: `fileDescriptors` becomes a function giving them.
         [
           "    const descriptorList = root.toDescriptor('proto3').file;\n    const bufferList = descriptorList.map(value => Buffer.from(descriptor.FileDescriptorProto.encode(value).finish()));\n",
-          "    let buffers;\n    const bufferList = () => (buffers ??= descriptor() && root.toDescriptor('proto3').file.map(value => Buffer.from(descriptor().FileDescriptorProto.encode(value).finish())));\n",
+          '    let buffers;\n    const bufferList = () => (buffers ??= encodeFiles(root));\n',
         ],
         // A message's and an enum's definition: its format now, the rest when first read (after
         // the files, so with the extension loaded).
@@ -235,7 +235,9 @@ const protoLoaderLazyReflection = {
         if (!text.includes(from)) throw new Error(`${args.path}: proto-loader no longer makes its definitions as scripts/build.mjs expects`);
         text = text.replace(from, to);
       }
-      text += '\nfunction lazyDefinition(format, make) {\n    let made;\n    return { format, get type() { return (made ??= make()).type; }, get fileDescriptorProtos() { return (made ??= make()).fileDescriptorProtos; } };\n}\n';
+      text +=
+        '\nfunction encodeFiles(root) {\n    const extension = descriptor();\n    return root.toDescriptor(\'proto3\').file.map(value => Buffer.from(extension.FileDescriptorProto.encode(value).finish()));\n}\n' +
+        'function lazyDefinition(format, make) {\n    let made;\n    return { format, get type() { return (made ??= make()).type; }, get fileDescriptorProtos() { return (made ??= make()).fileDescriptorProtos; } };\n}\n';
       return { contents: text, loader: 'js' };
     });
   },
@@ -412,21 +414,13 @@ function writeCodeCaches() {
   // Old caches go first: V8 would accept one for a bundle of the same length, and the new cache
   // would keep every function of the old one.
   for (const f of readdirSync(join(root, 'dist'))) if (f.endsWith('.js.cache')) rmSync(join(root, 'dist', f));
-  // A real run over the examples, so the cache holds the functions validation compiles.
-  const run = spawnSync(process.execPath, [join(root, 'bin/coreos-cloudinit.js'), '--validate', '--from-file', ...examples], {
-    env: { ...process.env, BOOTSMITH_WRITE_CODE_CACHE: 'coreos-cloudinit' },
-    encoding: 'utf8',
-  });
-  // Exit 1 means findings in the examples, which still warms the cache; anything else is a broken build.
-  if (run.status !== 0 && run.status !== 1) throw new Error(`writing the code cache failed: ${run.stderr}`);
+  // A real run over the examples, so the cache holds the functions validation compiles (exit 1
+  // means findings in the examples, which still warms it).
+  writeCodeCache('coreos-cloudinit', 'coreos-cloudinit', ['--validate', '--from-file', ...examples], [0, 1]);
   // And an apply into an empty root (files, units, hostname), for the cache of coreos-cloudinit-more.js.
   const target = mkdtempSync(join(tmpdir(), 'bootsmith-build-'));
   try {
-    const apply = spawnSync(process.execPath, [join(root, 'bin/coreos-cloudinit.js'), '--from-file', join(root, 'examples/static-network.yaml'), '--root', target], {
-      env: { ...process.env, BOOTSMITH_WRITE_CODE_CACHE: 'coreos-cloudinit-more' },
-      encoding: 'utf8',
-    });
-    if (apply.status !== 0 && apply.status !== 1) throw new Error(`writing the code cache of the apply path failed: ${apply.stderr}`);
+    writeCodeCache('coreos-cloudinit-more', 'coreos-cloudinit', ['--from-file', join(root, 'examples/static-network.yaml'), '--root', target], [0, 1]);
   } finally {
     rmSync(target, { recursive: true, force: true });
   }
@@ -434,13 +428,20 @@ function writeCodeCaches() {
   // protobufjs, dbus-next ...) and the option parsing, which is most of a start (locksmithctl
   // --help 66 -> 35 ms, update_engine --help 92 -> 54 ms). What a real run goes on to call
   // compiles when first called, as without a cache.
-  for (const name of programs.filter((p) => p !== 'coreos-cloudinit')) {
-    const help = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(join(root, 'bin/load-bundle.js'))}).run(${JSON.stringify(name)}, ['--help'])`], {
-      env: { ...process.env, BOOTSMITH_WRITE_CODE_CACHE: name },
-      encoding: 'utf8',
-    });
-    if (help.status !== 0) throw new Error(`writing the code cache of ${name} failed: ${help.stderr}`);
-  }
+  for (const name of programs.filter((p) => p !== 'coreos-cloudinit')) writeCodeCache(name, name, ['--help']);
+}
+
+/**
+ * Runs `program` with `args` as bin/ does (bin/load-bundle.js), the bundle `bundle` writing its
+ * code cache at exit; any exit code but `worked` is a broken build.
+ */
+function writeCodeCache(bundle, program, args, worked = [0]) {
+  const loader = JSON.stringify(join(root, 'bin/load-bundle.js'));
+  const r = spawnSync(process.execPath, ['-e', `require(${loader}).run(${JSON.stringify(program)}, ${JSON.stringify(args)})`], {
+    env: { ...process.env, BOOTSMITH_WRITE_CODE_CACHE: bundle },
+    encoding: 'utf8',
+  });
+  if (!worked.includes(r.status)) throw new Error(`writing the code cache of ${bundle} failed (exit ${r.status}): ${r.stderr}`);
 }
 
 compileSchema();
